@@ -1,0 +1,252 @@
+//! The storage behind one scalar stat: striped atomics, so threads that
+//! record into the same stat do not fight over one cache line.
+//!
+//! Each thread is given a stripe on first use (round-robin); an integer
+//! increment is one relaxed `fetch_add` on that thread's stripe. Reading sums
+//! the stripes. A float increment is a compare-and-swap loop on the
+//! thread's stripe's float half; once any float has been recorded the stat
+//! reads as a float for good.
+
+use std::cell::Cell;
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed,
+};
+
+use crate::value::Value;
+
+/// Stripes per stat. Four stripes of 128 bytes (two cache lines, because
+/// x86's adjacent-line prefetcher couples pairs) keep a stat at 512 bytes
+/// while two to four hot threads never share a line.
+pub(crate) const STRIPES: usize = 4;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe {
+    int: AtomicI64,
+    float: AtomicU64,
+}
+
+/// What the registry knows about how a stat is used; drives merge rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// Only ever increased: safe to keep counting after its process exits.
+    Counter,
+    /// Set, or moved both ways: its value means something only while its
+    /// process lives.
+    Gauge,
+}
+
+const COUNTER: u8 = 0;
+const GAUGE: u8 = 1;
+
+/// One scalar stat.
+pub(crate) struct Scalar {
+    name: Box<str>,
+    kind: AtomicU8,
+    is_float: AtomicBool,
+    stripes: [Stripe; STRIPES],
+}
+
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+#[inline]
+fn stripe_index() -> usize {
+    // During thread teardown the thread-local may be gone; any stripe is
+    // still correct, only slower.
+    STRIPE
+        .try_with(|cell| {
+            let index = cell.get();
+            if index != usize::MAX {
+                return index;
+            }
+            let index = NEXT_STRIPE.fetch_add(1, Relaxed) % STRIPES;
+            cell.set(index);
+            index
+        })
+        .unwrap_or(0)
+        % STRIPES
+}
+
+impl Scalar {
+    pub(crate) fn new(name: Box<str>, kind: Kind) -> Scalar {
+        Scalar {
+            name,
+            kind: AtomicU8::new(match kind {
+                Kind::Counter => COUNTER,
+                Kind::Gauge => GAUGE,
+            }),
+            is_float: AtomicBool::new(false),
+            stripes: Default::default(),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        if self.kind.load(Relaxed) == COUNTER {
+            Kind::Counter
+        } else {
+            Kind::Gauge
+        }
+    }
+
+    /// Makes the stat a gauge for good (a gauge handle was asked for).
+    pub(crate) fn mark_gauge(&self) {
+        if self.kind.load(Relaxed) != GAUGE {
+            self.demote_to_gauge();
+        }
+    }
+
+    #[cold]
+    fn demote_to_gauge(&self) {
+        self.kind.store(GAUGE, Relaxed);
+    }
+
+    /// Adds a non-negative integer: the counter hot path.
+    #[inline]
+    pub(crate) fn add_unsigned(&self, by: u64) {
+        match i64::try_from(by) {
+            Ok(by) => self.add_int(by),
+            Err(_) => self.add_float(by as f64),
+        }
+    }
+
+    /// Adds any integer; a negative one makes the stat a gauge.
+    #[inline]
+    pub(crate) fn add_int(&self, by: i64) {
+        let stripe = &self.stripes[stripe_index()];
+        let before = stripe.int.fetch_add(by, Relaxed);
+        if before.checked_add(by).is_none() {
+            self.int_overflowed(stripe, by);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, by: Value) {
+        if by.is_negative() && self.kind.load(Relaxed) == COUNTER {
+            self.demote_to_gauge();
+        }
+        match by {
+            Value::Int(i) => self.add_int(i),
+            Value::Float(f) => self.add_float(f),
+        }
+    }
+
+    /// The wrapped add is undone and the amount moved to the float half, so
+    /// the total stays right and the stat reads as a float from now on.
+    #[cold]
+    fn int_overflowed(&self, stripe: &Stripe, by: i64) {
+        stripe.int.fetch_sub(by, Relaxed);
+        self.add_float(by as f64);
+    }
+
+    pub(crate) fn add_float(&self, by: f64) {
+        if !self.is_float.load(Relaxed) {
+            self.is_float.store(true, Relaxed);
+        }
+        let stripe = &self.stripes[stripe_index()];
+        let mut current = stripe.float.load(Relaxed);
+        loop {
+            let next = (f64::from_bits(current) + by).to_bits();
+            match stripe
+                .float
+                .compare_exchange_weak(current, next, Relaxed, Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Replaces the value; makes the stat a gauge. An integer set on a float
+    /// stat keeps it a float.
+    pub(crate) fn set(&self, value: Value) {
+        self.mark_gauge();
+        let (int, float) = match value {
+            Value::Int(i) => (i, 0.0f64),
+            Value::Float(f) => {
+                self.is_float.store(true, Relaxed);
+                (0, f)
+            }
+        };
+        for (i, stripe) in self.stripes.iter().enumerate() {
+            stripe.int.store(if i == 0 { int } else { 0 }, Relaxed);
+            stripe
+                .float
+                .store(if i == 0 { float } else { 0.0 }.to_bits(), Relaxed);
+        }
+    }
+
+    /// The current value: the sum of the stripes.
+    pub(crate) fn value(&self) -> Value {
+        let mut int: i128 = 0;
+        let mut float = 0.0f64;
+        let mut any_float_bits = false;
+        for stripe in &self.stripes {
+            int += i128::from(stripe.int.load(Relaxed));
+            let bits = stripe.float.load(Relaxed);
+            any_float_bits |= bits != 0;
+            float += f64::from_bits(bits);
+        }
+        if self.is_float.load(Relaxed) || any_float_bits {
+            return Value::Float(int as f64 + float);
+        }
+        i64::try_from(int).map_or(Value::Float(int as f64), Value::Int)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar() -> Scalar {
+        Scalar::new("s".into(), Kind::Counter)
+    }
+
+    #[test]
+    fn ints_stay_ints_until_a_float_arrives() {
+        let s = scalar();
+        s.add_int(2);
+        s.add_int(3);
+        assert_eq!(s.value(), Value::Int(5));
+        s.add_float(0.0);
+        assert_eq!(s.value(), Value::Float(5.0));
+        s.set(Value::Int(1));
+        assert_eq!(s.value(), Value::Float(1.0), "once a float, always a float");
+    }
+
+    #[test]
+    fn overflow_moves_to_float_and_keeps_the_total() {
+        let s = scalar();
+        s.add_int(i64::MAX);
+        s.add_int(10);
+        assert_eq!(s.value(), Value::Float(i64::MAX as f64 + 10.0));
+    }
+
+    #[test]
+    fn kind_follows_use() {
+        let s = scalar();
+        s.add(Value::Int(1));
+        assert_eq!(s.kind(), Kind::Counter);
+        s.add(Value::Int(-1));
+        assert_eq!(s.kind(), Kind::Gauge);
+        let t = scalar();
+        t.set(Value::Int(4));
+        assert_eq!(t.kind(), Kind::Gauge);
+        assert_eq!(t.value(), Value::Int(4));
+    }
+
+    #[test]
+    fn huge_unsigned_becomes_float() {
+        let s = scalar();
+        s.add_unsigned(u64::MAX);
+        assert_eq!(s.value(), Value::Float(u64::MAX as f64));
+    }
+}

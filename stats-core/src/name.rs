@@ -1,0 +1,121 @@
+//! Stat names: what a name may contain, and how bad names are made good.
+//!
+//! A name is the text before the last `:` of a line, trimmed. So a name can
+//! hold spaces, dots, colons and brackets (`My Nice Stat`, `a.b.c`,
+//! `host:port`, `another[one]`), but it can never hold a line break, never
+//! start or end with whitespace, and never be empty. Names starting with
+//! [`METADATA_PREFIX`] are reserved for snapshot metadata.
+
+use std::borrow::Cow;
+
+/// First character of reserved metadata names (`#pid`, `#end`, ...).
+pub const METADATA_PREFIX: char = '#';
+
+/// The name used when a name is empty after sanitising.
+pub const EMPTY_NAME: &str = "_";
+
+/// Why a name is not valid as it stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameError {
+    /// Empty, or only whitespace.
+    Empty,
+    /// Starts or ends with whitespace (a reader would trim it away).
+    SurroundingWhitespace,
+    /// Holds a control character such as `\n`, `\r` or `\t`.
+    ControlCharacter,
+    /// Starts with the reserved metadata prefix `#`.
+    Reserved,
+}
+
+impl std::fmt::Display for NameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NameError::Empty => "stat name is empty",
+            NameError::SurroundingWhitespace => "stat name starts or ends with whitespace",
+            NameError::ControlCharacter => "stat name contains a control character",
+            NameError::Reserved => "stat names starting with '#' are reserved for metadata",
+        })
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// Checks that `name` reads back unchanged from a `name: value` line and is
+/// not reserved.
+pub fn validate(name: &str) -> Result<(), NameError> {
+    if name.trim().is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.trim() != name {
+        return Err(NameError::SurroundingWhitespace);
+    }
+    if name.chars().any(char::is_control) {
+        return Err(NameError::ControlCharacter);
+    }
+    if name.starts_with(METADATA_PREFIX) {
+        return Err(NameError::Reserved);
+    }
+    Ok(())
+}
+
+/// Makes any text a valid name, the way the registry does at creation:
+/// control characters (`\n`, `\r`, `\t`, ...) become `_`, surrounding
+/// whitespace is trimmed, an empty result becomes `_`, and a leading `#` gets
+/// a `_` in front. A valid name comes back borrowed and unchanged.
+pub fn sanitize(name: &str) -> Cow<'_, str> {
+    if validate(name).is_ok() {
+        return Cow::Borrowed(name);
+    }
+    let replaced: String = name
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .collect();
+    let trimmed = replaced.trim();
+    Cow::Owned(if trimmed.is_empty() {
+        EMPTY_NAME.to_owned()
+    } else if trimmed.starts_with(METADATA_PREFIX) {
+        format!("_{trimmed}")
+    } else {
+        trimmed.to_owned()
+    })
+}
+
+/// Whether a name read from a pipe is reserved metadata rather than a stat.
+pub fn is_metadata(name: &str) -> bool {
+    name.starts_with(METADATA_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_table() {
+        let cases = [
+            ("My Nice Stat", "My Nice Stat"),
+            ("a.b.c", "a.b.c"),
+            ("another[one]", "another[one]"),
+            ("host:port", "host:port"),
+            ("two\nlines", "two_lines"),
+            ("cr\r\n", "cr__"),
+            ("  padded  ", "padded"),
+            ("", "_"),
+            ("   ", "_"),
+            ("#pid", "_#pid"),
+            (" #x", "_#x"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(sanitize(raw), want, "{raw:?}");
+            assert_eq!(validate(&sanitize(raw)), Ok(()), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn validate_table() {
+        assert_eq!(validate(""), Err(NameError::Empty));
+        assert_eq!(validate(" a"), Err(NameError::SurroundingWhitespace));
+        assert_eq!(validate("a\tb"), Err(NameError::ControlCharacter));
+        assert_eq!(validate("#end"), Err(NameError::Reserved));
+        assert_eq!(validate("a#b"), Ok(()));
+    }
+}

@@ -1,0 +1,297 @@
+//! Streaming reader of `name: value` lines: feed it bytes in any chunks and
+//! it calls back once per good line. Bad lines are skipped and counted, with
+//! their line numbers, never fatal.
+
+use crate::format::{LineError, parse_line};
+use crate::value::Value;
+
+/// Default longest accepted line, in bytes (without the `\n`).
+pub const DEFAULT_MAX_LINE: usize = 4096;
+
+/// How many errors are kept with their details; the rest are only counted.
+pub const KEPT_ERRORS: usize = 16;
+
+/// What was wrong with a skipped line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    /// The line could not be split into a name and a number.
+    Line(LineError),
+    /// The line is not valid UTF-8.
+    InvalidUtf8,
+    /// The line is longer than the parser's maximum.
+    TooLong,
+}
+
+/// One skipped line: its 1-based number and what was wrong with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line number within the stream.
+    pub line: u64,
+    /// What was wrong.
+    pub kind: ParseErrorKind,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: ", self.line)?;
+        match self.kind {
+            ParseErrorKind::Line(e) => write!(f, "{e}"),
+            ParseErrorKind::InvalidUtf8 => f.write_str("not valid UTF-8"),
+            ParseErrorKind::TooLong => f.write_str("line too long"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Every skipped line counted; the first [`KEPT_ERRORS`] kept in detail.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorLog {
+    count: u64,
+    first: Vec<ParseError>,
+}
+
+impl ErrorLog {
+    /// How many lines were skipped.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The first skipped lines, in order (at most [`KEPT_ERRORS`]).
+    pub fn first(&self) -> &[ParseError] {
+        &self.first
+    }
+
+    /// Whether no line was skipped.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn push(&mut self, error: ParseError) {
+        self.count += 1;
+        if self.first.len() < KEPT_ERRORS {
+            self.first.push(error);
+        }
+    }
+}
+
+/// A streaming line parser. Lines end at `\n`; a trailing `\r` is dropped;
+/// blank lines are skipped silently.
+#[derive(Debug)]
+pub struct Parser {
+    max_line: usize,
+    partial: Vec<u8>,
+    discarding: bool,
+    line_no: u64,
+    good_lines: u64,
+    errors: ErrorLog,
+}
+
+impl Default for Parser {
+    fn default() -> Parser {
+        Parser::new(DEFAULT_MAX_LINE)
+    }
+}
+
+impl Parser {
+    /// A parser that skips (and counts) lines longer than `max_line` bytes.
+    pub fn new(max_line: usize) -> Parser {
+        Parser {
+            max_line,
+            partial: Vec::new(),
+            discarding: false,
+            line_no: 0,
+            good_lines: 0,
+            errors: ErrorLog::default(),
+        }
+    }
+
+    /// Parses what `chunk` completes, calling `on_entry(name, value)` for each
+    /// good line (metadata lines included: see [`crate::name::is_metadata`]).
+    /// An unfinished last line is kept (up to the maximum) for the next call.
+    pub fn feed(&mut self, mut chunk: &[u8], mut on_entry: impl FnMut(&str, Value)) {
+        while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+            let (line, rest) = (&chunk[..end], &chunk[end + 1..]);
+            chunk = rest;
+            if self.discarding {
+                self.discarding = false;
+                self.line_no += 1;
+                continue;
+            }
+            if self.partial.is_empty() {
+                self.line(line, &mut on_entry);
+            } else if self.partial.len() + line.len() > self.max_line {
+                self.partial.clear();
+                self.skip_too_long();
+            } else {
+                let mut joined = std::mem::take(&mut self.partial);
+                joined.extend_from_slice(line);
+                self.line(&joined, &mut on_entry);
+                joined.clear();
+                self.partial = joined;
+            }
+        }
+        if self.discarding {
+            return;
+        }
+        if self.partial.len() + chunk.len() > self.max_line {
+            self.partial.clear();
+            self.discarding = true;
+            self.errors.push(ParseError {
+                line: self.line_no + 1,
+                kind: ParseErrorKind::TooLong,
+            });
+        } else {
+            self.partial.extend_from_slice(chunk);
+        }
+    }
+
+    /// Ends the stream: parses a last line that had no `\n`.
+    pub fn finish(&mut self, mut on_entry: impl FnMut(&str, Value)) {
+        if self.discarding {
+            self.discarding = false;
+            self.line_no += 1;
+        } else if !self.partial.is_empty() {
+            let last = std::mem::take(&mut self.partial);
+            self.line(&last, &mut on_entry);
+        }
+    }
+
+    /// Lines seen so far, good, blank and bad.
+    pub fn lines(&self) -> u64 {
+        self.line_no
+    }
+
+    /// Good lines so far.
+    pub fn good_lines(&self) -> u64 {
+        self.good_lines
+    }
+
+    /// The skipped lines so far.
+    pub fn errors(&self) -> &ErrorLog {
+        &self.errors
+    }
+
+    /// Takes the error log, leaving an empty one.
+    pub fn take_errors(&mut self) -> ErrorLog {
+        std::mem::take(&mut self.errors)
+    }
+
+    fn skip_too_long(&mut self) {
+        self.line_no += 1;
+        self.errors.push(ParseError {
+            line: self.line_no,
+            kind: ParseErrorKind::TooLong,
+        });
+    }
+
+    fn line(&mut self, line: &[u8], on_entry: &mut impl FnMut(&str, Value)) {
+        self.line_no += 1;
+        if line.len() > self.max_line {
+            self.errors.push(ParseError {
+                line: self.line_no,
+                kind: ParseErrorKind::TooLong,
+            });
+            return;
+        }
+        let Ok(text) = std::str::from_utf8(line) else {
+            self.errors.push(ParseError {
+                line: self.line_no,
+                kind: ParseErrorKind::InvalidUtf8,
+            });
+            return;
+        };
+        if text.trim().is_empty() {
+            return;
+        }
+        match parse_line(text) {
+            Ok((name, value)) => {
+                self.good_lines += 1;
+                on_entry(name, value);
+            }
+            Err(e) => self.errors.push(ParseError {
+                line: self.line_no,
+                kind: ParseErrorKind::Line(e),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_chunks(chunks: &[&[u8]], max: usize) -> (Vec<(String, Value)>, ErrorLog) {
+        let mut parser = Parser::new(max);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            parser.feed(chunk, |n, v| out.push((n.to_owned(), v)));
+        }
+        parser.finish(|n, v| out.push((n.to_owned(), v)));
+        (out, parser.take_errors())
+    }
+
+    #[test]
+    fn garbage_is_skipped_counted_and_numbered() {
+        let input: &[u8] = b"a: 1\ngarbage\n\nb: 2.0\r\n\xff\xfe: 3\nc: x\n: 4\nd: -5";
+        let (entries, errors) = parse_chunks(&[input], 64);
+        assert_eq!(
+            entries,
+            vec![
+                ("a".into(), Value::Int(1)),
+                ("b".into(), Value::Float(2.0)),
+                ("d".into(), Value::Int(-5)),
+            ]
+        );
+        let lines: Vec<_> = errors.first().iter().map(|e| (e.line, e.kind)).collect();
+        assert_eq!(
+            lines,
+            vec![
+                (2, ParseErrorKind::Line(LineError::NoSeparator)),
+                (5, ParseErrorKind::InvalidUtf8),
+                (6, ParseErrorKind::Line(LineError::BadValue)),
+                (7, ParseErrorKind::Line(LineError::EmptyName)),
+            ]
+        );
+        assert_eq!(errors.count(), 4);
+    }
+
+    #[test]
+    fn any_chunking_gives_the_same_result() {
+        let input = b"alpha: 1\nbeta gamma: 2.5\nlong long long name: 3\nz: nan\n";
+        let whole = parse_chunks(&[input], 64);
+        for size in 1..input.len() {
+            let chunks: Vec<&[u8]> = input.chunks(size).collect();
+            assert_eq!(parse_chunks(&chunks, 64), whole, "chunk size {size}");
+        }
+    }
+
+    #[test]
+    fn over_long_lines_are_skipped_in_any_chunking() {
+        let mut input = b"ok: 1\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 100));
+        input.extend_from_slice(b": 7\nafter: 2\n");
+        for size in [1, 7, 50, 200] {
+            let chunks: Vec<&[u8]> = input.chunks(size).collect();
+            let (entries, errors) = parse_chunks(&chunks, 32);
+            assert_eq!(entries.len(), 2, "chunk size {size}");
+            assert_eq!(
+                errors.first()[0],
+                ParseError {
+                    line: 2,
+                    kind: ParseErrorKind::TooLong
+                }
+            );
+            assert_eq!(errors.count(), 1);
+        }
+    }
+
+    #[test]
+    fn keeps_only_the_first_errors_but_counts_all() {
+        let input = "bad\n".repeat(100);
+        let (_, errors) = parse_chunks(&[input.as_bytes()], 64);
+        assert_eq!(errors.count(), 100);
+        assert_eq!(errors.first().len(), KEPT_ERRORS);
+        assert_eq!(errors.first()[15].line, 16);
+    }
+}

@@ -1,0 +1,3 @@
+//! Shared helpers for the end-to-end tests in `tests/tests/`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
