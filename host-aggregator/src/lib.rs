@@ -4,8 +4,18 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod collector;
+pub mod discovery;
 mod error;
+pub mod gc;
+pub mod procfs;
+mod reader;
 mod source;
 
+pub use collector::Collector;
+pub use discovery::default_dir;
 pub use error::Error;
-pub use source::{Pass, ReadOptions, RefuseReason, Source, Status};
+pub use gc::{GcAction, GcOutcome, gc};
+pub use procfs::ProcessStats;
+pub use reader::read_one;
+pub use source::{Pass, ReadOptions, RefuseReason, Source, Status, pid_from_path};

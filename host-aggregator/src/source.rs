@@ -28,6 +28,20 @@ pub enum RefuseReason {
     BadName,
 }
 
+impl RefuseReason {
+    /// A short snake_case word for JSON and logs: `symlink`, `not_fifo`,
+    /// `wrong_owner`, `permission`, `bad_name`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RefuseReason::Symlink => "symlink",
+            RefuseReason::NotFifo => "not_fifo",
+            RefuseReason::WrongOwner { .. } => "wrong_owner",
+            RefuseReason::Permission => "permission",
+            RefuseReason::BadName => "bad_name",
+        }
+    }
+}
+
 /// The outcome of reading one source in a pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -46,6 +60,50 @@ pub enum Status {
     Stale,
     /// Listed, but gone when opened (and on every retry).
     Vanished,
+    /// An unexpected system error on this source (the message says which
+    /// call and why). Rare: the known cases have their own status.
+    Failed(String),
+}
+
+impl Status {
+    /// A short snake_case word for JSON and logs: `ok`, `timed_out`,
+    /// `incomplete`, `too_large`, `refused`, `stale`, `vanished`, `failed`
+    /// (the refusal's reason is [`RefuseReason::as_str`]).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::TimedOut => "timed_out",
+            Status::Incomplete => "incomplete",
+            Status::TooLarge => "too_large",
+            Status::Refused(_) => "refused",
+            Status::Stale => "stale",
+            Status::Vanished => "vanished",
+            Status::Failed(_) => "failed",
+        }
+    }
+
+    /// Whether the source's stats were read and count in the merge.
+    pub fn is_ok(&self) -> bool {
+        *self == Status::Ok
+    }
+}
+
+impl std::fmt::Display for Status {
+    /// `ok`, `refused (symlink)`, `failed (cannot read: ...)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Refused(RefuseReason::WrongOwner {
+                fifo_uid,
+                process_uid,
+            }) => write!(
+                f,
+                "refused (wrong owner: FIFO uid {fifo_uid}, process uid {process_uid})"
+            ),
+            Status::Refused(reason) => write!(f, "refused ({})", reason.as_str()),
+            Status::Failed(message) => write!(f, "failed ({message})"),
+            other => f.write_str(other.as_str()),
+        }
+    }
 }
 
 /// One pipe and what reading it gave.
@@ -78,7 +136,40 @@ pub struct Source {
     pub last_seen: Option<SystemTime>,
 }
 
-/// Limits for one read pass.
+impl Source {
+    /// A source not read yet: status [`Status::Vanished`] until a read says
+    /// otherwise, PID taken from a `<pid>.stats` file name.
+    pub fn new(path: PathBuf) -> Source {
+        let pid = pid_from_path(&path);
+        Source {
+            path,
+            pid,
+            status: Status::Vanished,
+            snapshot: Snapshot::new(),
+            header: None,
+            foreign: false,
+            lines: 0,
+            bad_lines: 0,
+            first_errors: Vec::new(),
+            attempts: 0,
+            bytes: 0,
+            last_seen: None,
+        }
+    }
+}
+
+/// The PID in a `<pid>.stats` file name: decimal digits only, no sign, no
+/// leading zero, not 0, and within `u32`.
+pub fn pid_from_path(path: &std::path::Path) -> Option<u32> {
+    let digits = path.file_name()?.to_str()?.strip_suffix(".stats")?;
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Limits for one read pass. Build with [`ReadOptions::new`] and change the
+/// fields you need.
 #[derive(Clone, Debug)]
 pub struct ReadOptions {
     /// The pipe directory.
@@ -89,8 +180,40 @@ pub struct ReadOptions {
     pub max_bytes: usize,
     /// Longest line accepted, in bytes.
     pub max_line: usize,
-    /// Extra opens for an empty or incomplete snapshot.
+    /// Extra opens for an empty or incomplete snapshot, or for a path that
+    /// was listed but missing at open (pipestatic's writer re-creates its
+    /// FIFO after each read).
     pub retries: u32,
+    /// Wait before such a retry.
+    pub retry_delay: Duration,
+}
+
+impl ReadOptions {
+    /// Default pass deadline: a live writer answers in well under a
+    /// millisecond, so only a stuck one waits this long, and one second
+    /// still fits a Prometheus scrape timeout.
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(1);
+    /// Default byte cap per source: 16 MiB is ~300,000 stats, far past any
+    /// sane process, small enough that a hostile writer cannot exhaust memory.
+    pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
+    /// Default retries: three, enough for 4 concurrent readers in the
+    /// measurements of FIFO-NOTES.md.
+    pub const DEFAULT_RETRIES: u32 = 3;
+    /// Default wait between retries (~2 ms, as measured in FIFO-NOTES.md).
+    pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(2);
+
+    /// Options for reading `dir` with the defaults above and
+    /// [`stats_core::DEFAULT_MAX_LINE`].
+    pub fn new(dir: impl Into<PathBuf>) -> ReadOptions {
+        ReadOptions {
+            dir: dir.into(),
+            deadline: ReadOptions::DEFAULT_DEADLINE,
+            max_bytes: ReadOptions::DEFAULT_MAX_BYTES,
+            max_line: stats_core::DEFAULT_MAX_LINE,
+            retries: ReadOptions::DEFAULT_RETRIES,
+            retry_delay: ReadOptions::DEFAULT_RETRY_DELAY,
+        }
+    }
 }
 
 /// Everything one pass read.
@@ -104,4 +227,16 @@ pub struct Pass {
     pub sources: Vec<Source>,
     /// The host-wide merge of every `Ok` source.
     pub merged: Snapshot,
+}
+
+impl Pass {
+    /// The source of process `pid`, if its pipe was found.
+    pub fn source(&self, pid: u32) -> Option<&Source> {
+        self.sources.iter().find(|s| s.pid == Some(pid))
+    }
+
+    /// How many sources were read `Ok`.
+    pub fn ok_count(&self) -> usize {
+        self.sources.iter().filter(|s| s.status.is_ok()).count()
+    }
 }

@@ -1,0 +1,109 @@
+//! Finding the stats pipes: every `*.stats` entry directly under the pipe
+//! directory.
+
+use std::path::{Path, PathBuf};
+
+use walkdir::WalkDir;
+
+use crate::error::Error;
+
+/// Environment variable naming the pipe directory (the writer reads it too).
+pub const DIR_ENV: &str = "STATS_PIPE_DIR";
+
+/// The pipe directory when [`DIR_ENV`] is not set.
+pub const FALLBACK_DIR: &str = "/tmp/stats-pipe";
+
+/// The pipe directory: `$STATS_PIPE_DIR` if set and not empty, else
+/// `/tmp/stats-pipe` (the same rule as the writer).
+pub fn default_dir() -> PathBuf {
+    match std::env::var_os(DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(FALLBACK_DIR),
+    }
+}
+
+/// Every entry named `*.stats` directly in `dir`, sorted by path, whatever
+/// its type: the reader decides what to do with symlinks, regular files or
+/// directories (and says so in their status). Links are never followed.
+/// Dotfiles are skipped, which covers the writer's temporary FIFOs
+/// (`.<pid>.stats.<n>.tmp`).
+///
+/// # Errors
+/// [`Error::Dir`] if `dir` cannot be listed. Entries that vanish while
+/// listing are skipped.
+pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut found = Vec::new();
+    for entry in WalkDir::new(dir)
+        .min_depth(1)
+        .max_depth(1)
+        .follow_links(false)
+        .follow_root_links(true)
+    {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.depth() == 0 => {
+                return Err(Error::Dir {
+                    path: dir.to_path_buf(),
+                    source: e.into(),
+                });
+            }
+            // A child that vanished between readdir and its lstat.
+            Err(_) => continue,
+        };
+        if is_pipe_name(entry.file_name().as_encoded_bytes()) {
+            found.push(entry.into_path());
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+/// `*.stats`, not hidden, something before the suffix.
+fn is_pipe_name(name: &[u8]) -> bool {
+    name.len() > ".stats".len() && name.ends_with(b".stats") && !name.starts_with(b".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipe_names() {
+        assert!(is_pipe_name(b"42.stats"));
+        assert!(is_pipe_name(b"x.stats"));
+        assert!(!is_pipe_name(b".stats"));
+        assert!(!is_pipe_name(b".42.stats.1.tmp"));
+        assert!(!is_pipe_name(b".42.stats"));
+        assert!(!is_pipe_name(b"42.stats.tmp"));
+        assert!(!is_pipe_name(b"42.txt"));
+    }
+
+    #[test]
+    fn missing_dir_is_an_error_naming_it() {
+        let err = discover(Path::new("/nonexistent/stats-pipe-dir")).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/stats-pipe-dir"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn lists_only_stats_entries_sorted_without_following_links() {
+        let dir = std::env::temp_dir().join(format!("discovery-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub.stats")).unwrap();
+        std::fs::write(dir.join("2.stats"), "a: 1\n").unwrap();
+        std::fs::write(dir.join("1.stats"), "a: 1\n").unwrap();
+        std::fs::write(dir.join("notes.txt"), "").unwrap();
+        std::fs::write(dir.join(".3.stats.0.tmp"), "").unwrap();
+        std::fs::write(dir.join("sub.stats/9.stats"), "").unwrap();
+        std::os::unix::fs::symlink("/etc", dir.join("link.stats")).unwrap();
+        let names: Vec<String> = discover(&dir)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["1.stats", "2.stats", "link.stats", "sub.stats"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

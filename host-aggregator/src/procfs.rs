@@ -1,0 +1,250 @@
+//! What the kernel says about a process: liveness, owner, start time, and a
+//! few figures (memory, CPU, threads, descriptors) read from `/proc`.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::time::{ClockId, clock_gettime};
+use nix::unistd::{Pid, SysconfVar, sysconf};
+
+/// Whether a process with this PID exists. `kill(pid, 0)`: ESRCH means dead;
+/// EPERM means alive but another user's. A reused PID reads as alive: see
+/// [`start_time`] to tell an old holder from the new one.
+pub fn is_alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    // kill(0) and kill(-1) address groups, not a process.
+    if raw <= 0 {
+        return false;
+    }
+    match kill(Pid::from_raw(raw), None) {
+        Ok(()) | Err(Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}
+
+/// The effective user ID of a process (second field of the `Uid:` line of
+/// `/proc/<pid>/status`): the owner of the files it creates.
+///
+/// # Errors
+/// The process is gone, or `/proc` is not readable or not as expected.
+pub fn owner_uid(pid: u32) -> io::Result<u32> {
+    let status = std::fs::read_to_string(proc_path(pid, "status"))?;
+    status_field(&status, "Uid:")
+        .and_then(|uids| uids.split_whitespace().nth(1)?.parse().ok())
+        .ok_or_else(|| malformed(pid, "status", "Uid"))
+}
+
+/// When a process started, as wall-clock time: field 22 of
+/// `/proc/<pid>/stat` (clock ticks after boot) plus the boot time. The boot
+/// time is taken as `CLOCK_REALTIME - CLOCK_BOOTTIME` now, which is exact to
+/// a tick (the `btime` of `/proc/stat` is whole seconds only).
+///
+/// # Errors
+/// The process is gone, or `/proc` is not readable or not as expected.
+pub fn start_time(pid: u32) -> io::Result<SystemTime> {
+    let stat = std::fs::read_to_string(proc_path(pid, "stat"))?;
+    let fields = StatFields::parse(&stat).ok_or_else(|| malformed(pid, "stat", "fields"))?;
+    Ok(boot_time()? + ticks_to_duration(fields.start_ticks))
+}
+
+/// How much older than its process's start a FIFO must be to count as a
+/// leftover of an earlier holder of the PID. Covers the tick resolution of
+/// the start time (10 ms) and the coarse clock behind file times; a reused
+/// PID that the margin misses is only read (and finds no writer), never
+/// removed.
+pub const STALE_MARGIN: Duration = Duration::from_millis(100);
+
+/// Why a pipe is a leftover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Staleness {
+    /// No process has the PID.
+    Dead,
+    /// A process has the PID but started after the FIFO last changed: the
+    /// PID was reused.
+    Reused,
+}
+
+/// Whether a pipe named after `pid` whose FIFO last changed at `changed`
+/// (its ctime) is a leftover, and why; `None` for a live owner.
+pub fn staleness(pid: u32, changed: SystemTime) -> Option<Staleness> {
+    if !is_alive(pid) {
+        return Some(Staleness::Dead);
+    }
+    match start_time(pid) {
+        Ok(started) if changed + STALE_MARGIN < started => Some(Staleness::Reused),
+        Ok(_) => None,
+        // Exited since the kill probe.
+        Err(_) if !is_alive(pid) => Some(Staleness::Dead),
+        // /proc unreadable (hidepid): the process is alive, do not judge.
+        Err(_) => None,
+    }
+}
+
+/// Basic figures about one process, for `/processes` and `show`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessStats {
+    /// The PID.
+    pub pid: u32,
+    /// Resident memory, bytes (`VmRSS`).
+    pub rss_bytes: u64,
+    /// User plus system CPU time used.
+    pub cpu: Duration,
+    /// Number of threads.
+    pub threads: u64,
+    /// Open file descriptors (`None` when `/proc/<pid>/fd` is not readable).
+    pub open_fds: Option<u64>,
+    /// Time since the process started.
+    pub uptime: Duration,
+    /// The process's effective user ID.
+    pub uid: u32,
+}
+
+impl ProcessStats {
+    /// Reads the figures of process `pid` from `/proc`.
+    ///
+    /// # Errors
+    /// The process is gone, or `/proc` is not readable or not as expected.
+    pub fn read(pid: u32) -> io::Result<ProcessStats> {
+        let stat = std::fs::read_to_string(proc_path(pid, "stat"))?;
+        let fields = StatFields::parse(&stat).ok_or_else(|| malformed(pid, "stat", "fields"))?;
+        let status = std::fs::read_to_string(proc_path(pid, "status"))?;
+        // Kernel threads have no VmRSS line: they use no user memory.
+        let rss_kib: u64 = status_field(&status, "VmRSS:")
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let uid = status_field(&status, "Uid:")
+            .and_then(|uids| uids.split_whitespace().nth(1)?.parse().ok())
+            .ok_or_else(|| malformed(pid, "status", "Uid"))?;
+        let open_fds = std::fs::read_dir(proc_path(pid, "fd"))
+            .ok()
+            .map(|dir| dir.count() as u64);
+        let started = boot_time()? + ticks_to_duration(fields.start_ticks);
+        Ok(ProcessStats {
+            pid,
+            rss_bytes: rss_kib * 1024,
+            cpu: ticks_to_duration(fields.utime_ticks + fields.stime_ticks),
+            threads: fields.threads,
+            open_fds,
+            uptime: SystemTime::now()
+                .duration_since(started)
+                .unwrap_or(Duration::ZERO),
+            uid,
+        })
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` we use. The command name (field 2) is in
+/// parentheses and may hold spaces and `)`, so fields are counted after the
+/// LAST `)`: field 3 is the first one there.
+struct StatFields {
+    utime_ticks: u64,
+    stime_ticks: u64,
+    threads: u64,
+    start_ticks: u64,
+}
+
+impl StatFields {
+    fn parse(stat: &str) -> Option<StatFields> {
+        let after_comm = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        // Field n (1-based, as in proc(5)) is fields[n - 3].
+        let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+        Some(StatFields {
+            utime_ticks: field(14)?,
+            stime_ticks: field(15)?,
+            threads: field(20)?,
+            start_ticks: field(22)?,
+        })
+    }
+}
+
+fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status.lines().find_map(|line| line.strip_prefix(key))
+}
+
+fn proc_path(pid: u32, file: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/{file}"))
+}
+
+fn malformed(pid: u32, file: &str, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("/proc/{pid}/{file}: no readable {what}"),
+    )
+}
+
+/// Clock ticks per second (`_SC_CLK_TCK`, 100 on Linux).
+fn ticks_per_second() -> u64 {
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(hz)) if hz > 0 => hz as u64,
+        _ => 100,
+    }
+}
+
+fn ticks_to_duration(ticks: u64) -> Duration {
+    let hz = ticks_per_second();
+    Duration::from_secs(ticks / hz) + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz)
+}
+
+/// The wall-clock time of boot: now minus the time since boot (suspend
+/// included, as in the start time of `/proc/<pid>/stat`).
+fn boot_time() -> io::Result<SystemTime> {
+    let since_boot = clock_gettime(ClockId::CLOCK_BOOTTIME).map_err(io::Error::from)?;
+    let since_boot = Duration::from(since_boot);
+    SystemTime::now()
+        .checked_sub(since_boot)
+        .ok_or_else(|| io::Error::other("boot time before the Unix epoch"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_last_paren() {
+        let stat = "42 (a) b (c)) R 1 42 42 0 -1 4194304 100 0 0 0 7 3 0 0 20 0 5 0 12345 1000 200";
+        let fields = StatFields::parse(stat).unwrap();
+        assert_eq!(fields.utime_ticks, 7);
+        assert_eq!(fields.stime_ticks, 3);
+        assert_eq!(fields.threads, 5);
+        assert_eq!(fields.start_ticks, 12345);
+    }
+
+    #[test]
+    fn own_process_is_alive_with_our_uid_and_a_recent_start() {
+        let me = std::process::id();
+        assert!(is_alive(me));
+        assert_eq!(owner_uid(me).unwrap(), nix::unistd::geteuid().as_raw());
+        let started = start_time(me).unwrap();
+        let age = SystemTime::now().duration_since(started).unwrap();
+        assert!(age < Duration::from_secs(600), "{age:?}");
+        let figures = ProcessStats::read(me).unwrap();
+        assert!(figures.rss_bytes > 0);
+        assert!(figures.threads >= 1);
+        assert!(figures.open_fds.unwrap() >= 3);
+        assert_eq!(staleness(me, SystemTime::now()), None);
+        assert_eq!(
+            staleness(me, started - Duration::from_secs(5)),
+            Some(Staleness::Reused)
+        );
+    }
+
+    #[test]
+    fn reaped_child_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        // The PID could be reused at once in theory; it is not within a
+        // test's lifetime on a 32768-PID system unless something forks
+        // tens of thousands of times.
+        assert!(!is_alive(pid));
+        assert_eq!(staleness(pid, SystemTime::now()), Some(Staleness::Dead));
+        assert!(!is_alive(0));
+        assert!(!is_alive(u32::MAX));
+    }
+}

@@ -1,0 +1,399 @@
+//! The safe reader: opens every pipe non-blocking without following links,
+//! checks what it opened, and reads all of them in one `poll` loop under one
+//! deadline, with a byte cap, a line cap and retries.
+//!
+//! The rules it follows come from measured FIFO behaviour
+//! (`shared/FIFO-NOTES.md`):
+//! - a non-blocking read-only open of a FIFO never blocks, writer or not;
+//! - before a writer has connected, `read` returns 0 (a false end of file)
+//!   while `poll` reports nothing, so a 0 is trusted only right after `poll`
+//!   reported an event on that descriptor;
+//! - readers opening at the same instant split one snapshot, so an empty or
+//!   torn snapshot (seen through the envelope) is retried after ~2 ms;
+//! - pipestatic's writer unlinks and re-creates its FIFO after every read,
+//!   so a path that was listed but is missing at open is retried too.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use stats_core::envelope::{self, Verdict};
+use stats_core::name::is_metadata;
+use stats_core::{Entry, Parser, Snapshot, Value};
+
+use crate::procfs;
+use crate::source::{ReadOptions, RefuseReason, Source, Status};
+
+/// Bytes asked for per `read`: large, so a snapshot of up to a pipe buffer
+/// comes out whole and readers that race split it all-or-nothing.
+const READ_CHUNK: usize = 128 * 1024;
+
+/// Reads one pipe through the safe reader (for `show PID`): the same checks,
+/// limits and retries as a pass, with `options.deadline` for this one pipe.
+/// `options.dir` is not used.
+pub fn read_one(path: &Path, options: &ReadOptions) -> Source {
+    read_all(vec![path.to_path_buf()], options)
+        .pop()
+        .unwrap_or_else(|| Source::new(path.to_path_buf()))
+}
+
+/// Reads every path in one poll loop that ends by `options.deadline`; one
+/// source per path, in the same order. One bad source never affects another.
+pub fn read_all(paths: Vec<PathBuf>, options: &ReadOptions) -> Vec<Source> {
+    let mut pass = PassState::new(paths, options);
+    pass.run();
+    pass.slots.into_iter().map(Slot::into_source).collect()
+}
+
+enum State {
+    /// To be opened at the instant given; `otherwise` is the status it ends
+    /// with if the pass ends first.
+    Waiting {
+        at: Instant,
+        otherwise: Status,
+    },
+    /// Open; reading until end of file.
+    Reading(File),
+    Done,
+}
+
+struct Slot {
+    source: Source,
+    state: State,
+    bytes: Vec<u8>,
+}
+
+impl Slot {
+    fn into_source(mut self) -> Source {
+        match self.state {
+            State::Waiting { otherwise, .. } => self.source.status = otherwise,
+            State::Reading(_) => {
+                self.source.status = Status::TimedOut;
+                self.source.bytes = self.bytes.len();
+            }
+            State::Done => {}
+        }
+        self.source
+    }
+
+    fn finish(&mut self, status: Status) {
+        self.source.status = status;
+        self.state = State::Done;
+    }
+}
+
+struct PassState<'o> {
+    slots: Vec<Slot>,
+    options: &'o ReadOptions,
+    deadline: Instant,
+    /// An open failed for lack of descriptors: open no more until one closes.
+    out_of_fds: bool,
+    chunk: Vec<u8>,
+}
+
+impl<'o> PassState<'o> {
+    fn new(paths: Vec<PathBuf>, options: &'o ReadOptions) -> PassState<'o> {
+        let now = Instant::now();
+        let slots = paths
+            .into_iter()
+            .map(|path| Slot {
+                source: Source::new(path),
+                state: State::Waiting {
+                    at: now,
+                    otherwise: Status::Vanished,
+                },
+                bytes: Vec::new(),
+            })
+            .collect();
+        PassState {
+            slots,
+            options,
+            deadline: now + options.deadline,
+            out_of_fds: false,
+            chunk: vec![0; READ_CHUNK],
+        }
+    }
+
+    fn run(&mut self) {
+        let mut ready: Vec<usize> = Vec::new();
+        loop {
+            let now = Instant::now();
+            self.open_due(now);
+            if now >= self.deadline {
+                return;
+            }
+            let mut reading = Vec::new();
+            let mut next_open: Option<Instant> = None;
+            for (i, slot) in self.slots.iter().enumerate() {
+                match &slot.state {
+                    State::Reading(file) => reading.push((i, file.as_fd())),
+                    State::Waiting { at, .. } if !self.out_of_fds => {
+                        next_open = Some(next_open.map_or(*at, |n| n.min(*at)));
+                    }
+                    _ => {}
+                }
+            }
+            if reading.is_empty() && next_open.is_none() {
+                if self.out_of_fds {
+                    self.fail_waiting("too many open files");
+                }
+                return;
+            }
+            let wake = next_open.map_or(self.deadline, |n| n.min(self.deadline));
+            let mut fds: Vec<PollFd> = reading
+                .iter()
+                .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN))
+                .collect();
+            ready.clear();
+            match poll(&mut fds, poll_timeout(wake.saturating_duration_since(now))) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    drop(fds);
+                    self.fail_reading(&format!("poll: {e}"));
+                    return;
+                }
+            }
+            for (fd, (i, _)) in fds.iter().zip(&reading) {
+                if fd.revents().is_some_and(|r| !r.is_empty()) {
+                    ready.push(*i);
+                }
+            }
+            drop(fds);
+            drop(reading);
+            for &i in &ready {
+                self.drain(i);
+            }
+        }
+    }
+
+    fn open_due(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            if self.out_of_fds {
+                return;
+            }
+            if matches!(self.slots[i].state, State::Waiting { at, .. } if at <= now) {
+                self.open(i, now);
+            }
+        }
+    }
+
+    /// One attempt at a source: check the path, open it, check that what was
+    /// opened is what was checked.
+    fn open(&mut self, i: usize, now: Instant) {
+        let slot = &mut self.slots[i];
+        slot.source.attempts += 1;
+        match attempt_open(&slot.source) {
+            Opened::Reading(file) => slot.state = State::Reading(file),
+            Opened::Refused(status) => slot.finish(status),
+            Opened::Missing => self.retry(i, now + self.options.retry_delay, Status::Vanished),
+            // pipestatic re-creates its FIFO: check the new one at once.
+            Opened::Replaced => self.retry(i, now, Status::Vanished),
+            Opened::OutOfFds => {
+                slot.source.attempts -= 1;
+                self.out_of_fds = true;
+            }
+        }
+    }
+
+    /// Reads what is there. Called only after `poll` reported an event on
+    /// this descriptor, so a 0 from `read` is a real end of file.
+    fn drain(&mut self, i: usize) {
+        let max_bytes = self.options.max_bytes;
+        let slot = &mut self.slots[i];
+        let State::Reading(file) = &mut slot.state else {
+            return;
+        };
+        let end = loop {
+            match file.read(&mut self.chunk) {
+                Ok(0) => break None,
+                Ok(n) if slot.bytes.len() + n > max_bytes => {
+                    slot.source.bytes = slot.bytes.len() + n;
+                    slot.bytes = Vec::new();
+                    break Some(Status::TooLarge);
+                }
+                Ok(n) => slot.bytes.extend_from_slice(&self.chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    slot.source.bytes = slot.bytes.len();
+                    break Some(Status::Failed(format!("read: {e}")));
+                }
+            }
+        };
+        // The descriptor closes here, whatever comes next.
+        slot.state = State::Done;
+        self.out_of_fds = false;
+        if let Some(status) = end {
+            slot.finish(status);
+            return;
+        }
+        let bytes = std::mem::take(&mut slot.bytes);
+        slot.source.bytes = bytes.len();
+        match envelope::verify(&bytes) {
+            Verdict::Complete { header, .. } => {
+                slot.source.header = Some(header);
+                slot.source.foreign = false;
+            }
+            Verdict::Foreign => slot.source.foreign = true,
+            Verdict::Empty | Verdict::Incomplete(_) => {
+                let at = Instant::now() + self.options.retry_delay;
+                self.retry(i, at, Status::Incomplete);
+                return;
+            }
+        }
+        parse_into(&mut slot.source, &bytes, self.options.max_line);
+        slot.finish(Status::Ok);
+    }
+
+    /// Schedules another attempt at `at`, or ends the source with `status`
+    /// when the retries or the time are used up.
+    fn retry(&mut self, i: usize, at: Instant, status: Status) {
+        let slot = &mut self.slots[i];
+        if slot.source.attempts <= self.options.retries && at < self.deadline {
+            slot.state = State::Waiting {
+                at,
+                otherwise: status,
+            };
+        } else {
+            slot.finish(status);
+        }
+    }
+
+    fn fail_waiting(&mut self, why: &str) {
+        for slot in &mut self.slots {
+            if matches!(slot.state, State::Waiting { .. }) {
+                slot.finish(Status::Failed(why.to_owned()));
+            }
+        }
+    }
+
+    fn fail_reading(&mut self, why: &str) {
+        for slot in &mut self.slots {
+            if matches!(slot.state, State::Reading(_)) {
+                slot.finish(Status::Failed(why.to_owned()));
+            }
+        }
+    }
+}
+
+/// What one open attempt gave.
+enum Opened {
+    Reading(File),
+    Refused(Status),
+    /// Listed but not there (now).
+    Missing,
+    /// The path was replaced between the checks and the open.
+    Replaced,
+    OutOfFds,
+}
+
+fn attempt_open(source: &Source) -> Opened {
+    // lstat first: never open a symlink, directory or device.
+    let listed = match std::fs::symlink_metadata(&source.path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Opened::Missing,
+        Err(e) => return Opened::Refused(open_error(&e, "lstat")),
+    };
+    if let Err(refused) = check_listed(source, &listed) {
+        return Opened::Refused(refused);
+    }
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW).bits())
+        .open(&source.path)
+    {
+        Ok(file) => file,
+        Err(e) => {
+            return match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+                Errno::ENOENT => Opened::Missing,
+                Errno::EMFILE | Errno::ENFILE => Opened::OutOfFds,
+                _ => Opened::Refused(open_error(&e, "open")),
+            };
+        }
+    };
+    match file.metadata() {
+        Ok(opened) if (opened.dev(), opened.ino()) == (listed.dev(), listed.ino()) => {
+            Opened::Reading(file)
+        }
+        Ok(_) => Opened::Replaced,
+        Err(e) => Opened::Refused(open_error(&e, "fstat")),
+    }
+}
+
+/// The checks made on the listed path before opening it: a FIFO, named
+/// `<pid>.stats`, of a live process that started before the FIFO was made,
+/// owned by that process's user.
+fn check_listed(source: &Source, listed: &Metadata) -> Result<(), Status> {
+    let kind = listed.file_type();
+    if kind.is_symlink() {
+        return Err(Status::Refused(RefuseReason::Symlink));
+    }
+    if !kind.is_fifo() {
+        return Err(Status::Refused(RefuseReason::NotFifo));
+    }
+    let Some(pid) = source.pid else {
+        return Err(Status::Refused(RefuseReason::BadName));
+    };
+    if procfs::staleness(pid, changed_at(listed)).is_some() {
+        return Err(Status::Stale);
+    }
+    match procfs::owner_uid(pid) {
+        Ok(process_uid) if process_uid == listed.uid() => Ok(()),
+        Ok(process_uid) => Err(Status::Refused(RefuseReason::WrongOwner {
+            fifo_uid: listed.uid(),
+            process_uid,
+        })),
+        Err(_) if !procfs::is_alive(pid) => Err(Status::Stale),
+        Err(e) => Err(Status::Failed(format!("owner of PID {pid}: {e}"))),
+    }
+}
+
+/// The FIFO's change time (ctime): when it was made or last renamed.
+pub(crate) fn changed_at(meta: &Metadata) -> SystemTime {
+    let secs = u64::try_from(meta.ctime()).unwrap_or(0);
+    let nanos = u32::try_from(meta.ctime_nsec()).unwrap_or(0);
+    UNIX_EPOCH + Duration::new(secs, nanos)
+}
+
+fn open_error(e: &io::Error, call: &str) -> Status {
+    match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+        Errno::ELOOP => Status::Refused(RefuseReason::Symlink),
+        Errno::EACCES | Errno::EPERM => Status::Refused(RefuseReason::Permission),
+        _ => Status::Failed(format!("{call}: {e}")),
+    }
+}
+
+/// Parses a whole snapshot into the source: stats kept, metadata (`#`)
+/// lines dropped, bad lines counted.
+fn parse_into(source: &mut Source, bytes: &[u8], max_line: usize) {
+    let mut parser = Parser::new(max_line);
+    let mut entries = Vec::new();
+    let mut keep = |name: &str, value: Value| {
+        if !is_metadata(name) {
+            entries.push(Entry {
+                name: name.to_owned(),
+                value,
+            });
+        }
+    };
+    parser.feed(bytes, &mut keep);
+    parser.finish(&mut keep);
+    source.lines = entries.len() as u64;
+    source.bad_lines = parser.errors().count();
+    source.first_errors = parser.errors().first().to_vec();
+    source.snapshot = Snapshot::from_entries(entries);
+}
+
+/// `poll` counts whole milliseconds: round up, so the loop never spins
+/// on a sub-millisecond remainder.
+fn poll_timeout(wait: Duration) -> PollTimeout {
+    let millis = wait.as_micros().div_ceil(1000);
+    PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
+}
