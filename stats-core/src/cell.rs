@@ -1,7 +1,9 @@
 //! The storage behind one scalar stat: striped atomics, so threads that
 //! record into the same stat do not fight over one cache line.
 //!
-//! Each thread is given a stripe on first use (round-robin); an integer
+//! Each thread is given a stripe on first use (the one fewest live threads
+//! hold, handed back when the thread exits, so two live threads share a
+//! stripe only when more than [`STRIPES`] threads record); an integer
 //! increment is one relaxed `fetch_add` on that thread's stripe. Reading sums
 //! the stripes. A float increment is a compare-and-swap loop on the
 //! thread's stripe's float half; once any float has been recorded the stat
@@ -48,10 +50,45 @@ pub(crate) struct Scalar {
     stripes: [Stripe; STRIPES],
 }
 
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+/// How many live threads hold each stripe.
+static STRIPE_HOLDERS: [AtomicUsize; STRIPES] = [const { AtomicUsize::new(0) }; STRIPES];
+
+/// No stripe chosen yet.
+const UNCLAIMED: usize = usize::MAX;
 
 thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// This thread's stripe: a const, destructor-free thread-local, so the
+    /// hot path is one TLS load.
+    static STRIPE: Cell<usize> = const { Cell::new(UNCLAIMED) };
+    /// Gives the stripe back when the thread exits. Kept apart from
+    /// [`STRIPE`] so only the first record of a thread pays for registering
+    /// a destructor.
+    static STRIPE_LEASE: StripeLease = const { StripeLease(Cell::new(UNCLAIMED)) };
+}
+
+struct StripeLease(Cell<usize>);
+
+impl Drop for StripeLease {
+    fn drop(&mut self) {
+        if let Some(holders) = STRIPE_HOLDERS.get(self.0.get()) {
+            holders.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+/// Takes the stripe fewest live threads hold. Two threads starting at the
+/// same instant may pick the same one; that costs speed, never correctness.
+#[cold]
+fn claim_stripe() -> usize {
+    let index = (0..STRIPES)
+        .min_by_key(|&i| STRIPE_HOLDERS[i].load(Relaxed))
+        .unwrap_or(0);
+    STRIPE_HOLDERS[index].fetch_add(1, Relaxed);
+    if STRIPE_LEASE.try_with(|lease| lease.0.set(index)).is_err() {
+        // The thread is exiting and cannot hold a lease: do not count it.
+        STRIPE_HOLDERS[index].fetch_sub(1, Relaxed);
+    }
+    index
 }
 
 #[inline]
@@ -61,10 +98,10 @@ fn stripe_index() -> usize {
     STRIPE
         .try_with(|cell| {
             let index = cell.get();
-            if index != usize::MAX {
+            if index != UNCLAIMED {
                 return index;
             }
-            let index = NEXT_STRIPE.fetch_add(1, Relaxed) % STRIPES;
+            let index = claim_stripe();
             cell.set(index);
             index
         })
@@ -187,18 +224,23 @@ impl Scalar {
     /// The current value: the sum of the stripes.
     pub(crate) fn value(&self) -> Value {
         let mut int: i128 = 0;
-        let mut float = 0.0f64;
-        let mut any_float_bits = false;
+        // Float halves holding +0.0 are skipped, not added: -0.0 + 0.0 is
+        // +0.0, and a gauge set to -0.0 must read back as -0.0.
+        let mut float: Option<f64> = None;
         for stripe in &self.stripes {
             int += i128::from(stripe.int.load(Relaxed));
             let bits = stripe.float.load(Relaxed);
-            any_float_bits |= bits != 0;
-            float += f64::from_bits(bits);
+            if bits != 0 {
+                let part = f64::from_bits(bits);
+                float = Some(float.map_or(part, |sum| sum + part));
+            }
         }
-        if self.is_float.load(Relaxed) || any_float_bits {
-            return Value::Float(int as f64 + float);
+        match float {
+            Some(float) if int == 0 => Value::Float(float),
+            Some(float) => Value::Float(int as f64 + float),
+            None if self.is_float.load(Relaxed) => Value::Float(int as f64),
+            None => i64::try_from(int).map_or(Value::Float(int as f64), Value::Int),
         }
-        i64::try_from(int).map_or(Value::Float(int as f64), Value::Int)
     }
 }
 
@@ -241,6 +283,16 @@ mod tests {
         t.set(Value::Int(4));
         assert_eq!(t.kind(), Kind::Gauge);
         assert_eq!(t.value(), Value::Int(4));
+    }
+
+    #[test]
+    fn negative_zero_set_reads_back() {
+        let s = scalar();
+        s.add_int(3);
+        s.set(Value::Float(-0.0));
+        assert_eq!(s.value(), Value::Float(-0.0));
+        s.add_int(1);
+        assert_eq!(s.value(), Value::Float(1.0));
     }
 
     #[test]
