@@ -22,6 +22,32 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The archive database could not be reached, read or written; nothing
+    /// of that run was committed.
+    Database {
+        /// Which database (its URL with any password removed).
+        db: String,
+        /// What was being done.
+        action: &'static str,
+        /// The driver's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A running aggregator could not be read over HTTP.
+    Fetch {
+        /// The URL asked for.
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A command-line value was not usable.
+    BadArgument {
+        /// Which setting.
+        what: &'static str,
+        /// The value given.
+        given: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
 }
 
 impl std::fmt::Display for Error {
@@ -30,8 +56,23 @@ impl std::fmt::Display for Error {
             Error::Dir { path, source } => {
                 write!(f, "cannot list pipe directory {}: {source}", path.display())
             }
-            Error::Io { action, path, source } => {
+            Error::Io {
+                action,
+                path,
+                source,
+            } => {
                 write!(f, "cannot {action} {}: {source}", path.display())
+            }
+            Error::Database { db, action, source } => {
+                write!(f, "cannot {action} in database {db}: {source}")
+            }
+            Error::Fetch { url, detail } => write!(f, "cannot read {url}: {detail}"),
+            Error::BadArgument {
+                what,
+                given,
+                expected,
+            } => {
+                write!(f, "bad {what} {given:?}: expected {expected}")
             }
         }
     }
@@ -41,6 +82,8 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Dir { source, .. } | Error::Io { source, .. } => Some(source),
+            Error::Database { source, .. } => Some(source.as_ref()),
+            Error::Fetch { .. } | Error::BadArgument { .. } => None,
         }
     }
 }

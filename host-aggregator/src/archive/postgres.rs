@@ -1,0 +1,160 @@
+//! The archive in PostgreSQL, for many hosts writing into one database:
+//! one transaction per run, serialised across hosts by a transaction-scoped
+//! advisory lock so the int-to-float promotion of a stat's type cannot race.
+
+use std::collections::HashMap;
+
+use ::postgres::{Config, NoTls, Transaction};
+
+use super::{Batch, Outcome, Plan, Row, WriteOptions, schema, unix_seconds};
+use crate::Error;
+
+/// The advisory lock key every archive run takes (an arbitrary constant:
+/// "stpipe" in ASCII).
+const LOCK_KEY: i64 = 0x7374_7069_7065;
+
+/// Writes `batch` into the PostgreSQL database at `url`. `db` names the
+/// database in errors (without its password).
+pub(super) fn write(
+    url: &str,
+    db: &str,
+    batch: &Batch,
+    options: &WriteOptions,
+) -> Result<Outcome, Error> {
+    let fail = |action: &'static str| {
+        move |e: ::postgres::Error| Error::Database {
+            db: db.to_owned(),
+            action,
+            source: Box::new(e),
+        }
+    };
+    let mut config: Config = url.parse().map_err(fail("read the connection URL"))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(options.lock_timeout);
+    }
+    let mut client = config.connect(NoTls).map_err(fail("connect"))?;
+    let mut tx = client.transaction().map_err(fail("begin a transaction"))?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {}",
+        options.lock_timeout.as_millis().max(1)
+    ))
+    .map_err(fail("set the lock timeout"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .map_err(fail("take the archive lock"))?;
+    migrate(&mut tx, db)?;
+
+    let claimed = tx
+        .execute(
+            "INSERT INTO runs (time, host, per_process, sources, samples, written_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[
+                &batch.time,
+                &batch.host,
+                &batch.per_process,
+                &(batch.sources as i64),
+                &(batch.samples.len() as i64),
+                &unix_seconds(std::time::SystemTime::now()),
+            ],
+        )
+        .map_err(fail("record the run"))?;
+    if claimed == 0 {
+        // Dropping the transaction rolls it back: nothing is written.
+        return Ok(Outcome::AlreadyArchived);
+    }
+
+    let known: HashMap<String, bool> = tx
+        .query("SELECT name, kind FROM stats", &[])
+        .map_err(fail("read the stat types"))?
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, &str>(1) == "float"))
+        .collect();
+    let plan = Plan::new(batch, &known);
+    let record = tx
+        .prepare(
+            "INSERT INTO stats (name, kind, first_seen) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET kind = 'float' WHERE excluded.kind = 'float'",
+        )
+        .map_err(fail("record the stat types"))?;
+    let typed = plan
+        .new_stats
+        .iter()
+        .copied()
+        .chain(plan.promoted.iter().map(|&name| (name, true)));
+    for (name, float) in typed {
+        tx.execute(
+            &record,
+            &[&name, &if float { "float" } else { "int" }, &batch.time],
+        )
+        .map_err(fail("record the stat types"))?;
+    }
+
+    let (first, second) = plan.rows.split_at(plan.rows.len() / 2);
+    insert_rows(&mut tx, batch, first).map_err(fail("insert the samples"))?;
+    super::pause_midway(options, first.len(), plan.rows.len());
+    insert_rows(&mut tx, batch, second).map_err(fail("insert the samples"))?;
+    tx.commit().map_err(fail("commit the run"))?;
+    Ok(Outcome::Written {
+        samples: plan.rows.len() as u64,
+        new_floats: plan.new_floats(),
+    })
+}
+
+/// Creates or migrates the schema inside the run's transaction (the advisory
+/// lock is already held, so two first runs cannot both create it).
+fn migrate(tx: &mut Transaction<'_>, db: &str) -> Result<(), Error> {
+    let fail = |action: &'static str| {
+        move |e: ::postgres::Error| Error::Database {
+            db: db.to_owned(),
+            action,
+            source: Box::new(e),
+        }
+    };
+    tx.batch_execute(schema::VERSION_TABLE)
+        .map_err(fail("create the schema_version table"))?;
+    let current: i64 = tx
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+        .map_err(fail("read the schema version"))?
+        .get(0);
+    let pending = schema::pending(current).map_err(|why| Error::Database {
+        db: db.to_owned(),
+        action: "check the schema version",
+        source: why.into(),
+    })?;
+    for migration in pending {
+        tx.batch_execute(migration)
+            .map_err(fail("migrate the schema"))?;
+    }
+    if !pending.is_empty() {
+        tx.execute("DELETE FROM schema_version", &[])
+            .and_then(|_| {
+                tx.execute(
+                    "INSERT INTO schema_version VALUES ($1)",
+                    &[&schema::VERSION],
+                )
+            })
+            .map_err(fail("record the schema version"))?;
+    }
+    Ok(())
+}
+
+/// Inserts rows in one statement: the columns travel as arrays and
+/// `unnest` turns them back into rows, one round trip for any count.
+fn insert_rows(
+    tx: &mut Transaction<'_>,
+    batch: &Batch,
+    rows: &[Row<'_>],
+) -> Result<u64, ::postgres::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let names: Vec<&str> = rows.iter().map(|row| row.name).collect();
+    let pids: Vec<i64> = rows.iter().map(|row| row.pid).collect();
+    let ints: Vec<Option<i64>> = rows.iter().map(|row| row.int_value).collect();
+    let floats: Vec<Option<f64>> = rows.iter().map(|row| row.float_value).collect();
+    tx.execute(
+        "INSERT INTO samples (time, host, name, pid, int_value, float_value)
+         SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::float8[])
+         ON CONFLICT DO NOTHING",
+        &[&batch.time, &batch.host, &names, &pids, &ints, &floats],
+    )
+}
