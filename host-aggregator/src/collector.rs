@@ -21,6 +21,8 @@ pub struct Collector {
     /// When each path last gave a good snapshot; forgotten once the path is
     /// gone from the directory.
     last_seen: HashMap<PathBuf, SystemTime>,
+    /// The paths read `Ok` in the last pass, sorted.
+    ok_last_pass: Vec<PathBuf>,
 }
 
 impl Collector {
@@ -29,6 +31,7 @@ impl Collector {
         Collector {
             options,
             last_seen: HashMap::new(),
+            ok_last_pass: Vec::new(),
         }
     }
 
@@ -48,7 +51,17 @@ impl Collector {
     pub fn collect(&mut self) -> Result<Pass, Error> {
         let started = SystemTime::now();
         let clock = Instant::now();
-        let paths = discover(&self.options.dir)?;
+        let mut paths = discover(&self.options.dir)?;
+        // A pipe read last pass but missing from this listing may be a
+        // pipestatic writer caught between unlink and mkfifo: try it anyway
+        // (the reader retries a missing path, then reports it Vanished).
+        let listed = paths.len();
+        for path in &self.ok_last_pass {
+            if paths[..listed].binary_search(path).is_err() {
+                paths.push(path.clone());
+            }
+        }
+        paths.sort_unstable();
         let mut sources = read_all(paths, &self.options);
         let mut merger = Merger::new();
         let mut seen = HashMap::with_capacity(sources.len());
@@ -64,6 +77,11 @@ impl Collector {
             }
         }
         self.last_seen = seen;
+        self.ok_last_pass = sources
+            .iter()
+            .filter(|s| s.status.is_ok())
+            .map(|s| s.path.clone())
+            .collect();
         Ok(Pass {
             started,
             duration: clock.elapsed(),

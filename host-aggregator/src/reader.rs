@@ -34,6 +34,10 @@ use crate::source::{ReadOptions, RefuseReason, Source, Status};
 /// comes out whole and readers that race split it all-or-nothing.
 const READ_CHUNK: usize = 128 * 1024;
 
+/// How often FIFOs that have not answered yet are checked for being
+/// orphaned (see [`PassState::check_orphans`]).
+const ORPHAN_CHECK: Duration = Duration::from_millis(5);
+
 /// Reads one pipe through the safe reader (for `show PID`): the same checks,
 /// limits and retries as a pass, with `options.deadline` for this one pipe.
 /// `options.dir` is not used.
@@ -58,8 +62,11 @@ enum State {
         at: Instant,
         otherwise: Status,
     },
-    /// Open; reading until end of file.
-    Reading(File),
+    /// Open; reading until end of file. `id` is the FIFO's (device, inode).
+    Reading {
+        file: File,
+        id: (u64, u64),
+    },
     Done,
 }
 
@@ -73,7 +80,7 @@ impl Slot {
     fn into_source(mut self) -> Source {
         match self.state {
             State::Waiting { otherwise, .. } => self.source.status = otherwise,
-            State::Reading(_) => {
+            State::Reading { .. } => {
                 self.source.status = Status::TimedOut;
                 self.source.bytes = self.bytes.len();
             }
@@ -94,6 +101,7 @@ struct PassState<'o> {
     deadline: Instant,
     /// An open failed for lack of descriptors: open no more until one closes.
     out_of_fds: bool,
+    next_orphan_check: Instant,
     chunk: Vec<u8>,
 }
 
@@ -116,6 +124,7 @@ impl<'o> PassState<'o> {
             options,
             deadline: now + options.deadline,
             out_of_fds: false,
+            next_orphan_check: now + ORPHAN_CHECK,
             chunk: vec![0; READ_CHUNK],
         }
     }
@@ -128,11 +137,19 @@ impl<'o> PassState<'o> {
             if now >= self.deadline {
                 return;
             }
+            if now >= self.next_orphan_check {
+                self.check_orphans(now);
+                self.next_orphan_check = now + ORPHAN_CHECK;
+            }
             let mut reading = Vec::new();
             let mut next_open: Option<Instant> = None;
+            let mut silent = false;
             for (i, slot) in self.slots.iter().enumerate() {
                 match &slot.state {
-                    State::Reading(file) => reading.push((i, file.as_fd())),
+                    State::Reading { file, .. } => {
+                        silent |= slot.bytes.is_empty();
+                        reading.push((i, file.as_fd()));
+                    }
                     State::Waiting { at, .. } if !self.out_of_fds => {
                         next_open = Some(next_open.map_or(*at, |n| n.min(*at)));
                     }
@@ -145,7 +162,10 @@ impl<'o> PassState<'o> {
                 }
                 return;
             }
-            let wake = next_open.map_or(self.deadline, |n| n.min(self.deadline));
+            let mut wake = next_open.map_or(self.deadline, |n| n.min(self.deadline));
+            if silent {
+                wake = wake.min(self.next_orphan_check);
+            }
             let mut fds: Vec<PollFd> = reading
                 .iter()
                 .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN))
@@ -190,7 +210,7 @@ impl<'o> PassState<'o> {
         let slot = &mut self.slots[i];
         slot.source.attempts += 1;
         match attempt_open(&slot.source) {
-            Opened::Reading(file) => slot.state = State::Reading(file),
+            Opened::Reading(file, id) => slot.state = State::Reading { file, id },
             Opened::Refused(status) => slot.finish(status),
             Opened::Missing => self.retry(i, now + self.options.retry_delay, Status::Vanished),
             // pipestatic re-creates its FIFO: check the new one at once.
@@ -207,7 +227,7 @@ impl<'o> PassState<'o> {
     fn drain(&mut self, i: usize) {
         let max_bytes = self.options.max_bytes;
         let slot = &mut self.slots[i];
-        let State::Reading(file) = &mut slot.state else {
+        let State::Reading { file, .. } = &mut slot.state else {
             return;
         };
         let end = loop {
@@ -252,6 +272,46 @@ impl<'o> PassState<'o> {
         slot.finish(Status::Ok);
     }
 
+    /// Finds the FIFOs we hold that no writer can reach any more and opens
+    /// their path again. pipestatic's writer unlinks its FIFO after each
+    /// read and makes a new one: a reader that opened the old one just
+    /// before the unlink would wait on it until the deadline. Such a FIFO
+    /// is no longer at its path AND has no writer attached (`read` gives 0,
+    /// not EAGAIN). Our writer renames a fresh FIFO over the path only after
+    /// its own open returned, so its readers always have a writer attached.
+    fn check_orphans(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            let State::Reading { file, id } = &mut slot.state else {
+                continue;
+            };
+            if !slot.bytes.is_empty() {
+                continue;
+            }
+            let at_path = std::fs::symlink_metadata(&slot.source.path);
+            if at_path.as_ref().is_ok_and(|m| (m.dev(), m.ino()) == *id) {
+                continue;
+            }
+            match file.read(&mut self.chunk) {
+                Ok(0) => {}
+                Ok(n) => {
+                    slot.bytes.extend_from_slice(&self.chunk[..n]);
+                    continue;
+                }
+                // EAGAIN: a writer is attached and will write.
+                Err(_) => continue,
+            }
+            slot.state = State::Done;
+            self.out_of_fds = false;
+            let at = if at_path.is_ok() {
+                now
+            } else {
+                now + self.options.retry_delay
+            };
+            self.retry(i, at, Status::Vanished);
+        }
+    }
+
     /// Schedules another attempt at `at`, or ends the source with `status`
     /// when the retries or the time are used up.
     fn retry(&mut self, i: usize, at: Instant, status: Status) {
@@ -276,7 +336,7 @@ impl<'o> PassState<'o> {
 
     fn fail_reading(&mut self, why: &str) {
         for slot in &mut self.slots {
-            if matches!(slot.state, State::Reading(_)) {
+            if matches!(slot.state, State::Reading { .. }) {
                 slot.finish(Status::Failed(why.to_owned()));
             }
         }
@@ -285,7 +345,7 @@ impl<'o> PassState<'o> {
 
 /// What one open attempt gave.
 enum Opened {
-    Reading(File),
+    Reading(File, (u64, u64)),
     Refused(Status),
     /// Listed but not there (now).
     Missing,
@@ -320,7 +380,7 @@ fn attempt_open(source: &Source) -> Opened {
     };
     match file.metadata() {
         Ok(opened) if (opened.dev(), opened.ino()) == (listed.dev(), listed.ino()) => {
-            Opened::Reading(file)
+            Opened::Reading(file, (opened.dev(), opened.ino()))
         }
         Ok(_) => Opened::Replaced,
         Err(e) => Opened::Refused(open_error(&e, "fstat")),

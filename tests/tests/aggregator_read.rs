@@ -1,0 +1,236 @@
+//! End-to-end tests of the aggregator's reading half: real FIFOs, real
+//! writer processes (pipestatic's protocol in Python, ours), hostile entries,
+//! and `gc`.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use host_aggregator::procfs::Staleness;
+use host_aggregator::{
+    Collector, GcOutcome, Pass, ReadOptions, RefuseReason, Status, gc, read_one,
+};
+use nix::unistd::{Gid, Uid, chown};
+use stats_core::Value;
+use stats_pipe_tests::hostile::{
+    Processes, TempDir, dead_pid, make_fifo, spawn_hostile_writer, spawn_pipestatic_writer,
+    spawn_with_reused_pid,
+};
+
+fn status_of<'p>(pass: &'p Pass, path: &Path) -> &'p Status {
+    &pass
+        .sources
+        .iter()
+        .find(|s| s.path == path)
+        .unwrap_or_else(|| panic!("{} not in the pass", path.display()))
+        .status
+}
+
+#[test]
+fn pipestatic_writers_are_summed_on_every_pass_despite_their_unlink_gap() {
+    let dir = TempDir::new("pipestatic");
+    let mut processes = Processes::new();
+    spawn_pipestatic_writer(
+        &mut processes,
+        dir.path(),
+        &["requests=4", "load=0.25", "big=9223372036854775807"],
+    );
+    spawn_pipestatic_writer(
+        &mut processes,
+        dir.path(),
+        &["requests=5", "load=0.5", "only.here=1"],
+    );
+    let mut collector = Collector::new(ReadOptions::new(dir.path()));
+    // pipestatic's writer unlinks and re-creates its FIFO after each read:
+    // back-to-back passes catch it in that gap, and must retry, not drop it.
+    for _ in 0..30 {
+        let pass = collector.collect().unwrap();
+        assert_eq!(pass.ok_count(), 2, "{:#?}", pass.sources);
+        assert_eq!(pass.merged.get("requests"), Some(Value::Int(9)));
+        assert_eq!(pass.merged.get("load"), Some(Value::Float(0.75)));
+        assert_eq!(pass.merged.get("only.here"), Some(Value::Int(1)));
+        // i64::MAX + 0 from the other writer: still exact as an int.
+        assert_eq!(pass.merged.get("big"), Some(Value::Int(i64::MAX)));
+        for source in &pass.sources {
+            assert!(source.foreign, "pipestatic writes no envelope");
+            assert_eq!(source.bad_lines, 0);
+            assert!(source.last_seen.is_some());
+        }
+    }
+}
+
+/// Every kind of bad entry at once, next to two good writers.
+#[test]
+fn hostile_directory_gives_good_sum_right_statuses_no_secret_and_keeps_the_deadline() {
+    let dir = TempDir::new("hostile");
+    let secret_dir = TempDir::new("secret");
+    let mut processes = Processes::new();
+
+    // Good: two pipestatic-protocol writers and one that also sends garbage.
+    spawn_pipestatic_writer(&mut processes, dir.path(), &["good.a=10", "good.b=0.5"]);
+    spawn_pipestatic_writer(&mut processes, dir.path(), &["good.a=20"]);
+    let garbage = spawn_hostile_writer(&mut processes, dir.path(), "garbage");
+
+    // A live process whose FIFO nobody serves.
+    let silent = processes.sleeper();
+    let no_writer = dir.join(format!("{silent}.stats"));
+    make_fifo(&no_writer);
+    // A writer that never closes, and one that sends 100 MB.
+    let held = dir.join(format!(
+        "{}.stats",
+        spawn_hostile_writer(&mut processes, dir.path(), "never-close")
+    ));
+    let flood = dir.join(format!(
+        "{}.stats",
+        spawn_hostile_writer(&mut processes, dir.path(), "flood")
+    ));
+    // A symlink to a secret, named after a live PID.
+    let secret = secret_dir.join("secret");
+    std::fs::write(&secret, "secret.token.7f3a9c: 424242\n").unwrap();
+    let linked = processes.sleeper();
+    let link = dir.join(format!("{linked}.stats"));
+    symlink(&secret, &link).unwrap();
+    // A regular file, a directory, a FIFO with no PID in its name.
+    let plain = dir.join(format!("{}.stats", processes.sleeper()));
+    std::fs::write(&plain, "planted.stat: 1\n").unwrap();
+    let directory = dir.join("x.stats");
+    std::fs::create_dir(&directory).unwrap();
+    let unnamed = dir.join("abc.stats");
+    make_fifo(&unnamed);
+    // A FIFO owned by another user than its process's (root) owner.
+    let squatted = dir.join(format!("{}.stats", processes.sleeper()));
+    make_fifo(&squatted);
+    chown(
+        &squatted,
+        Some(Uid::from_raw(65534)),
+        Some(Gid::from_raw(65534)),
+    )
+    .unwrap();
+    // Stale: a dead PID, and (where the kernel lets us pick PIDs) a FIFO
+    // older than the process now holding its PID.
+    let dead = dir.join(format!("{}.stats", dead_pid()));
+    make_fifo(&dead);
+    let reused = spawn_with_reused_pid(&mut processes, dir.path(), Duration::from_millis(300))
+        .map(|pid| dir.join(format!("{pid}.stats")));
+    if reused.is_none() {
+        eprintln!("note: cannot choose PIDs here (ns_last_pid); reused-PID case not checked");
+    }
+
+    let mut options = ReadOptions::new(dir.path());
+    options.deadline = Duration::from_millis(700);
+    let mut collector = Collector::new(options.clone());
+    let pass = collector.collect().unwrap();
+
+    // The sum of the good sources only.
+    assert_eq!(pass.merged.get("good.a"), Some(Value::Int(31)));
+    assert_eq!(pass.merged.get("good.b"), Some(Value::Float(3.0)));
+    assert_eq!(pass.merged.len(), 2, "{:?}", pass.merged);
+
+    // The right status for each.
+    let garbage_source = pass.source(garbage).unwrap();
+    assert_eq!(garbage_source.status, Status::Ok);
+    assert_eq!((garbage_source.lines, garbage_source.bad_lines), (2, 4));
+    assert_eq!(status_of(&pass, &no_writer), &Status::TimedOut);
+    assert_eq!(status_of(&pass, &held), &Status::TimedOut);
+    assert_eq!(status_of(&pass, &flood), &Status::TooLarge);
+    assert_eq!(
+        status_of(&pass, &link),
+        &Status::Refused(RefuseReason::Symlink)
+    );
+    assert_eq!(
+        status_of(&pass, &plain),
+        &Status::Refused(RefuseReason::NotFifo)
+    );
+    assert_eq!(
+        status_of(&pass, &directory),
+        &Status::Refused(RefuseReason::NotFifo)
+    );
+    assert_eq!(
+        status_of(&pass, &unnamed),
+        &Status::Refused(RefuseReason::BadName)
+    );
+    assert_eq!(
+        status_of(&pass, &squatted),
+        &Status::Refused(RefuseReason::WrongOwner {
+            fifo_uid: 65534,
+            process_uid: 0
+        })
+    );
+    assert_eq!(status_of(&pass, &dead), &Status::Stale);
+    if let Some(reused) = &reused {
+        assert_eq!(status_of(&pass, reused), &Status::Stale);
+    }
+    assert_eq!(pass.ok_count(), 3);
+
+    // No secret anywhere in what the pass holds.
+    let everything = format!("{pass:?}");
+    assert!(!everything.contains("secret.token"), "secret leaked");
+    assert!(!everything.contains("424242"), "secret leaked");
+    assert!(!everything.contains("planted"), "regular file read");
+
+    // The deadline holds, hostile writers and all (slack for a busy machine).
+    assert!(
+        pass.duration < options.deadline + Duration::from_millis(500),
+        "pass took {:?}",
+        pass.duration
+    );
+
+    // gc: the stale FIFOs only; never a live process's pipe, link or file.
+    let mut expected: Vec<PathBuf> = vec![dead.clone()];
+    expected.extend(reused.clone());
+    expected.sort();
+    let listed = gc(dir.path(), true).unwrap();
+    let listed_paths: Vec<PathBuf> = listed.iter().map(|a| a.path.clone()).collect();
+    assert_eq!(listed_paths, expected);
+    assert!(listed.iter().all(|a| a.outcome == GcOutcome::WouldRemove));
+    assert!(dead.exists(), "dry run removed something");
+    let removed = gc(dir.path(), false).unwrap();
+    assert!(removed.iter().all(|a| a.outcome == GcOutcome::Removed));
+    assert_eq!(removed.len(), expected.len());
+    for action in &removed {
+        let why = if action.path == dead {
+            Staleness::Dead
+        } else {
+            Staleness::Reused
+        };
+        assert_eq!(action.reason, why, "{}", action.path.display());
+    }
+    for path in &expected {
+        assert!(
+            std::fs::symlink_metadata(path).is_err(),
+            "{} kept",
+            path.display()
+        );
+    }
+    for kept in [
+        &no_writer, &held, &flood, &link, &plain, &directory, &unnamed, &squatted,
+    ] {
+        assert!(
+            std::fs::symlink_metadata(kept).is_ok(),
+            "{} removed",
+            kept.display()
+        );
+    }
+    assert!(secret.exists());
+
+    // The good sources are still read after gc.
+    let again = collector.collect().unwrap();
+    assert_eq!(again.merged.get("good.a"), Some(Value::Int(31)));
+}
+
+#[test]
+fn read_one_reads_a_single_pipe_through_the_same_checks() {
+    let dir = TempDir::new("one");
+    let mut processes = Processes::new();
+    let pid = spawn_pipestatic_writer(&mut processes, dir.path(), &["x=1", "y=2.5"]);
+    let options = ReadOptions::new(dir.path());
+    let source = read_one(&dir.join(format!("{pid}.stats")), &options);
+    assert_eq!(source.status, Status::Ok);
+    assert_eq!(source.pid, Some(pid));
+    assert_eq!(source.snapshot.get("y"), Some(Value::Float(2.5)));
+    assert_eq!(source.lines, 2);
+
+    let missing = read_one(&dir.join("999999999.stats"), &options);
+    assert_eq!(missing.status, Status::Vanished);
+    assert_eq!(missing.attempts, options.retries + 1);
+}
