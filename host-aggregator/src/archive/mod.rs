@@ -10,6 +10,7 @@
 //! stored as a float, whatever a restarted writer or another host sends.
 //! The schema is documented in `docs/ARCHIVE.md`.
 
+mod command;
 mod postgres;
 pub mod remote;
 mod schema;
@@ -23,6 +24,7 @@ use stats_core::Value;
 
 use crate::{Error, Pass, Status};
 
+pub use command::{ArchiveArgs, run};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 /// The `pid` of a host-wide sample (the sum over every process). No user

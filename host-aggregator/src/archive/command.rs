@@ -1,0 +1,121 @@
+//! The `archive` command: its flags and one run (read a pass, write it as
+//! one transaction, say what happened).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::remote::Remote;
+use super::{Batch, Database, Outcome, WriteOptions, local_host_name};
+use crate::{Collector, Error, ReadOptions};
+
+/// Flags of `host-aggregator archive`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ArchiveArgs {
+    /// Database: sqlite:PATH (the default, embedded:
+    /// /var/lib/stats-pipe/archive.db for root, else
+    /// $XDG_DATA_HOME or ~/.local/share/stats-pipe/archive.db) or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+    /// Read a running aggregator (http://HOST:PORT) instead of the pipes.
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+    /// File holding the bearer token the --from aggregator requires.
+    #[arg(long, value_name = "PATH", requires = "from")]
+    pub token_file: Option<PathBuf>,
+    /// Also store every process's own stats (rows with its pid; host-wide
+    /// sums have pid 0).
+    #[arg(long)]
+    pub per_process: bool,
+    /// Host name the samples are filed under [default: this machine's].
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Sample time in Unix seconds [default: the pass start, truncated to
+    /// the second]. A run at a (time, host) already archived writes
+    /// nothing, so repeating a failed run with its time is always safe.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    pub time: Option<i64>,
+    /// Seconds to wait for a database locked by another run (or to
+    /// connect) before giving up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub lock_timeout: f64,
+}
+
+/// Runs `archive`: one pass (from the pipes under `read`, or `--from`) into
+/// the database, as one transaction. Returns the line to print.
+///
+/// # Errors
+/// Bad flags, an unreadable pass or aggregator, or a database that is down,
+/// locked, read-only or refuses the write ([`Error::Database`]: nothing of
+/// the run was stored).
+pub fn run(args: &ArchiveArgs, read: ReadOptions) -> Result<String, Error> {
+    let db = match &args.db {
+        Some(url) => Database::parse(url)?,
+        None => Database::default(),
+    };
+    let lock_timeout =
+        Duration::try_from_secs_f64(args.lock_timeout).map_err(|_| Error::BadArgument {
+            what: "--lock-timeout",
+            given: args.lock_timeout.to_string(),
+            expected: "a number of seconds, 0 or more",
+        })?;
+    let host = args.host.clone().unwrap_or_else(local_host_name);
+    if host.is_empty() {
+        return Err(Error::BadArgument {
+            what: "--host",
+            given: host,
+            expected: "a non-empty host name",
+        });
+    }
+    let batch = match &args.from {
+        Some(url) => {
+            let token = match &args.token_file {
+                Some(path) => Some(read_token(path)?),
+                None => None,
+            };
+            Remote::new(url, token, read.deadline.max(Duration::from_secs(5)))?.batch(
+                &host,
+                args.time,
+                args.per_process,
+            )?
+        }
+        None => {
+            let pass = Collector::new(read).collect()?;
+            Batch::from_pass(&pass, &host, args.time, args.per_process)
+        }
+    };
+    let options = WriteOptions {
+        lock_timeout,
+        ..WriteOptions::from_env()
+    };
+    let where_ = db.describe();
+    Ok(match db.write(&batch, &options)? {
+        Outcome::Written {
+            samples,
+            new_floats,
+        } => format!(
+            "archived {samples} samples from {} sources (host {}, time {}) into {where_}{}",
+            batch.sources,
+            batch.host,
+            batch.time,
+            if new_floats > 0 {
+                format!("; {new_floats} stats recorded as float for good")
+            } else {
+                String::new()
+            }
+        ),
+        Outcome::AlreadyArchived => format!(
+            "already archived: host {}, time {} in {where_}; nothing written",
+            batch.host, batch.time
+        ),
+    })
+}
+
+fn read_token(path: &std::path::Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        action: "read the token file",
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text.trim().to_owned())
+}

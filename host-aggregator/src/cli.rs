@@ -1,0 +1,396 @@
+//! The command line: `serve`, `dump`, `show` and `gc`, parsed with clap and
+//! run against the library.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use host_aggregator::export::{json, prometheus};
+use host_aggregator::http::{ServeOptions, Server};
+use host_aggregator::procfs::Staleness;
+use host_aggregator::{Collector, GcOutcome, Pass, ReadOptions, Status};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (also when stdout is closed early, as by `| head`)
+  1  runtime error: a pass failed, the PID's pipe was not read, gc could not
+     remove a pipe, the server could not listen or stopped
+  2  usage error: unknown command, bad flag or value";
+
+/// Reads every stats pipe on this host safely, sums them, and serves them.
+#[derive(Debug, Parser)]
+#[command(name = "host-aggregator", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// The pipe directory [default: $STATS_PIPE_DIR, else /tmp/stats-pipe].
+    #[arg(long, global = true, value_name = "DIR")]
+    pipe_dir: Option<PathBuf>,
+    /// A read pass ends this long after it starts, whatever the writers do
+    /// (e.g. 500ms, 2s).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    deadline: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve /stats, /stats/<pid>, /processes, /metrics and /healthz over HTTP.
+    #[command(after_help = EXIT_CODES)]
+    Serve(ServeArgs),
+    /// Read every pipe once and print the host-wide stats (or one process's).
+    #[command(after_help = EXIT_CODES)]
+    Dump {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+        /// Only this process's stats.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// Print one process's stats as `name: value` lines, like `cat` on its
+    /// pipe but through the safe reader (never blocks, never follows links).
+    #[command(after_help = EXIT_CODES)]
+    Show {
+        /// The process ID (its pipe is <pipe-dir>/<PID>.stats).
+        pid: u32,
+    },
+    /// Remove stale pipes: those of dead processes, or older than the
+    /// process now holding their PID. A live process's pipe is never removed.
+    #[command(after_help = EXIT_CODES)]
+    Gc {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port. The bound address is
+    /// printed on the first line of stdout.
+    #[arg(long, default_value_t = ServeOptions::DEFAULT_LISTEN, value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Allow listening on a non-loopback address (use a token with it).
+    #[arg(long)]
+    allow_remote: bool,
+    /// Require `Authorization: Bearer <TOKEN>` (except on /healthz). Prefer
+    /// --token-file: a flag shows in the process list.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    token: Option<String>,
+    /// Read the bearer token from this file (surrounding whitespace trimmed).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Serve a pass again while it is younger than this (e.g. 250ms, 1s, 0s
+    /// to read anew for every request that does not overlap another).
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    max_age: Duration,
+    /// Worker threads answering requests.
+    #[arg(long, default_value_t = ServeOptions::DEFAULT_THREADS as u16, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    /// `{"stats": {...}, "timestamp": ...}` (pipestatic's shape).
+    Json,
+    /// `name: value` lines, as a pipe serves them.
+    Text,
+    /// Prometheus text exposition.
+    Prometheus,
+}
+
+/// Parses the command line, runs it, and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Err(Failure::Message(message)) => {
+            eprintln!("host-aggregator: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    /// Stdout was closed by its reader: not an error for a CLI.
+    BrokenPipe,
+    Message(String),
+}
+
+impl From<host_aggregator::Error> for Failure {
+    fn from(error: host_aggregator::Error) -> Failure {
+        Failure::Message(error.to_string())
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(error: std::io::Error) -> Failure {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::BrokenPipe
+        } else {
+            Failure::Message(format!("cannot write to stdout: {error}"))
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let mut options = ReadOptions::new(
+        cli.pipe_dir
+            .clone()
+            .unwrap_or_else(host_aggregator::default_dir),
+    );
+    if let Some(deadline) = cli.deadline {
+        options.deadline = deadline;
+    }
+    match cli.command {
+        Command::Serve(args) => serve(args, options),
+        Command::Dump { format, pid } => dump(options, format, pid),
+        Command::Show { pid } => show(&options, pid),
+        Command::Gc { dry_run } => gc(&options.dir, dry_run),
+    }
+}
+
+fn serve(args: ServeArgs, read: ReadOptions) -> Result<ExitCode, Failure> {
+    let token = match (&args.token, &args.token_file) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(path)) => Some(read_token(path)?),
+        (None, None) => None,
+    };
+    let dir = read.dir.clone();
+    let mut collector = Collector::new(read);
+    let options = ServeOptions {
+        listen: args.listen,
+        allow_remote: args.allow_remote,
+        token,
+        max_age: args.max_age,
+        threads: usize::from(args.threads),
+        ..ServeOptions::new()
+    };
+    let server = Server::start(&options, Box::new(move || collector.collect()))?;
+    let addr = server.local_addr();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    writeln!(
+        out,
+        "serving {} at http://{addr}/stats /stats/<pid> /processes /metrics /healthz",
+        dir.display()
+    )?;
+    out.flush()?;
+    drop(out);
+    if !addr.ip().is_loopback() && options.token.is_none() {
+        eprintln!("host-aggregator: warning: listening on {addr} with no token");
+    }
+    server.wait()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_token(path: &Path) -> Result<String, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Message(format!("cannot read token file {}: {e}", path.display())))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(Failure::Message(format!(
+            "token file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(token.to_owned())
+}
+
+fn dump(read: ReadOptions, format: Format, pid: Option<u32>) -> Result<ExitCode, Failure> {
+    let dir = read.dir.clone();
+    let pass = Collector::new(read).collect()?;
+    let body = match pid {
+        None => match format {
+            Format::Json => json::stats(&pass),
+            Format::Text => text(&pass.merged),
+            Format::Prometheus => prometheus::render(&pass),
+        },
+        Some(pid) => {
+            let source = pass.source(pid).ok_or_else(|| {
+                Failure::Message(format!("no stats pipe for PID {pid} in {}", dir.display()))
+            })?;
+            match format {
+                Format::Json => json::process(&pass, source),
+                Format::Text => text(&source.snapshot),
+                Format::Prometheus => prometheus::render_snapshot(&source.snapshot),
+            }
+        }
+    };
+    write_out(&body, format)?;
+    match pid.and_then(|pid| pass.source(pid)) {
+        Some(source) if !source.status.is_ok() => {
+            report_not_ok(&pass, pid.unwrap_or_default());
+            Ok(ExitCode::from(1))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn report_not_ok(pass: &Pass, pid: u32) {
+    if let Some(source) = pass.source(pid) {
+        eprintln!(
+            "host-aggregator: {}: {}",
+            source.path.display(),
+            source.status
+        );
+    }
+}
+
+fn show(read: &ReadOptions, pid: u32) -> Result<ExitCode, Failure> {
+    let path = read.dir.join(format!("{pid}.stats"));
+    let source = host_aggregator::read_one(&path, read);
+    if source.status != Status::Ok {
+        return Err(Failure::Message(format!(
+            "{}: {}",
+            path.display(),
+            source.status
+        )));
+    }
+    write_out(&text(&source.snapshot), Format::Text)?;
+    if source.bad_lines > 0 {
+        eprintln!(
+            "host-aggregator: {}: skipped {} bad line(s)",
+            path.display(),
+            source.bad_lines
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gc(dir: &Path, dry_run: bool) -> Result<ExitCode, Failure> {
+    let actions = host_aggregator::gc(dir, dry_run)?;
+    let mut out = Vec::new();
+    let mut failed = false;
+    for action in &actions {
+        let path = action.path.display();
+        let why = match action.reason {
+            Staleness::Dead => format!("PID {} is dead", action.pid),
+            Staleness::Reused => format!("PID {} was reused", action.pid),
+        };
+        match &action.outcome {
+            GcOutcome::Removed => writeln!(out, "removed {path} ({why})")?,
+            GcOutcome::WouldRemove => writeln!(out, "would remove {path} ({why})")?,
+            GcOutcome::Failed(message) => {
+                failed = true;
+                eprintln!("host-aggregator: cannot remove {path} ({why}): {message}");
+            }
+        }
+    }
+    write_out(&out, Format::Text)?;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn text(snapshot: &stats_core::Snapshot) -> Vec<u8> {
+    let mut buf = Vec::new();
+    snapshot.render_into(&mut buf);
+    buf
+}
+
+fn write_out(body: &[u8], format: Format) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(body)?;
+    // JSON is one line; end it so shells print the prompt on the next one.
+    if matches!(format, Format::Json) {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Reads `250ms`, `1s`, `1.5s`, `2m`, `100us` (a unit is required, so `1`
+/// is not silently a second or a millisecond).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{text:?} has no unit (write e.g. 250ms, 1s, 2m)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a number"))?;
+    let seconds = match unit {
+        "us" | "µs" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use us, ms, s or m)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let good = [
+            ("250ms", Duration::from_millis(250)),
+            ("1s", Duration::from_secs(1)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("0s", Duration::ZERO),
+            ("2m", Duration::from_secs(120)),
+            ("100us", Duration::from_micros(100)),
+        ];
+        for (text, want) in good {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        for bad in ["1", "", "ms", "1h", "-1s", "1.2.3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from([
+            "host-aggregator",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-age",
+            "250ms",
+            "--pipe-dir",
+            "/x",
+        ])
+        .unwrap();
+        assert_eq!(cli.pipe_dir, Some(PathBuf::from("/x")));
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(args.max_age, Duration::from_millis(250));
+        assert_eq!(args.listen, "127.0.0.1:0".parse().unwrap());
+        assert!(Cli::try_parse_from(["host-aggregator", "serve", "--threads", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "host-aggregator",
+                "serve",
+                "--token",
+                "a",
+                "--token-file",
+                "b"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["host-aggregator", "dump", "--format", "xml"]).is_err());
+        Cli::command_for_checks().debug_assert();
+    }
+
+    impl Cli {
+        fn command_for_checks() -> clap::Command {
+            <Cli as clap::CommandFactory>::command()
+        }
+    }
+}

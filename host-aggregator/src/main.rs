@@ -1,0 +1,10 @@
+//! `host-aggregator`, the binary: flags in, [`cli::main`] runs them. Not a
+//! library; everything it does lives in the `host_aggregator` crate.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
