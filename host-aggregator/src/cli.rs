@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use host_aggregator::archive::local_host_name;
+use host_aggregator::export::influx::{self, Influx};
 use host_aggregator::export::{json, prometheus};
 use host_aggregator::http::{ServeOptions, Server};
 use host_aggregator::procfs::Staleness;
@@ -65,6 +67,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Archive one pass into a database as one transaction (SQLite by
+    /// default, PostgreSQL for many hosts; see docs/ARCHIVE.md).
+    #[command(after_help = EXIT_CODES)]
+    Archive(host_aggregator::archive::ArchiveArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +106,8 @@ enum Format {
     Text,
     /// Prometheus text exposition.
     Prometheus,
+    /// InfluxDB line protocol (tags `host`, and `pid` with --pid).
+    Influx,
 }
 
 /// Parses the command line, runs it, and turns the outcome into an exit code.
@@ -151,6 +159,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Dump { format, pid } => dump(options, format, pid),
         Command::Show { pid } => show(&options, pid),
         Command::Gc { dry_run } => gc(&options.dir, dry_run),
+        Command::Archive(args) => {
+            let done = host_aggregator::archive::run(&args, options)?;
+            writeln!(std::io::stdout(), "{done}")?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -209,6 +222,7 @@ fn dump(read: ReadOptions, format: Format, pid: Option<u32>) -> Result<ExitCode,
             Format::Json => json::stats(&pass),
             Format::Text => text(&pass.merged),
             Format::Prometheus => prometheus::render(&pass),
+            Format::Influx => Influx::new().pass(&pass, &local_host_name()),
         },
         Some(pid) => {
             let source = pass.source(pid).ok_or_else(|| {
@@ -218,6 +232,13 @@ fn dump(read: ReadOptions, format: Format, pid: Option<u32>) -> Result<ExitCode,
                 Format::Json => json::process(&pass, source),
                 Format::Text => text(&source.snapshot),
                 Format::Prometheus => prometheus::render_snapshot(&source.snapshot),
+                Format::Influx => {
+                    let (host, pid) = (local_host_name(), pid.to_string());
+                    let tags = [(influx::HOST_TAG, host.as_str()), ("pid", pid.as_str())];
+                    let mut buf = Vec::new();
+                    Influx::new().render(&mut buf, &source.snapshot, &tags, pass.started);
+                    buf
+                }
             }
         }
     };

@@ -4,6 +4,7 @@
 //! Every renderer appends to a `Vec<u8>` and never fails: whatever a writer
 //! sent (odd names, NaN, huge integers) comes out as valid output.
 
+pub mod influx;
 pub mod json;
 pub mod prometheus;
 

@@ -1,0 +1,245 @@
+//! InfluxDB line protocol: one line per stat, the base name as measurement,
+//! `[k=v]` tags plus `host` as tags, and the value in the field `value`
+//! (`3i` for an integer, `3.0` for a float, so the types hold).
+//!
+//! ```text
+//! http.requests,code=200,host=web1 value=4000i 1763780000250000000
+//! load\ avg,host=web1 value=0.5 1763780000250000000
+//! ```
+//!
+//! Mapping decisions (documented in `docs/ARCHIVE.md`):
+//! - a stat's own `host` tag is renamed `exported_host` (Prometheus' rule for
+//!   the same clash); a repeated tag key keeps its last value; tags with an
+//!   empty value are left out (line protocol has no empty tag value), so
+//!   `a[k=]` and `a` share a series;
+//! - NaN and infinities have no line-protocol spelling: those stats are
+//!   skipped and counted;
+//! - InfluxDB refuses a write whose field type differs from the one already
+//!   stored in the shard (Telegraf #1978), so an [`Influx`] remembers every
+//!   stat it ever wrote as a float and keeps writing it as one, even if a
+//!   restarted writer sends it as an integer again;
+//! - a backslash that line protocol would read as an escape (before a space,
+//!   comma or `=`, or at the end of a name) is written as `_`.
+
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use stats_core::{Snapshot, Value};
+
+use crate::Pass;
+
+/// The field key holding every stat's value.
+pub const FIELD: &str = "value";
+
+/// The tag naming the host.
+pub const HOST_TAG: &str = "host";
+
+/// What a render wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rendered {
+    /// Lines written.
+    pub lines: u64,
+    /// Stats skipped because line protocol cannot spell them (NaN, ±inf).
+    pub skipped: u64,
+}
+
+/// A line-protocol renderer that remembers which stats were ever floats, so
+/// a stat keeps one field type for as long as this value lives (keep one
+/// per server; a one-shot `dump` uses a fresh one).
+#[derive(Clone, Debug, Default)]
+pub struct Influx {
+    floats: HashSet<String>,
+}
+
+impl Influx {
+    /// A renderer that has seen no float yet.
+    pub fn new() -> Influx {
+        Influx::default()
+    }
+
+    /// The host-wide sums of `pass`, tagged `host=<host>`, stamped with the
+    /// pass start.
+    pub fn pass(&mut self, pass: &Pass, host: &str) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(pass.merged.len() * 64);
+        self.render(&mut buf, &pass.merged, &[(HOST_TAG, host)], pass.started);
+        buf
+    }
+
+    /// Appends one line per stat of `snapshot`, with `tags` added to each
+    /// stat's own tags (they win a clash by renaming the stat's tag to
+    /// `exported_<key>`).
+    pub fn render(
+        &mut self,
+        buf: &mut Vec<u8>,
+        snapshot: &Snapshot,
+        tags: &[(&str, &str)],
+        time: SystemTime,
+    ) -> Rendered {
+        let nanos = time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        let mut stamp = itoa::Buffer::new();
+        let stamp = stamp.format(nanos);
+        let mut rendered = Rendered::default();
+        for (name, value) in snapshot.iter() {
+            if let Value::Float(f) = value
+                && !f.is_finite()
+            {
+                rendered.skipped += 1;
+                continue;
+            }
+            let float = if value.is_float() {
+                if !self.floats.contains(name) {
+                    self.floats.insert(name.to_owned());
+                }
+                true
+            } else {
+                self.floats.contains(name)
+            };
+            let split = stats_core::tags::split(name);
+            let (base, own) = if split.base.is_empty() {
+                (name, Vec::new())
+            } else {
+                (split.base, split.tags)
+            };
+            let mut all_tags: Vec<(String, &str)> = Vec::with_capacity(own.len() + tags.len());
+            for (key, value) in &own {
+                let clash = tags.iter().any(|(ours, _)| ours == key);
+                let key = if clash {
+                    format!("exported_{key}")
+                } else {
+                    key.clone()
+                };
+                all_tags.push((key, value.as_str()));
+            }
+            all_tags.extend(tags.iter().map(|(key, value)| ((*key).to_owned(), *value)));
+            // Stable sort, then keep the last of each key: "later wins".
+            all_tags.sort_by(|a, b| a.0.cmp(&b.0));
+            all_tags.dedup_by(|later, earlier| {
+                if later.0 == earlier.0 {
+                    earlier.1 = later.1;
+                    true
+                } else {
+                    false
+                }
+            });
+
+            escape_into(buf, base, b", ");
+            for (key, value) in &all_tags {
+                if value.is_empty() {
+                    continue;
+                }
+                buf.push(b',');
+                escape_into(buf, key, b", =");
+                buf.push(b'=');
+                escape_into(buf, value, b", =");
+            }
+            buf.push(b' ');
+            buf.extend_from_slice(FIELD.as_bytes());
+            buf.push(b'=');
+            match value {
+                Value::Int(i) if float => {
+                    buf.extend_from_slice(ryu::Buffer::new().format_finite(i as f64).as_bytes());
+                }
+                Value::Int(i) => {
+                    buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+                    buf.push(b'i');
+                }
+                Value::Float(f) => {
+                    buf.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes())
+                }
+            }
+            buf.push(b' ');
+            buf.extend_from_slice(stamp.as_bytes());
+            buf.push(b'\n');
+            rendered.lines += 1;
+        }
+        rendered
+    }
+}
+
+/// Appends `text` with a backslash before each byte in `special`. A
+/// backslash that the reader would take as an escape (before a special byte
+/// or at the end) cannot be written literally and becomes `_`.
+fn escape_into(buf: &mut Vec<u8>, text: &str, special: &[u8]) {
+    let bytes = text.as_bytes();
+    for (i, &byte) in bytes.iter().enumerate() {
+        if special.contains(&byte) {
+            buf.push(b'\\');
+            buf.push(byte);
+        } else if byte == b'\\' && bytes.get(i + 1).is_none_or(|next| special.contains(next)) {
+            buf.push(b'_');
+        } else {
+            buf.push(byte);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn render(influx: &mut Influx, text: &str) -> (String, Rendered) {
+        let (snapshot, errors) = Snapshot::parse(text.as_bytes(), 4096);
+        assert_eq!(errors.count(), 0);
+        let mut buf = Vec::new();
+        let time = UNIX_EPOCH + Duration::from_millis(1_500);
+        let rendered = influx.render(&mut buf, &snapshot, &[("host", "web 1")], time);
+        (String::from_utf8(buf).unwrap(), rendered)
+    }
+
+    #[test]
+    fn spells_types_tags_and_escapes() {
+        let (text, rendered) = render(
+            &mut Influx::new(),
+            "http.requests[code=200,method=GET]: 4000\n\
+             load avg: 0.5\n\
+             a,b=c: 3.0\n\
+             odd[host=x,k=a b,e=]: -2\n\
+             gone: nan\n\
+             back\\: 1\n\
+             [k=v]: 7\n",
+        );
+        assert_eq!(
+            text,
+            "[k=v],host=web\\ 1 value=7i 1500000000\n\
+             a\\,b=c,host=web\\ 1 value=3.0 1500000000\n\
+             back_,host=web\\ 1 value=1i 1500000000\n\
+             http.requests,code=200,host=web\\ 1,method=GET value=4000i 1500000000\n\
+             load\\ avg,host=web\\ 1 value=0.5 1500000000\n\
+             odd,exported_host=x,host=web\\ 1,k=a\\ b value=-2i 1500000000\n"
+        );
+        assert_eq!(
+            rendered,
+            Rendered {
+                lines: 6,
+                skipped: 1
+            }
+        );
+    }
+
+    #[test]
+    fn once_float_stays_float() {
+        let mut influx = Influx::new();
+        assert!(render(&mut influx, "x: 2\n").0.contains("value=2i "));
+        assert!(render(&mut influx, "x: 2.5\n").0.contains("value=2.5 "));
+        // A restarted writer sends it as an integer again: still a float.
+        assert!(render(&mut influx, "x: 3\n").0.contains("value=3.0 "));
+    }
+
+    #[test]
+    fn a_pass_is_tagged_with_its_host() {
+        let pass = Pass {
+            started: UNIX_EPOCH + Duration::from_secs(2),
+            duration: Duration::ZERO,
+            sources: Vec::new(),
+            merged: Snapshot::parse(b"n: 1\n", 4096).0,
+        };
+        let text = Influx::new().pass(&pass, "h");
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "n,host=h value=1i 2000000000\n"
+        );
+    }
+}
