@@ -1,5 +1,5 @@
 //! The HTTP server behind `host-aggregator serve`: `/stats`, `/stats/<pid>`,
-//! `/processes`, `/metrics` and `/healthz` over tiny_http, with one shared,
+//! `/processes`, `/metrics`, `/influx` and `/healthz` over tiny_http, with one shared,
 //! briefly cached read pass for any number of concurrent requests.
 //!
 //! # Sharing passes
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Method, Request, Response, StatusCode};
 
-use crate::export::{json, prometheus};
+use crate::export::{influx, json, prometheus};
 use crate::{Error, Pass};
 
 /// Where and how to serve.
@@ -101,6 +101,7 @@ pub struct CachedPass {
     pub result: Result<Pass, Error>,
     stats_json: OnceLock<Arc<[u8]>>,
     metrics: OnceLock<Arc<[u8]>>,
+    influx: OnceLock<Arc<[u8]>>,
 }
 
 impl CachedPass {
@@ -110,6 +111,10 @@ impl CachedPass {
 
     fn metrics(&self, pass: &Pass) -> Arc<[u8]> {
         Arc::clone(self.metrics.get_or_init(|| prometheus::render(pass).into()))
+    }
+
+    fn influx(&self, pass: &Pass) -> Arc<[u8]> {
+        Arc::clone(self.influx.get_or_init(|| influx::served(pass).into()))
     }
 }
 
@@ -195,6 +200,7 @@ impl PassCache {
             result,
             stats_json: OnceLock::new(),
             metrics: OnceLock::new(),
+            influx: OnceLock::new(),
         });
         drop(state);
         in_flight.finished = Some(Arc::clone(&cached));
@@ -383,12 +389,13 @@ fn work(http: &tiny_http::Server, cache: &PassCache, shared: &Shared) {
 }
 
 /// The paths served, for routing and for the index at `/`.
-const PATHS: [&str; 6] = [
+const PATHS: [&str; 7] = [
     "/",
     "/stats",
     "/stats/<pid>",
     "/processes",
     "/metrics",
+    "/influx",
     "/healthz",
 ];
 
@@ -399,6 +406,7 @@ enum Route {
     Process(u32),
     Processes,
     Metrics,
+    Influx,
     Health,
 }
 
@@ -408,6 +416,7 @@ fn route(path: &str) -> Option<Route> {
         "/stats" | "/stats/" => Route::Stats,
         "/processes" => Route::Processes,
         "/metrics" => Route::Metrics,
+        "/influx" => Route::Influx,
         "/healthz" => Route::Health,
         other => {
             let pid = other.strip_prefix("/stats/")?;
@@ -503,7 +512,7 @@ fn reply_to(request: &Request, cache: &PassCache, shared: &Shared) -> Reply {
     match route {
         Route::Index => Reply::json(200, index()),
         Route::Health => health(cache),
-        Route::Stats | Route::Process(_) | Route::Processes | Route::Metrics => {
+        Route::Stats | Route::Process(_) | Route::Processes | Route::Metrics | Route::Influx => {
             from_pass(&route, &cache.get())
         }
     }
@@ -523,6 +532,10 @@ fn from_pass(route: &Route, cached: &CachedPass) -> Reply {
         Route::Metrics => Reply {
             content_type: prometheus::CONTENT_TYPE,
             ..Reply::json(200, cached.metrics(pass))
+        },
+        Route::Influx => Reply {
+            content_type: influx::CONTENT_TYPE,
+            ..Reply::json(200, cached.influx(pass))
         },
         Route::Processes => Reply::json(200, json::processes(pass)),
         Route::Process(pid) => match pass.source(*pid) {

@@ -22,6 +22,7 @@
 //!   comma or `=`, or at the end of a name) is written as `_`.
 
 use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use stats_core::{Snapshot, Value};
@@ -33,6 +34,23 @@ pub const FIELD: &str = "value";
 
 /// The tag naming the host.
 pub const HOST_TAG: &str = "host";
+
+/// The HTTP content type of line protocol.
+pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
+/// The server's rendering of a pass (`GET /influx`): this host's name as
+/// `host`, and one float memory for the whole process, so a stat keeps its
+/// field type for as long as the server runs.
+pub fn served(pass: &Pass) -> Vec<u8> {
+    static MEMORY: OnceLock<Mutex<Influx>> = OnceLock::new();
+    static HOST: OnceLock<String> = OnceLock::new();
+    let host = HOST.get_or_init(crate::archive::local_host_name);
+    MEMORY
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pass(pass, host)
+}
 
 /// What a render wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
