@@ -1,1 +1,86 @@
-fn main() {}
+//! Rendering 10,000 stats as `name: value` lines: a `Snapshot` and a live
+//! `Registry`, side by side in one run with a naive `writeln!`-per-line render
+//! of the same snapshot.
+
+use std::hint::black_box;
+use std::io::Write;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use stats_core::{Registry, Snapshot, Value};
+
+const STATS: usize = 10_000;
+
+/// A registry shaped like a busy service: tagged and plain names, counters
+/// and float totals.
+fn busy_registry() -> Registry {
+    let registry = Registry::new();
+    for i in 0..STATS {
+        match i % 4 {
+            0 => registry.incr(
+                &format!("http.requests[code={},route=/api/v{i}]", 200 + i % 5),
+                i * 7,
+            ),
+            1 => registry.incr(&format!("worker {i} latency seconds"), i as f64 * 0.001_25),
+            2 => registry.set(&format!("queue.depth.shard{i}"), -(i as i64)),
+            _ => registry.incr(&format!("bytes sent:{i}"), u64::MAX / (i as u64 + 1)),
+        }
+    }
+    registry
+}
+
+/// What a straightforward implementation writes: one `writeln!` per line, with
+/// `{:?}` for floats so they keep their `.0`.
+fn naive_render(snapshot: &Snapshot, out: &mut Vec<u8>) {
+    for (name, value) in snapshot.iter() {
+        match value {
+            Value::Int(i) => writeln!(out, "{name}: {i}"),
+            Value::Float(f) => writeln!(out, "{name}: {f:?}"),
+        }
+        .expect("writing to a Vec cannot fail");
+    }
+}
+
+fn render(c: &mut Criterion) {
+    let registry = busy_registry();
+    let snapshot = registry.snapshot();
+    assert_eq!(snapshot.len(), STATS);
+
+    let mut ours = Vec::new();
+    snapshot.render_into(&mut ours);
+    let mut naive = Vec::new();
+    naive_render(&snapshot, &mut naive);
+    // NaN/inf spellings differ from Rust's Debug, but this data has none, so
+    // both renders must agree byte for byte.
+    assert_eq!(
+        ours, naive,
+        "the naive render is not rendering the same thing"
+    );
+
+    let mut group = c.benchmark_group("render");
+    let mut buf = Vec::with_capacity(ours.len());
+    group.bench_function("snapshot_10000", |b| {
+        b.iter(|| {
+            buf.clear();
+            black_box(&snapshot).render_into(&mut buf);
+            black_box(buf.len())
+        })
+    });
+    group.bench_function("registry_10000", |b| {
+        b.iter(|| {
+            buf.clear();
+            black_box(&registry).render_into(&mut buf);
+            black_box(buf.len())
+        })
+    });
+    group.bench_function("naive_write_10000", |b| {
+        b.iter(|| {
+            buf.clear();
+            naive_render(black_box(&snapshot), &mut buf);
+            black_box(buf.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, render);
+criterion_main!(benches);

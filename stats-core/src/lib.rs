@@ -79,3 +79,8 @@ pub fn counter(name: &str) -> Counter {
 pub fn gauge(name: &str) -> Gauge {
     Registry::global().gauge(name)
 }
+
+/// The README's example runs as a doctest, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;
