@@ -1,4 +1,61 @@
-//! Serving a process's stats through `<dir>/<pid>.stats`: not built yet
-//! (tracked by the pipe-writer issue). Nothing here pretends to work.
+//! Serve a process's stats as a live, `cat`-able FIFO at `<dir>/<pid>.stats`.
+//!
+//! [`start`] serves the process-wide [`stats_core::Registry`]; a [`Builder`]
+//! picks the directory (else `STATS_PIPE_DIR`, else `/tmp/stats-pipe`), the
+//! FIFO's mode and the registry. Every `open` of the path gets exactly one
+//! snapshot, taken at that moment and wrapped in the envelope of FORMAT.md,
+//! so `cat` prints it once and a reader can tell a complete snapshot from a
+//! torn one. Dropping the [`Server`] (or [`Server::stop`]) stops serving and
+//! removes the FIFO. The protocol, and why it is built this way, is in
+//! FORMAT.md ("Serving protocol").
+//!
+//! ```
+//! use std::sync::Arc;
+//! use stats_core::Registry;
+//! use stats_core::envelope::{Verdict, verify};
+//!
+//! let registry = Arc::new(Registry::new());
+//! registry.incr("requests", 3);
+//! registry.set("load avg", 0.5);
+//! let dir = std::env::temp_dir().join(format!("pipe-writer-doctest-{}", std::process::id()));
+//! let server = pipe_writer::Builder::new()
+//!     .dir(&dir)
+//!     .registry(Arc::clone(&registry))
+//!     .start()?;
+//! let path = dir.join(format!("{}.stats", std::process::id()));
+//! assert_eq!(server.path(), path);
+//!
+//! // What `cat` prints: one complete snapshot, taken when it opened the pipe.
+//! let text = String::from_utf8(std::fs::read(&path)?)?;
+//! let pid = std::process::id();
+//! assert!(text.starts_with(&format!("#stats-pipe: 1\n#pid: {pid}\n#seq: 0\n#time: ")));
+//! let Verdict::Complete { body, .. } = verify(text.as_bytes()) else { panic!("{text}") };
+//! assert_eq!(&text[body], "load avg: 0.5\nrequests: 3\n");
+//!
+//! // Each open sees the stats of that moment.
+//! registry.incr("requests", 1);
+//! let text = String::from_utf8(std::fs::read(&path)?)?;
+//! assert!(text.contains("\n#seq: 1\n") && text.contains("\nrequests: 4\n"));
+//!
+//! server.stop()?; // joins the serving thread and removes the FIFO
+//! assert!(!path.exists());
+//! std::fs::remove_dir(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod counters;
+mod dir;
+mod error;
+mod fifo;
+pub mod input;
+mod send;
+mod server;
+mod snapshot;
+mod sweep;
+
+pub use counters::ServeStats;
+pub use dir::{DEFAULT_DIR, DIR_ENV, DIR_MODE};
+pub use error::Error;
+pub use server::{Builder, DEFAULT_MODE, DEFAULT_STALL_TIMEOUT, Server, start};

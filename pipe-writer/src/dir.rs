@@ -1,0 +1,272 @@
+//! The pipe directory: chosen, created with a safe mode, and every name in it
+//! reached through one directory descriptor without following symlinks.
+//!
+//! The directory is shared by every user's processes on the host, like
+//! `/tmp`: when we create it, it gets mode `1777` (everyone may add a FIFO;
+//! the sticky bit stops anyone but a file's owner from renaming or deleting
+//! it). An existing directory is used as it is, never `chmod`ed, but refused
+//! if others may write to it and it is not sticky (then anyone could rename a
+//! FIFO of theirs over ours). The directory path itself must not be a
+//! symbolic link: a planted link at `/tmp/stats-pipe` would make us create
+//! FIFOs wherever it points. Links in the parent components (`/tmp` ->
+//! `/private/tmp`) are the administrator's and are followed.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, open, openat, renameat};
+use nix::sys::stat::{FchmodatFlags, FileStat, Mode, SFlag, fchmod, fchmodat, fstat, fstatat};
+use nix::unistd::{Uid, UnlinkatFlags, geteuid, mkdir, mkfifoat, unlinkat};
+
+use crate::error::Error;
+use crate::fifo::{Fifo, FileId};
+
+/// The directory used when neither the builder nor the environment names one.
+pub const DEFAULT_DIR: &str = "/tmp/stats-pipe";
+/// The environment variable that names the directory.
+pub const DIR_ENV: &str = "STATS_PIPE_DIR";
+/// Mode of a directory we create: world-writable and sticky, like `/tmp`.
+pub const DIR_MODE: u32 = 0o1777;
+
+/// The directory from the builder, else `STATS_PIPE_DIR` (if set and not
+/// empty), else [`DEFAULT_DIR`]; trailing slashes dropped, because a path
+/// ending in `/` makes the kernel follow a final symlink even with
+/// `O_NOFOLLOW`.
+pub(crate) fn resolve(given: Option<PathBuf>) -> PathBuf {
+    let chosen = given
+        .or_else(|| {
+            std::env::var_os(DIR_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
+    chosen.components().collect()
+}
+
+/// An open pipe directory.
+#[derive(Debug)]
+pub(crate) struct PipeDir {
+    path: PathBuf,
+    fd: OwnedFd,
+    uid: Uid,
+    id: FileId,
+}
+
+/// What sits at a name we want.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Existing {
+    Nothing,
+    /// A FIFO of ours: a stale leftover of a dead earlier holder of our PID.
+    OurFifo,
+}
+
+impl PipeDir {
+    /// Opens `path`, creating it (mode [`DIR_MODE`]) if missing. Only the last
+    /// component is created: a missing parent is an error.
+    pub(crate) fn open(path: PathBuf) -> Result<PipeDir, Error> {
+        let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+        let fd = match open(&path, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                let created = match mkdir(&path, Mode::from_bits_truncate(DIR_MODE)) {
+                    Ok(()) => true,
+                    Err(Errno::EEXIST) => false,
+                    Err(errno) => {
+                        return Err(Error::Dir {
+                            path,
+                            op: "create",
+                            errno,
+                        });
+                    }
+                };
+                let fd = open(&path, flags, Mode::empty()).map_err(|e| dir_open_error(&path, e))?;
+                if created {
+                    set_shared_mode(&path, &fd)?;
+                }
+                fd
+            }
+            Err(errno) => return Err(dir_open_error(&path, errno)),
+        };
+        let stat = fstat(&fd).map_err(|errno| Error::Dir {
+            path: path.clone(),
+            op: "stat",
+            errno,
+        })?;
+        let mode = stat.st_mode & 0o7777;
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(Error::UnsafeDir { path, mode });
+        }
+        Ok(PipeDir {
+            path,
+            fd,
+            uid: geteuid(),
+            id: FileId::of(&stat),
+        })
+    }
+
+    pub(crate) fn id(&self) -> FileId {
+        self.id
+    }
+
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Checks what sits at `name` without following a symlink: nothing, our
+    /// own FIFO, or an error for anything we must leave alone.
+    pub(crate) fn inspect(&self, name: &str) -> Result<Existing, Error> {
+        let stat = match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(Errno::ENOENT) => return Ok(Existing::Nothing),
+            Err(errno) => {
+                return Err(Error::Fifo {
+                    path: self.join(name),
+                    op: "inspect",
+                    errno,
+                });
+            }
+        };
+        self.check_ours(name, &stat)?;
+        Ok(Existing::OurFifo)
+    }
+
+    /// Opens our FIFO at `name` as an `O_PATH` descriptor (no reader or
+    /// writer is created) and checks it is a FIFO of ours.
+    pub(crate) fn open_fifo(&self, name: &str) -> Result<Fifo, Error> {
+        let fail = |errno| Error::Fifo {
+            path: self.join(name),
+            op: "open",
+            errno,
+        };
+        let fd = openat(
+            &self.fd,
+            name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(fail)?;
+        let stat = fstat(&fd).map_err(fail)?;
+        self.check_ours(name, &stat)?;
+        Ok(Fifo::new(fd, FileId::of(&stat)))
+    }
+
+    /// Creates a FIFO with exactly `mode` at `name` (a temporary name). A
+    /// stale FIFO of ours already there is removed first; anything else there
+    /// is an error.
+    pub(crate) fn make_fifo(&self, name: &str, mode: u32) -> Result<Fifo, Error> {
+        let perm = Mode::from_bits_truncate(mode);
+        let made = match mkfifoat(&self.fd, name, perm) {
+            Err(Errno::EEXIST) if self.inspect(name)? == Existing::OurFifo => {
+                self.remove(name, None);
+                mkfifoat(&self.fd, name, perm)
+            }
+            other => other,
+        };
+        made.map_err(|errno| Error::Fifo {
+            path: self.join(name),
+            op: "mkfifo",
+            errno,
+        })?;
+        let fifo = self.open_fifo(name)?;
+        // mkfifo's mode passed through the umask; set the mode asked for.
+        let stat = fstat(fifo.path_fd()).map_err(|errno| Error::Fifo {
+            path: self.join(name),
+            op: "stat",
+            errno,
+        })?;
+        if stat.st_mode & 0o7777 != mode {
+            fchmodat(
+                nix::fcntl::AT_FDCWD,
+                fifo.proc_path().as_str(),
+                perm,
+                FchmodatFlags::FollowSymlink,
+            )
+            .map_err(|errno| Error::Fifo {
+                path: self.join(name),
+                op: "chmod",
+                errno,
+            })?;
+        }
+        Ok(fifo)
+    }
+
+    /// Atomically replaces `to` with `from` (both names in this directory).
+    pub(crate) fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
+        renameat(&self.fd, from, &self.fd, to).map_err(|errno| Error::Fifo {
+            path: self.join(to),
+            op: "rename a fresh FIFO over",
+            errno,
+        })
+    }
+
+    /// Removes `name` if it is still the file `id` (any file of ours when
+    /// `id` is `None`). Best effort: a name that is gone or someone else's is
+    /// left as it is.
+    pub(crate) fn remove(&self, name: &str, id: Option<FileId>) {
+        let Ok(stat) = fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
+            return;
+        };
+        let ours = stat.st_uid == self.uid.as_raw();
+        if ours && id.is_none_or(|id| id == FileId::of(&stat)) {
+            let _ = unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir);
+        }
+    }
+
+    fn check_ours(&self, name: &str, stat: &FileStat) -> Result<(), Error> {
+        if stat.st_uid != self.uid.as_raw() {
+            return Err(Error::Squatted {
+                path: self.join(name),
+                owner: stat.st_uid,
+                uid: self.uid.as_raw(),
+            });
+        }
+        let found = match SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) {
+            SFlag::S_IFIFO => return Ok(()),
+            SFlag::S_IFLNK => "a symbolic link",
+            SFlag::S_IFREG => "a regular file",
+            SFlag::S_IFDIR => "a directory",
+            SFlag::S_IFSOCK => "a socket",
+            _ => "a device or other special file",
+        };
+        Err(Error::NotFifo {
+            path: self.join(name),
+            found,
+        })
+    }
+}
+
+fn dir_open_error(path: &Path, errno: Errno) -> Error {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    match errno {
+        _ if is_link => Error::DirIsSymlink {
+            path: path.to_path_buf(),
+        },
+        Errno::ENOTDIR => Error::NotADirectory {
+            path: path.to_path_buf(),
+        },
+        errno => Error::Dir {
+            path: path.to_path_buf(),
+            op: "open",
+            errno,
+        },
+    }
+}
+
+/// mkdir's mode passed through the umask; a directory we just created (and
+/// still own, checked on the open descriptor) gets the full shared mode.
+fn set_shared_mode(path: &Path, fd: &OwnedFd) -> Result<(), Error> {
+    let stat = fstat(fd).map_err(|errno| Error::Dir {
+        path: path.to_path_buf(),
+        op: "stat",
+        errno,
+    })?;
+    if stat.st_uid == geteuid().as_raw() && stat.st_mode & 0o7777 != DIR_MODE {
+        fchmod(fd, Mode::from_bits_truncate(DIR_MODE)).map_err(|errno| Error::Dir {
+            path: path.to_path_buf(),
+            op: "chmod",
+            errno,
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! `Error`: everything that can go wrong while setting up or serving a pipe.
+
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+/// Why a pipe could not be set up or served. Every variant names the path it
+/// is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call on the pipe directory failed.
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// What was being done (`"create"`, `"open"`, ...).
+        op: &'static str,
+        /// The system's reason.
+        errno: Errno,
+    },
+    /// The directory is a symbolic link; it is never followed.
+    DirIsSymlink {
+        /// The directory path as given.
+        path: PathBuf,
+    },
+    /// The path exists but is not a directory.
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The directory is writable by other users but lacks the sticky bit, so
+    /// anyone could rename or delete our FIFO.
+    UnsafeDir {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Our `<pid>.stats` name belongs to another user (squatted).
+    Squatted {
+        /// The FIFO path.
+        path: PathBuf,
+        /// The owner found there.
+        owner: u32,
+        /// Our effective user ID.
+        uid: u32,
+    },
+    /// Something other than a FIFO sits at our path; it is left alone.
+    NotFifo {
+        /// The FIFO path.
+        path: PathBuf,
+        /// What was found instead (`"a symbolic link"`, ...).
+        found: &'static str,
+    },
+    /// This process already serves a pipe in that directory.
+    AlreadyServing {
+        /// The FIFO path.
+        path: PathBuf,
+    },
+    /// A system call on a FIFO failed.
+    Fifo {
+        /// The FIFO path (or its temporary name).
+        path: PathBuf,
+        /// What was being done (`"mkfifo"`, `"rename"`, ...).
+        op: &'static str,
+        /// The system's reason.
+        errno: Errno,
+    },
+    /// `/proc/self/fd` is needed to reach FIFOs by descriptor and is missing.
+    NoProc {
+        /// The system's reason.
+        errno: Errno,
+    },
+    /// The serving thread could not be started.
+    Spawn {
+        /// The FIFO path.
+        path: PathBuf,
+        /// The system's reason, as the standard library reported it.
+        reason: String,
+    },
+    /// The serving thread panicked (a bug); the FIFO was removed if possible.
+    Panicked {
+        /// The FIFO path.
+        path: PathBuf,
+    },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Dir { path, op, errno } => {
+                write!(
+                    f,
+                    "cannot {op} stats pipe directory {}: {errno}",
+                    path.display()
+                )
+            }
+            Error::DirIsSymlink { path } => write!(
+                f,
+                "stats pipe directory {} is a symbolic link; refusing to follow it",
+                path.display()
+            ),
+            Error::NotADirectory { path } => {
+                write!(
+                    f,
+                    "stats pipe directory {} is not a directory",
+                    path.display()
+                )
+            }
+            Error::UnsafeDir { path, mode } => write!(
+                f,
+                "stats pipe directory {} is writable by others (mode {mode:o}) but not sticky; \
+                 anyone could replace our FIFO (chmod +t or use another directory)",
+                path.display()
+            ),
+            Error::Squatted { path, owner, uid } => write!(
+                f,
+                "{} belongs to user {owner}, not to us (user {uid}): another user squats our name",
+                path.display()
+            ),
+            Error::NotFifo { path, found } => write!(
+                f,
+                "{} is {found}, not a FIFO; leaving it alone",
+                path.display()
+            ),
+            Error::AlreadyServing { path } => write!(
+                f,
+                "this process already serves {}; stop that server first",
+                path.display()
+            ),
+            Error::Fifo { path, op, errno } => {
+                write!(f, "cannot {op} stats FIFO {}: {errno}", path.display())
+            }
+            Error::NoProc { errno } => write!(
+                f,
+                "/proc/self/fd is not available ({errno}); the stats pipe needs procfs"
+            ),
+            Error::Spawn { path, reason } => write!(
+                f,
+                "cannot start the thread serving {}: {reason}",
+                path.display()
+            ),
+            Error::Panicked { path } => {
+                write!(f, "the thread serving {} panicked", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}

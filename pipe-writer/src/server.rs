@@ -1,0 +1,451 @@
+//! `Builder` and `Server`: start serving a registry at `<dir>/<pid>.stats`
+//! from a background thread, and stop again. The serving protocol itself is
+//! described in FORMAT.md ("Serving protocol").
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use stats_core::Registry;
+
+use crate::counters::{Counters, ServeStats};
+use crate::dir::{Existing, PipeDir, resolve};
+use crate::error::Error;
+use crate::fifo::{Fifo, FileId, check_proc};
+use crate::send::{Delivery, Sent, pipe_max_size};
+use crate::snapshot::{Snapshotter, Source};
+use crate::sweep::{self, Retired};
+
+/// Permission bits of a FIFO unless [`Builder::mode`] says otherwise: only
+/// the owner (and root) may read our stats.
+pub const DEFAULT_MODE: u32 = 0o600;
+/// How long readers that stop reading may hold up the serving thread before
+/// their snapshot is abandoned, unless [`Builder::stall_timeout`] says
+/// otherwise.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(1);
+/// How many temporary names are tried when others squat ours.
+const TEMP_NAME_TRIES: usize = 8;
+
+/// Directories this process serves in: a second server there would take
+/// the first one's FIFO for a stale leftover and replace it.
+static SERVED_DIRS: Mutex<Vec<FileId>> = Mutex::new(Vec::new());
+
+/// Starts serving the process-wide registry ([`Registry::global`]) at
+/// `<dir>/<pid>.stats`, `dir` being `STATS_PIPE_DIR` or `/tmp/stats-pipe`.
+/// Shorthand for `Builder::new().start()`.
+///
+/// # Errors
+///
+/// See [`Builder::start`].
+pub fn start() -> Result<Server, Error> {
+    Builder::new().start()
+}
+
+/// Settings for a [`Server`].
+#[derive(Clone, Debug)]
+pub struct Builder {
+    dir: Option<PathBuf>,
+    mode: u32,
+    source: Source,
+    stall_timeout: Duration,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// Serve [`Registry::global`] in the default directory, FIFO mode
+    /// [`DEFAULT_MODE`], stall timeout [`DEFAULT_STALL_TIMEOUT`].
+    pub fn new() -> Builder {
+        Builder {
+            dir: None,
+            mode: DEFAULT_MODE,
+            source: Source::Global,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+        }
+    }
+
+    /// Serve in `dir` instead of `STATS_PIPE_DIR` or `/tmp/stats-pipe`.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Builder {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Permission bits of the FIFO (`0o644` lets every user read our stats);
+    /// only the `0o777` bits are used.
+    pub fn mode(mut self, mode: u32) -> Builder {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Serve this registry instead of the process-wide one.
+    pub fn registry(mut self, registry: Arc<Registry>) -> Builder {
+        self.source = Source::Own(registry);
+        self
+    }
+
+    /// How long readers that stop reading may hold up the serving thread.
+    pub fn stall_timeout(mut self, timeout: Duration) -> Builder {
+        self.stall_timeout = timeout;
+        self
+    }
+
+    /// Creates `<dir>/<pid>.stats` and starts serving it. When this returns
+    /// the path exists and every `open` of it is answered.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created or opened, is a symbolic link, or is
+    /// writable by others without the sticky bit; our path is held by
+    /// another user or by something other than a FIFO (a FIFO of ours there
+    /// is a stale leftover and is replaced); this process already serves in
+    /// that directory; `/proc/self/fd` is missing; a FIFO cannot be made; or
+    /// the threads cannot be started.
+    pub fn start(self) -> Result<Server, Error> {
+        check_proc().map_err(|errno| Error::NoProc { errno })?;
+        let dir = Arc::new(PipeDir::open(resolve(self.dir))?);
+        let pid = std::process::id();
+        let name = format!("{pid}.stats");
+        let claim = DirClaim::new(dir.id(), dir.join(&name))?;
+        let stale = match dir.inspect(&name)? {
+            Existing::OurFifo => Some(dir.open_fifo(&name)?),
+            Existing::Nothing => None,
+        };
+        let mut names = TempNames::new(pid);
+        let (temp, first) = names.make(&dir, self.mode)?;
+        dir.rename(&temp, &name)?;
+        let first = Arc::new(first);
+
+        let shared = Arc::new(Shared {
+            stop: Arc::new(AtomicBool::new(false)),
+            counters: Counters::default(),
+            current: Mutex::new(Some(Arc::clone(&first))),
+            error: Mutex::new(None),
+        });
+        let seq = Arc::new(AtomicU64::new(0));
+        let pipe_max = pipe_max_size();
+        let (retire, inbox) = crossbeam_channel::unbounded();
+        if let Some(stale) = stale {
+            // Readers still blocked on the dead holder's FIFO get served.
+            let _ = retire.send(Retired {
+                fifo: Arc::new(stale),
+                closed_at: Instant::now(),
+                may_serve: true,
+            });
+        }
+        let path = dir.join(&name);
+        let spawn_failed = |e: std::io::Error| Error::Spawn {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+
+        let sweeper_shared = Arc::clone(&shared);
+        let mut sweeper_snapshots = Snapshotter::new(self.source.clone(), pid, Arc::clone(&seq));
+        let stall = self.stall_timeout;
+        let sweeping = std::thread::Builder::new()
+            .name("stats-pipe-orphans".into())
+            .spawn(move || {
+                let delivery = Delivery::for_this_thread(stall, pipe_max);
+                sweep::run(
+                    &inbox,
+                    &mut sweeper_snapshots,
+                    &delivery,
+                    &sweeper_shared.counters,
+                    &sweeper_shared.stop,
+                );
+            })
+            .map_err(|e| {
+                dir.remove(&name, Some(first.id()));
+                spawn_failed(e)
+            })?;
+
+        let serve = ServeLoop {
+            dir: Arc::clone(&dir),
+            name: name.clone(),
+            names,
+            mode: self.mode,
+            shared: Arc::clone(&shared),
+            current: first,
+            next: None,
+            snapshotter: Snapshotter::new(self.source, pid, seq),
+            retire,
+        };
+        let serving = std::thread::Builder::new()
+            .name("stats-pipe".into())
+            .spawn(move || {
+                let delivery = Delivery::for_this_thread(stall, pipe_max);
+                serve.run(&delivery);
+            });
+        let serving = match serving {
+            Ok(handle) => handle,
+            Err(e) => {
+                // The closure (and with it the sweeper's inbox sender) is
+                // gone, so the sweeper ends by itself.
+                let _ = sweeping.join();
+                dir.remove(&name, None);
+                return Err(spawn_failed(e));
+            }
+        };
+        Ok(Server {
+            path,
+            name,
+            dir,
+            shared,
+            serving: Some(serving),
+            sweeping: Some(sweeping),
+            _claim: claim,
+        })
+    }
+}
+
+/// State shared by the handle and the serving threads.
+struct Shared {
+    stop: Arc<AtomicBool>,
+    counters: Counters,
+    /// The FIFO at our path now: the handle opens it to wake the serving
+    /// thread from its blocking `open`.
+    current: Mutex<Option<Arc<Fifo>>>,
+    /// Why the serving thread ended early, if it did.
+    error: Mutex<Option<Error>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A running server. Dropping it (or [`Server::stop`]) stops the threads,
+/// joins them and removes the FIFO.
+#[must_use = "dropping the Server stops serving at once"]
+pub struct Server {
+    path: PathBuf,
+    name: String,
+    dir: Arc<PipeDir>,
+    shared: Arc<Shared>,
+    serving: Option<JoinHandle<()>>,
+    sweeping: Option<JoinHandle<()>>,
+    _claim: DirClaim,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("path", &self.path)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Server {
+    /// The FIFO path, `<dir>/<pid>.stats`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What has been served so far.
+    pub fn stats(&self) -> ServeStats {
+        self.shared.counters.load()
+    }
+
+    /// Why serving ended early, if it did (the FIFO was then removed, so
+    /// readers see no pipe rather than a dead one).
+    pub fn error(&self) -> Option<Error> {
+        lock(&self.shared.error).clone()
+    }
+
+    /// Whether the serving thread is still running.
+    pub fn is_serving(&self) -> bool {
+        self.serving.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
+    /// Stops serving: wakes and joins the threads, removes the FIFO.
+    ///
+    /// # Errors
+    ///
+    /// The error that ended serving early, if one did.
+    pub fn stop(mut self) -> Result<(), Error> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), Error> {
+        let Some(serving) = self.serving.take() else {
+            return Ok(());
+        };
+        self.shared.stop.store(true, SeqCst);
+        // A reader of our own releases the thread from its blocking open; it
+        // stays open until the join, or the wake-up can be lost
+        // (FIFO-NOTES.md).
+        let waker = lock(&self.shared.current)
+            .as_ref()
+            .and_then(|fifo| fifo.open_wake_reader().ok());
+        let joined = serving.join();
+        drop(waker);
+        if let Some(sweeping) = self.sweeping.take() {
+            let _ = sweeping.join();
+        }
+        if joined.is_err() {
+            self.dir.remove(&self.name, None);
+            lock(&self.shared.error).get_or_insert(Error::Panicked {
+                path: self.path.clone(),
+            });
+        }
+        match lock(&self.shared.error).clone() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// This process's claim on a directory, released on drop.
+struct DirClaim(FileId);
+
+impl DirClaim {
+    fn new(dir: FileId, path: PathBuf) -> Result<DirClaim, Error> {
+        let mut dirs = lock(&SERVED_DIRS);
+        if dirs.contains(&dir) {
+            return Err(Error::AlreadyServing { path });
+        }
+        dirs.push(dir);
+        Ok(DirClaim(dir))
+    }
+}
+
+impl Drop for DirClaim {
+    fn drop(&mut self) {
+        lock(&SERVED_DIRS).retain(|d| *d != self.0);
+    }
+}
+
+/// Temporary names for fresh FIFOs: `.<pid>.stats.tmp`, then numbered
+/// variants if another user squats that one.
+struct TempNames {
+    pid: u32,
+    index: usize,
+}
+
+impl TempNames {
+    fn new(pid: u32) -> TempNames {
+        TempNames { pid, index: 0 }
+    }
+
+    fn name(&self) -> String {
+        match self.index {
+            0 => format!(".{}.stats.tmp", self.pid),
+            n => format!(".{}.stats.{n}.tmp", self.pid),
+        }
+    }
+
+    /// Makes a fresh FIFO under a temporary name.
+    fn make(&mut self, dir: &PipeDir, mode: u32) -> Result<(String, Fifo), Error> {
+        let mut tries = 0;
+        loop {
+            let name = self.name();
+            match dir.make_fifo(&name, mode) {
+                Ok(fifo) => return Ok((name, fifo)),
+                Err(Error::Squatted { .. } | Error::NotFifo { .. })
+                    if tries + 1 < TEMP_NAME_TRIES =>
+                {
+                    tries += 1;
+                    self.index = (self.index + 1) % TEMP_NAME_TRIES;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// The serving thread.
+struct ServeLoop {
+    dir: Arc<PipeDir>,
+    name: String,
+    names: TempNames,
+    mode: u32,
+    shared: Arc<Shared>,
+    /// The FIFO at our path.
+    current: Arc<Fifo>,
+    /// The next one, made ahead so that only a `rename` stands between a
+    /// reader's open and its snapshot.
+    next: Option<(String, Fifo)>,
+    snapshotter: Snapshotter,
+    retire: Sender<Retired>,
+}
+
+impl ServeLoop {
+    fn run(mut self, delivery: &Delivery) {
+        let result = self.serve(delivery);
+        self.dir.remove(&self.name, Some(self.current.id()));
+        if let Some((temp, fifo)) = self.next.take() {
+            self.dir.remove(&temp, Some(fifo.id()));
+        }
+        // Readers that opened the path just before it went get end-of-file
+        // rather than a wait for a writer that is gone.
+        drop(self.current.open_if_reader());
+        if let Err(error) = result {
+            *lock(&self.shared.error) = Some(error);
+        }
+    }
+
+    fn serve(&mut self, delivery: &Delivery) -> Result<(), Error> {
+        let stop = Arc::clone(&self.shared.stop);
+        loop {
+            let (temp, fresh) = match self.next.take() {
+                Some(next) => next,
+                None => self.names.make(&self.dir, self.mode)?,
+            };
+            self.next = Some((temp, fresh));
+            if stop.load(SeqCst) {
+                return Ok(());
+            }
+            let writer = self
+                .current
+                .wait_for_reader()
+                .map_err(|errno| Error::Fifo {
+                    path: self.dir.join(&self.name),
+                    op: "open",
+                    errno,
+                })?;
+            if stop.load(SeqCst) {
+                // Woken by our own handle; a reader that came at the same
+                // moment reads end-of-file.
+                return Ok(());
+            }
+            // Replace before writing (FIFO-NOTES.md, the duplicate trap):
+            // readers from now on open the fresh FIFO, so this writer never
+            // reopens the one its reader is still reading.
+            let Some((temp, fresh)) = self.next.take() else {
+                continue;
+            };
+            let renamed = self.dir.rename(&temp, &self.name);
+            let old = if renamed.is_ok() {
+                let fresh = Arc::new(fresh);
+                *lock(&self.shared.current) = Some(Arc::clone(&fresh));
+                Some(std::mem::replace(&mut self.current, fresh))
+            } else {
+                self.next = Some((temp, fresh));
+                None
+            };
+            let sent = delivery.send(&writer, self.snapshotter.build(), &stop);
+            drop(writer);
+            self.shared.counters.record(sent, false);
+            renamed?;
+            if let Some(old) = old {
+                let _ = self.retire.send(Retired {
+                    fifo: old,
+                    closed_at: Instant::now(),
+                    may_serve: sent != Sent::Stalled,
+                });
+            }
+        }
+    }
+}
