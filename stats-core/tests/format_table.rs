@@ -30,7 +30,7 @@ const CASES: &[Case] = &[
     Case { input: b"a: 1\nthis line never ends and never ends", entries: &[("a", Value::Int(1))], errors: &[(2, TOO_LONG)] },
     // i64 boundaries: MIN is an int, one past MAX is a float.
     Case { input: b"min: -9223372036854775808\n", entries: &[("min", Value::Int(i64::MIN))], errors: &[] },
-    Case { input: b"x: 9223372036854775808\n", entries: &[("x", Value::Float(9.223372036854775808e18))], errors: &[] },
+    Case { input: b"x: 9223372036854775808\n", entries: &[("x", Value::Float(9.223_372_036_854_776e18))], errors: &[] },
     // Floats keep their type and sign.
     Case { input: b"z: -0.0\ne: 1e-7\n", entries: &[("e", Value::Float(1e-7)), ("z", Value::Float(-0.0))], errors: &[] },
     Case { input: b"z: -0\n", entries: &[("z", Value::Int(0))], errors: &[] },
@@ -71,7 +71,7 @@ fn integer_overflow_in_a_merge_becomes_a_float() {
     let sum = merge::sum([&a, &b]);
     assert_eq!(
         sum.get("total"),
-        Some(Value::Float(9.223372036854775808e18))
+        Some(Value::Float(9.223_372_036_854_776e18))
     );
     assert_eq!(sum.get("small"), Some(Value::Int(3)));
     let mut text = Vec::new();
