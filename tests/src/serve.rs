@@ -1,0 +1,256 @@
+//! Running the workspace's real binaries from the end-to-end tests (built on
+//! demand), the `host-aggregator serve` process behind a guard, and a tiny
+//! HTTP/1.1 client on a plain `TcpStream` (so the server is checked by code
+//! that shares nothing with it).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// The path of binary `name` of workspace package `package`, built first
+/// (once per test process) with the same cargo, target dir and profile as
+/// the tests: a test package cannot depend on another package's binaries.
+///
+/// # Panics
+/// If the build fails.
+pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    // target/<profile>/deps/<test binary> → target/<profile>/
+    let exe = std::env::current_exe().expect("current test binary");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary inside target/<profile>/deps");
+    let path = profile_dir.join(name);
+    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--quiet", "-p", package, "--bin", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        // Build into the directory this test binary lives in.
+        if let Some(target) = profile_dir.parent() {
+            build.env("CARGO_TARGET_DIR", target);
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build -p {package} --bin {name} failed"
+        );
+        built.push(name.to_owned());
+    }
+    path
+}
+
+/// A running `host-aggregator serve` on a free loopback port, killed and
+/// reaped on drop.
+#[derive(Debug)]
+pub struct Aggregator {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Aggregator {
+    /// Starts `host-aggregator serve --listen 127.0.0.1:0 --pipe-dir DIR
+    /// <extra>` and waits for the address it prints.
+    ///
+    /// # Panics
+    /// If it does not start or print its address within 30 s.
+    pub fn serve(dir: &Path, extra: &[&str]) -> Aggregator {
+        let mut child = Command::new(workspace_binary("host-aggregator", "host-aggregator"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--pipe-dir"])
+            .arg(dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn host-aggregator serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            // Keep draining so the server never writes into a closed pipe.
+            for _ in lines {}
+        });
+        let mut guard = Aggregator {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let first = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("host-aggregator serve printed no address");
+        guard.addr = first
+            .strip_prefix("listening on http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+        guard
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        request(self.addr, "GET", path, &[])
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Aggregator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header lines as `(name, value)`.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    ///
+    /// # Panics
+    /// If it is not UTF-8.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("UTF-8 body")
+    }
+
+    /// The body parsed as JSON.
+    ///
+    /// # Panics
+    /// If it is not valid JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {} body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Sends one `method path` request with `headers` and `Connection: close`,
+/// and reads the whole response.
+///
+/// # Panics
+/// If the connection fails or the response is not HTTP.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if method != "GET" && method != "HEAD" {
+        text.push_str("Content-Length: 0\r\n");
+    }
+    text.push_str("\r\n");
+    let raw = exchange(addr, text.as_bytes());
+    parse_response(&raw)
+}
+
+/// Writes `bytes` to a fresh connection, closes our side for writing, and
+/// reads until the server closes it (at most 30 s).
+///
+/// # Panics
+/// If the connection cannot be made.
+pub fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect to the aggregator");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set read timeout");
+    // The server may hang up on garbage before reading it all.
+    let _ = stream.write_all(bytes);
+    // Say we are done, so a request cut short ends instead of waiting.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    raw
+}
+
+fn parse_response(raw: &[u8]) -> HttpResponse {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// Runs `promtool check metrics` on `text`; returns its exit code and
+/// output.
+///
+/// # Panics
+/// If promtool is not installed (`scripts/install-test-deps.sh` installs
+/// it).
+pub fn promtool_check_metrics(text: &[u8]) -> (i32, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is not installed: run scripts/install-test-deps.sh");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text)
+        .expect("feed promtool");
+    let output = child.wait_with_output().expect("promtool ran");
+    let mut said = String::from_utf8_lossy(&output.stdout).into_owned();
+    said.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), said)
+}
