@@ -3,9 +3,9 @@
 //! checked with a separate HTTP client, serde_json and `promtool`.
 
 use std::os::unix::fs::symlink;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use stats_pipe_tests::hostile::{Processes, TempDir, dead_pid, make_fifo, spawn_pipestatic_writer};
@@ -403,4 +403,70 @@ fn dump_show_gc_and_help_on_the_command_line() {
     let (code, _, err) = cli(&["serve", "--listen", "0.0.0.0:0", "--pipe-dir", d]);
     assert_eq!(code, 1);
     assert!(err.contains("--allow-remote"), "{err}");
+}
+
+#[test]
+fn our_writer_fed_from_a_shell_and_pipestatic_writers_sum_exactly() {
+    let dir = TempDir::new("http-mixed");
+    let mut processes = Processes::new();
+    spawn_pipestatic_writer(
+        &mut processes,
+        dir.path(),
+        &["jobs done=10", "load avg=0.25", "http.requests[code=200]=7"],
+    );
+    // pipe-writer fed by a real shell loop; --linger keeps it serving after
+    // the loop ends.
+    let mut shell = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "for i in 1 2 3 4 5; do echo 'jobs done += 2'; done; \
+             echo 'load avg: 0.5'; echo 'http.requests[code=200] += 1'; \
+             echo 'only ours: 1.0'",
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let feed = shell.stdout.take().unwrap();
+    let writer = processes.spawn(
+        Command::new(workspace_binary("pipe-writer", "pipe-writer"))
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--linger")
+            .stdin(Stdio::from(feed))
+            .stdout(Stdio::null()),
+    );
+    shell.wait().unwrap();
+    let server = Aggregator::serve(dir.path(), &["--max-age", "0s"]);
+
+    let want = json!({
+        "jobs done": 20,
+        "load avg": 0.75,
+        "http.requests[code=200]": 8,
+        "only ours": 1.0,
+    });
+    // The writer applies its stdin asynchronously: wait until it has all.
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut stats = server.get("/stats").json()["stats"].clone();
+    while stats != want && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+        stats = server.get("/stats").json()["stats"].clone();
+    }
+    assert_eq!(stats, want);
+    assert!(stats["jobs done"].is_i64() && stats["only ours"].is_f64());
+
+    let ours = server.get(&format!("/stats/{writer}")).json();
+    assert_eq!(ours["foreign"], false, "our writer sends the envelope");
+    assert!(ours["seq"].is_u64(), "{ours}");
+    assert_eq!(
+        ours["stats"],
+        json!({"jobs done": 10, "load avg": 0.5, "http.requests[code=200]": 1, "only ours": 1.0})
+    );
+    let metrics = server.get("/metrics");
+    assert!(
+        metrics.text().contains("http_requests{code=\"200\"} 8\n"),
+        "{}",
+        metrics.text()
+    );
+    let (code, said) = promtool_check_metrics(&metrics.body);
+    assert_eq!(code, 0, "{said}");
 }
