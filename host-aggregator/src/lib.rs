@@ -10,6 +10,7 @@ pub mod discovery;
 mod error;
 pub mod export;
 pub mod gc;
+pub mod history;
 pub mod http;
 pub mod procfs;
 mod reader;

@@ -1,0 +1,460 @@
+//! Real database and monitoring servers for the archive tests, each started
+//! on loopback in a temp dir and stopped on drop: a throwaway PostgreSQL
+//! cluster (initdb/pg_ctl, private socket dir), InfluxDB 1.x (`influxd`) and
+//! Prometheus; plus the `sqlite3`/`psql` shells used to check what landed.
+//!
+//! A missing server binary is a test failure with the install command in
+//! the message, never a silent skip.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::hostile::TempDir;
+use crate::serve::{HttpResponse, exchange, request};
+
+/// Finds `name` on `PATH` or in `extra_dirs`.
+///
+/// # Panics
+/// If it is nowhere: the test command installs it
+/// (`scripts/install-test-deps.sh`), so its absence is a failure.
+pub fn require_binary(name: &str, extra_dirs: &[&str]) -> PathBuf {
+    let path_dirs = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path_dirs)
+        .chain(extra_dirs.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` is not installed: run scripts/install-test-deps.sh (the test command does)")
+        })
+}
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// Runs `command` to completion, returning its output.
+///
+/// # Panics
+/// If it cannot be started.
+pub fn run(command: &mut Command) -> Output {
+    command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+}
+
+/// Runs `command` and returns its stdout.
+///
+/// # Panics
+/// If it fails.
+pub fn run_ok(command: &mut Command) -> String {
+    let out = run(command);
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
+///
+/// # Panics
+/// With `what` if time runs out.
+pub fn wait_until<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `sqlite3 -json DB SQL`, parsed (an empty result is `[]`).
+///
+/// # Panics
+/// If `sqlite3` is missing or the query fails.
+pub fn sqlite_json(db: &Path, sql: &str) -> serde_json::Value {
+    let out = run_ok(
+        Command::new(require_binary("sqlite3", &[]))
+            .arg("-json")
+            .arg(db)
+            .arg(sql),
+    );
+    if out.trim().is_empty() {
+        return serde_json::Value::Array(Vec::new());
+    }
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("sqlite3 -json gave non-JSON ({e}): {out}"))
+}
+
+/// Percent-encodes a query-string value.
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `POST path` with `body`, read whole.
+pub fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> HttpResponse {
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    let answer = exchange(addr, &raw);
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no HTTP answer from {addr}: {}",
+                String::from_utf8_lossy(&answer)
+            )
+        });
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status code");
+    let mut body = answer[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    HttpResponse {
+        status,
+        headers: Vec::new(),
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
+        data = &data[end + 2..];
+        if size == 0 || data.len() < size {
+            break;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[(size + 2).min(data.len())..];
+    }
+    out
+}
+
+/// A GET that returns `None` instead of panicking when nothing listens yet.
+pub fn try_get(addr: SocketAddr, path: &str) -> Option<HttpResponse> {
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    Some(request(addr, "GET", path, &[]))
+}
+
+/// A child process killed and reaped on drop.
+#[derive(Debug)]
+pub struct Guarded(pub Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Debian layout of PostgreSQL's server tools.
+const PG_BIN_DIRS: &[&str] = &[
+    "/usr/lib/postgresql/17/bin",
+    "/usr/lib/postgresql/16/bin",
+    "/usr/lib/postgresql/15/bin",
+];
+
+/// A throwaway PostgreSQL cluster owned by the `postgres` user (initdb
+/// refuses root), listening only on a unix socket in its own temp dir, with
+/// `trust` authentication. Stopped (immediate mode) on drop.
+#[derive(Debug)]
+pub struct PgCluster {
+    dir: TempDir,
+    port: u16,
+    pg_ctl: PathBuf,
+}
+
+impl PgCluster {
+    /// Creates and starts the cluster.
+    ///
+    /// # Panics
+    /// If the tools or the `postgres` user are missing, or it does not start.
+    pub fn start() -> PgCluster {
+        let initdb = require_binary("initdb", PG_BIN_DIRS);
+        let pg_ctl = require_binary("pg_ctl", PG_BIN_DIRS);
+        let runuser = require_binary("runuser", &["/usr/sbin", "/sbin"]);
+        let user = nix::unistd::User::from_name("postgres")
+            .ok()
+            .flatten()
+            .expect("the `postgres` user (created by the postgresql package)");
+        let dir = TempDir::new("pg");
+        let data = dir.join("data");
+        std::fs::create_dir(&data).expect("create data dir");
+        nix::unistd::chown(&data, Some(user.uid), Some(user.gid)).expect("chown data dir");
+        run_ok(
+            Command::new(&runuser)
+                .args(["-u", "postgres", "--"])
+                .arg(&initdb)
+                .args(["--auth=trust", "--username=postgres", "--no-sync", "-D"])
+                .arg(&data),
+        );
+        let cluster = PgCluster {
+            dir,
+            port: free_port(),
+            pg_ctl,
+        };
+        cluster.pg_start();
+        cluster
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Output {
+        let runuser = require_binary("runuser", &["/usr/sbin", "/sbin"]);
+        run(Command::new(runuser)
+            .args(["-u", "postgres", "--"])
+            .arg(&self.pg_ctl)
+            .arg("-D")
+            .arg(self.data())
+            .args(args))
+    }
+
+    /// Starts (or restarts) the server and waits until it accepts
+    /// connections.
+    pub fn pg_start(&self) {
+        let options = format!(
+            "-c listen_addresses='' -k {} -p {} -c fsync=off",
+            self.data().display(),
+            self.port
+        );
+        // The data dir is the one place the postgres user may write.
+        let log = self.data().join("server.log");
+        let out = self.pg_ctl(&[
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            &options,
+            "-l",
+            log.to_str().expect("utf-8"),
+            "start",
+        ]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server (fast mode: open sessions are cut off).
+    pub fn pg_stop(&self) {
+        let out = self.pg_ctl(&["-w", "-m", "fast", "stop"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The connection URL host-aggregator takes (socket dir as `host`).
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres@localhost/postgres?host={}&port={}",
+            self.data().display(),
+            self.port
+        )
+    }
+
+    /// Runs `sql` through `psql` and returns its unaligned, tuples-only
+    /// output (`|`-separated).
+    pub fn psql(&self, sql: &str) -> String {
+        let psql = require_binary("psql", PG_BIN_DIRS);
+        run_ok(Command::new(psql).arg("-h").arg(self.data()).args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ]))
+        .trim()
+        .to_owned()
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
+    }
+}
+
+/// InfluxDB 1.x on loopback with its data, meta and WAL in a temp dir and
+/// usage reporting off.
+#[derive(Debug)]
+pub struct Influxd {
+    _dir: TempDir,
+    _process: Guarded,
+    /// Its HTTP API address.
+    pub addr: SocketAddr,
+}
+
+impl Influxd {
+    /// Starts `influxd` and waits for `/ping`.
+    ///
+    /// # Panics
+    /// If it is missing or does not answer within 30 s.
+    pub fn start() -> Influxd {
+        let influxd = require_binary("influxd", &[]);
+        let dir = TempDir::new("influx");
+        let http = free_port();
+        let rpc = free_port();
+        let config = format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
+             [meta]\n  dir = \"{dir}/meta\"\n\
+             [data]\n  dir = \"{dir}/data\"\n  wal-dir = \"{dir}/wal\"\n  query-log-enabled = false\n\
+             [http]\n  bind-address = \"127.0.0.1:{http}\"\n  log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n",
+            dir = dir.path().display()
+        );
+        let config_path = dir.join("influxdb.conf");
+        std::fs::write(&config_path, config).expect("write influxdb.conf");
+        let log = std::fs::File::create(dir.join("influxd.log")).expect("log file");
+        let child = Command::new(influxd)
+            .arg("-config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn influxd");
+        let server = Influxd {
+            _dir: dir,
+            _process: Guarded(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], http)),
+        };
+        wait_until(Duration::from_secs(30), "influxd /ping", || {
+            try_get(server.addr, "/ping").filter(|r| r.status == 204)
+        });
+        server
+    }
+
+    /// Runs an InfluxQL statement (`POST /query`), returning the JSON answer.
+    pub fn query(&self, db: &str, q: &str) -> serde_json::Value {
+        let body = format!("db={}&q={}", urlencode(db), urlencode(q));
+        let answer = post(
+            self.addr,
+            "/query",
+            "application/x-www-form-urlencoded",
+            body.as_bytes(),
+        );
+        assert_eq!(
+            answer.status,
+            200,
+            "query {q:?}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        serde_json::from_slice(&answer.body).expect("InfluxDB answers JSON")
+    }
+}
+
+/// Prometheus on loopback scraping `targets` every second, with its TSDB
+/// in a temp dir.
+#[derive(Debug)]
+pub struct Prometheus {
+    _dir: TempDir,
+    _process: Guarded,
+    /// Its HTTP API address.
+    pub addr: SocketAddr,
+}
+
+impl Prometheus {
+    /// Starts `prometheus` and waits until it is ready.
+    ///
+    /// # Panics
+    /// If it is missing or not ready within 30 s.
+    pub fn start(targets: &[SocketAddr]) -> Prometheus {
+        let binary = require_binary("prometheus", &[]);
+        let dir = TempDir::new("prometheus");
+        let port = free_port();
+        let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+             scrape_configs:\n  - job_name: stats-pipe\n    static_configs:\n      - targets: [{}]\n",
+            list.join(", ")
+        );
+        let config_path = dir.join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write prometheus.yml");
+        let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn prometheus");
+        let server = Prometheus {
+            _dir: dir,
+            _process: Guarded(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        wait_until(Duration::from_secs(30), "prometheus /-/ready", || {
+            try_get(server.addr, "/-/ready").filter(|r| r.status == 200)
+        });
+        server
+    }
+
+    /// An instant PromQL query; the JSON answer's `data.result`, or `None`
+    /// if Prometheus could not answer yet (it cancels queries while its
+    /// storage is still starting).
+    pub fn query(&self, promql: &str) -> Option<serde_json::Value> {
+        let answer = request(
+            self.addr,
+            "GET",
+            &format!("/api/v1/query?query={}", urlencode(promql)),
+            &[],
+        );
+        (answer.status == 200).then(|| answer.json()["data"]["result"].clone())
+    }
+}
