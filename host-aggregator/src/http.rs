@@ -350,9 +350,12 @@ fn listen_error(addr: SocketAddr, source: std::io::Error) -> Error {
     }
 }
 
-/// Binds with `SO_SNDTIMEO` set on the listening socket: Linux copies it to
-/// every accepted connection, which is the only way to give tiny_http's
-/// connections a write timeout (it never exposes their sockets). The
+/// Binds with `SO_SNDTIMEO` and `TCP_NODELAY` set on the listening socket:
+/// Linux copies both to every accepted connection, which is the only way to
+/// set them on tiny_http's connections (it never exposes their sockets).
+/// Without `TCP_NODELAY`, tiny_http's separate header and body writes meet
+/// Nagle's algorithm and delayed ACKs: every keep-alive response then waits
+/// ~40 ms (measured: 720 requests/s instead of thousands). The
 /// receive timeout cannot be set this way: it would make `accept` itself
 /// time out, which stops tiny_http's accept loop for good.
 fn bind_with_write_timeout(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpListener> {
@@ -361,6 +364,7 @@ fn bind_with_write_timeout(addr: SocketAddr, timeout: Duration) -> std::io::Resu
     // offers the call on TcpStream, so lend the descriptor to one.
     let as_stream = TcpStream::from(OwnedFd::from(listener));
     as_stream.set_write_timeout(Some(timeout).filter(|t| !t.is_zero()))?;
+    as_stream.set_nodelay(true)?;
     Ok(TcpListener::from(OwnedFd::from(as_stream)))
 }
 
@@ -847,7 +851,7 @@ mod tests {
     }
 
     #[test]
-    fn accepted_connections_inherit_the_write_timeout() {
+    fn accepted_connections_inherit_write_timeout_and_nodelay() {
         let listener =
             bind_with_write_timeout("127.0.0.1:0".parse().unwrap(), Duration::from_secs(3))
                 .unwrap();
@@ -857,6 +861,7 @@ mod tests {
             accepted.write_timeout().unwrap(),
             Some(Duration::from_secs(3))
         );
+        assert!(accepted.nodelay().unwrap());
     }
 
     #[test]
