@@ -129,15 +129,46 @@ fn sqlite_cron_loop_concurrent_runs_kill_and_lock() {
     // 4 host-wide sums + 3 + 3 + 2 per-process stats.
     let per_run = 12;
 
-    // A cron-like loop: one run per second, default sample time.
+    // A cron-like loop through the cron wrapper: one run per second,
+    // default sample time.
+    let cron = |extra_env: &[(&str, &str)]| {
+        let mut command = Command::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stats-archive-cron.sh"),
+        );
+        command
+            .env(
+                "HOST_AGGREGATOR",
+                workspace_binary("host-aggregator", "host-aggregator"),
+            )
+            .env("STATS_ARCHIVE_DB", &url)
+            .env(
+                "STATS_ARCHIVE_ARGS",
+                format!(
+                    "--per-process --host box1 --pipe-dir {}",
+                    pipes.path().display()
+                ),
+            )
+            .env("STATS_ARCHIVE_LOCK", store.join("cron.lock"))
+            .envs(extra_env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
     let mut times = Vec::new();
     for _ in 0..3 {
-        let out = archive_ok(pipes.path(), &base);
+        let out = cron(&[]).output().expect("run the cron wrapper");
+        let log = String::from_utf8_lossy(&out.stdout);
         assert!(
-            out.starts_with(&format!(
+            out.status.success(),
+            "{log}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            log.contains(&format!(
                 "archived {per_run} samples from 3 sources (host box1"
             )),
-            "{out}"
+            "{log}"
         );
         times.push(unix_now());
         let next = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
@@ -146,11 +177,51 @@ fn sqlite_cron_loop_concurrent_runs_kill_and_lock() {
                 + Duration::from_millis(20),
         );
     }
+    // Overlap: while one wrapper run is held inside its transaction, the
+    // next one skips (exit 75) instead of queueing behind it.
+    let slow_args = format!(
+        "--per-process --host box1 --time 500 --pipe-dir {}",
+        pipes.path().display()
+    );
+    let mut slow = Guarded(
+        cron(&[(PAUSE_ENV, "1500"), ("STATS_ARCHIVE_ARGS", &slow_args)])
+            .spawn()
+            .expect("spawn the cron wrapper"),
+    );
+    let flock = require_binary("flock", &[]);
+    wait_until(
+        Duration::from_secs(10),
+        "the first wrapper run to hold the lock",
+        || {
+            let free = Command::new(&flock)
+                .arg("-n")
+                .arg(store.join("cron.lock"))
+                .arg("true")
+                .status()
+                .expect("run flock");
+            (!free.success()).then_some(())
+        },
+    );
+    let skipped = cron(&[]).output().expect("run the cron wrapper");
+    assert_eq!(
+        skipped.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&skipped.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&skipped.stdout).contains("skipped: a previous run still holds")
+    );
+    assert!(slow.0.wait().expect("wait").success());
     let runs = sqlite_json(
         &db,
-        "SELECT time, host, per_process, sources, samples FROM runs ORDER BY time",
+        "SELECT time, host, per_process, sources, samples FROM runs WHERE time > 100000 ORDER BY time",
     );
     assert_eq!(runs.as_array().unwrap().len(), 3, "{runs}");
+    assert_eq!(
+        sqlite_json(&db, "SELECT samples FROM runs WHERE time = 500"),
+        json!([{"samples": per_run}])
+    );
     for (run, time) in runs.as_array().unwrap().iter().zip(&times) {
         assert!(
             run["time"].as_u64().unwrap().abs_diff(*time) <= 1,
