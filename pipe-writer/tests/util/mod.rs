@@ -77,9 +77,17 @@ pub fn read_once(path: &Path, deadline: Duration) -> Result<Vec<u8>, ReadFail> {
 
 /// Reads an open FIFO to end-of-file within `deadline`.
 pub fn read_to_end(fd: &OwnedFd, deadline: Duration) -> Result<Vec<u8>, ReadFail> {
+    thread_local! {
+        // Reused: zeroing a fresh megabyte per read would dominate the
+        // concurrent-reader rounds in a debug build.
+        static CHUNK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 1 << 20]);
+    }
+    CHUNK.with_borrow_mut(|chunk| read_with(fd, deadline, chunk))
+}
+
+fn read_with(fd: &OwnedFd, deadline: Duration, chunk: &mut [u8]) -> Result<Vec<u8>, ReadFail> {
     let end = Instant::now() + deadline;
     let mut out = Vec::new();
-    let mut chunk = vec![0u8; 1 << 20];
     loop {
         let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -93,7 +101,7 @@ pub fn read_to_end(fd: &OwnedFd, deadline: Duration) -> Result<Vec<u8>, ReadFail
             Err(e) => return Err(ReadFail::Io(e)),
         }
         loop {
-            match read(fd, &mut chunk) {
+            match read(fd, chunk) {
                 Ok(0) => return Ok(out),
                 Ok(n) => out.extend_from_slice(&chunk[..n]),
                 Err(Errno::EAGAIN) => break,

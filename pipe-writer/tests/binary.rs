@@ -1,0 +1,206 @@
+//! The `pipe-writer` binary as scripts use it: lines on stdin, stats in the
+//! FIFO, clean exits, and a host with `SIGPIPE` at its default action that
+//! survives `head -1`.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use stats_core::Snapshot;
+use util::{ChildGuard, TempDir, complete_body, eventually, output_within, read_once};
+
+const READ_DEADLINE: Duration = Duration::from_secs(2);
+
+struct Writer {
+    child: ChildGuard,
+    stdin: Option<ChildStdin>,
+    path: PathBuf,
+}
+
+/// Starts the binary in `dir` and waits until it serves (`--print-path`).
+fn spawn(dir: &Path, extra: &[&str]) -> Writer {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipe-writer"))
+        .arg("--dir")
+        .arg(dir)
+        .arg("--print-path")
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().unwrap();
+    let child = ChildGuard(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let path = PathBuf::from(line.trim_end());
+    assert_eq!(path, dir.join(format!("{}.stats", child.pid())));
+    Writer { child, stdin, path }
+}
+
+impl Writer {
+    fn send(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let bytes = read_once(&self.path, READ_DEADLINE).unwrap();
+        Snapshot::parse(complete_body(&bytes), 1 << 16).0
+    }
+
+    fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        std::io::Read::read_to_string(self.child.0.stderr.as_mut().unwrap(), &mut text).unwrap();
+        text
+    }
+}
+
+#[test]
+fn lines_on_stdin_become_stats_and_eof_removes_the_fifo() {
+    let dir = TempDir::new("bin");
+    let mut w = spawn(dir.path(), &[]);
+    w.send("jobs += 2\nload avg: 0.5\nnot a stat\nhost:port: 3\njobs += 3\n#pid: 1\n\n");
+    w.send("a: b += 1\ntemp: warm\n");
+    assert!(eventually(READ_DEADLINE, || {
+        w.snapshot().get("a: b") == Some(stats_core::Value::Int(1))
+    }));
+    let snap = w.snapshot();
+    let got: Vec<(String, String)> = snap
+        .iter()
+        .map(|(name, value)| (name.to_owned(), format!("{value:?}")))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a: b".to_owned(), "Int(1)".to_owned()),
+            ("host:port".to_owned(), "Int(3)".to_owned()),
+            ("jobs".to_owned(), "Int(5)".to_owned()),
+            ("load avg".to_owned(), "Float(0.5)".to_owned()),
+        ]
+    );
+    drop(w.stdin.take());
+    let status = w.child.wait_within(Duration::from_secs(5)).unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(dir.list().is_empty(), "left behind: {:?}", dir.list());
+    let stderr = w.stderr();
+    for expected in [
+        "stdin line 3: expected `name: value` or `name += value`",
+        "\"not a stat\"",
+        "stdin line 6: stat names starting with '#' are reserved",
+        "stdin line 9: value \"warm\" is not a number",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
+    }
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+}
+
+#[test]
+fn linger_serves_after_eof_until_sigterm_or_sigint() {
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let dir = TempDir::new("linger");
+        let mut w = spawn(dir.path(), &["--linger"]);
+        w.send("kept: 7\n");
+        drop(w.stdin.take());
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(w.child.0.try_wait().unwrap().is_none(), "still running");
+        assert_eq!(w.snapshot().get("kept"), Some(stats_core::Value::Int(7)));
+        w.child.signal(signal);
+        let status = w.child.wait_within(Duration::from_secs(5)).unwrap();
+        assert!(status.success(), "{signal}: {status:?}");
+        assert!(
+            dir.list().is_empty(),
+            "{signal}: left behind {:?}",
+            dir.list()
+        );
+    }
+}
+
+#[test]
+fn a_signal_before_eof_also_removes_the_fifo() {
+    let dir = TempDir::new("sigterm");
+    let mut w = spawn(dir.path(), &[]);
+    w.send("x: 1\n");
+    w.child.signal(Signal::SIGTERM);
+    let status = w.child.wait_within(Duration::from_secs(5)).unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+    assert!(dir.list().is_empty(), "left behind {:?}", dir.list());
+}
+
+#[test]
+fn head_dash_one_does_not_kill_a_host_with_default_sigpipe() {
+    let dir = TempDir::new("head");
+    let mut w = spawn(dir.path(), &["--sigpipe-default"]);
+    // The host really has SIGPIPE at its default action: not ignored.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", w.child.pid())).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(
+        ignored & (1 << (Signal::SIGPIPE as u32 - 1)),
+        0,
+        "SIGPIPE ignored"
+    );
+
+    // 10,000 stats, with names long enough that the snapshot outgrows the
+    // largest pipe, so `head` hangs up in the middle of the write.
+    let padding = "p".repeat(110);
+    let mut lines = String::new();
+    for i in 0..10_000 {
+        lines.push_str(&format!("stat {i:05} {padding} += {i}\n"));
+    }
+    w.send(&lines);
+    assert!(eventually(Duration::from_secs(10), || w.snapshot().len() == 10_000));
+    let full = read_once(&w.path, READ_DEADLINE).unwrap();
+    assert!(full.len() > 1 << 20, "{} bytes", full.len());
+
+    for _ in 0..3 {
+        let out = output_within(
+            Command::new("head").arg("-1").arg(&w.path),
+            Duration::from_secs(5),
+        );
+        assert_eq!(out.stdout, b"#stats-pipe: 1\n");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            w.child.0.try_wait().unwrap().is_none(),
+            "the host died: {:?}",
+            w.child.0.try_wait()
+        );
+        let next = output_within(Command::new("cat").arg(&w.path), Duration::from_secs(5));
+        let body = complete_body(&next.stdout);
+        assert_eq!(Snapshot::parse(body, 1 << 16).0.len(), 10_000);
+    }
+    drop(w.stdin.take());
+    let status = w.child.wait_within(Duration::from_secs(5)).unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn bad_flags_are_reported() {
+    let out = output_within(
+        Command::new(env!("CARGO_BIN_EXE_pipe-writer")).args(["--mode", "999"]),
+        Duration::from_secs(5),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an octal mode"));
+    let dir = TempDir::new("badflag");
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+    let out = output_within(
+        Command::new(env!("CARGO_BIN_EXE_pipe-writer"))
+            .arg("--dir")
+            .arg(&link),
+        Duration::from_secs(5),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is a symbolic link"), "{stderr}");
+}
