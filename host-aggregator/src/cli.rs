@@ -11,8 +11,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use host_aggregator::archive::local_host_name;
 use host_aggregator::export::influx::{self, Influx};
 use host_aggregator::export::{json, prometheus};
+use host_aggregator::history::HistoryOptions;
 use host_aggregator::http::{ServeOptions, Server};
 use host_aggregator::procfs::Staleness;
+use host_aggregator::top::{SortBy, TopOptions};
 use host_aggregator::{Collector, GcOutcome, Pass, ReadOptions, Status};
 
 const EXIT_CODES: &str = "\
@@ -71,6 +73,37 @@ enum Command {
     /// default, PostgreSQL for many hosts; see docs/ARCHIVE.md).
     #[command(after_help = EXIT_CODES)]
     Archive(host_aggregator::archive::ArchiveArgs),
+    /// A live terminal view of every stat, refreshed in place: `s` cycles the
+    /// order (rate, value, name), `p` shows each process, `q` quits. Prints
+    /// plain blocks when stdout is not a terminal.
+    #[command(after_help = EXIT_CODES)]
+    Top(TopArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TopArgs {
+    /// Time between refreshes (e.g. 500ms, 2s).
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    interval: Duration,
+    /// Initial order.
+    #[arg(long, value_enum, default_value_t = TopSort::Rate)]
+    sort: TopSort,
+    /// Start with one row per process under each stat.
+    #[arg(long)]
+    per_process: bool,
+    /// Stop after this many refreshes.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TopSort {
+    /// Highest rate first (counters), then the rest by value.
+    Rate,
+    /// Highest value first.
+    Value,
+    /// By name.
+    Name,
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,6 +129,20 @@ struct ServeArgs {
     /// Worker threads answering requests.
     #[arg(long, default_value_t = ServeOptions::DEFAULT_THREADS as u16, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
+    /// Read a pass this often into the history behind /history and the
+    /// dashboard at / (requests reuse these passes).
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    interval: Duration,
+    /// Points kept per series (3600 at a 1 s interval is one hour).
+    #[arg(long, default_value_t = HistoryOptions::DEFAULT_POINTS, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..))]
+    history_points: usize,
+    /// Series kept at most; the least recently updated go first. Values
+    /// take at most 8 bytes x points x series.
+    #[arg(long, default_value_t = HistoryOptions::DEFAULT_MAX_SERIES, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    history_series: usize,
+    /// No history: no background passes, /history answers 404.
+    #[arg(long)]
+    no_history: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -159,6 +206,21 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Dump { format, pid } => dump(options, format, pid),
         Command::Show { pid } => show(&options, pid),
         Command::Gc { dry_run } => gc(&options.dir, dry_run),
+        Command::Top(args) => {
+            let sort = match args.sort {
+                TopSort::Rate => SortBy::Rate,
+                TopSort::Value => SortBy::Value,
+                TopSort::Name => SortBy::Name,
+            };
+            let top = TopOptions {
+                interval: args.interval.max(Duration::from_millis(50)),
+                sort,
+                per_process: args.per_process,
+                count: args.count,
+            };
+            host_aggregator::top::run(Collector::new(options), &top)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Archive(args) => {
             let done = host_aggregator::archive::run(&args, options)?;
             writeln!(std::io::stdout(), "{done}")?;
@@ -181,6 +243,12 @@ fn serve(args: ServeArgs, read: ReadOptions) -> Result<ExitCode, Failure> {
         token,
         max_age: args.max_age,
         threads: usize::from(args.threads),
+        history: (!args.no_history).then(|| HistoryOptions {
+            interval: args.interval.max(Duration::from_millis(50)),
+            points: args.history_points,
+            max_series: args.history_series,
+            ..HistoryOptions::new()
+        }),
         ..ServeOptions::new()
     };
     let server = Server::start(&options, Box::new(move || collector.collect()))?;
@@ -189,7 +257,7 @@ fn serve(args: ServeArgs, read: ReadOptions) -> Result<ExitCode, Failure> {
     writeln!(out, "listening on http://{addr}")?;
     writeln!(
         out,
-        "serving {} at http://{addr}/stats /stats/<pid> /processes /metrics /healthz",
+        "serving {} at http://{addr}/stats /stats/<pid> /processes /metrics /healthz /history, dashboard at http://{addr}/",
         dir.display()
     )?;
     out.flush()?;

@@ -275,6 +275,9 @@ pub struct Query {
     pub since: Option<f64>,
     /// Leave out the per-process series.
     pub totals_only: bool,
+    /// Add every source of the latest pass with its status and its
+    /// process's figures (memory, CPU, threads, descriptors, uptime).
+    pub sources: bool,
 }
 
 impl Query {
@@ -301,6 +304,7 @@ impl Query {
                     parsed.since = Some(since);
                 }
                 "totals" => parsed.totals_only = value != "0",
+                "sources" => parsed.sources = value != "0",
                 _ => {}
             }
         }
@@ -673,8 +677,10 @@ impl History {
     /// [...], "stats": [{"name", "counter", "total": {"values", "rates"},
     /// "processes": [{"pid", "started", "values", "rates"}]}]}`. Values line
     /// up with `times`; a missing point, NaN or an infinity is `null`;
-    /// `rates` is there for counters only.
-    pub fn to_json(&self, query: &Query) -> Vec<u8> {
+    /// `rates` is there for counters only. With [`Query::sources`] and a
+    /// `pass`, a `"sources"` array lists the pass's sources (see
+    /// [`write_sources`]).
+    pub fn to_json(&self, query: &Query, pass: Option<&Pass>) -> Vec<u8> {
         let oldest = self.next_tick - self.times.len() as u64;
         let first = (oldest..self.next_tick)
             .find(|&tick| {
@@ -759,15 +765,132 @@ impl History {
             }
             buf.extend_from_slice(b"]}");
         }
-        buf.extend_from_slice(b"]}");
+        buf.push(b']');
+        if let (true, Some(pass)) = (query.sources, pass) {
+            buf.extend_from_slice(b",\"sources\":");
+            write_sources(&mut buf, pass);
+        }
+        buf.push(b'}');
         buf
+    }
+}
+
+/// Appends `[{"pid", "path", "status", "detail", "foreign", "lines",
+/// "bad_lines", "last_seen", "process": {"rss_bytes", "cpu_seconds",
+/// "threads", "open_fds", "uptime_seconds"} | null}, ...]`: every source of
+/// `pass`, with its live process's figures read from `/proc` now.
+pub fn write_sources(buf: &mut Vec<u8>, pass: &Pass) {
+    buf.push(b'[');
+    for (i, source) in pass.sources.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(b"{\"pid\":");
+        match source.pid {
+            Some(pid) => write_value(buf, Value::from(pid)),
+            None => buf.extend_from_slice(b"null"),
+        }
+        buf.extend_from_slice(b",\"path\":");
+        write_string(buf, &source.path.to_string_lossy());
+        buf.extend_from_slice(b",\"status\":");
+        write_string(buf, source.status.as_str());
+        buf.extend_from_slice(b",\"detail\":");
+        write_string(buf, &source.status.to_string());
+        buf.extend_from_slice(b",\"foreign\":");
+        buf.extend_from_slice(if source.foreign { b"true" } else { b"false" });
+        buf.extend_from_slice(b",\"lines\":");
+        write_value(buf, Value::from(source.lines));
+        buf.extend_from_slice(b",\"bad_lines\":");
+        write_value(buf, Value::from(source.bad_lines));
+        buf.extend_from_slice(b",\"last_seen\":");
+        write_number(buf, source.last_seen.map_or(f64::NAN, unix_seconds));
+        buf.extend_from_slice(b",\"process\":");
+        // Only a source that was read belongs to a live process of its owner;
+        // a stale or refused one names a PID that may be someone else's.
+        let figures = source
+            .pid
+            .filter(|_| source.status.is_ok())
+            .and_then(|pid| crate::ProcessStats::read(pid).ok());
+        match figures {
+            Some(figures) => {
+                buf.extend_from_slice(b"{\"rss_bytes\":");
+                write_value(buf, Value::from(figures.rss_bytes));
+                buf.extend_from_slice(b",\"cpu_seconds\":");
+                write_number(buf, figures.cpu.as_secs_f64());
+                buf.extend_from_slice(b",\"threads\":");
+                write_value(buf, Value::from(figures.threads));
+                buf.extend_from_slice(b",\"open_fds\":");
+                match figures.open_fds {
+                    Some(fds) => write_value(buf, Value::from(fds)),
+                    None => buf.extend_from_slice(b"null"),
+                }
+                buf.extend_from_slice(b",\"uptime_seconds\":");
+                write_number(buf, figures.uptime.as_secs_f64());
+                buf.push(b'}');
+            }
+            None => buf.extend_from_slice(b"null"),
+        }
+        buf.push(b'}');
+    }
+    buf.push(b']');
+}
+
+/// A thread that runs `tick` every interval on a fixed schedule (a slow
+/// tick delays the next one, never shifts every later one) until dropped.
+/// `serve` records a pass into its [`History`] on each tick.
+pub struct Recorder {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Recorder {
+    /// Starts calling `tick` now and then every `interval`.
+    pub fn start(interval: Duration, mut tick: impl FnMut() + Send + 'static) -> Recorder {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mut next = std::time::Instant::now();
+            loop {
+                tick();
+                next += interval;
+                let now = std::time::Instant::now();
+                if next < now {
+                    // Fell behind (a pass longer than the interval): skip the
+                    // missed beats rather than run them back to back.
+                    next = now;
+                }
+                match stopped.recv_timeout(next - now) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    // Dropping the sender (or sending) stops the thread.
+                    _ => return,
+                }
+            }
+        });
+        Recorder {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
 /// Sorts series for eviction, first evicted first: last update tick, then
 /// per-process (`false`) before host-wide, then the newest first; the stat
 /// and process name the series.
-type EvictionOrder = (u64, bool, std::cmp::Reverse<u64>, Arc<str>, Option<ProcessKey>);
+type EvictionOrder = (
+    u64,
+    bool,
+    std::cmp::Reverse<u64>,
+    Arc<str>,
+    Option<ProcessKey>,
+);
 
 /// Time of `tick`, if still in the ring (`next_tick` is the next tick's number).
 fn time_of(times: &Ring, next_tick: u64, tick: u64) -> Option<f64> {
@@ -902,7 +1025,7 @@ mod tests {
     }
 
     fn json(history: &History, query: &str) -> Json {
-        serde_json::from_slice(&history.to_json(&Query::parse(query).unwrap())).unwrap()
+        serde_json::from_slice(&history.to_json(&Query::parse(query).unwrap(), None)).unwrap()
     }
 
     fn floats(value: &Json) -> Vec<Option<f64>> {
@@ -1008,6 +1131,30 @@ mod tests {
         // The start time came from /proc: this test process started before now.
         assert!(process["started"].as_f64().unwrap() > 1.0e9);
         assert_eq!(floats(&process["values"]), [Some(3.0)]);
+        let query = Query::parse("sources=1").unwrap();
+        let body: Json = serde_json::from_slice(&history.to_json(&query, Some(&pass))).unwrap();
+        let row = &body["sources"][0];
+        assert_eq!(row["pid"], std::process::id());
+        assert_eq!(row["status"], "ok");
+        assert_eq!(row["last_seen"], Json::Null);
+        assert!(row["process"]["rss_bytes"].as_u64().unwrap() > 0);
+        assert!(row["process"]["threads"].as_u64().unwrap() >= 1);
+    }
+
+    #[test]
+    fn recorder_ticks_on_schedule_and_stops_when_dropped() {
+        let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = Arc::clone(&ticks);
+        let recorder = Recorder::start(Duration::from_millis(20), move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        drop(recorder);
+        let after_drop = ticks.load(std::sync::atomic::Ordering::SeqCst);
+        // About 15; a loaded machine may run fewer, never none.
+        assert!((2..=16).contains(&after_drop), "{after_drop}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(ticks.load(std::sync::atomic::Ordering::SeqCst), after_drop);
     }
 
     #[test]

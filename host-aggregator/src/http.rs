@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Method, Request, Response, StatusCode};
 
+use crate::dashboard;
 use crate::export::{influx, json, prometheus};
+use crate::history::{History, HistoryOptions, Query, Recorder};
 use crate::{Error, Pass};
 
 /// Where and how to serve.
@@ -51,6 +53,9 @@ pub struct ServeOptions {
     pub threads: usize,
     /// Longest a response write may block on a client that does not read.
     pub write_timeout: Duration,
+    /// When set, a thread reads a pass every interval into a history for
+    /// `/history` and the dashboard at `/` (and requests reuse its passes).
+    pub history: Option<HistoryOptions>,
 }
 
 impl ServeOptions {
@@ -76,6 +81,7 @@ impl ServeOptions {
             max_age: ServeOptions::DEFAULT_MAX_AGE,
             threads: ServeOptions::DEFAULT_THREADS,
             write_timeout: ServeOptions::DEFAULT_WRITE_TIMEOUT,
+            history: None,
         }
     }
 }
@@ -157,10 +163,20 @@ impl PassCache {
 
     /// A pass no older than `max_age`, or the one in progress, or a new one.
     pub fn get(&self) -> Arc<CachedPass> {
+        self.get_within(self.max_age)
+    }
+
+    /// A new pass, or the one in progress: the history thread's tick, which
+    /// keeps the cached pass fresh for requests.
+    pub fn refresh(&self) -> Arc<CachedPass> {
+        self.get_within(Duration::ZERO)
+    }
+
+    fn get_within(&self, max_age: Duration) -> Arc<CachedPass> {
         let mut state = self.lock_state();
         loop {
             if let Some(latest) = &state.latest
-                && latest.started.elapsed() <= self.max_age
+                && latest.started.elapsed() <= max_age
             {
                 return Arc::clone(latest);
             }
@@ -236,6 +252,7 @@ pub struct Server {
     cache: Arc<PassCache>,
     workers: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
+    _recorder: Option<Recorder>,
 }
 
 struct Shared {
@@ -243,6 +260,7 @@ struct Shared {
     accept_error: Mutex<Option<std::io::Error>>,
     token: Option<String>,
     threads: usize,
+    history: Option<Arc<Mutex<History>>>,
 }
 
 impl Server {
@@ -281,7 +299,27 @@ impl Server {
             accept_error: Mutex::new(None),
             token: options.token.clone(),
             threads,
+            history: options
+                .history
+                .clone()
+                .map(|limits| Arc::new(Mutex::new(History::new(limits)))),
         });
+        let recorder =
+            options
+                .history
+                .as_ref()
+                .zip(shared.history.clone())
+                .map(|(limits, history)| {
+                    let cache = Arc::clone(&cache);
+                    Recorder::start(limits.interval, move || {
+                        if let Ok(pass) = &cache.refresh().result {
+                            history
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .record(pass);
+                        }
+                    })
+                });
         let workers = (0..threads)
             .map(|_| {
                 let (http, cache, shared) =
@@ -295,6 +333,7 @@ impl Server {
             cache,
             workers,
             shared,
+            _recorder: recorder,
         })
     }
 
@@ -393,7 +432,7 @@ fn work(http: &tiny_http::Server, cache: &PassCache, shared: &Shared) {
 }
 
 /// The paths served, for routing and for the index at `/`.
-const PATHS: [&str; 7] = [
+const PATHS: [&str; 8] = [
     "/",
     "/stats",
     "/stats/<pid>",
@@ -401,6 +440,7 @@ const PATHS: [&str; 7] = [
     "/metrics",
     "/influx",
     "/healthz",
+    "/history",
 ];
 
 #[derive(Debug, PartialEq, Eq)]
@@ -412,6 +452,7 @@ enum Route {
     Metrics,
     Influx,
     Health,
+    History,
 }
 
 fn route(path: &str) -> Option<Route> {
@@ -422,6 +463,7 @@ fn route(path: &str) -> Option<Route> {
         "/metrics" => Route::Metrics,
         "/influx" => Route::Influx,
         "/healthz" => Route::Health,
+        "/history" => Route::History,
         other => {
             let pid = other.strip_prefix("/stats/")?;
             if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
@@ -514,7 +556,13 @@ fn reply_to(request: &Request, cache: &PassCache, shared: &Shared) -> Reply {
         return reply;
     }
     match route {
+        // A browser asks for HTML: it gets the dashboard; scripts get JSON.
+        Route::Index if accepts_html(request) => Reply {
+            content_type: "text/html; charset=utf-8",
+            ..Reply::json(200, dashboard::page().as_bytes())
+        },
         Route::Index => Reply::json(200, index()),
+        Route::History => history(request, cache, shared),
         Route::Health => health(cache),
         Route::Stats | Route::Process(_) | Route::Processes | Route::Metrics | Route::Influx => {
             from_pass(&route, &cache.get())
@@ -546,7 +594,7 @@ fn from_pass(route: &Route, cached: &CachedPass) -> Reply {
             Some(source) => Reply::json(200, json::process(pass, source)),
             None => Reply::error(404, &format!("no stats pipe for PID {pid}")),
         },
-        Route::Index | Route::Health => Reply::error(500, "not a pass route"),
+        Route::Index | Route::Health | Route::History => Reply::error(500, "not a pass route"),
     };
     reply.pass = Some(cached.number);
     reply
@@ -590,6 +638,35 @@ fn health(cache: &PassCache) -> Reply {
     }
     buf.push(b'}');
     Reply::json(200, buf)
+}
+
+fn accepts_html(request: &Request) -> bool {
+    request
+        .headers()
+        .iter()
+        .any(|h| h.field.equiv("Accept") && h.value.as_str().contains("text/html"))
+}
+
+/// `/history`: the recorded series (see [`History::to_json`]); 404 when
+/// `serve` runs without history.
+fn history(request: &Request, cache: &PassCache, shared: &Shared) -> Reply {
+    let Some(history) = &shared.history else {
+        return Reply::error(404, "history is off in this server");
+    };
+    let query = request.url().split_once('?').map_or("", |(_, q)| q);
+    let query = match Query::parse(query) {
+        Ok(query) => query,
+        Err(message) => return Reply::error(400, &message),
+    };
+    let latest = if query.sources { cache.latest() } else { None };
+    let pass = latest
+        .as_ref()
+        .and_then(|cached| cached.result.as_ref().ok());
+    let body = history
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .to_json(&query, pass);
+    Reply::json(200, body)
 }
 
 fn authorized(request: &Request, token: &str) -> bool {

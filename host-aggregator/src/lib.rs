@@ -6,6 +6,7 @@
 
 pub mod archive;
 mod collector;
+mod dashboard;
 pub mod discovery;
 mod error;
 pub mod export;
@@ -13,6 +14,7 @@ pub mod gc;
 pub mod history;
 pub mod http;
 pub mod procfs;
+pub mod top;
 mod reader;
 mod source;
 
