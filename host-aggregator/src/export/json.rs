@@ -105,15 +105,7 @@ pub fn write_stats(buf: &mut Vec<u8>, snapshot: &Snapshot) {
 /// `.` or an exponent, NaN and infinities as the strings [`NAN`],
 /// [`INFINITY`] and [`NEG_INFINITY`].
 pub fn write_value(buf: &mut Vec<u8>, value: Value) {
-    match value {
-        Value::Int(i) => buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
-        Value::Float(f) if f.is_finite() => {
-            buf.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
-        }
-        Value::Float(f) if f.is_nan() => buf.extend_from_slice(NAN.as_bytes()),
-        Value::Float(f) if f > 0.0 => buf.extend_from_slice(INFINITY.as_bytes()),
-        Value::Float(_) => buf.extend_from_slice(NEG_INFINITY.as_bytes()),
-    }
+    super::write_number(buf, value, [NAN, INFINITY, NEG_INFINITY]);
 }
 
 /// Appends `text` as a JSON string: `"` and `\` escaped, control characters
@@ -248,16 +240,10 @@ mod tests {
 
     use serde_json::json;
     use stats_core::envelope::Header;
-    use stats_core::{Entry, ParseError, ParseErrorKind};
+    use stats_core::{ParseError, ParseErrorKind};
 
+    use super::super::snapshot;
     use super::*;
-
-    fn snapshot(pairs: &[(&str, Value)]) -> Snapshot {
-        Snapshot::from_entries(pairs.iter().map(|(name, value)| Entry {
-            name: (*name).into(),
-            value: *value,
-        }))
-    }
 
     fn source(pid: u32, status: Status, stats: &[(&str, Value)]) -> Source {
         Source {

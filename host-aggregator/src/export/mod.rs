@@ -3,12 +3,41 @@
 //!
 //! Every renderer appends to a `Vec<u8>` and never fails: whatever a writer
 //! sent (odd names, NaN, huge integers) comes out as valid output.
+//!
+//! ```
+//! use std::time::{Duration, UNIX_EPOCH};
+//! use host_aggregator::Pass;
+//! use host_aggregator::export::{json, prometheus};
+//! use stats_core::Snapshot;
+//!
+//! let (merged, _) = Snapshot::parse(b"requests: 7\nload avg: 0.75\nratio: nan\n", 4096);
+//! let pass = Pass {
+//!     started: UNIX_EPOCH + Duration::from_millis(1_763_780_000_250),
+//!     duration: Duration::from_millis(3),
+//!     sources: Vec::new(),
+//!     merged,
+//! };
+//! assert_eq!(
+//!     String::from_utf8(json::stats(&pass)).unwrap(),
+//!     r#"{"stats":{"load avg":0.75,"ratio":"NaN","requests":7},"timestamp":1763780000.25,"sources":{"total":0,"ok":0}}"#
+//! );
+//! assert_eq!(
+//!     String::from_utf8(prometheus::render_snapshot(&pass.merged)).unwrap(),
+//!     concat!(
+//!         "# HELP load_avg stat load avg\n# TYPE load_avg untyped\nload_avg 0.75\n",
+//!         "# HELP ratio stat ratio\n# TYPE ratio untyped\nratio NaN\n",
+//!         "# HELP requests stat requests\n# TYPE requests untyped\nrequests 7\n",
+//!     )
+//! );
+//! ```
 
 pub mod influx;
 pub mod json;
 pub mod prometheus;
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use stats_core::Value;
 
 /// Unix seconds of `time` as a float; a time before 1970 reads as `0.0`.
 pub fn unix_seconds(time: SystemTime) -> f64 {
@@ -28,3 +57,28 @@ pub const STATUS_WORDS: [&str; 8] = [
     "vanished",
     "failed",
 ];
+
+/// Appends a number the way every format here wants it: an integer exact
+/// (`itoa`), a finite float as the shortest text that reads back to the same
+/// bits and always has a `.` or an exponent (`ryu`: `3.0`, `1e-7`), and the
+/// given spellings for NaN, +infinity and -infinity.
+fn write_number(buf: &mut Vec<u8>, value: Value, [nan, inf, neg_inf]: [&str; 3]) {
+    match value {
+        Value::Int(i) => buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        Value::Float(f) if f.is_finite() => {
+            buf.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
+        }
+        Value::Float(f) if f.is_nan() => buf.extend_from_slice(nan.as_bytes()),
+        Value::Float(f) if f > 0.0 => buf.extend_from_slice(inf.as_bytes()),
+        Value::Float(_) => buf.extend_from_slice(neg_inf.as_bytes()),
+    }
+}
+
+/// Test helper: a snapshot of `(name, value)` pairs.
+#[cfg(test)]
+fn snapshot(pairs: &[(&str, Value)]) -> stats_core::Snapshot {
+    stats_core::Snapshot::from_entries(pairs.iter().map(|(name, value)| stats_core::Entry {
+        name: (*name).into(),
+        value: *value,
+    }))
+}

@@ -286,7 +286,7 @@ fn write_family_header(buf: &mut Vec<u8>, family: &[Series]) {
         if i > 0 {
             buf.extend_from_slice(b"; ");
         }
-        escape_help(buf, help);
+        escape(buf, help, false);
     }
     if helps.len() > HELP_NAMES {
         buf.extend_from_slice(b"; ...");
@@ -310,7 +310,7 @@ fn write_sample(buf: &mut Vec<u8>, one: &Series) {
             }
             buf.extend_from_slice(key.as_bytes());
             buf.extend_from_slice(b"=\"");
-            escape_label_value(buf, value);
+            escape(buf, value, true);
             buf.push(b'"');
         }
         buf.push(b'}');
@@ -323,33 +323,17 @@ fn write_sample(buf: &mut Vec<u8>, one: &Series) {
 /// Appends a sample value: integers exact, floats shortest round-trip,
 /// `NaN`, `+Inf`, `-Inf`.
 pub fn write_value(buf: &mut Vec<u8>, value: Value) {
-    match value {
-        Value::Int(i) => buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
-        Value::Float(f) if f.is_finite() => {
-            buf.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
-        }
-        Value::Float(f) if f.is_nan() => buf.extend_from_slice(b"NaN"),
-        Value::Float(f) if f > 0.0 => buf.extend_from_slice(b"+Inf"),
-        Value::Float(_) => buf.extend_from_slice(b"-Inf"),
-    }
+    super::write_number(buf, value, ["NaN", "+Inf", "-Inf"]);
 }
 
-fn escape_label_value(buf: &mut Vec<u8>, value: &str) {
-    for &byte in value.as_bytes() {
-        match byte {
-            b'\\' => buf.extend_from_slice(b"\\\\"),
-            b'"' => buf.extend_from_slice(b"\\\""),
-            b'\n' => buf.extend_from_slice(b"\\n"),
-            _ => buf.push(byte),
-        }
-    }
-}
-
-fn escape_help(buf: &mut Vec<u8>, text: &str) {
+/// Escapes a label value (`\\`, `\"`, `\n`) or, with `quote` false, HELP
+/// text (only `\\` and `\n`: the format wants quotes there as they are).
+fn escape(buf: &mut Vec<u8>, text: &str, quote: bool) {
     for &byte in text.as_bytes() {
         match byte {
             b'\\' => buf.extend_from_slice(b"\\\\"),
             b'\n' => buf.extend_from_slice(b"\\n"),
+            b'"' if quote => buf.extend_from_slice(b"\\\""),
             _ => buf.push(byte),
         }
     }
@@ -360,17 +344,9 @@ mod tests {
     use std::path::PathBuf;
     use std::time::{Duration, SystemTime};
 
-    use stats_core::Entry;
-
+    use super::super::snapshot;
     use super::*;
     use crate::{RefuseReason, Source, Status};
-
-    fn snapshot(pairs: &[(&str, Value)]) -> Snapshot {
-        Snapshot::from_entries(pairs.iter().map(|(name, value)| Entry {
-            name: (*name).into(),
-            value: *value,
-        }))
-    }
 
     fn text(bytes: Vec<u8>) -> String {
         String::from_utf8(bytes).unwrap()
