@@ -584,19 +584,31 @@ fn influxdb_accepts_our_line_protocol_with_types() {
             "archive_test",
             &format!("SELECT last(value) FROM {measurement}"),
         );
-        answer["results"][0]["series"][0]["values"][0][1].clone()
+        (
+            answer["results"][0]["series"][0]["values"][0][1].clone(),
+            answer,
+        )
     };
-    assert_eq!(last("reqs"), json!(10));
-    assert_eq!(last("\"load avg\""), json!(0.5));
-    // i64::MAX + i64::MAX overflowed into a float sum.
-    assert_eq!(last("big"), json!(18446744073709551614.0_f64));
+    let served_text = served.text();
+    for (measurement, expected) in [
+        ("reqs", json!(10)),
+        ("\"load avg\"", json!(0.5)),
+        // i64::MAX + i64::MAX overflowed into a float sum.
+        ("big", json!(18446744073709551614.0_f64)),
+    ] {
+        let (value, answer) = last(measurement);
+        assert_eq!(
+            value, expected,
+            "{measurement}: {answer}\nserved:\n{served_text}"
+        );
+    }
     let tagged = influx.query(
         "archive_test",
         "SELECT value FROM \"http.requests\" WHERE code = '200' AND method = 'GET'",
     );
     let values = tagged["results"][0]["series"][0]["values"]
         .as_array()
-        .expect("tagged points")
+        .unwrap_or_else(|| panic!("no tagged points: {tagged}\nserved:\n{served_text}"))
         .clone();
     assert_eq!(values.len(), 2, "{tagged}");
     assert!(values.iter().all(|point| point[1] == json!(6)), "{tagged}");

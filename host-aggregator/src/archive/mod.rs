@@ -333,6 +333,27 @@ fn pause_midway(options: &WriteOptions, inserted: usize, total: usize) {
     }
 }
 
+/// Maps a driver error to [`Error::Database`] for `db` and `action`.
+fn db_error<'a, E>(db: &'a str, action: &'static str) -> impl FnOnce(E) -> Error + 'a
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    move |e| Error::Database {
+        db: db.to_owned(),
+        action,
+        source: Box::new(e),
+    }
+}
+
+/// The migrations a database at schema version `current` needs.
+fn pending_migrations(db: &str, current: i64) -> Result<&'static [&'static str], Error> {
+    schema::pending(current).map_err(|why| Error::Database {
+        db: db.to_owned(),
+        action: "check the schema version",
+        source: why.into(),
+    })
+}
+
 /// `url` with any password replaced by `***`.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use ::postgres::{Config, NoTls, Transaction};
 
-use super::{Batch, Outcome, Plan, Row, WriteOptions, schema, unix_seconds};
+use super::{
+    Batch, Outcome, Plan, Row, WriteOptions, db_error, pending_migrations, schema, unix_seconds,
+};
 use crate::Error;
 
 /// The advisory lock key every archive run takes (an arbitrary constant:
@@ -21,13 +23,7 @@ pub(super) fn write(
     batch: &Batch,
     options: &WriteOptions,
 ) -> Result<Outcome, Error> {
-    let fail = |action: &'static str| {
-        move |e: ::postgres::Error| Error::Database {
-            db: db.to_owned(),
-            action,
-            source: Box::new(e),
-        }
-    };
+    let fail = |action| db_error::<::postgres::Error>(db, action);
     let mut config: Config = url.parse().map_err(fail("read the connection URL"))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(options.lock_timeout);
@@ -102,24 +98,14 @@ pub(super) fn write(
 /// Creates or migrates the schema inside the run's transaction (the advisory
 /// lock is already held, so two first runs cannot both create it).
 fn migrate(tx: &mut Transaction<'_>, db: &str) -> Result<(), Error> {
-    let fail = |action: &'static str| {
-        move |e: ::postgres::Error| Error::Database {
-            db: db.to_owned(),
-            action,
-            source: Box::new(e),
-        }
-    };
+    let fail = |action| db_error::<::postgres::Error>(db, action);
     tx.batch_execute(schema::VERSION_TABLE)
         .map_err(fail("create the schema_version table"))?;
     let current: i64 = tx
         .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
         .map_err(fail("read the schema version"))?
         .get(0);
-    let pending = schema::pending(current).map_err(|why| Error::Database {
-        db: db.to_owned(),
-        action: "check the schema version",
-        source: why.into(),
-    })?;
+    let pending = pending_migrations(db, current)?;
     for migration in pending {
         tx.batch_execute(migration)
             .map_err(fail("migrate the schema"))?;

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
-use super::{Batch, Outcome, Plan, WriteOptions, schema, unix_seconds};
+use super::{
+    Batch, Outcome, Plan, WriteOptions, db_error, pending_migrations, schema, unix_seconds,
+};
 use crate::Error;
 
 /// Writes `batch` into the SQLite file at `path` (created with its
@@ -18,13 +20,7 @@ pub(super) fn write(
     batch: &Batch,
     options: &WriteOptions,
 ) -> Result<Outcome, Error> {
-    let fail = |action: &'static str| {
-        move |e: rusqlite::Error| Error::Database {
-            db: db.to_owned(),
-            action,
-            source: Box::new(e),
-        }
-    };
+    let fail = |action| db_error::<rusqlite::Error>(db, action);
     if let Some(parent) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| Error::Io {
             action: "create the archive directory",
@@ -53,11 +49,7 @@ pub(super) fn write(
             |row| row.get(0),
         )
         .map_err(fail("read the schema version"))?;
-    let pending = schema::pending(current).map_err(|why| Error::Database {
-        db: db.to_owned(),
-        action: "check the schema version",
-        source: why.into(),
-    })?;
+    let pending = pending_migrations(db, current)?;
     for migration in pending {
         tx.execute_batch(migration)
             .map_err(fail("migrate the schema"))?;
