@@ -286,6 +286,9 @@ impl Server {
         let joined = serving.join();
         drop(waker);
         if let Some(sweeping) = self.sweeping.take() {
+            // The serving thread has hung up its end of the sweeper's inbox;
+            // a parked sweeper needs a nudge to see it.
+            sweeping.thread().unpark();
             let _ = sweeping.join();
         }
         if joined.is_err() {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use nix::errno::Errno;
 
 use crate::counters::Counters;
@@ -76,27 +76,35 @@ pub(crate) fn run(
         stop,
     };
     loop {
-        let received = if watched.is_empty() {
-            inbox.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        let mut hung_up = false;
+        if watched.is_empty() {
+            match inbox.recv() {
+                Ok(retired) => watched.push_back(Watched {
+                    retired,
+                    since: Instant::now(),
+                }),
+                Err(_) => hung_up = true,
+            }
         } else {
-            inbox.recv_timeout(INTERVAL)
-        };
+            // Parked, not waiting on the channel: a send to a channel with
+            // no waiting receiver is a plain push, so the serving thread
+            // never pays a wake-up per snapshot. Shutdown unparks us.
+            std::thread::park_timeout(INTERVAL);
+        }
         let now = Instant::now();
-        let hung_up = match received {
-            Ok(retired) => {
-                watched.push_back(Watched {
+        loop {
+            match inbox.try_recv() {
+                Ok(retired) => watched.push_back(Watched {
                     retired,
                     since: now,
-                });
-                false
+                }),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    hung_up = true;
+                    break;
+                }
             }
-            Err(RecvTimeoutError::Timeout) => false,
-            Err(RecvTimeoutError::Disconnected) => true,
-        };
-        watched.extend(inbox.try_iter().map(|retired| Watched {
-            retired,
-            since: now,
-        }));
+        }
         if hung_up {
             // Stopping: release whoever is attached (they read end-of-file)
             // rather than write to readers that may still be finishing.
