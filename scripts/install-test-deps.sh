@@ -9,6 +9,7 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have promtool || need+=(prometheus)
 have chromium || need+=(chromium)
+have chromedriver || need+=(chromium-driver)
 have sqlite3 || need+=(sqlite3)
 have influxd || need+=(influxdb)
 have influx || need+=(influxdb-client)

@@ -330,7 +330,11 @@
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, g.width, g.height);
     const tMax = state.lastTime !== null ? state.lastTime : Date.now() / 1000;
-    const tMin = tMax - state.windowSeconds;
+    // Until the window fills, span the data held (at least 30 s), so a
+    // fresh page is not a thin sliver at the right edge.
+    const held = state.times.length ? tMax - state.times[0] : 0;
+    const span = Math.min(state.windowSeconds, Math.max(30, held));
+    const tMin = tMax - span;
     let lo = Infinity, hi = -Infinity;
     for (const line of lines) for (const v of line.points) if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
     if (lo === Infinity) { lo = 0; hi = 1; }
@@ -355,7 +359,7 @@
       ctx.beginPath(); ctx.moveTo(g.left, py); ctx.lineTo(g.width - g.right, py); ctx.stroke();
       ctx.fillText(fmt(Number(v.toPrecision(12))), g.left - 6, py);
     }
-    const tStep = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800].find((s) => state.windowSeconds / s <= 6) || 3600;
+    const tStep = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800].find((s) => span / s <= 6) || 3600;
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
     for (let t = Math.ceil(tMin / tStep) * tStep; t <= tMax; t += tStep) {

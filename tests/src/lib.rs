@@ -4,4 +4,5 @@
 
 pub mod archive;
 pub mod hostile;
+pub mod live;
 pub mod serve;

@@ -1,0 +1,371 @@
+//! Live views end to end: `/history` from a live aggregator over real
+//! writers, the dashboard in headless Chromium, and `top` in a tmux
+//! terminal and on a plain pipe.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::Value;
+use stats_pipe_tests::live::{Browser, Feeder, TempDir, Tmux, artifacts_dir, wait_for};
+use stats_pipe_tests::serve::{Aggregator, workspace_binary};
+
+/// Feeds writers from a thread until dropped: every 100 ms each adds to
+/// `requests` and sets `temperature` to a new value.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<Feeder>>>,
+}
+
+impl Traffic {
+    fn start(mut feeders: Vec<Feeder>) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut step = 0u64;
+            while !stopping.load(Ordering::SeqCst) {
+                step += 1;
+                for (i, feeder) in feeders.iter_mut().enumerate() {
+                    let i = i as u64 + 1;
+                    feeder.send(&format!("requests += {}", 5 * i));
+                    feeder.send(&format!("temperature: {}.5", 20 + (step + 7 * i) % 13));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            feeders
+        });
+        Traffic {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            // The feeders come back and are killed as they drop.
+            let _ = thread.join();
+        }
+    }
+}
+
+fn history(aggregator: &Aggregator, query: &str) -> Value {
+    let response = aggregator.get(&format!("/history?{query}"));
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()
+}
+
+/// PIDs with a series of `stat` in a `/history` answer.
+fn pids_of(body: &Value, stat: &str) -> Vec<u64> {
+    body["stats"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["name"] == stat)
+        .flat_map(|s| s["processes"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["pid"].as_u64())
+        .collect()
+}
+
+#[test]
+fn history_serves_rates_and_collection_times_of_live_writers() {
+    let dir = TempDir::new("history");
+    let feeders = vec![Feeder::start(dir.path()), Feeder::start(dir.path())];
+    let pids: Vec<u64> = feeders.iter().map(|f| u64::from(f.pid())).collect();
+    let traffic = Traffic::start(feeders);
+    let aggregator = Aggregator::serve(dir.path(), &["--interval", "200ms"]);
+    let body = wait_for("3 points of both writers", Duration::from_secs(30), || {
+        let body = history(&aggregator, "stat=req*");
+        let times = body["times"].as_array().map_or(0, Vec::len);
+        let mut seen = pids_of(&body, "requests");
+        seen.sort_unstable();
+        let mut want = pids.clone();
+        want.sort_unstable();
+        if times >= 3 && seen == want {
+            Ok(body)
+        } else {
+            Err(body.to_string())
+        }
+    });
+    let stat = &body["stats"][0];
+    assert_eq!(stat["name"], "requests");
+    assert_eq!(stat["counter"], true);
+    // Times are real collection times: increasing, ~200 ms apart, recent.
+    let times: Vec<f64> = body["times"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_f64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[1] > w[0]), "{times:?}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - times[times.len() - 1]).abs() < 10.0);
+    let gap = times[times.len() - 1] - times[times.len() - 2];
+    assert!(
+        (0.1..2.0).contains(&gap),
+        "gap {gap} s for a 200 ms interval"
+    );
+    // The host rate is the sum of the writers' rates, never negative, and
+    // near 50 + 100 per second (each adds 5 resp. 10 every 100 ms).
+    let rates: Vec<f64> = stat["total"]["rates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert!(!rates.is_empty());
+    assert!(rates.iter().all(|r| *r >= 0.0), "{rates:?}");
+    let last_rate = *rates.last().unwrap();
+    assert!((20.0..400.0).contains(&last_rate), "rate {last_rate}");
+    // temperature goes up and down: a gauge, no rates.
+    let gauges = history(&aggregator, "stat=temperature");
+    assert_eq!(gauges["stats"][0]["counter"], false);
+    assert!(gauges["stats"][0]["total"].get("rates").is_none());
+    // Filters: one PID, only points after `since`.
+    let one = history(&aggregator, &format!("stat=requests&pid={}", pids[0]));
+    assert_eq!(pids_of(&one, "requests"), [pids[0]]);
+    let since = times[times.len() - 2];
+    let recent = history(&aggregator, &format!("stat=requests&since={since}"));
+    let recent_times = recent["times"].as_array().unwrap();
+    assert!(recent_times.iter().all(|t| t.as_f64().unwrap() > since));
+    assert_eq!(aggregator.get("/history?pid=nope").status, 400);
+    drop(traffic);
+}
+
+#[test]
+fn dashboard_in_headless_chromium_charts_live_writers() {
+    let dir = TempDir::new("dashboard");
+    let feeders = vec![Feeder::start(dir.path()), Feeder::start(dir.path())];
+    let pids: Vec<u64> = feeders.iter().map(|f| u64::from(f.pid())).collect();
+    let traffic = Traffic::start(feeders);
+    let aggregator = Aggregator::serve(dir.path(), &["--interval", "250ms"]);
+    let browser = Browser::start();
+    let url = format!(
+        "http://{}/#stat=requests&stat=temperature",
+        aggregator.addr()
+    );
+    browser.navigate(&url);
+
+    // Both charts list both writers' PIDs plus the host total in their
+    // legends, and the canvases have ink on them.
+    let charted = r##"
+        const out = {};
+        for (const card of document.querySelectorAll(".card[data-stat]")) {
+          const canvas = card.querySelector("canvas");
+          const ctx = canvas.getContext("2d");
+          const pixels = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+          let ink = 0;
+          for (let i = 3; i < pixels.length; i += 4) if (pixels[i] !== 0) ink++;
+          out[card.dataset.stat] = {
+            pids: Array.from(card.querySelectorAll(".legend [data-pid]")).map((e) => Number(e.dataset.pid)),
+            total: card.querySelectorAll('.legend [data-series="total"]').length,
+            ink: ink,
+            mode: card.dataset.mode,
+            value: card.querySelector(".number").dataset.value,
+          };
+        }
+        return { cards: out, ready: window.__dashboardReady === true,
+                 errors: window.__dashboardErrors || null,
+                 sources: Array.from(document.querySelectorAll("#sources tbody tr[data-pid]")).map((r) => ({
+                   pid: Number(r.dataset.pid), cells: Array.from(r.children).map((c) => c.textContent) })) };
+    "##;
+    let state = wait_for("charts of both writers", Duration::from_secs(60), || {
+        let state = browser.execute(charted);
+        let complete = ["requests", "temperature"].iter().all(|stat| {
+            let card = &state["cards"][stat];
+            let mut seen: Vec<u64> = card["pids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_u64)
+                .collect();
+            seen.sort_unstable();
+            let mut want = pids.clone();
+            want.sort_unstable();
+            seen == want && card["total"] == 1 && card["ink"].as_u64().unwrap_or(0) > 500
+        });
+        if complete && state["sources"].as_array().is_some_and(|s| s.len() == 2) {
+            Ok(state)
+        } else {
+            Err(state.to_string())
+        }
+    });
+    assert_eq!(
+        state["ready"], true,
+        "the dashboard script did not finish: {state}"
+    );
+    assert_eq!(
+        state["cards"]["requests"]["mode"], "rate",
+        "counters chart rates"
+    );
+    assert_eq!(state["cards"]["temperature"]["mode"], "value");
+    // The sources table shows each writer as ok with its process figures.
+    for row in state["sources"].as_array().unwrap() {
+        assert!(pids.contains(&row["pid"].as_u64().unwrap()), "{row}");
+        let cells: Vec<&str> = row["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(cells[1], "ok", "{cells:?}");
+        assert!(cells[5].ends_with("iB"), "RSS shown: {cells:?}");
+        assert!(
+            cells[9].ends_with('s') || cells[9].ends_with('m'),
+            "uptime: {cells:?}"
+        );
+    }
+
+    // A displayed value changes between two moments.
+    let value_of = |stat: &str| browser.execute(charted)["cards"][stat]["value"].clone();
+    let first = value_of("temperature");
+    let requests_first = value_of("requests");
+    let changed = wait_for(
+        "a displayed value to change",
+        Duration::from_secs(20),
+        || {
+            let now = value_of("temperature");
+            if now != first && now != "" {
+                Ok(now)
+            } else {
+                Err(format!("still {now}"))
+            }
+        },
+    );
+    assert_ne!(first, changed);
+    assert_ne!(requests_first, Value::Null);
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let png = browser.screenshot();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG screenshot");
+    let path = artifacts_dir().join("dashboard.png");
+    std::fs::write(&path, &png).expect("save the screenshot");
+    eprintln!("dashboard screenshot: {}", path.display());
+
+    // No JavaScript error, by the page's own hook or in the console.
+    let errors = browser.execute("return window.__dashboardErrors;");
+    assert_eq!(
+        errors,
+        Value::Array(Vec::new()),
+        "JavaScript errors on the page"
+    );
+    let severe: Vec<Value> = browser
+        .console_log()
+        .into_iter()
+        .filter(|entry| entry["level"] == "SEVERE")
+        .collect();
+    assert!(severe.is_empty(), "console errors: {severe:?}");
+    drop(traffic);
+}
+
+#[test]
+fn top_in_a_terminal_sees_values_change_and_quits_on_q() {
+    let dir = TempDir::new("top");
+    let mut feeder = Feeder::start(dir.path());
+    let pid = feeder.pid();
+    feeder.send("ticks: 1");
+    feeder.send("served += 1");
+    let top = workspace_binary("host-aggregator", "host-aggregator");
+    let command = format!(
+        "{} --pipe-dir {} top --interval 250ms; echo TOP-EXITED $?; sleep 60",
+        top.display(),
+        dir.path().display()
+    );
+    let tmux = Tmux::start(&command, 120, 40);
+    let value_of = |screen: &str, stat: &str| -> Option<String> {
+        screen
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(stat))
+            .and_then(|line| line.split_whitespace().nth(1).map(str::to_owned))
+    };
+    let screen = wait_for("top to show ticks", Duration::from_secs(30), || {
+        let screen = tmux.capture();
+        match value_of(&screen, "ticks") {
+            Some(v) if v == "1" => Ok(screen),
+            _ => Err(screen),
+        }
+    });
+    assert!(screen.contains("stats-pipe top"), "{screen}");
+    assert!(screen.contains("RATE/s"), "{screen}");
+    // A live change shows up in place.
+    feeder.send("ticks: 42");
+    wait_for("top to show the new value", Duration::from_secs(30), || {
+        let screen = tmux.capture();
+        match value_of(&screen, "ticks") {
+            Some(v) if v == "42" => Ok(()),
+            _ => Err(screen),
+        }
+    });
+    // `served` keeps counting: a rate appears for it.
+    for _ in 0..10 {
+        feeder.send("served += 10");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_for("a rate for the counter", Duration::from_secs(30), || {
+        let screen = tmux.capture();
+        let line = screen
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some("served"));
+        match line.and_then(|l| l.split_whitespace().nth(2)) {
+            Some(rate) if rate.parse::<f64>().is_ok() => Ok(()),
+            _ => Err(screen),
+        }
+    });
+    // `p` adds a row per process.
+    tmux.send_keys("p");
+    wait_for("a per-process row", Duration::from_secs(30), || {
+        let screen = tmux.capture();
+        if screen.contains(&format!("pid {pid}")) {
+            Ok(())
+        } else {
+            Err(screen)
+        }
+    });
+    tmux.send_keys("q");
+    let screen = wait_for("top to exit on q", Duration::from_secs(30), || {
+        let screen = tmux.capture();
+        if screen.contains("TOP-EXITED") {
+            Ok(screen)
+        } else {
+            Err(screen)
+        }
+    });
+    assert!(screen.contains("TOP-EXITED 0"), "{screen}");
+    // The terminal was given back: off the alternate screen, so top's
+    // frame is gone.
+    assert!(!screen.contains("RATE/s"), "{screen}");
+}
+
+#[test]
+fn top_without_a_terminal_prints_plain_blocks() {
+    let dir = TempDir::new("top-plain");
+    let mut feeder = Feeder::start(dir.path());
+    feeder.send("plain.stat: 7");
+    let output = Command::new(workspace_binary("host-aggregator", "host-aggregator"))
+        .arg("--pipe-dir")
+        .arg(dir.path())
+        .args(["top", "--count", "2", "--interval", "200ms"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run top");
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(text.matches("stats-pipe top").count(), 2, "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "no escape codes on a pipe: {text:?}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("plain.stat"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(row.split_whitespace().nth(1), Some("7"));
+    drop(feeder);
+}
