@@ -92,7 +92,7 @@ fn claim_stripe() -> usize {
 }
 
 #[inline]
-fn stripe_index() -> usize {
+pub(crate) fn stripe_index() -> usize {
     // During thread teardown the thread-local may be gone; any stripe is
     // still correct, only slower.
     STRIPE

@@ -1,8 +1,10 @@
 //! Record stats in-process and speak the `name: value` line format.
 //!
 //! `stats-core` is the part of stats-pipe with no I/O: a [`Registry`] of
-//! stats recorded by name ([`incr`], [`set`]) or through cheap typed handles
-//! ([`Counter`], [`Gauge`]); the line format ([`mod@format`], [`tags`]); a
+//! stats recorded by name ([`incr`], [`set`], [`Registry::record`]) or
+//! through cheap typed handles ([`Counter`], [`Gauge`], [`Histogram`] with
+//! its [`Timer`], and monkit-style [`Task`]s); the kinds a reader needs to
+//! merge them right ([`kinds`], [`histogram_lines`], [`buckets`]); the line format ([`mod@format`], [`tags`]); a
 //! streaming [`Parser`] that skips and counts bad lines; the snapshot
 //! [`envelope`] that lets a reader detect torn snapshots; and the
 //! pipestatic-compatible [`merge`] that sums snapshots across processes.
@@ -38,23 +40,31 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod buckets;
 mod cell;
+mod clock;
 pub mod envelope;
 pub mod format;
 mod handles;
+mod histogram;
+pub mod histogram_lines;
+pub mod kinds;
 pub mod merge;
 pub mod name;
 mod parse;
 mod registry;
 mod snapshot;
 pub mod tags;
+mod task;
 mod value;
 
 pub use cell::Kind;
 pub use handles::{Counter, Gauge};
+pub use histogram::{Distribution, Histogram, QUANTILES, Timer};
 pub use parse::{DEFAULT_MAX_LINE, ErrorLog, KEPT_ERRORS, ParseError, ParseErrorKind, Parser};
 pub use registry::Registry;
 pub use snapshot::{Entry, Snapshot};
+pub use task::{Outcome, Task, TaskGuard, TaskOutcomes};
 pub use value::Value;
 
 /// Adds `by` to the stat `name` in the process-wide registry (see

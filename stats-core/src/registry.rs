@@ -10,12 +10,17 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::thread::LocalKey;
 
 use crate::cell::{Kind, Scalar};
 use crate::format::write_line;
 use crate::handles::{Counter, Gauge};
+use crate::histogram::{Histogram, HistogramCell};
+use crate::histogram_lines;
+use crate::kinds::{WireKind, write_kind_line};
 use crate::name::sanitize;
 use crate::snapshot::{Entry, Snapshot};
+use crate::task::{Task, TaskCell};
 use crate::value::Value;
 
 /// Per-thread cache size at which the cache is emptied and refilled, so a
@@ -25,18 +30,59 @@ const CACHE_LIMIT: usize = 16 * 1024;
 static NEXT_REGISTRY_ID: AtomicU64 = AtomicU64::new(1);
 static GLOBAL: LazyLock<Registry> = LazyLock::new(Registry::new);
 
-struct NameCache {
+/// A thread's by-name shortcut into one registry: name as given → metric.
+struct NameCache<V> {
     registry: u64,
-    map: HashMap<Box<str>, Arc<Scalar>, foldhash::fast::FixedState>,
+    map: HashMap<Box<str>, V, foldhash::fast::FixedState>,
+}
+
+impl<V> NameCache<V> {
+    const fn new() -> NameCache<V> {
+        NameCache {
+            registry: 0,
+            map: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x5eed_57a7)),
+        }
+    }
 }
 
 thread_local! {
-    static CACHE: RefCell<NameCache> = const {
-        RefCell::new(NameCache {
-            registry: 0,
-            map: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x5eed_57a7)),
+    static SCALARS: RefCell<NameCache<Arc<Scalar>>> = const { RefCell::new(NameCache::new()) };
+    static HISTOGRAMS: RefCell<NameCache<Arc<HistogramCell>>> = const { RefCell::new(NameCache::new()) };
+}
+
+/// Runs `act` on the metric `name` resolves to, through the thread's cache;
+/// `lookup` (the shared index, under its mutex) only on a miss. When the
+/// thread-local is gone (recording from a thread-local destructor during
+/// thread teardown), it goes straight to the shared index.
+#[inline]
+fn with_cached<V, R>(
+    cache: &'static LocalKey<RefCell<NameCache<V>>>,
+    registry: u64,
+    name: &str,
+    lookup: impl Fn() -> V,
+    act: impl Fn(&V) -> R,
+) -> R {
+    cache
+        .try_with(|cell| {
+            let mut cache = cell.try_borrow_mut().ok()?;
+            if cache.registry != registry {
+                cache.map.clear();
+                cache.registry = registry;
+            }
+            if let Some(metric) = cache.map.get(name) {
+                return Some(act(metric));
+            }
+            let metric = lookup();
+            let result = act(&metric);
+            if cache.map.len() >= CACHE_LIMIT {
+                cache.map.clear();
+            }
+            cache.map.insert(name.into(), metric);
+            Some(result)
         })
-    };
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| act(&lookup()))
 }
 
 #[derive(Clone, Copy)]
@@ -62,12 +108,34 @@ impl Op {
     }
 }
 
+type ByName<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
+
+/// One named metric of any kind.
+#[derive(Clone)]
+enum Metric {
+    Scalar(Arc<Scalar>),
+    Histogram(Arc<HistogramCell>),
+    Task(Arc<TaskCell>),
+}
+
+impl Metric {
+    fn name(&self) -> &str {
+        match self {
+            Metric::Scalar(s) => s.name(),
+            Metric::Histogram(h) => h.name(),
+            Metric::Task(t) => t.name(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Index {
-    by_name: HashMap<Box<str>, Arc<Scalar>, foldhash::fast::RandomState>,
-    /// Stats in name order, rebuilt only after a new name arrives, so a
+    by_name: ByName<Arc<Scalar>>,
+    histograms: ByName<Arc<HistogramCell>>,
+    tasks: ByName<Arc<TaskCell>>,
+    /// Metrics in name order, rebuilt only after a new name arrives, so a
     /// snapshot of an unchanged set of names costs one `Arc` clone.
-    sorted: Option<Arc<[Arc<Scalar>]>>,
+    sorted: Option<Arc<[Metric]>>,
 }
 
 /// A set of stats, recorded by name or through handles.
@@ -149,9 +217,46 @@ impl Registry {
         Gauge::new(scalar)
     }
 
-    /// Number of stats.
+    /// A histogram handle for `name` (a distribution of ints, floats or
+    /// durations; see [`Histogram`]). Histograms have their own namespace.
+    pub fn histogram(&self, name: &str) -> Histogram {
+        Histogram::new(self.histogram_cell(name))
+    }
+
+    /// Records `value` into the histogram `name`, creating it if missing.
+    #[inline]
+    pub fn record(&self, name: &str, value: impl Into<Value>) {
+        let value = value.into();
+        with_cached(
+            &HISTOGRAMS,
+            self.id,
+            name,
+            || self.histogram_cell(name),
+            |cell| match value {
+                Value::Int(i) => cell.record_int(i),
+                Value::Float(f) => cell.record_float(f),
+            },
+        );
+    }
+
+    /// A task handle for `name` (see [`Task`]). Tasks have their own
+    /// namespace.
+    pub fn task(&self, name: &str) -> Task {
+        let name = sanitize(name);
+        let mut index = self.lock();
+        if let Some(cell) = index.tasks.get(name.as_ref()) {
+            return Task::new(Arc::clone(cell));
+        }
+        let cell = Arc::new(TaskCell::new(name.as_ref().into()));
+        index.tasks.insert(name.as_ref().into(), Arc::clone(&cell));
+        index.sorted = None;
+        Task::new(cell)
+    }
+
+    /// Number of metrics (stats, histograms and tasks).
     pub fn len(&self) -> usize {
-        self.lock().by_name.len()
+        let index = self.lock();
+        index.by_name.len() + index.histograms.len() + index.tasks.len()
     }
 
     /// Whether there are no stats.
@@ -159,65 +264,118 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Calls `f(name, value, kind)` for every stat in name order.
+    /// Calls `f(name, value, kind)` for every scalar stat (counter or
+    /// gauge) in name order; histograms and tasks are not included.
     pub fn for_each(&self, mut f: impl FnMut(&str, Value, Kind)) {
-        for scalar in self.sorted().iter() {
-            f(scalar.name(), scalar.value(), scalar.kind());
+        for metric in self.sorted().iter() {
+            if let Metric::Scalar(scalar) = metric {
+                f(scalar.name(), scalar.value(), scalar.kind());
+            }
         }
     }
 
-    /// Appends every stat as a `name: value\n` line in name order.
+    /// Appends every metric as `name: value\n` lines in name order: a
+    /// scalar as one line, a histogram as the lines of
+    /// [`crate::histogram_lines`], a task as its outcome counters,
+    /// `.current`, `.highwater` and one duration histogram per outcome.
     pub fn render_into(&self, buf: &mut Vec<u8>) {
         let sorted = self.sorted();
         buf.reserve(sorted.len() * 32);
-        for scalar in sorted.iter() {
-            write_line(buf, scalar.name(), scalar.value());
+        for metric in sorted.iter() {
+            match metric {
+                Metric::Scalar(scalar) => write_line(buf, scalar.name(), scalar.value()),
+                Metric::Histogram(cell) => {
+                    histogram_lines::render(cell.name(), &cell.distribution(), buf);
+                }
+                Metric::Task(task) => {
+                    for counter in task.outcome_counters() {
+                        write_line(buf, counter.name(), counter.value());
+                    }
+                    write_line(buf, &task.sub_name("current"), Value::Int(task.current()));
+                    write_line(
+                        buf,
+                        &task.sub_name("highwater"),
+                        Value::Int(task.highwater()),
+                    );
+                    for histogram in task.duration_histograms() {
+                        histogram_lines::render(histogram.name(), &histogram.distribution(), buf);
+                    }
+                }
+            }
         }
     }
 
-    /// Every stat's current value.
+    /// Appends the metadata lines that tell a reader what each stat is
+    /// (`#counter NAME: 1`, `#histogram NAME: 1`, `#max NAME: 1`; see
+    /// [`crate::kinds`]). Gauges need no line.
+    pub fn render_kinds_into(&self, buf: &mut Vec<u8>) {
+        for metric in self.sorted().iter() {
+            match metric {
+                Metric::Scalar(scalar) if scalar.kind() == Kind::Counter => {
+                    write_kind_line(buf, WireKind::Counter, scalar.name());
+                }
+                Metric::Scalar(_) => {}
+                Metric::Histogram(cell) => write_kind_line(buf, WireKind::Histogram, cell.name()),
+                Metric::Task(task) => {
+                    for counter in task.outcome_counters() {
+                        write_kind_line(buf, WireKind::Counter, counter.name());
+                    }
+                    write_kind_line(buf, WireKind::Max, &task.sub_name("highwater"));
+                    for histogram in task.duration_histograms() {
+                        write_kind_line(buf, WireKind::Histogram, histogram.name());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every stat's current value: the lines [`Registry::render_into`]
+    /// writes, read back.
     pub fn snapshot(&self) -> Snapshot {
         let sorted = self.sorted();
-        Snapshot::from_sorted(
-            sorted
-                .iter()
-                .map(|s| Entry {
+        let scalars: Option<Vec<Entry>> = sorted
+            .iter()
+            .map(|m| match m {
+                Metric::Scalar(s) => Some(Entry {
                     name: s.name().to_owned(),
                     value: s.value(),
-                })
-                .collect(),
-        )
+                }),
+                _ => None,
+            })
+            .collect();
+        match scalars {
+            Some(entries) => Snapshot::from_sorted(entries),
+            None => {
+                let mut buf = Vec::new();
+                self.render_into(&mut buf);
+                Snapshot::parse(&buf, usize::MAX).0
+            }
+        }
     }
 
     #[inline]
     fn apply(&self, name: &str, op: Op) {
-        let applied = CACHE
-            .try_with(|cell| {
-                let Ok(mut cache) = cell.try_borrow_mut() else {
-                    return false;
-                };
-                if cache.registry != self.id {
-                    cache.map.clear();
-                    cache.registry = self.id;
-                }
-                if let Some(scalar) = cache.map.get(name) {
-                    op.apply(scalar);
-                    return true;
-                }
-                let scalar = self.lookup_or_insert(name, op.kind_if_new());
-                op.apply(&scalar);
-                if cache.map.len() >= CACHE_LIMIT {
-                    cache.map.clear();
-                }
-                cache.map.insert(name.into(), scalar);
-                true
-            })
-            .unwrap_or(false);
-        if !applied {
-            // Thread-local storage is being torn down (recording from a
-            // thread-local destructor): go straight to the shared index.
-            op.apply(&self.lookup_or_insert(name, op.kind_if_new()));
+        with_cached(
+            &SCALARS,
+            self.id,
+            name,
+            || self.lookup_or_insert(name, op.kind_if_new()),
+            |scalar| op.apply(scalar),
+        );
+    }
+
+    fn histogram_cell(&self, raw_name: &str) -> Arc<HistogramCell> {
+        let name = sanitize(raw_name);
+        let mut index = self.lock();
+        if let Some(cell) = index.histograms.get(name.as_ref()) {
+            return Arc::clone(cell);
         }
+        let cell = Arc::new(HistogramCell::new(name.as_ref().into()));
+        index
+            .histograms
+            .insert(name.as_ref().into(), Arc::clone(&cell));
+        index.sorted = None;
+        cell
     }
 
     fn lookup_or_insert(&self, raw_name: &str, kind: Kind) -> Arc<Scalar> {
@@ -234,14 +392,21 @@ impl Registry {
         scalar
     }
 
-    fn sorted(&self) -> Arc<[Arc<Scalar>]> {
+    fn sorted(&self) -> Arc<[Metric]> {
         let mut index = self.lock();
         if let Some(sorted) = &index.sorted {
             return Arc::clone(sorted);
         }
-        let mut all: Vec<Arc<Scalar>> = index.by_name.values().cloned().collect();
-        all.sort_unstable_by(|a, b| a.name().cmp(b.name()));
-        let sorted: Arc<[Arc<Scalar>]> = all.into();
+        let mut all: Vec<Metric> = index
+            .by_name
+            .values()
+            .cloned()
+            .map(Metric::Scalar)
+            .collect();
+        all.extend(index.histograms.values().cloned().map(Metric::Histogram));
+        all.extend(index.tasks.values().cloned().map(Metric::Task));
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        let sorted: Arc<[Metric]> = all.into();
         index.sorted = Some(Arc::clone(&sorted));
         sorted
     }
@@ -331,5 +496,78 @@ mod tests {
         r.render_into(&mut buf);
         assert_eq!(buf, b"a: 1.0\nb: 2\nc d: 1\n");
         assert_eq!(r.snapshot().len(), 3);
+    }
+
+    #[test]
+    fn histograms_and_tasks_render_with_their_kinds() {
+        let r = Registry::new();
+        r.incr("requests", 2);
+        r.set("temp", 1);
+        r.record("size", 3);
+        r.histogram("size").record(5);
+        let job = r.task("job");
+        assert_eq!(job.run(|| Ok::<_, ()>(())), Ok(()));
+
+        let mut kinds = Vec::new();
+        r.render_kinds_into(&mut kinds);
+        assert_eq!(
+            String::from_utf8(kinds).unwrap(),
+            "#counter job.success: 1\n#counter job.errors: 1\n#counter job.panics: 1\n\
+                   #max job.highwater: 1\n#histogram job.duration[outcome=success]: 1\n\
+                   #histogram job.duration[outcome=error]: 1\n#histogram job.duration[outcome=panic]: 1\n\
+                   #counter requests: 1\n#histogram size: 1\n"
+        );
+
+        let snapshot = r.snapshot();
+        assert_eq!(snapshot.get("size.count"), Some(Value::Int(2)));
+        assert_eq!(snapshot.get("size.sum"), Some(Value::Int(8)));
+        assert_eq!(snapshot.get("size.max"), Some(Value::Int(5)));
+        assert_eq!(snapshot.get("job.success"), Some(Value::Int(1)));
+        assert_eq!(snapshot.get("job.current"), Some(Value::Int(0)));
+        assert_eq!(snapshot.get("job.highwater"), Some(Value::Int(1)));
+        assert_eq!(
+            snapshot.get("job.duration.count[outcome=success]"),
+            Some(Value::Int(1))
+        );
+        assert_eq!(
+            snapshot.get("job.duration.count[outcome=panic]"),
+            Some(Value::Int(0))
+        );
+        assert_eq!(snapshot.get("temp"), Some(Value::Int(1)));
+        assert_eq!(r.len(), 4);
+    }
+
+    #[test]
+    fn a_registry_reads_back_through_the_typed_merge() {
+        let a = Registry::new();
+        let b = Registry::new();
+        for (registry, values) in [(&a, [1, 2, 3]), (&b, [10, 20, 30])] {
+            for v in values {
+                registry.record("lat", v);
+            }
+        }
+        let mut merger = crate::merge::TypedMerger::new();
+        for registry in [&a, &b] {
+            let mut buf = Vec::new();
+            registry.render_kinds_into(&mut buf);
+            registry.render_into(&mut buf);
+            let mut kinds = crate::kinds::Kinds::new();
+            let mut parser = crate::Parser::default();
+            let mut entries = Vec::new();
+            parser.feed(&buf, |name, value| {
+                if !kinds.note(name) {
+                    entries.push(Entry {
+                        name: name.to_owned(),
+                        value,
+                    });
+                }
+            });
+            merger.add_source(&Snapshot::from_entries(entries), &kinds, |_| None);
+        }
+        let (host, _) = merger.finish();
+        assert_eq!(host.get("lat.count"), Some(Value::Int(6)));
+        assert_eq!(host.get("lat.min"), Some(Value::Int(1)));
+        assert_eq!(host.get("lat.max"), Some(Value::Int(30)));
+        assert_eq!(host.get("lat.sum"), Some(Value::Int(66)));
     }
 }

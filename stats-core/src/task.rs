@@ -1,0 +1,327 @@
+//! Tasks: monkit's `mon.Task()` in Rust idiom. A task wraps a function or a
+//! scope and records how it ended (success, error, panic), how many are
+//! running now and at most, and how long each took, split by outcome.
+//!
+//! ```
+//! let registry = stats_core::Registry::new();
+//! let task = registry.task("db.query");
+//! let rows: Result<u32, String> = task.run(|| Ok(3));
+//! assert_eq!(rows, Ok(3));
+//!
+//! fn lookup(task: &stats_core::Task) -> Result<(), std::num::ParseIntError> {
+//!     let guard = task.start();
+//!     "x".parse::<u32>()?; // returns early: the dropped guard counts an error
+//!     guard.success();
+//!     Ok(())
+//! }
+//! assert!(lookup(&task).is_err());
+//! assert_eq!(task.outcomes(), stats_core::TaskOutcomes { success: 1, errors: 1, panics: 0 });
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+
+use crate::cell::{Kind, Scalar};
+use crate::clock;
+use crate::histogram::{Histogram, HistogramCell};
+use crate::tags;
+use crate::value::Value;
+
+/// How a task run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Returned `Ok`, or its guard was marked successful.
+    Success,
+    /// Returned `Err`, or its guard was dropped without being marked
+    /// successful (an early `?` return).
+    Error,
+    /// Panicked (the panic goes on after it is counted).
+    Panic,
+}
+
+const OUTCOMES: [(Outcome, &str, &str); 3] = [
+    (Outcome::Success, "success", "success"),
+    (Outcome::Error, "errors", "error"),
+    (Outcome::Panic, "panics", "panic"),
+];
+
+/// Completed runs by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskOutcomes {
+    /// Runs that succeeded.
+    pub success: i64,
+    /// Runs that failed.
+    pub errors: i64,
+    /// Runs that panicked.
+    pub panics: i64,
+}
+
+/// The storage behind one task.
+pub(crate) struct TaskCell {
+    name: Box<str>,
+    /// One counter per outcome, in `OUTCOMES` order.
+    outcomes: [Arc<Scalar>; 3],
+    /// Durations per outcome, in `OUTCOMES` order.
+    durations: [Histogram; 3],
+    current: AtomicI64,
+    highwater: AtomicI64,
+}
+
+impl TaskCell {
+    pub(crate) fn new(name: Box<str>) -> TaskCell {
+        let split = tags::split(&name);
+        let base = split.base;
+        let user_tags: Vec<(&str, &str)> = split
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let outcome_counter = |suffix: &str| {
+            Arc::new(Scalar::new(
+                tags::join(&format!("{base}.{suffix}"), &user_tags).into(),
+                Kind::Counter,
+            ))
+        };
+        let duration = |outcome: &str| {
+            let mut with_outcome = user_tags.clone();
+            with_outcome.push(("outcome", outcome));
+            let name = tags::join(&format!("{base}.duration"), &with_outcome);
+            Histogram::new(Arc::new(HistogramCell::new(name.into())))
+        };
+        TaskCell {
+            outcomes: OUTCOMES.map(|(_, suffix, _)| outcome_counter(suffix)),
+            durations: OUTCOMES.map(|(_, _, label)| duration(label)),
+            name,
+            current: AtomicI64::new(0),
+            highwater: AtomicI64::new(0),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Name of a sub-stat (`.current`, `.highwater`), tags kept at the end.
+    pub(crate) fn sub_name(&self, suffix: &str) -> String {
+        let split = tags::split(&self.name);
+        let pairs: Vec<(&str, &str)> = split
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        tags::join(&format!("{}.{suffix}", split.base), &pairs)
+    }
+
+    pub(crate) fn outcome_counters(&self) -> impl Iterator<Item = &Scalar> {
+        self.outcomes.iter().map(|s| &**s)
+    }
+
+    pub(crate) fn duration_histograms(&self) -> impl Iterator<Item = &Histogram> {
+        self.durations.iter()
+    }
+
+    pub(crate) fn current(&self) -> i64 {
+        self.current.load(Relaxed)
+    }
+
+    pub(crate) fn highwater(&self) -> i64 {
+        self.highwater.load(Relaxed)
+    }
+
+    #[inline]
+    fn begin(&self) {
+        let running = self.current.fetch_add(1, Relaxed) + 1;
+        if running > self.highwater.load(Relaxed) {
+            self.highwater.fetch_max(running, Relaxed);
+        }
+    }
+
+    #[inline]
+    fn end(&self, outcome: Outcome, started: clock::Instant) {
+        let elapsed = clock::elapsed(started);
+        self.current.fetch_sub(1, Relaxed);
+        let slot = match outcome {
+            Outcome::Success => 0,
+            Outcome::Error => 1,
+            Outcome::Panic => 2,
+        };
+        self.outcomes[slot].add_int(1);
+        self.durations[slot].record_duration(elapsed);
+    }
+}
+
+/// A task handle: cheap to clone, `Send + Sync`.
+#[derive(Clone)]
+pub struct Task {
+    cell: Arc<TaskCell>,
+}
+
+impl Task {
+    pub(crate) fn new(cell: Arc<TaskCell>) -> Task {
+        Task { cell }
+    }
+
+    /// Runs `f` as one run of the task: `Ok` counts a success, `Err` an
+    /// error, a panic a panic (and the panic continues).
+    #[inline]
+    pub fn run<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let guard = self.start();
+        let result = f();
+        guard.finish(&result);
+        result
+    }
+
+    /// Starts a run. Mark it with [`TaskGuard::success`], [`TaskGuard::error`]
+    /// or [`TaskGuard::finish`]; dropped unmarked it counts as an error, or
+    /// as a panic while the thread is panicking.
+    #[inline]
+    pub fn start(&self) -> TaskGuard<'_> {
+        self.cell.begin();
+        TaskGuard {
+            task: &self.cell,
+            started: clock::now(),
+            outcome: None,
+        }
+    }
+
+    /// Completed runs by outcome.
+    pub fn outcomes(&self) -> TaskOutcomes {
+        let count = |i: usize| match self.cell.outcomes[i].value() {
+            Value::Int(n) => n,
+            Value::Float(f) => f as i64,
+        };
+        TaskOutcomes {
+            success: count(0),
+            errors: count(1),
+            panics: count(2),
+        }
+    }
+
+    /// Runs in progress now.
+    pub fn current(&self) -> i64 {
+        self.cell.current()
+    }
+
+    /// The most runs ever in progress at once.
+    pub fn highwater(&self) -> i64 {
+        self.cell.highwater()
+    }
+
+    /// The duration histogram of runs that ended with `outcome`.
+    pub fn durations(&self, outcome: Outcome) -> &Histogram {
+        &self.cell.durations[match outcome {
+            Outcome::Success => 0,
+            Outcome::Error => 1,
+            Outcome::Panic => 2,
+        }]
+    }
+
+    /// The task's (sanitised) name.
+    pub fn name(&self) -> &str {
+        self.cell.name()
+    }
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task")
+            .field("name", &self.name())
+            .field("outcomes", &self.outcomes())
+            .finish()
+    }
+}
+
+/// One run of a task in progress; records its outcome when dropped.
+#[must_use = "a task run is recorded when its guard is dropped"]
+pub struct TaskGuard<'a> {
+    task: &'a TaskCell,
+    started: clock::Instant,
+    outcome: Option<Outcome>,
+}
+
+impl TaskGuard<'_> {
+    /// Ends the run as a success.
+    pub fn success(mut self) {
+        self.outcome = Some(Outcome::Success);
+    }
+
+    /// Ends the run as an error.
+    pub fn error(mut self) {
+        self.outcome = Some(Outcome::Error);
+    }
+
+    /// Ends the run by a result: `Ok` is a success, `Err` an error.
+    pub fn finish<T, E>(mut self, result: &Result<T, E>) {
+        self.outcome = Some(if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Error
+        });
+    }
+}
+
+impl Drop for TaskGuard<'_> {
+    fn drop(&mut self) {
+        let outcome = if std::thread::panicking() {
+            Outcome::Panic
+        } else {
+            self.outcome.unwrap_or(Outcome::Error)
+        };
+        self.task.end(outcome, self.started);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task() -> Task {
+        Task::new(Arc::new(TaskCell::new("job[queue=fast]".into())))
+    }
+
+    #[test]
+    fn counts_success_error_and_panic_and_the_panic_goes_on() {
+        let t = task();
+        assert_eq!(t.run(|| Ok::<_, ()>(1)), Ok(1));
+        assert_eq!(t.run(|| Err::<(), _>("no")), Err("no"));
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            t.run(|| -> Result<(), ()> { panic!("boom") })
+        }));
+        assert!(unwound.is_err(), "the panic continues past the task");
+        t.start().success();
+        drop(t.start());
+        assert_eq!(
+            t.outcomes(),
+            TaskOutcomes {
+                success: 2,
+                errors: 2,
+                panics: 1
+            }
+        );
+        assert_eq!(t.durations(Outcome::Panic).distribution().count, 1);
+        assert_eq!(t.current(), 0);
+    }
+
+    #[test]
+    fn tracks_current_and_highwater() {
+        let t = task();
+        let a = t.start();
+        let b = t.start();
+        assert_eq!((t.current(), t.highwater()), (2, 2));
+        a.success();
+        b.success();
+        let _c = t.start();
+        assert_eq!((t.current(), t.highwater()), (1, 2));
+    }
+
+    #[test]
+    fn sub_stats_keep_the_tags_last() {
+        let t = task();
+        assert_eq!(t.cell.outcomes[1].name(), "job.errors[queue=fast]");
+        assert_eq!(
+            t.durations(Outcome::Success).name(),
+            "job.duration[queue=fast,outcome=success]"
+        );
+        assert_eq!(t.cell.sub_name("current"), "job.current[queue=fast]");
+    }
+}
