@@ -269,6 +269,16 @@ pub fn format_number(value: f64) -> String {
     }
 }
 
+fn format_stat_row(out: &mut String, row: &Row<'_>, width: usize) {
+    format_row(
+        out,
+        &row.label,
+        &format_number(row.value),
+        &rate_text(row),
+        width,
+    );
+}
+
 fn rate_text(row: &Row<'_>) -> String {
     match (row.stat.counter, row.rate) {
         (true, Some(rate)) => format_number(rate),
@@ -294,13 +304,7 @@ fn render_screen(pass: &Pass, history: &History, view: &View) -> String {
     // Header, titles and the key help take three lines.
     let room = rows_on_screen.saturating_sub(3);
     for row in rows.iter().take(room) {
-        format_row(
-            &mut out,
-            &row.label,
-            &format_number(row.value),
-            &rate_text(row),
-            width,
-        );
+        format_stat_row(&mut out, row, width);
         out.push_str("\x1b[K\r\n");
     }
     if rows.is_empty() {
@@ -335,13 +339,7 @@ fn render_plain(pass: &Pass, history: &History, view: &View) -> String {
     format_row(&mut out, "STAT", "VALUE", "RATE/s", width);
     out.push('\n');
     for row in &rows {
-        format_row(
-            &mut out,
-            &row.label,
-            &format_number(row.value),
-            &rate_text(row),
-            width,
-        );
+        format_stat_row(&mut out, row, width);
         out.push('\n');
     }
     out.push('\n');
