@@ -30,7 +30,8 @@
 //! let pid = std::process::id();
 //! assert!(text.starts_with(&format!("#stats-pipe: 1\n#pid: {pid}\n#seq: 0\n#time: ")));
 //! let Verdict::Complete { body, .. } = verify(text.as_bytes()) else { panic!("{text}") };
-//! assert_eq!(&text[body], "load avg: 0.5\nrequests: 3\n");
+//! // `#counter` tells a reader `requests` only counts up (FORMAT.md, kinds).
+//! assert_eq!(&text[body], "#counter requests: 1\nload avg: 0.5\nrequests: 3\n");
 //!
 //! // Each open sees the stats of that moment.
 //! registry.incr("requests", 1);

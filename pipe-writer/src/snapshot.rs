@@ -59,7 +59,10 @@ impl Snapshotter {
             time,
         };
         write_header(&mut self.buf, &header);
-        self.source.registry().render_into(&mut self.buf);
+        let registry = self.source.registry();
+        // Kinds first, so a reader knows how to merge each stat it meets.
+        registry.render_kinds_into(&mut self.buf);
+        registry.render_into(&mut self.buf);
         write_trailer(&mut self.buf);
         &self.buf
     }
@@ -84,7 +87,7 @@ mod tests {
             };
             assert_eq!((header.pid, header.seq), (4242, expected_seq));
             assert!(header.time > 1.7e9, "time is Unix seconds: {}", header.time);
-            assert_eq!(&bytes[body], b"a: b: 2\nload avg: 0.5\n");
+            assert_eq!(&bytes[body], b"#counter a: b: 1\na: b: 2\nload avg: 0.5\n");
         }
         assert_eq!(seq.load(Relaxed), 3);
     }

@@ -11,39 +11,16 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Barrier, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
 
+use common::{on_two_threads, on_two_threads_indexed};
 use criterion::{Criterion, criterion_group, criterion_main};
 use metrics::{Key, KeyName, Metadata, SharedString, Unit};
 use stats_core::Registry;
 
+mod common;
+
 const NAME: &str = "http.requests.total";
-
-/// Runs `op` `iters` times on each of two threads started together and
-/// returns the slower thread's time.
-fn on_two_threads(iters: u64, op: impl Fn() + Sync) -> Duration {
-    on_two_threads_indexed(iters, |_| op())
-}
-
-/// [`on_two_threads`], telling `op` which thread (0 or 1) it runs on.
-fn on_two_threads_indexed(iters: u64, op: impl Fn(usize) + Sync) -> Duration {
-    let barrier = Barrier::new(2);
-    std::thread::scope(|s| {
-        let (barrier, op) = (&barrier, &op);
-        let run = move |thread: usize| {
-            barrier.wait();
-            let start = Instant::now();
-            for _ in 0..iters {
-                op(thread);
-            }
-            start.elapsed()
-        };
-        let other = s.spawn(move || run(1));
-        let mine = run(0);
-        mine.max(other.join().expect("bench thread panicked"))
-    })
-}
 
 #[derive(Default)]
 #[repr(align(128))]

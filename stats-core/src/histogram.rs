@@ -16,6 +16,9 @@ use crate::value::Value;
 /// Quantiles every histogram reports, with the suffix each is rendered under.
 pub const QUANTILES: [(f64, &str); 3] = [(0.5, "p50"), (0.9, "p90"), (0.99, "p99")];
 
+/// Two cache lines of its own (like the scalar stripes), so threads on
+/// neighbouring stripes never share the line their sums live on.
+#[repr(align(128))]
 struct Stripe {
     buckets: Box<[AtomicU64]>,
     int_sum: AtomicI64,
