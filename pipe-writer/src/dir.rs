@@ -192,12 +192,28 @@ impl PipeDir {
     }
 
     /// Atomically replaces `to` with `from` (both names in this directory).
-    pub(crate) fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
-        renameat(&self.fd, from, &self.fd, to).map_err(|errno| Error::Fifo {
-            path: self.join(to),
-            op: "rename a fresh FIFO over",
-            errno,
-        })
+    pub(crate) fn rename(&self, from: &str, to: &str) -> Result<(), Errno> {
+        renameat(&self.fd, from, &self.fd, to)
+    }
+
+    /// Atomically swaps the files at `a` and `b` (both names in this
+    /// directory, both must exist): neither name is ever missing.
+    /// `EINVAL` where the filesystem cannot (`renameat2(RENAME_EXCHANGE)`),
+    /// `ENOSYS` where the platform cannot.
+    pub(crate) fn exchange(&self, a: &str, b: &str) -> Result<(), Errno> {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        return nix::fcntl::renameat2(
+            &self.fd,
+            a,
+            &self.fd,
+            b,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        );
+        #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+        {
+            let _ = (a, b);
+            Err(Errno::ENOSYS)
+        }
     }
 
     /// Removes `name` if it is still the file `id` (any file of ours when

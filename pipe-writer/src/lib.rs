@@ -51,6 +51,7 @@ mod dir;
 mod error;
 mod fifo;
 pub mod input;
+mod pool;
 mod send;
 mod server;
 mod snapshot;

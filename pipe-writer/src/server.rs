@@ -15,6 +15,7 @@ use crate::counters::{Counters, ServeStats};
 use crate::dir::{Existing, PipeDir, resolve};
 use crate::error::Error;
 use crate::fifo::{Fifo, FileId, check_proc};
+use crate::pool::Pool;
 use crate::send::{Delivery, Sent, pipe_max_size};
 use crate::snapshot::{Snapshotter, Source};
 use crate::sweep::{self, Retired};
@@ -26,8 +27,6 @@ pub const DEFAULT_MODE: u32 = 0o600;
 /// their snapshot is abandoned, unless [`Builder::stall_timeout`] says
 /// otherwise.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(1);
-/// How many temporary names are tried when others squat ours.
-const TEMP_NAME_TRIES: usize = 8;
 
 /// Directories this process serves in: a second server there would take
 /// the first one's FIFO for a stale leftover and replace it.
@@ -117,10 +116,8 @@ impl Builder {
             Existing::OurFifo => Some(dir.open_fifo(&name)?),
             Existing::Nothing => None,
         };
-        let mut names = TempNames::new(pid);
-        let (temp, first) = names.make(&dir, self.mode)?;
-        dir.rename(&temp, &name)?;
-        let first = Arc::new(first);
+        let pool = Pool::new(pid);
+        let first = pool.start(&dir, &name, self.mode)?;
 
         let shared = Arc::new(Shared {
             stop: Arc::new(AtomicBool::new(false)),
@@ -135,6 +132,7 @@ impl Builder {
             // Readers still blocked on the dead holder's FIFO get served.
             let _ = retire.send(Retired {
                 fifo: Arc::new(stale),
+                retirement: 0,
                 closed_at: Instant::now(),
                 may_serve: true,
             });
@@ -168,11 +166,10 @@ impl Builder {
         let serve = ServeLoop {
             dir: Arc::clone(&dir),
             name: name.clone(),
-            names,
+            pool,
             mode: self.mode,
             shared: Arc::clone(&shared),
             current: first,
-            next: None,
             snapshotter: Snapshotter::new(self.source, pid, seq),
             retire,
         };
@@ -330,56 +327,17 @@ impl Drop for DirClaim {
     }
 }
 
-/// Temporary names for fresh FIFOs: `.<pid>.stats.tmp`, then numbered
-/// variants if another user squats that one.
-struct TempNames {
-    pid: u32,
-    index: usize,
-}
-
-impl TempNames {
-    fn new(pid: u32) -> TempNames {
-        TempNames { pid, index: 0 }
-    }
-
-    fn name(&self) -> String {
-        match self.index {
-            0 => format!(".{}.stats.tmp", self.pid),
-            n => format!(".{}.stats.{n}.tmp", self.pid),
-        }
-    }
-
-    /// Makes a fresh FIFO under a temporary name.
-    fn make(&mut self, dir: &PipeDir, mode: u32) -> Result<(String, Fifo), Error> {
-        let mut tries = 0;
-        loop {
-            let name = self.name();
-            match dir.make_fifo(&name, mode) {
-                Ok(fifo) => return Ok((name, fifo)),
-                Err(Error::Squatted { .. } | Error::NotFifo { .. })
-                    if tries + 1 < TEMP_NAME_TRIES =>
-                {
-                    tries += 1;
-                    self.index = (self.index + 1) % TEMP_NAME_TRIES;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-    }
-}
-
 /// The serving thread.
 struct ServeLoop {
     dir: Arc<PipeDir>,
     name: String,
-    names: TempNames,
+    /// Spares to swap in, one of them ready ahead so that only a
+    /// `renameat2` stands between a reader's open and its snapshot.
+    pool: Pool,
     mode: u32,
     shared: Arc<Shared>,
     /// The FIFO at our path.
     current: Arc<Fifo>,
-    /// The next one, made ahead so that only a `rename` stands between a
-    /// reader's open and its snapshot.
-    next: Option<(String, Fifo)>,
     snapshotter: Snapshotter,
     retire: Sender<Retired>,
 }
@@ -388,9 +346,7 @@ impl ServeLoop {
     fn run(mut self, delivery: &Delivery) {
         let result = self.serve(delivery);
         self.dir.remove(&self.name, Some(self.current.id()));
-        if let Some((temp, fifo)) = self.next.take() {
-            self.dir.remove(&temp, Some(fifo.id()));
-        }
+        self.pool.remove_all(&self.dir);
         // Readers that opened the path just before it went get end-of-file
         // rather than a wait for a writer that is gone.
         drop(self.current.open_if_reader());
@@ -402,11 +358,7 @@ impl ServeLoop {
     fn serve(&mut self, delivery: &Delivery) -> Result<(), Error> {
         let stop = Arc::clone(&self.shared.stop);
         loop {
-            let (temp, fresh) = match self.next.take() {
-                Some(next) => next,
-                None => self.names.make(&self.dir, self.mode)?,
-            };
-            self.next = Some((temp, fresh));
+            self.pool.prepare(&self.dir, self.mode)?;
             if stop.load(SeqCst) {
                 return Ok(());
             }
@@ -424,27 +376,24 @@ impl ServeLoop {
                 return Ok(());
             }
             // Replace before writing (FIFO-NOTES.md, the duplicate trap):
-            // readers from now on open the fresh FIFO, so this writer never
+            // readers from now on open another FIFO, so this writer never
             // reopens the one its reader is still reading.
-            let Some((temp, fresh)) = self.next.take() else {
-                continue;
-            };
-            let renamed = self.dir.rename(&temp, &self.name);
-            let old = if renamed.is_ok() {
-                let fresh = Arc::new(fresh);
-                *lock(&self.shared.current) = Some(Arc::clone(&fresh));
-                Some(std::mem::replace(&mut self.current, fresh))
-            } else {
-                self.next = Some((temp, fresh));
-                None
-            };
+            let swapped = self
+                .pool
+                .swap_in(&self.dir, &self.name, &self.current, self.mode);
+            let old = swapped.as_ref().ok().map(|fresh| {
+                *lock(&self.shared.current) = Some(Arc::clone(fresh));
+                std::mem::replace(&mut self.current, Arc::clone(fresh))
+            });
             let sent = delivery.send(&writer, self.snapshotter.build(), &stop);
             drop(writer);
             self.shared.counters.record(sent, false);
-            renamed?;
+            swapped?;
             if let Some(old) = old {
+                let retirement = old.retire();
                 let _ = self.retire.send(Retired {
                     fifo: old,
+                    retirement,
                     closed_at: Instant::now(),
                     may_serve: sent != Sent::Stalled,
                 });

@@ -48,6 +48,9 @@ pub(crate) const INTERVAL: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub(crate) struct Retired {
     pub(crate) fifo: Arc<Fifo>,
+    /// Which retirement of it this is ([`crate::fifo::Turn`]): once the
+    /// serving thread has put it back at our path, this watch is over.
+    pub(crate) retirement: u64,
     /// When its last snapshot ended.
     pub(crate) closed_at: Instant,
     /// Whether a reader found there may be sent a snapshot without a
@@ -120,11 +123,9 @@ pub(crate) fn run(
                 sweeper.probe(&mut w.retired, settled);
             }
         }
-        for w in &mut watched {
-            if now - w.retired.closed_at >= SETTLE {
-                sweeper.probe(&mut w.retired, true);
-            }
-        }
+        watched.retain_mut(|w| {
+            now - w.retired.closed_at < SETTLE || sweeper.probe(&mut w.retired, true)
+        });
     }
 }
 
@@ -137,9 +138,17 @@ struct Sweeper<'a> {
 
 impl Sweeper<'_> {
     /// Looks for a reader on a retired FIFO and serves it if allowed
-    /// (`serve`); otherwise a reader found only sees end-of-file.
-    fn probe(&mut self, retired: &mut Retired, serve: bool) {
-        match retired.fifo.open_if_reader() {
+    /// (`serve`); otherwise a reader found only sees end-of-file. False when
+    /// the FIFO is no longer this watch's: the serving thread took it back.
+    fn probe(&mut self, retired: &mut Retired, serve: bool) -> bool {
+        // Held while serving, so the FIFO is not taken back meanwhile.
+        let mut turn = retired.fifo.turn();
+        if turn.current || turn.retirement != retired.retirement {
+            return false;
+        }
+        let found = retired.fifo.open_if_reader();
+        turn.drained = matches!(found, Err(Errno::ENXIO));
+        match found {
             Err(Errno::ENXIO) => retired.may_serve = true,
             Err(_) => retired.may_serve = false,
             Ok(writer) if serve && retired.may_serve => {
@@ -153,5 +162,6 @@ impl Sweeper<'_> {
             }
             Ok(_released) => {}
         }
+        true
     }
 }
