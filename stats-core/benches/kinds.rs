@@ -2,11 +2,12 @@
 //! the peers: prometheus-client's `Histogram::observe` and a `metrics`
 //! histogram handle backed by metrics-util's `AtomicBucket` (the storage
 //! metrics-exporter-prometheus uses), each with 1 and 2 threads on the same
-//! histogram; and a task run (`Task::run` and the guard) against the bare
+//! histogram, beside the machine's floor (one atomic add per thread); and a task run (`Task::run` and the guard) against the bare
 //! closure call. See `common` for how 2-thread cases are timed.
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use common::on_two_threads;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -14,8 +15,25 @@ use stats_core::Registry;
 
 mod common;
 
+/// One uncontended atomic add per thread: the machine's floor, so targets
+/// set on another machine can be read as ratios.
+#[repr(align(128))]
+#[derive(Default)]
+struct PaddedAtomic(AtomicU64);
+
 fn histogram(c: &mut Criterion) {
     let mut group = c.benchmark_group("histogram");
+    let floor = [PaddedAtomic::default(), PaddedAtomic::default()];
+    group.bench_function("floor_raw_atomic/1_thread", |b| {
+        b.iter(|| floor[0].0.fetch_add(black_box(1), Relaxed));
+    });
+    group.bench_function("floor_per_thread_atomic/2_threads", |b| {
+        b.iter_custom(|iters| {
+            common::on_two_threads_indexed(iters, |t| {
+                floor[t].0.fetch_add(black_box(1), Relaxed);
+            })
+        });
+    });
     let registry = Registry::new();
     let ours = registry.histogram("latency");
     let values: Vec<f64> = (0..1024)
