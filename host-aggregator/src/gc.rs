@@ -38,10 +38,10 @@ pub enum GcOutcome {
 }
 
 /// Finds the stale pipes in `dir` and removes them (or only lists them when
-/// `dry_run`). Stale: a FIFO named `<pid>.stats` (or the writer's temporary
-/// `.<pid>.stats.<n>.tmp`) whose PID is dead, or whose ctime is older than
-/// the start of the process now holding the PID (see
-/// [`procfs::STALE_MARGIN`]).
+/// `dry_run`). Stale: a FIFO named `<pid>.stats` (or one of the writer's
+/// spares, `.<pid>.stats.tmp` and `.<pid>.stats.<n>.tmp`) whose PID is
+/// dead, or whose ctime is older than the start of the process now holding
+/// the PID (see [`procfs::STALE_MARGIN`]).
 ///
 /// Only FIFOs are removed: never a symlink (links are never followed), a
 /// regular file or a directory, and never a FIFO of a live process, even one
@@ -109,7 +109,7 @@ fn pipe_pid(path: &Path) -> Option<u32> {
     match name.strip_prefix('.') {
         Some(hidden) => {
             let (pid, rest) = hidden.split_once(".stats.")?;
-            rest.ends_with(".tmp")
+            (rest == "tmp" || rest.ends_with(".tmp"))
                 .then(|| pid_from_path(Path::new(&format!("{pid}.stats"))))?
         }
         None => pid_from_path(path),
@@ -147,6 +147,7 @@ mod tests {
     fn pipe_pids() {
         assert_eq!(pipe_pid(Path::new("/d/42.stats")), Some(42));
         assert_eq!(pipe_pid(Path::new("/d/.42.stats.7.tmp")), Some(42));
+        assert_eq!(pipe_pid(Path::new("/d/.42.stats.tmp")), Some(42));
         assert_eq!(pipe_pid(Path::new("/d/.42.stats")), None);
         assert_eq!(pipe_pid(Path::new("/d/.x.stats.7.tmp")), None);
         assert_eq!(pipe_pid(Path::new("/d/x.stats")), None);

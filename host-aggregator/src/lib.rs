@@ -1,6 +1,25 @@
 //! The host aggregator: reads every stats pipe under a directory safely,
-//! sums them, and serves the result (work in progress: see the aggregator
-//! issue).
+//! sums them, and serves the result.
+//!
+//! Reading: [`Collector::collect`] does one pass (discover `*.stats`, read
+//! every pipe in one epoll loop under one deadline, sum the good ones);
+//! every [`Source`] gets a [`Status`]. [`read_one`] reads one pipe the same
+//! way; [`gc()`] removes stale pipes.
+//!
+//! ```
+//! use host_aggregator::{Collector, ReadOptions, RefuseReason, Status};
+//!
+//! let dir = std::env::temp_dir().join(format!("host-aggregator-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! // A planted regular file is refused, never read as stats.
+//! std::fs::write(dir.join("1.stats"), "planted: 1\n").unwrap();
+//! let mut collector = Collector::new(ReadOptions::new(&dir));
+//! let pass = collector.collect().unwrap();
+//! assert_eq!(pass.sources[0].status, Status::Refused(RefuseReason::NotFifo));
+//! assert_eq!(pass.sources[0].status.to_string(), "refused (not_fifo)");
+//! assert!(pass.merged.is_empty());
+//! std::fs::remove_dir_all(&dir).unwrap();
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -2,7 +2,9 @@
 //! few figures (memory, CPU, threads, descriptors) read from `/proc`.
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
@@ -37,6 +39,24 @@ pub fn owner_uid(pid: u32) -> io::Result<u32> {
     status_field(&status, "Uid:")
         .and_then(|uids| uids.split_whitespace().nth(1)?.parse().ok())
         .ok_or_else(|| malformed(pid, "status", "Uid"))
+}
+
+/// Whether the effective user ID of process `pid` is `uid`; when not, the
+/// process's effective user ID. Fast path: the owner of `/proc/<pid>` is the
+/// process's effective UID (for a dumpable process; root for one that is
+/// not), which a `stat` gives far cheaper than rendering
+/// `/proc/<pid>/status`; only a mismatch reads `status` for the exact
+/// answer. (A root-owned pipe of a non-dumpable process is accepted: root
+/// can do anything to the pipe directory anyway.)
+///
+/// # Errors
+/// The process is gone, or `/proc` is not readable or not as expected.
+pub fn check_owner(pid: u32, uid: u32) -> io::Result<Result<(), u32>> {
+    if std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid) {
+        return Ok(Ok(()));
+    }
+    let owner = owner_uid(pid)?;
+    Ok(if owner == uid { Ok(()) } else { Err(owner) })
 }
 
 /// When a process started, as wall-clock time: field 22 of
@@ -178,12 +198,14 @@ fn malformed(pid: u32, file: &str, what: &str) -> io::Error {
     )
 }
 
-/// Clock ticks per second (`_SC_CLK_TCK`, 100 on Linux).
+/// Clock ticks per second (`_SC_CLK_TCK`, 100 on Linux), asked once: glibc's
+/// `sysconf` is slow enough to show in a 1,000-pipe pass.
 fn ticks_per_second() -> u64 {
-    match sysconf(SysconfVar::CLK_TCK) {
+    static HZ: OnceLock<u64> = OnceLock::new();
+    *HZ.get_or_init(|| match sysconf(SysconfVar::CLK_TCK) {
         Ok(Some(hz)) if hz > 0 => hz as u64,
         _ => 100,
-    }
+    })
 }
 
 fn ticks_to_duration(ticks: u64) -> Duration {

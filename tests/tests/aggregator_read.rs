@@ -1,9 +1,12 @@
 //! End-to-end tests of the aggregator's reading half: real FIFOs, real
-//! writer processes (pipestatic's protocol in Python, ours), hostile entries,
-//! and `gc`.
+//! writers (pipestatic's protocol in Python, the `pipe-writer` library and
+//! binary), hostile entries, and `gc`.
 
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use host_aggregator::procfs::Staleness;
@@ -11,11 +14,82 @@ use host_aggregator::{
     Collector, GcOutcome, Pass, ReadOptions, RefuseReason, Status, gc, read_one,
 };
 use nix::unistd::{Gid, Uid, chown};
-use stats_core::Value;
+use stats_core::{Registry, Value};
 use stats_pipe_tests::hostile::{
     Processes, TempDir, dead_pid, make_fifo, spawn_hostile_writer, spawn_pipestatic_writer,
     spawn_with_reused_pid,
 };
+use stats_pipe_tests::serve::workspace_binary;
+
+/// Sums are exact across our writer (the `pipe-writer` library, in this
+/// process), a pipestatic-protocol writer (Python) and the `pipe-writer`
+/// binary fed from a shell: int stays int, overflow and floats become float.
+#[test]
+fn sums_are_exact_across_our_library_pipestatic_and_the_pipe_writer_binary() {
+    let dir = TempDir::new("sums");
+    let mut processes = Processes::new();
+    let registry = Arc::new(Registry::new());
+    registry.incr("requests", 3);
+    registry.set("load", 0.5);
+    registry.set("big", i64::MAX);
+    let library = pipe_writer::Builder::new()
+        .dir(dir.path())
+        .registry(Arc::clone(&registry))
+        .start()
+        .unwrap();
+    spawn_pipestatic_writer(
+        &mut processes,
+        dir.path(),
+        &["requests=4", "load=0.25", "big=1"],
+    );
+    // The shell execs the binary (so its PID is the writer's), feeding it
+    // from a here-document.
+    let script = format!(
+        "exec '{}' --dir '{}' --linger --print-path <<'EOF'\n\
+         requests: 5\nload += 0.125\nshell.only += 2\nshell.only += 3\nEOF\n",
+        workspace_binary("pipe-writer", "pipe-writer").display(),
+        dir.path().display()
+    );
+    let mut shell = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut printed = String::new();
+    BufReader::new(shell.stdout.take().unwrap())
+        .read_line(&mut printed)
+        .unwrap();
+    let binary_pid = processes.adopt(shell);
+    assert_eq!(
+        PathBuf::from(printed.trim()),
+        dir.join(format!("{binary_pid}.stats"))
+    );
+
+    let mut collector = Collector::new(ReadOptions::new(dir.path()));
+    // The binary reads its stdin after it starts serving: wait for its lines.
+    let mut pass = collector.collect().unwrap();
+    for _ in 0..200 {
+        if pass.merged.get("shell.only") == Some(Value::Int(5)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        pass = collector.collect().unwrap();
+    }
+    assert_eq!(pass.ok_count(), 3, "{:#?}", pass.sources);
+    assert_eq!(pass.merged.get("requests"), Some(Value::Int(12)));
+    assert_eq!(pass.merged.get("load"), Some(Value::Float(0.875)));
+    assert_eq!(pass.merged.get("shell.only"), Some(Value::Int(5)));
+    // i64::MAX + 1 overflows: the exact float sum, not a wrapped integer.
+    assert_eq!(
+        pass.merged.get("big"),
+        Some(Value::Float(i64::MAX as f64 + 1.0))
+    );
+    let ours = pass.source(std::process::id()).unwrap();
+    assert!(!ours.foreign && ours.header.is_some());
+    assert!(!pass.source(binary_pid).unwrap().foreign);
+    assert_eq!(pass.sources.iter().filter(|s| s.foreign).count(), 1);
+    library.stop().unwrap();
+}
 
 fn status_of<'p>(pass: &'p Pass, path: &Path) -> &'p Status {
     &pass
