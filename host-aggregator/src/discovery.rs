@@ -32,6 +32,20 @@ pub fn default_dir() -> PathBuf {
 /// [`Error::Dir`] if `dir` cannot be listed. Entries that vanish while
 /// listing are skipped.
 pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut found = list(dir)?;
+    found.retain(|path| {
+        path.file_name()
+            .is_some_and(|name| is_pipe_name(name.as_encoded_bytes()))
+    });
+    Ok(found)
+}
+
+/// Every entry directly in `dir`, sorted by path; links are not followed.
+///
+/// # Errors
+/// [`Error::Dir`] if `dir` cannot be listed. Entries that vanish while
+/// listing are skipped.
+pub(crate) fn list(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut found = Vec::new();
     for entry in WalkDir::new(dir)
         .min_depth(1)
@@ -39,8 +53,8 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         .follow_links(false)
         .follow_root_links(true)
     {
-        let entry = match entry {
-            Ok(entry) => entry,
+        match entry {
+            Ok(entry) => found.push(entry.into_path()),
             Err(e) if e.depth() == 0 => {
                 return Err(Error::Dir {
                     path: dir.to_path_buf(),
@@ -48,10 +62,7 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, Error> {
                 });
             }
             // A child that vanished between readdir and its lstat.
-            Err(_) => continue,
-        };
-        if is_pipe_name(entry.file_name().as_encoded_bytes()) {
-            found.push(entry.into_path());
+            Err(_) => {}
         }
     }
     found.sort_unstable();

@@ -6,8 +6,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use walkdir::WalkDir;
-
+use crate::discovery::list;
 use crate::error::Error;
 use crate::procfs::{self, Staleness};
 use crate::reader::changed_at;
@@ -54,23 +53,7 @@ pub enum GcOutcome {
 /// is reported in its [`GcAction`], not as an error.
 pub fn gc(dir: &Path, dry_run: bool) -> Result<Vec<GcAction>, Error> {
     let mut actions = Vec::new();
-    for entry in WalkDir::new(dir)
-        .min_depth(1)
-        .max_depth(1)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) if e.depth() == 0 => {
-                return Err(Error::Dir {
-                    path: dir.to_path_buf(),
-                    source: e.into(),
-                });
-            }
-            Err(_) => continue,
-        };
-        let path = entry.into_path();
+    for path in list(dir)? {
         let Some(pid) = pipe_pid(&path) else {
             continue;
         };

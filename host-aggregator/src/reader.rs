@@ -23,9 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use stats_core::Snapshot;
 use stats_core::envelope::{self, Verdict};
-use stats_core::name::is_metadata;
-use stats_core::{Entry, Parser, Snapshot, Value};
 
 use crate::procfs;
 use crate::source::{ReadOptions, RefuseReason, Source, Status};
@@ -466,22 +465,11 @@ fn open_error(e: &io::Error, call: &str) -> Status {
 /// Parses a whole snapshot into the source: stats kept, metadata (`#`)
 /// lines dropped, bad lines counted.
 fn parse_into(source: &mut Source, bytes: &[u8], max_line: usize) {
-    let mut parser = Parser::new(max_line);
-    let mut entries = Vec::new();
-    let mut keep = |name: &str, value: Value| {
-        if !is_metadata(name) {
-            entries.push(Entry {
-                name: name.to_owned(),
-                value,
-            });
-        }
-    };
-    parser.feed(bytes, &mut keep);
-    parser.finish(&mut keep);
-    source.lines = entries.len() as u64;
-    source.bad_lines = parser.errors().count();
-    source.first_errors = parser.errors().first().to_vec();
-    source.snapshot = Snapshot::from_entries(entries);
+    let (snapshot, errors) = Snapshot::parse(bytes, max_line);
+    source.lines = snapshot.len() as u64;
+    source.bad_lines = errors.count();
+    source.first_errors = errors.first().to_vec();
+    source.snapshot = snapshot;
 }
 
 /// `epoll_wait` counts whole milliseconds: round up, so the loop never

@@ -121,7 +121,8 @@ pub struct Source {
     pub header: Option<Header>,
     /// Whether the writer is foreign (no envelope: pipestatic, a script).
     pub foreign: bool,
-    /// Good stat lines read.
+    /// Stats read: good stat lines, a name repeated in one snapshot
+    /// counted once (the later line wins, as in pipestatic's dict).
     pub lines: u64,
     /// Bad lines skipped (counted, never fatal).
     pub bad_lines: u64,
