@@ -33,9 +33,9 @@ pub mod gc;
 pub mod history;
 pub mod http;
 pub mod procfs;
-pub mod top;
 mod reader;
 mod source;
+pub mod top;
 
 pub use collector::Collector;
 pub use discovery::default_dir;

@@ -462,10 +462,11 @@ fn open_error(e: &io::Error, call: &str) -> Status {
     }
 }
 
-/// Parses a whole snapshot into the source: stats kept, metadata (`#`)
-/// lines dropped, bad lines counted.
+/// Parses a whole snapshot into the source: stats kept, kind declarations
+/// kept apart, other metadata (`#`) lines dropped, bad lines counted.
 fn parse_into(source: &mut Source, bytes: &[u8], max_line: usize) {
-    let (snapshot, errors) = Snapshot::parse(bytes, max_line);
+    let (snapshot, kinds, errors) = Snapshot::parse_with_kinds(bytes, max_line);
+    source.kinds = kinds;
     source.lines = snapshot.len() as u64;
     source.bad_lines = errors.count();
     source.first_errors = errors.first().to_vec();

@@ -117,6 +117,9 @@ pub struct Source {
     pub status: Status,
     /// The stats read (empty unless `status` is `Ok`), metadata removed.
     pub snapshot: Snapshot,
+    /// What each stat is, as the writer declared it (`#counter NAME: 1`,
+    /// ...; empty for a foreign writer, whose stats are all gauges).
+    pub kinds: stats_core::kinds::Kinds,
     /// The envelope header, for our writers' snapshots.
     pub header: Option<Header>,
     /// Whether the writer is foreign (no envelope: pipestatic, a script).
@@ -147,6 +150,7 @@ impl Source {
             pid,
             status: Status::Vanished,
             snapshot: Snapshot::new(),
+            kinds: stats_core::kinds::Kinds::new(),
             header: None,
             foreign: false,
             lines: 0,

@@ -1,6 +1,7 @@
 //! `Snapshot`: every stat of one source at one moment, sorted by name.
 
 use crate::format::write_line;
+use crate::kinds::Kinds;
 use crate::name::is_metadata;
 use crate::parse::{ErrorLog, Parser};
 use crate::value::Value;
@@ -56,10 +57,20 @@ impl Snapshot {
     /// Reads `name: value` lines, skipping metadata (`#...`) lines and
     /// counting bad ones. Lines longer than `max_line` bytes are skipped.
     pub fn parse(bytes: &[u8], max_line: usize) -> (Snapshot, ErrorLog) {
+        let (snapshot, _, errors) = Snapshot::parse_with_kinds(bytes, max_line);
+        (snapshot, errors)
+    }
+
+    /// Like [`Snapshot::parse`], also keeping the kind declarations
+    /// (`#counter NAME: 1`, ...; see [`crate::kinds`]) the writer sent.
+    pub fn parse_with_kinds(bytes: &[u8], max_line: usize) -> (Snapshot, Kinds, ErrorLog) {
         let mut parser = Parser::new(max_line);
         let mut entries = Vec::new();
+        let mut kinds = Kinds::new();
         let mut keep = |name: &str, value: Value| {
-            if !is_metadata(name) {
+            if is_metadata(name) {
+                kinds.note(name);
+            } else {
                 entries.push(Entry {
                     name: name.to_owned(),
                     value,
@@ -68,7 +79,7 @@ impl Snapshot {
         };
         parser.feed(bytes, &mut keep);
         parser.finish(&mut keep);
-        (Snapshot::from_entries(entries), parser.take_errors())
+        (Snapshot::from_entries(entries), kinds, parser.take_errors())
     }
 
     /// The value of `name`, if present.
@@ -172,5 +183,15 @@ mod tests {
     fn parse_drops_metadata() {
         let (s, _) = Snapshot::parse(b"#pid: 5\nx: 1\n#end: 13\n", 4096);
         assert_eq!(s.entries(), &[entry("x", Value::Int(1))]);
+    }
+
+    #[test]
+    fn parse_with_kinds_keeps_declarations() {
+        let (s, kinds, errors) =
+            Snapshot::parse_with_kinds(b"#pid: 5\n#counter x: 1\n#histogram h a: 1\nx: 1\n", 4096);
+        assert!(errors.is_empty());
+        assert_eq!(s.entries(), &[entry("x", Value::Int(1))]);
+        assert_eq!(kinds.get("x"), Some(crate::kinds::WireKind::Counter));
+        assert_eq!(kinds.get("h a"), Some(crate::kinds::WireKind::Histogram));
     }
 }

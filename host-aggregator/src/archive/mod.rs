@@ -493,6 +493,7 @@ mod tests {
             pid: Some(pid),
             status,
             snapshot: snap(text),
+            kinds: Default::default(),
             header: None,
             foreign: true,
             lines: 1,

@@ -251,6 +251,7 @@ mod tests {
             pid: Some(pid),
             status,
             snapshot: snapshot(stats),
+            kinds: Default::default(),
             header: None,
             foreign: false,
             lines: stats.len() as u64,

@@ -476,6 +476,7 @@ mod tests {
             pid: Some(1),
             status,
             snapshot: Snapshot::new(),
+            kinds: Default::default(),
             header: None,
             foreign: false,
             lines: 0,
