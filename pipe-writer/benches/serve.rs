@@ -1,6 +1,7 @@
 //! Time from a reader's `open` of `<pid>.stats` to end-of-file, for 100 and
 //! 10,000 stats, next to the floor measured in the same run: a bare FIFO
-//! whose writer thread only writes a prebuilt buffer of the same size.
+//! whose writer thread only writes a prebuilt buffer of the same size; and,
+//! to show where the rest goes, building the snapshot's body alone.
 //!
 //! `cargo bench -p pipe-writer --bench serve -- --warm-up-time 1 --measurement-time 3`
 
@@ -114,6 +115,18 @@ fn bench(c: &mut Criterion) {
             b.iter(|| open_to_eof(server.path(), &mut chunk));
         });
         server.stop().expect("stop");
+
+        // What the serving thread spends building the snapshot's body in
+        // stats-core, of the open-to-EOF time above.
+        let mut body = Vec::with_capacity(size);
+        group.bench_function(BenchmarkId::new("render_only", stats), |b| {
+            b.iter(|| {
+                body.clear();
+                registry.render_kinds_into(&mut body);
+                registry.render_into(&mut body);
+                body.len()
+            });
+        });
 
         let bare = BareFifo::new(dir.join(format!("bare-{stats}")), vec![b'x'; size]);
         group.bench_function(BenchmarkId::new("bare_fifo", stats), |b| {
