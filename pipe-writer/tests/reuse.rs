@@ -16,7 +16,7 @@ use pipe_writer::Builder;
 use stats_core::envelope::{Verdict, verify};
 use util::{
     TempDir, body_of, complete_body, eventually, output_within, read_once, read_to_end,
-    registry_with,
+    registry_with, stalling_server,
 };
 
 /// The FIFO at `path` now: its inode, and a descriptor that keeps the inode
@@ -89,14 +89,7 @@ fn a_fifo_with_a_reader_still_attached_is_never_put_back() {
     let dir = TempDir::new("attached");
     // Larger than any pipe, so the reader below stalls its snapshot: the
     // orphan sweeper then never writes to it either, and only reuse could.
-    let registry = registry_with(10_000, 110);
-    assert!(body_of(&registry).len() > 1 << 20);
-    let server = Builder::new()
-        .dir(dir.path())
-        .registry(Arc::clone(&registry))
-        .stall_timeout(Duration::from_millis(200))
-        .start()
-        .unwrap();
+    let (registry, server) = stalling_server(&dir);
     let mut seen = Seen::default();
     let attached_ino = seen.record(server.path());
     let attached = open(

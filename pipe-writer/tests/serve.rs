@@ -20,7 +20,7 @@ use stats_core::Registry;
 use stats_core::envelope::{Verdict, verify};
 use util::{
     TempDir, body_of, complete_body, eventually, output_within, read_once, read_to_end,
-    registry_with,
+    registry_with, stalling_server,
 };
 
 const READ_DEADLINE: Duration = Duration::from_secs(1);
@@ -156,14 +156,7 @@ fn a_stalled_reader_holds_the_writer_no_longer_than_the_stall_timeout() {
     let dir = TempDir::new("stall");
     // Larger than the biggest pipe an unprivileged writer can ask for, so
     // the write cannot finish while nobody reads.
-    let registry = registry_with(10_000, 110);
-    assert!(body_of(&registry).len() > 1 << 20);
-    let server = Builder::new()
-        .dir(dir.path())
-        .registry(Arc::clone(&registry))
-        .stall_timeout(Duration::from_millis(200))
-        .start()
-        .unwrap();
+    let (registry, server) = stalling_server(&dir);
     let stalled = open(
         server.path(),
         OFlag::O_RDONLY | OFlag::O_NONBLOCK,

@@ -123,6 +123,20 @@ pub fn registry_with(n: usize, pad: usize) -> Arc<Registry> {
     registry
 }
 
+/// A server of a registry whose snapshot is larger than any pipe, so a
+/// reader that does not read stalls it; stall timeout 200 ms.
+pub fn stalling_server(dir: &TempDir) -> (Arc<Registry>, pipe_writer::Server) {
+    let registry = registry_with(10_000, 110);
+    assert!(body_of(&registry).len() > 1 << 20);
+    let server = pipe_writer::Builder::new()
+        .dir(dir.path())
+        .registry(Arc::clone(&registry))
+        .stall_timeout(Duration::from_millis(200))
+        .start()
+        .unwrap();
+    (registry, server)
+}
+
 /// The stat lines a complete snapshot of `registry` must hold.
 pub fn body_of(registry: &Registry) -> Vec<u8> {
     let mut body = Vec::new();
