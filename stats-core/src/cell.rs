@@ -11,7 +11,8 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{
-    AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed,
+    AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
 };
 
 use crate::value::Value;
@@ -53,6 +54,12 @@ pub(crate) struct Scalar {
 /// How many live threads hold each stripe.
 static STRIPE_HOLDERS: [AtomicUsize; STRIPES] = [const { AtomicUsize::new(0) }; STRIPES];
 
+/// One past the highest stripe any thread ever claimed. Stripes are claimed
+/// lowest first, so in a process where one thread records, reading a value
+/// touches one stripe instead of [`STRIPES`]. It never goes down, and a
+/// stripe only holds data once claimed, so skipping the rest loses nothing.
+static STRIPES_IN_USE: AtomicUsize = AtomicUsize::new(1);
+
 /// No stripe chosen yet.
 const UNCLAIMED: usize = usize::MAX;
 
@@ -84,11 +91,20 @@ fn claim_stripe() -> usize {
         .min_by_key(|&i| STRIPE_HOLDERS[i].load(Relaxed))
         .unwrap_or(0);
     STRIPE_HOLDERS[index].fetch_add(1, Relaxed);
+    // Release pairs with the Acquire in `stripes_in_use`: a reader that sees
+    // this stripe's adds also sees that it must read it.
+    STRIPES_IN_USE.fetch_max(index + 1, Release);
     if STRIPE_LEASE.try_with(|lease| lease.0.set(index)).is_err() {
         // The thread is exiting and cannot hold a lease: do not count it.
         STRIPE_HOLDERS[index].fetch_sub(1, Relaxed);
     }
     index
+}
+
+/// How many stripes, from the first, can hold data.
+#[inline]
+pub(crate) fn stripes_in_use() -> usize {
+    STRIPES_IN_USE.load(Acquire).min(STRIPES)
 }
 
 #[inline]
@@ -227,7 +243,7 @@ impl Scalar {
         // Float halves holding +0.0 are skipped, not added: -0.0 + 0.0 is
         // +0.0, and a gauge set to -0.0 must read back as -0.0.
         let mut float: Option<f64> = None;
-        for stripe in &self.stripes {
+        for stripe in &self.stripes[..stripes_in_use()] {
             int += i128::from(stripe.int.load(Relaxed));
             let bits = stripe.float.load(Relaxed);
             if bits != 0 {
