@@ -1,15 +1,18 @@
 //! The collector: one read pass over the pipe directory (discover, read,
-//! merge), remembering each source's last good read across passes.
+//! merge by kind), remembering each source's last good read and every
+//! process's cumulative stats across passes (see [`crate::retention`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
-use stats_core::merge::Merger;
+use stats_core::merge::TypedMerger;
 
 use crate::discovery::discover;
 use crate::error::Error;
 use crate::reader::read_all;
+use crate::retention::Retention;
+use crate::rules::MergeOverrides;
 use crate::source::{Pass, ReadOptions};
 
 /// Reads passes over one pipe directory. Keep one per directory and call
@@ -23,6 +26,10 @@ pub struct Collector {
     last_seen: HashMap<PathBuf, SystemTime>,
     /// The paths read `Ok` in the last pass, sorted.
     ok_last_pass: Vec<PathBuf>,
+    /// `--rule` overrides.
+    overrides: MergeOverrides,
+    /// Counters and histograms of live and exited processes.
+    retention: Retention,
 }
 
 impl Collector {
@@ -32,7 +39,22 @@ impl Collector {
             options,
             last_seen: HashMap::new(),
             ok_last_pass: Vec::new(),
+            overrides: MergeOverrides::new(),
+            retention: Retention::new(),
         }
+    }
+
+    /// Merges stats matched by `overrides` by their rule instead of their
+    /// kind (see [`crate::rules`]).
+    pub fn with_overrides(mut self, overrides: MergeOverrides) -> Collector {
+        self.overrides = overrides;
+        self
+    }
+
+    /// How many times a process's cumulative stats were folded into the
+    /// retained totals (an exit, a PID reuse, or a counter reset).
+    pub fn folds(&self) -> u64 {
+        self.retention.folds()
     }
 
     /// The options it reads with.
@@ -41,9 +63,14 @@ impl Collector {
     }
 
     /// One pass: finds every `*.stats` entry in the directory, reads them all
-    /// at once under the deadline, and sums the `Ok` ones (pipestatic's rule,
-    /// [`stats_core::merge`]). Sources come sorted by path, each with its
-    /// status, counts and last-seen time.
+    /// at once under the deadline, and merges the `Ok` ones by the kinds
+    /// their writers declared ([`TypedMerger`]: gauges and counters summed,
+    /// histograms as one distribution, `max` stats by the largest; a foreign
+    /// writer's stats are gauges, pipestatic's sum), with `--rule`
+    /// overrides, plus the counters and histograms this collector retains
+    /// from exited processes (so a long-lived collector's counters never go
+    /// backwards; a new collector starts with none). Sources come sorted by
+    /// path, each with its status, counts and last-seen time.
     ///
     /// # Errors
     /// [`Error::Dir`] if the directory cannot be listed. A bad source is never
@@ -63,11 +90,13 @@ impl Collector {
         }
         paths.sort_unstable();
         let mut sources = read_all(paths, &self.options);
-        let mut merger = Merger::new();
+        let mut merger = TypedMerger::new();
+        let overrides = &self.overrides;
+        let rule_for = |name: &str| overrides.rule_for(name);
         let mut seen = HashMap::with_capacity(sources.len());
         for source in &mut sources {
             if source.status.is_ok() {
-                merger.add_snapshot(&source.snapshot);
+                merger.add_source(&source.snapshot, &source.kinds, rule_for);
                 source.last_seen = Some(started);
             } else {
                 source.last_seen = self.last_seen.get(&source.path).copied();
@@ -82,11 +111,20 @@ impl Collector {
             .filter(|s| s.status.is_ok())
             .map(|s| s.path.clone())
             .collect();
+        let read = sources
+            .iter()
+            .filter(|s| s.status.is_ok())
+            .filter_map(|s| Some((s.pid?, &s.snapshot, &s.kinds)));
+        for (held, kinds) in self.retention.update(read, overrides) {
+            merger.add_source(held, kinds, rule_for);
+        }
+        let (merged, kinds) = merger.finish();
         Ok(Pass {
             started,
             duration: clock.elapsed(),
             sources,
-            merged: merger.finish(),
+            merged,
+            kinds,
         })
     }
 }

@@ -1118,6 +1118,7 @@ mod tests {
             started,
             duration: Duration::from_millis(3),
             merged: source.snapshot.clone(),
+            kinds: Default::default(),
             sources: vec![source],
         };
         let mut history = History::new(HistoryOptions::new());

@@ -720,6 +720,7 @@ mod tests {
             duration: Duration::from_millis(1),
             sources: vec![source],
             merged: snapshot,
+            kinds: Default::default(),
         }
     }
 

@@ -34,6 +34,8 @@ pub mod history;
 pub mod http;
 pub mod procfs;
 mod reader;
+pub mod retention;
+pub mod rules;
 mod source;
 pub mod top;
 
@@ -43,4 +45,5 @@ pub use error::Error;
 pub use gc::{GcAction, GcOutcome, gc};
 pub use procfs::ProcessStats;
 pub use reader::read_one;
+pub use rules::{MergeOverride, MergeOverrides};
 pub use source::{Pass, ReadOptions, RefuseReason, Source, Status, pid_from_path};

@@ -230,8 +230,12 @@ pub struct Pass {
     pub duration: Duration,
     /// Every source found, sorted by path.
     pub sources: Vec<Source>,
-    /// The host-wide merge of every `Ok` source.
+    /// The host-wide merge of every `Ok` source (plus the counters and
+    /// histograms retained from exited processes).
     pub merged: Snapshot,
+    /// What each merged stat is, as the writers declared it (the union over
+    /// sources); an undeclared stat is a gauge.
+    pub kinds: stats_core::kinds::Kinds,
 }
 
 impl Pass {

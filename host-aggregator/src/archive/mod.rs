@@ -511,6 +511,7 @@ mod tests {
                 source(5, Status::Stale, b""),
             ],
             merged: snap(b"a: 1\n"),
+            kinds: Default::default(),
         };
         let b = Batch::from_pass(&pass, "web1", None, true);
         assert_eq!(b.time, 5);

@@ -253,6 +253,7 @@ mod tests {
             duration: Duration::ZERO,
             sources: Vec::new(),
             merged: Snapshot::parse(b"n: 1\n", 4096).0,
+            kinds: Default::default(),
         };
         let text = Influx::new().pass(&pass, "h");
         assert_eq!(

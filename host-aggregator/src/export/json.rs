@@ -275,6 +275,7 @@ mod tests {
             duration: Duration::from_millis(3),
             sources,
             merged,
+            kinds: Default::default(),
         }
     }
 

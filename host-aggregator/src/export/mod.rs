@@ -16,6 +16,7 @@
 //!     duration: Duration::from_millis(3),
 //!     sources: Vec::new(),
 //!     merged,
+//!     kinds: Default::default(),
 //! };
 //! assert_eq!(
 //!     String::from_utf8(json::stats(&pass)).unwrap(),

@@ -495,6 +495,7 @@ mod tests {
                 source(Status::Refused(RefuseReason::Symlink)),
             ],
             merged: snapshot(&[("stats_pipe_bad_lines", Value::Int(9))]),
+            kinds: Default::default(),
         };
         let got = text(render(&pass));
         assert!(got.contains("# TYPE stats_pipe_sources gauge\n"), "{got}");
