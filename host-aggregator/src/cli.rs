@@ -15,7 +15,9 @@ use host_aggregator::history::HistoryOptions;
 use host_aggregator::http::{ServeOptions, Server};
 use host_aggregator::procfs::Staleness;
 use host_aggregator::top::{SortBy, TopOptions};
-use host_aggregator::{Collector, GcOutcome, Pass, ReadOptions, Status};
+use host_aggregator::{
+    Collector, GcOutcome, MergeOverride, MergeOverrides, Pass, ReadOptions, Status,
+};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -53,6 +55,10 @@ enum Command {
         /// Only this process's stats.
         #[arg(long)]
         pid: Option<u32>,
+        /// Merge stats matching GLOB by RULE (sum, min, max or last) instead
+        /// of by their declared kind; repeatable, the first match wins.
+        #[arg(long = "rule", value_name = "GLOB=RULE")]
+        rules: Vec<MergeOverride>,
     },
     /// Print one process's stats as `name: value` lines, like `cat` on its
     /// pipe but through the safe reader (never blocks, never follows links).
@@ -143,6 +149,10 @@ struct ServeArgs {
     /// No history: no background passes, /history answers 404.
     #[arg(long)]
     no_history: bool,
+    /// Merge stats matching GLOB by RULE (sum, min, max or last) instead of
+    /// by their declared kind; repeatable, the first match wins.
+    #[arg(long = "rule", value_name = "GLOB=RULE")]
+    rules: Vec<MergeOverride>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -203,7 +213,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
     match cli.command {
         Command::Serve(args) => serve(args, options),
-        Command::Dump { format, pid } => dump(options, format, pid),
+        Command::Dump { format, pid, rules } => dump(options, format, pid, rules),
         Command::Show { pid } => show(&options, pid),
         Command::Gc { dry_run } => gc(&options.dir, dry_run),
         Command::Top(args) => {
@@ -236,7 +246,7 @@ fn serve(args: ServeArgs, read: ReadOptions) -> Result<ExitCode, Failure> {
         (None, None) => None,
     };
     let dir = read.dir.clone();
-    let mut collector = Collector::new(read);
+    let mut collector = Collector::new(read).with_overrides(MergeOverrides::from_rules(args.rules));
     let options = ServeOptions {
         listen: args.listen,
         allow_remote: args.allow_remote,
@@ -282,9 +292,16 @@ fn read_token(path: &Path) -> Result<String, Failure> {
     Ok(token.to_owned())
 }
 
-fn dump(read: ReadOptions, format: Format, pid: Option<u32>) -> Result<ExitCode, Failure> {
+fn dump(
+    read: ReadOptions,
+    format: Format,
+    pid: Option<u32>,
+    rules: Vec<MergeOverride>,
+) -> Result<ExitCode, Failure> {
     let dir = read.dir.clone();
-    let pass = Collector::new(read).collect()?;
+    let pass = Collector::new(read)
+        .with_overrides(MergeOverrides::from_rules(rules))
+        .collect()?;
     let body = match pid {
         None => match format {
             Format::Json => json::stats(&pass),

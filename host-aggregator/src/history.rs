@@ -42,10 +42,14 @@
 //! was counted over an unknown time). The host-wide rate is the sum of the
 //! per-process rates, so a restart never shows as a negative spike.
 //!
-//! Which stats are counters: a [`CounterHint`] says so when the writer
-//! declared a stat's kind. Until then a stat counts as a counter while no
-//! process's value of it has ever decreased (or been negative); a gauge
-//! that has only grown so far looks like a counter until it first falls.
+//! Which stats are counters: a [`CounterHint`], when set, decides first;
+//! then the kinds our writers declared in the last recorded pass
+//! ([`Pass::kinds`]): a declared counter and a histogram's `.count`, `.sum`
+//! and bucket lines are counters, everything else our writers serve is a
+//! gauge. For a foreign writer's stats (which declare nothing) a stat
+//! counts as a counter while no process's value of it has ever decreased
+//! (or been negative); a gauge that has only grown so far looks like a
+//! counter until it first falls.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -330,6 +334,11 @@ pub struct History {
     /// Start times of the PIDs of the last pass, for when `/proc` no
     /// longer has one (the process exited right after writing).
     started: HashMap<u32, u64>,
+    /// Kinds declared in the last recorded pass.
+    declared: stats_core::kinds::Kinds,
+    /// Undeclared stats of the last recorded pass that only our writers
+    /// served: gauges, no guessing.
+    our_gauges: std::collections::HashSet<String>,
 }
 
 impl History {
@@ -344,6 +353,8 @@ impl History {
             series: 0,
             evicted: 0,
             started: HashMap::new(),
+            declared: stats_core::kinds::Kinds::new(),
+            our_gauges: std::collections::HashSet::new(),
         }
     }
 
@@ -396,11 +407,12 @@ impl History {
 
     /// Whether `name` is taken as a counter (see the module docs).
     pub fn is_counter(&self, name: &str) -> bool {
-        let guessed = self.stats.get(name).is_some_and(|stat| !stat.decreased);
         self.hint
             .as_ref()
             .and_then(|hint| hint(name))
-            .unwrap_or(guessed)
+            .or_else(|| crate::retention::is_counter_line(&self.declared, name))
+            .or_else(|| self.our_gauges.contains(name).then_some(false))
+            .unwrap_or_else(|| self.stats.get(name).is_some_and(|stat| !stat.decreased))
     }
 
     /// Records a pass: the host-wide sums and every `Ok` source's stats, at
@@ -424,6 +436,20 @@ impl History {
             })
             .collect();
         self.started = started;
+        self.declared = pass.kinds.clone();
+        let foreign: std::collections::HashSet<&str> = sources
+            .iter()
+            .filter(|(_, source)| source.foreign)
+            .flat_map(|(_, source)| source.snapshot.iter().map(|(name, _)| name))
+            .collect();
+        self.our_gauges = sources
+            .iter()
+            .filter(|(_, source)| !source.foreign)
+            .flat_map(|(_, source)| source.snapshot.iter().map(|(name, _)| name))
+            .filter(|name| !foreign.contains(name) && pass.kinds.get(name).is_none())
+            .filter(|name| crate::retention::is_counter_line(&pass.kinds, name).is_none())
+            .map(str::to_owned)
+            .collect();
         let per_process = sources
             .iter()
             .map(|(key, source)| (*key, source.snapshot.iter()));
@@ -1140,6 +1166,48 @@ mod tests {
         assert_eq!(row["last_seen"], Json::Null);
         assert!(row["process"]["rss_bytes"].as_u64().unwrap() > 0);
         assert!(row["process"]["threads"].as_u64().unwrap() >= 1);
+    }
+
+    #[test]
+    fn declared_kinds_decide_and_only_foreign_stats_are_guessed() {
+        use stats_core::kinds::{Kinds, WireKind};
+        let source = |pid: u32, foreign: bool, text: &str| {
+            let mut source = Source::new(format!("/x/{pid}.stats").into());
+            source.status = crate::Status::Ok;
+            source.foreign = foreign;
+            source.snapshot = stats_core::Snapshot::parse(text.as_bytes(), 4096).0;
+            source
+        };
+        let mut kinds = Kinds::new();
+        kinds.declare("requests", WireKind::Counter);
+        kinds.declare("lat", WireKind::Histogram);
+        let mut history = History::new(HistoryOptions::new());
+        for (i, n) in [1, 2, 3].into_iter().enumerate() {
+            let ours = format!("requests: {n}\nqueue: {n}\nlat.count: {n}\nlat.max: {n}\n");
+            let sources = vec![
+                source(1, false, &ours),
+                source(2, true, &format!("foreign.up: {n}\n")),
+            ];
+            let pass = Pass {
+                started: std::time::UNIX_EPOCH + Duration::from_secs(10 + i as u64),
+                duration: Duration::from_millis(1),
+                merged: stats_core::merge::sum(sources.iter().map(|s| &s.snapshot)),
+                kinds: kinds.clone(),
+                sources,
+            };
+            history.record(&pass);
+        }
+        // Every stat only grew; only the declared ones and the foreign one
+        // (guessed) are counters.
+        for (name, want) in [
+            ("requests", true),
+            ("lat.count", true),
+            ("lat.max", false),
+            ("queue", false),
+            ("foreign.up", true),
+        ] {
+            assert_eq!(history.is_counter(name), want, "{name}");
+        }
     }
 
     #[test]

@@ -279,6 +279,25 @@ impl Retention {
     }
 }
 
+/// Whether a merged line counts up, by the kinds declared for it:
+/// `Some(true)` for a declared counter and a histogram's `.count`, `.sum`,
+/// `.nan` and bucket lines; `Some(false)` for a `max` stat and a
+/// histogram's `.min`, `.max` and quantiles; `None` for an undeclared stat
+/// (a gauge of our writer, or anything of a foreign one).
+pub fn is_counter_line(kinds: &Kinds, line: &str) -> Option<bool> {
+    use stats_core::histogram_lines::{Part, classify};
+    match kinds.get(line) {
+        Some(WireKind::Counter) => return Some(true),
+        Some(_) => return Some(false),
+        None => {}
+    }
+    let (histogram, part) = classify(line)?;
+    (kinds.get(&histogram) == Some(WireKind::Histogram)).then_some(matches!(
+        part,
+        Part::Count | Part::Sum | Part::Nan | Part::Bucket(_)
+    ))
+}
+
 /// The cumulative lines of one source: declared counters (unless an
 /// override takes them) and every line of a declared histogram.
 fn cumulative_lines(snapshot: &Snapshot, kinds: &Kinds, overrides: &MergeOverrides) -> Snapshot {
@@ -447,6 +466,29 @@ mod tests {
         assert_eq!(merged.get("requests"), Some(Value::Int(50)));
         assert_eq!(merged.get("lat.count"), Some(Value::Int(5)));
         assert_eq!(r.folds(), 2);
+    }
+
+    #[test]
+    fn counter_lines_table() {
+        let (_, kinds) = source(1, &[1]);
+        let cases = [
+            ("requests", Some(true)),
+            ("lat.count", Some(true)),
+            ("lat.sum", Some(true)),
+            ("lat.nan", Some(true)),
+            ("lat.bucket[le=1.0]", Some(true)),
+            ("lat.min", Some(false)),
+            ("lat.max", Some(false)),
+            ("lat.p99", Some(false)),
+            ("depth", None),
+            ("other.count", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(is_counter_line(&kinds, line), want, "{line}");
+        }
+        let mut max = Kinds::new();
+        max.declare("jobs.highwater", WireKind::Max);
+        assert_eq!(is_counter_line(&max, "jobs.highwater"), Some(false));
     }
 
     #[test]
