@@ -32,16 +32,39 @@
 //!
 //! # Types and values
 //!
-//! Stats are `untyped` (stats-pipe does not yet say which stats are
-//! counters); each family has a `# HELP` naming the stats it came from.
-//! Integers are written exactly, floats as the shortest text that reads back
-//! to the same bits (ryu), NaN and infinities as `NaN`, `+Inf`, `-Inf`.
+//! Types come from the kinds our writers declare ([`Pass::kinds`], see
+//! FORMAT.md, "Metric kinds"):
+//!
+//! - A declared counter is a `counter`, named with a `_total` suffix as
+//!   Prometheus wants (added unless the mapped name already ends so):
+//!   `requests` → `requests_total`.
+//! - A `max` stat (a task's `.highwater`) is a `gauge`.
+//! - A histogram `lat[route=/a]` is a `histogram` family `lat`: its sparse,
+//!   per-bucket `.bucket` lines become cumulative
+//!   `lat_bucket{route="/a",le="..."}` series, one per non-empty bucket
+//!   (its upper bound) plus `le="+Inf"` (equal to the count), then
+//!   `lat_sum` and `lat_count`. Its `.min`, `.max`, `.p50`, `.p90` and
+//!   `.p99` lines are `gauge` families of their own (`lat_min`, `lat_p99`,
+//!   ...), and `.nan` a counter `lat_nan_total`. `histogram_quantile()` over
+//!   the buckets agrees with our `.pNN` within the bucket width (11.1 %).
+//! - Anything undeclared (a gauge of our writer, or any stat of a foreign
+//!   writer, which declares nothing) stays `untyped`: the aggregator cannot
+//!   tell a foreign counter from a gauge.
+//!
+//! A plain stat whose metric name would land in a histogram's family (a
+//! foreign `lat` beside our histogram `lat`) gets `_value` appended, so the
+//! family stays a valid histogram. Each family has a `# HELP` naming the
+//! stats it came from. Integers are written exactly, floats as the shortest
+//! text that reads back to the same bits (ryu), NaN and infinities as `NaN`,
+//! `+Inf`, `-Inf`.
 //!
 //! The aggregator's own figures are added by [`render`] as `stats_pipe_*`
 //! gauges: sources by status, bad lines, and the pass duration.
 
 use std::borrow::Cow;
 
+use stats_core::histogram_lines::{Part, classify};
+use stats_core::kinds::{Kinds, WireKind};
 use stats_core::{Snapshot, Value};
 
 use super::STATUS_WORDS;
@@ -59,7 +82,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The host-wide stats of a pass plus the aggregator's own `stats_pipe_*`
 /// gauges.
 pub fn render(pass: &Pass) -> Vec<u8> {
-    let mut series = stat_series(&pass.merged);
+    let mut series = stat_series(&pass.merged, &pass.kinds);
     for word in STATUS_WORDS {
         let count = pass
             .sources
@@ -89,10 +112,16 @@ pub fn render(pass: &Pass) -> Vec<u8> {
     write_families(series)
 }
 
-/// The stats of one snapshot (one process, or any merge), with no
-/// aggregator gauges.
+/// The stats of one snapshot (one process, or any merge), all `untyped`,
+/// with no aggregator gauges.
 pub fn render_snapshot(snapshot: &Snapshot) -> Vec<u8> {
-    write_families(stat_series(snapshot))
+    render_typed(snapshot, &Kinds::new())
+}
+
+/// The stats of one snapshot typed by `kinds` (one process's declarations,
+/// or a merge's), with no aggregator gauges.
+pub fn render_typed(snapshot: &Snapshot, kinds: &Kinds) -> Vec<u8> {
+    write_families(stat_series(snapshot, kinds))
 }
 
 /// Maps a stat's base name (its tags removed) to a valid, snake_case metric
@@ -152,16 +181,23 @@ fn map_name(text: &str, snake_case: bool) -> String {
 
 /// One sample line to be.
 struct Series {
+    /// The family (`# TYPE` name): the metric name, or a histogram's name
+    /// for its `_bucket`, `_sum` and `_count` samples.
+    family: String,
+    /// The sample's metric name.
     metric: String,
     /// Label pairs, written order, names unique.
     labels: Vec<(String, String)>,
     /// Labels sorted, for comparing series.
     sorted_labels: Vec<(String, String)>,
-    /// The original stat name; `#...` for the aggregator's own (no stat
-    /// name starts with `#`, so these never equal a stat's).
+    /// The original stat name (a histogram's name for all its samples);
+    /// `#...` for the aggregator's own (no stat name starts with `#`, so
+    /// these never equal a stat's).
     origin: String,
     help: Cow<'static, str>,
     kind: &'static str,
+    /// Order within one histogram: buckets by bound, then `_sum`, `_count`.
+    rank: (u8, f64),
     value: Value,
 }
 
@@ -177,12 +213,14 @@ impl Series {
         let mut sorted_labels = labels.clone();
         sorted_labels.sort();
         Series {
+            family: metric.clone(),
             metric,
             labels,
             sorted_labels,
             origin,
             help,
             kind,
+            rank: (0, 0.0),
             value,
         }
     }
@@ -208,59 +246,195 @@ impl Series {
         )
     }
 
-    fn same_series(&self, other: &Series) -> bool {
-        self.metric == other.metric && self.sorted_labels == other.sorted_labels
+    /// The labels that tell one histogram from another (all but `le`).
+    fn group_labels(&self) -> impl Iterator<Item = &(String, String)> {
+        let histogram = self.kind == "histogram";
+        self.sorted_labels
+            .iter()
+            .filter(move |(k, _)| !(histogram && k == "le"))
     }
 }
 
-fn stat_series(snapshot: &Snapshot) -> Vec<Series> {
-    snapshot
-        .iter()
-        .map(|(name, value)| {
-            let tagged = stats_core::tags::split(name);
-            let mut labels: Vec<(String, String)> = Vec::with_capacity(tagged.tags.len());
-            for (key, tag_value) in tagged.tags {
-                let key = label_name(&key);
-                if !labels.iter().any(|(k, _)| *k == key) {
-                    labels.push((key, tag_value));
+/// A stat's base name and tags, as a metric name and labels.
+fn metric_and_labels(name: &str) -> (String, Vec<(String, String)>, String) {
+    let tagged = stats_core::tags::split(name);
+    let mut labels: Vec<(String, String)> = Vec::with_capacity(tagged.tags.len());
+    for (key, tag_value) in tagged.tags {
+        let key = label_name(&key);
+        if !labels.iter().any(|(k, _)| *k == key) {
+            labels.push((key, tag_value));
+        }
+    }
+    (metric_name(tagged.base), labels, tagged.base.to_owned())
+}
+
+/// One histogram's bucket, sum and count lines, gathered.
+#[derive(Default)]
+struct HistogramLines {
+    /// (bucket index, count in that bucket).
+    buckets: Vec<(usize, u64)>,
+    sum: Option<Value>,
+    count: Option<Value>,
+}
+
+fn stat_series(snapshot: &Snapshot, kinds: &Kinds) -> Vec<Series> {
+    let mut series = Vec::with_capacity(snapshot.len());
+    let mut histograms: std::collections::BTreeMap<String, HistogramLines> = Default::default();
+    for (name, value) in snapshot.iter() {
+        let (mut metric, labels, base) = metric_and_labels(name);
+        let mut help = format!("stat {base}");
+        let kind = match kinds.get(name) {
+            Some(WireKind::Counter) => "counter",
+            Some(WireKind::Max) => "gauge",
+            Some(WireKind::Histogram) => "untyped",
+            None => match classify(name).filter(|(h, _)| kinds.get(h) == Some(WireKind::Histogram))
+            {
+                Some((histogram, part)) => {
+                    let lines = histograms.entry(histogram).or_default();
+                    let whole = |v: Value| u64::try_from(v.as_f64() as i64).unwrap_or(0);
+                    match part {
+                        Part::Bucket(index) => lines.buckets.push((index, whole(value))),
+                        Part::Sum => lines.sum = Some(value),
+                        Part::Count => lines.count = Some(value),
+                        Part::Min | Part::Max | Part::Quantile | Part::Nan => {
+                            help = format!("histogram {base}");
+                        }
+                    }
+                    match part {
+                        Part::Bucket(_) | Part::Sum | Part::Count => continue,
+                        Part::Nan => "counter",
+                        Part::Min | Part::Max | Part::Quantile => "gauge",
+                    }
                 }
-            }
-            Series::new(
-                metric_name(tagged.base),
-                labels,
-                name.to_owned(),
-                Cow::Owned(format!("stat {}", tagged.base)),
-                "untyped",
-                value,
-            )
-        })
-        .collect()
+                None => "untyped",
+            },
+        };
+        if kind == "counter" && !metric.ends_with("_total") {
+            metric.push_str("_total");
+        }
+        series.push(Series::new(
+            metric,
+            labels,
+            name.to_owned(),
+            Cow::Owned(help),
+            kind,
+            value,
+        ));
+    }
+    let mut families = std::collections::HashSet::new();
+    for (histogram, lines) in histograms {
+        let (family, labels, base) = metric_and_labels(&histogram);
+        families.insert(family.clone());
+        histogram_series(&mut series, histogram, lines, family, labels, base);
+    }
+    // A plain stat named like a histogram's family or one of its samples
+    // would make it invalid: rename it.
+    let taken = |name: &str| {
+        families.contains(name)
+            || ["_bucket", "_sum", "_count"].iter().any(|suffix| {
+                name.strip_suffix(suffix)
+                    .is_some_and(|f| families.contains(f))
+            })
+    };
+    for one in &mut series {
+        if one.kind != "histogram" && taken(&one.family) {
+            one.metric.push_str("_value");
+            one.family.clone_from(&one.metric);
+        }
+    }
+    series
+}
+
+/// Appends a histogram's cumulative `_bucket` series (every non-empty
+/// bucket's upper bound, then `+Inf`), `_sum` and `_count`.
+fn histogram_series(
+    series: &mut Vec<Series>,
+    histogram: String,
+    mut lines: HistogramLines,
+    family: String,
+    labels: Vec<(String, String)>,
+    base: String,
+) {
+    lines.buckets.sort_unstable();
+    let bucketed: u64 = lines.buckets.iter().map(|(_, n)| n).sum();
+    let count = lines.count.unwrap_or(Value::from(bucketed));
+    let mut sample = |suffix: &str, extra: Option<f64>, rank: u8, value: Value| {
+        let mut labels = labels.clone();
+        if let Some(le) = extra {
+            let mut text = Vec::new();
+            write_value(&mut text, Value::Float(le));
+            labels.push(("le".into(), String::from_utf8_lossy(&text).into_owned()));
+        }
+        let mut one = Series::new(
+            format!("{family}_{suffix}"),
+            labels,
+            histogram.clone(),
+            Cow::Owned(format!("histogram {base}")),
+            "histogram",
+            value,
+        );
+        one.family.clone_from(&family);
+        one.rank = (rank, extra.unwrap_or(0.0));
+        series.push(one);
+    };
+    let mut cumulative = 0u64;
+    for (index, n) in lines.buckets {
+        cumulative += n;
+        let le = stats_core::buckets::upper_bound(index);
+        if le < f64::INFINITY {
+            sample("bucket", Some(le), 0, Value::from(cumulative));
+        }
+    }
+    sample("bucket", Some(f64::INFINITY), 0, count);
+    sample("sum", None, 1, lines.sum.unwrap_or(Value::Int(0)));
+    sample("count", None, 2, count);
 }
 
 fn write_families(mut series: Vec<Series>) -> Vec<u8> {
-    series.sort_by(|a, b| {
-        (&a.metric, &a.sorted_labels, &a.origin).cmp(&(&b.metric, &b.sorted_labels, &b.origin))
-    });
-    let mut start = 0;
-    while start < series.len() {
-        let end = start + series[start..].partition_point(|s| s.same_series(&series[start]));
-        if end - start > 1 {
-            for one in &mut series[start..end] {
-                let origin = one.origin.clone();
-                one.labels.push((NAME_LABEL.into(), origin));
-            }
-        }
-        start = end;
+    // Series that would be the same (name and labels) get their origin as
+    // one more label, so nothing is dropped.
+    // A histogram's samples collide as one: by its family and labels but
+    // `le`, so a histogram keeps one label set across its samples.
+    let key = |one: &Series| -> (String, Vec<(String, String)>) {
+        let name = if one.kind == "histogram" {
+            &one.family
+        } else {
+            &one.metric
+        };
+        (name.clone(), one.group_labels().cloned().collect())
+    };
+    let mut origins: std::collections::HashMap<_, std::collections::HashSet<&str>> =
+        std::collections::HashMap::with_capacity(series.len());
+    for one in &series {
+        origins.entry(key(one)).or_default().insert(&one.origin);
     }
+    let colliding: Vec<bool> = series
+        .iter()
+        .map(|one| origins[&key(one)].len() > 1)
+        .collect();
+    for (one, collides) in series.iter_mut().zip(colliding) {
+        if collides {
+            let origin = one.origin.clone();
+            one.labels.push((NAME_LABEL.into(), origin));
+        }
+    }
+    series.sort_by(|a, b| {
+        a.family
+            .cmp(&b.family)
+            .then_with(|| a.group_labels().cmp(b.group_labels()))
+            .then_with(|| a.origin.cmp(&b.origin))
+            .then_with(|| a.rank.0.cmp(&b.rank.0))
+            .then_with(|| a.rank.1.total_cmp(&b.rank.1))
+    });
 
     let mut buf = Vec::with_capacity(series.len() * 64);
     let mut start = 0;
     while start < series.len() {
-        let metric = &series[start].metric;
-        let end = start + series[start..].partition_point(|s| s.metric == *metric);
-        let family = &series[start..end];
-        write_family_header(&mut buf, family);
-        for one in family {
+        let family = &series[start].family;
+        let end = start + series[start..].partition_point(|s| s.family == *family);
+        let members = &series[start..end];
+        write_family_header(&mut buf, members);
+        for one in members {
             write_sample(&mut buf, one);
         }
         start = end;
@@ -272,7 +446,7 @@ fn write_families(mut series: Vec<Series>) -> Vec<u8> {
 const HELP_NAMES: usize = 4;
 
 fn write_family_header(buf: &mut Vec<u8>, family: &[Series]) {
-    let metric = family[0].metric.as_bytes();
+    let metric = family[0].family.as_bytes();
     buf.extend_from_slice(b"# HELP ");
     buf.extend_from_slice(metric);
     buf.push(b' ');
@@ -467,6 +641,66 @@ mod tests {
         ])));
         assert!(got.contains("x{_stats_pipe_name=\"x.\"} 3\n"), "{got}");
         assert!(got.contains("x{stats_pipe_name=\"x.\"} 1\n"), "{got}");
+    }
+
+    /// A merged snapshot with kinds, parsed from a pipe's text.
+    fn typed(text: &str) -> String {
+        let (snapshot, kinds, errors) = Snapshot::parse_with_kinds(text.as_bytes(), 4096);
+        assert!(errors.is_empty());
+        String::from_utf8(render_typed(&snapshot, &kinds)).unwrap()
+    }
+
+    #[test]
+    fn typed_rendering_table() {
+        let cases = [
+            (
+                "counters get _total once",
+                "#counter requests: 1\n#counter bytes_total: 1\nrequests[code=200]: 4\nrequests: 9\nbytes_total: 7\n#counter requests[code=200]: 1\n",
+                "# HELP bytes_total stat bytes_total\n# TYPE bytes_total counter\nbytes_total 7\n\
+                 # HELP requests_total stat requests\n# TYPE requests_total counter\n\
+                 requests_total 9\nrequests_total{code=\"200\"} 4\n",
+            ),
+            (
+                "max is a gauge, undeclared stays untyped",
+                "#max jobs.highwater: 1\njobs.highwater: 3\nqueue: 2\n",
+                "# HELP jobs_highwater stat jobs.highwater\n# TYPE jobs_highwater gauge\njobs_highwater 3\n\
+                 # HELP queue stat queue\n# TYPE queue untyped\nqueue 2\n",
+            ),
+            (
+                "histogram: cumulative buckets, +Inf, sum, count; gauges beside",
+                "#histogram lat[route=/a]: 1\nlat.count[route=/a]: 3\nlat.sum[route=/a]: 0.75\n\
+                 lat.min[route=/a]: 0.125\nlat.max[route=/a]: 0.5\nlat.p50[route=/a]: 0.125\n\
+                 lat.bucket[route=/a,le=0.125]: 2\nlat.bucket[route=/a,le=0.5]: 1\nlat.nan[route=/a]: 1\n",
+                "# HELP lat histogram lat\n# TYPE lat histogram\n\
+                 lat_bucket{route=\"/a\",le=\"0.125\"} 2\nlat_bucket{route=\"/a\",le=\"0.5\"} 3\n\
+                 lat_bucket{route=\"/a\",le=\"+Inf\"} 3\nlat_sum{route=\"/a\"} 0.75\nlat_count{route=\"/a\"} 3\n\
+                 # HELP lat_max histogram lat.max\n# TYPE lat_max gauge\nlat_max{route=\"/a\"} 0.5\n\
+                 # HELP lat_min histogram lat.min\n# TYPE lat_min gauge\nlat_min{route=\"/a\"} 0.125\n\
+                 # HELP lat_nan_total histogram lat.nan\n# TYPE lat_nan_total counter\nlat_nan_total{route=\"/a\"} 1\n\
+                 # HELP lat_p50 histogram lat.p50\n# TYPE lat_p50 gauge\nlat_p50{route=\"/a\"} 0.125\n",
+            ),
+            (
+                "negative and overflow buckets; a plain stat in the family is renamed",
+                "#histogram d: 1\nd.count: 4\nd.sum: 1e30\nd.bucket[le=-1.0]: 1\nd.bucket[le=2.0]: 2\nd.bucket[le=inf]: 1\nd: 5\nd_count: 6\n",
+                "# HELP d histogram d\n# TYPE d histogram\nd_bucket{le=\"-1.0\"} 1\nd_bucket{le=\"2.0\"} 3\n\
+                 d_bucket{le=\"+Inf\"} 4\nd_sum 1e30\nd_count 4\n\
+                 # HELP d_count_value stat d_count\n# TYPE d_count_value untyped\nd_count_value 6\n\
+                 # HELP d_value stat d\n# TYPE d_value untyped\nd_value 5\n",
+            ),
+            (
+                "two histograms with one Prometheus name are told apart",
+                "#histogram a.b: 1\n#histogram a_b: 1\na.b.count: 1\na.b.sum: 1\na.b.bucket[le=1.0]: 1\n\
+                 a_b.count: 1\na_b.sum: 2\na_b.bucket[le=2.0]: 1\n",
+                "# HELP a_b histogram a.b; histogram a_b\n# TYPE a_b histogram\n\
+                 a_b_bucket{le=\"1.0\",stats_pipe_name=\"a.b\"} 1\na_b_bucket{le=\"+Inf\",stats_pipe_name=\"a.b\"} 1\n\
+                 a_b_sum{stats_pipe_name=\"a.b\"} 1\na_b_count{stats_pipe_name=\"a.b\"} 1\n\
+                 a_b_bucket{le=\"2.0\",stats_pipe_name=\"a_b\"} 1\na_b_bucket{le=\"+Inf\",stats_pipe_name=\"a_b\"} 1\n\
+                 a_b_sum{stats_pipe_name=\"a_b\"} 2\na_b_count{stats_pipe_name=\"a_b\"} 1\n",
+            ),
+        ];
+        for (what, pipe, want) in cases {
+            assert_eq!(typed(pipe), want, "{what}");
+        }
     }
 
     #[test]
