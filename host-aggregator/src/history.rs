@@ -831,31 +831,7 @@ pub fn write_sources(buf: &mut Vec<u8>, pass: &Pass) {
         buf.extend_from_slice(b",\"last_seen\":");
         write_number(buf, source.last_seen.map_or(f64::NAN, unix_seconds));
         buf.extend_from_slice(b",\"process\":");
-        // Only a source that was read belongs to a live process of its owner;
-        // a stale or refused one names a PID that may be someone else's.
-        let figures = source
-            .pid
-            .filter(|_| source.status.is_ok())
-            .and_then(|pid| crate::ProcessStats::read(pid).ok());
-        match figures {
-            Some(figures) => {
-                buf.extend_from_slice(b"{\"rss_bytes\":");
-                write_value(buf, Value::from(figures.rss_bytes));
-                buf.extend_from_slice(b",\"cpu_seconds\":");
-                write_number(buf, figures.cpu.as_secs_f64());
-                buf.extend_from_slice(b",\"threads\":");
-                write_value(buf, Value::from(figures.threads));
-                buf.extend_from_slice(b",\"open_fds\":");
-                match figures.open_fds {
-                    Some(fds) => write_value(buf, Value::from(fds)),
-                    None => buf.extend_from_slice(b"null"),
-                }
-                buf.extend_from_slice(b",\"uptime_seconds\":");
-                write_number(buf, figures.uptime.as_secs_f64());
-                buf.push(b'}');
-            }
-            None => buf.extend_from_slice(b"null"),
-        }
+        crate::export::json::write_process_figures(buf, source);
         buf.push(b'}');
     }
     buf.push(b']');

@@ -161,8 +161,38 @@ fn write_u64_field(buf: &mut Vec<u8>, name: &str, value: u64) {
     write_value(buf, Value::from(value));
 }
 
-/// Writes the fields shared by `/processes` entries and `/stats/<pid>`,
-/// without the surrounding braces.
+/// Appends `{"rss_bytes", "cpu_seconds", "threads", "open_fds",
+/// "uptime_seconds"}`, the source's process figures read from `/proc` now,
+/// or `null`: only a source read `Ok` this pass belongs to a live process of
+/// its owner (a stale or refused one names a PID that may be someone
+/// else's), and the process may have exited since.
+pub fn write_process_figures(buf: &mut Vec<u8>, source: &Source) {
+    let figures = source
+        .pid
+        .filter(|_| source.status.is_ok())
+        .and_then(|pid| crate::ProcessStats::read(pid).ok());
+    let Some(figures) = figures else {
+        buf.extend_from_slice(b"null");
+        return;
+    };
+    buf.extend_from_slice(b"{\"rss_bytes\":");
+    write_value(buf, Value::from(figures.rss_bytes));
+    write_field_name(buf, "cpu_seconds");
+    write_value(buf, Value::Float(figures.cpu.as_secs_f64()));
+    write_u64_field(buf, "threads", figures.threads);
+    write_field_name(buf, "open_fds");
+    match figures.open_fds {
+        Some(fds) => write_value(buf, Value::from(fds)),
+        None => buf.extend_from_slice(b"null"),
+    }
+    write_field_name(buf, "uptime_seconds");
+    write_value(buf, Value::Float(figures.uptime.as_secs_f64()));
+    buf.push(b'}');
+}
+
+/// Writes the fields shared by `/processes` entries and `/stats/<pid>`
+/// (including the process figures of [`write_process_figures`]), without
+/// the surrounding braces.
 fn write_source_fields(buf: &mut Vec<u8>, source: &Source) {
     buf.extend_from_slice(b"\"path\":");
     write_path(buf, &source.path);
@@ -231,6 +261,8 @@ fn write_source_fields(buf: &mut Vec<u8>, source: &Source) {
         Some(header) => write_value(buf, Value::Float(header.time)),
         None => buf.extend_from_slice(b"null"),
     }
+    write_field_name(buf, "process");
+    write_process_figures(buf, source);
 }
 
 #[cfg(test)]
@@ -394,8 +426,12 @@ mod tests {
         let p = pass(vec![bad, squatted, link]);
         let got = parse(&processes(&p));
         assert_eq!(got["duration"], json!(0.003));
-        let list = got["processes"].as_array().unwrap();
+        let mut list = got["processes"].as_array().unwrap().clone();
         assert_eq!(list.len(), 3);
+        // PID 20 may or may not be alive here: its figures are checked in
+        // `process_figures_come_from_proc`.
+        assert!(list[0].as_object_mut().unwrap().remove("process").is_some());
+        assert_eq!(list[1]["process"], json!(null), "not read: no figures");
         assert_eq!(
             list[0],
             json!({
@@ -412,6 +448,22 @@ mod tests {
         assert_eq!(list[2]["reason"], "symlink");
         assert_eq!(list[2]["pid"], json!(null));
         assert_eq!(list[2]["path"], "/run/stats/\"odd\".stats");
+    }
+
+    #[test]
+    fn process_figures_come_from_proc() {
+        let me = std::process::id();
+        let p = pass(vec![source(me, Status::Ok, &[])]);
+        let got = parse(&processes(&p));
+        let figures = &got["processes"][0]["process"];
+        assert!(figures["rss_bytes"].as_u64().unwrap() > 0, "{figures}");
+        assert!(figures["threads"].as_u64().unwrap() >= 1, "{figures}");
+        assert!(figures["open_fds"].as_u64().unwrap() >= 3, "{figures}");
+        assert!(figures["cpu_seconds"].as_f64().unwrap() >= 0.0, "{figures}");
+        assert!(
+            figures["uptime_seconds"].as_f64().unwrap() > 0.0,
+            "{figures}"
+        );
     }
 
     #[test]
