@@ -4,5 +4,6 @@
 
 pub mod archive;
 pub mod hostile;
+pub mod kinds;
 pub mod live;
 pub mod serve;

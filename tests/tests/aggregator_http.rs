@@ -462,8 +462,11 @@ fn our_writer_fed_from_a_shell_and_pipestatic_writers_sum_exactly() {
         json!({"jobs done": 10, "load avg": 0.5, "http.requests[code=200]": 1, "only ours": 1.0})
     );
     let metrics = server.get("/metrics");
+    // Our writer declared it a counter (`#counter`): typed, with `_total`.
     assert!(
-        metrics.text().contains("http_requests{code=\"200\"} 8\n"),
+        metrics.text().contains(
+            "# TYPE http_requests_total counter\nhttp_requests_total{code=\"200\"} 8\n"
+        ),
         "{}",
         metrics.text()
     );
