@@ -443,16 +443,49 @@ const PATHS: [&str; 8] = [
     "/history",
 ];
 
+/// What a request path names.
 #[derive(Debug, PartialEq, Eq)]
-enum Route {
+pub enum Route {
+    /// `/`: the dashboard or the list of paths.
     Index,
+    /// `/stats`: the host-wide sums.
     Stats,
+    /// `/stats/<pid>`: one source.
     Process(u32),
+    /// `/processes`: every source with its status.
     Processes,
+    /// `/metrics`: Prometheus text.
     Metrics,
+    /// `/influx`: InfluxDB line protocol.
     Influx,
+    /// `/healthz`: answered without reading pipes.
     Health,
+    /// `/history`: the recorded series.
     History,
+}
+
+/// A request URL (path and query, as sent) taken apart. Pure, no I/O:
+/// everything a client controls before any pipe is read goes through
+/// [`target`] (and, for `/history`, [`Query::parse`]), so both are fuzzed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The URL up to the first `?` or `#`.
+    pub path: &'a str,
+    /// What follows `?`, up to a `#`; empty when there is none.
+    pub query: &'a str,
+    /// The route `path` names; `None` is answered `404`.
+    pub route: Option<Route>,
+}
+
+/// Takes a request URL apart into path, query and route.
+pub fn target(url: &str) -> Target<'_> {
+    let url = url.split('#').next().unwrap_or("");
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    Target {
+        path,
+        query,
+        route: route(path),
+    }
 }
 
 fn route(path: &str) -> Option<Route> {
@@ -532,8 +565,8 @@ fn answer(request: Request, cache: &PassCache, shared: &Shared) {
 }
 
 fn reply_to(request: &Request, cache: &PassCache, shared: &Shared) -> Reply {
-    let path = request.url().split(['?', '#']).next().unwrap_or("");
-    let Some(route) = route(path) else {
+    let Target { path, query, route } = target(request.url());
+    let Some(route) = route else {
         return Reply::error(
             404,
             &format!("no such path: {path} (try {})", PATHS.join(", ")),
@@ -562,7 +595,7 @@ fn reply_to(request: &Request, cache: &PassCache, shared: &Shared) -> Reply {
             ..Reply::json(200, dashboard::page().as_bytes())
         },
         Route::Index => Reply::json(200, index()),
-        Route::History => history(request, cache, shared),
+        Route::History => history(query, cache, shared),
         Route::Health => health(cache),
         Route::Stats | Route::Process(_) | Route::Processes | Route::Metrics | Route::Influx => {
             from_pass(&route, &cache.get())
@@ -649,11 +682,10 @@ fn accepts_html(request: &Request) -> bool {
 
 /// `/history`: the recorded series (see [`History::to_json`]); 404 when
 /// `serve` runs without history.
-fn history(request: &Request, cache: &PassCache, shared: &Shared) -> Reply {
+fn history(query: &str, cache: &PassCache, shared: &Shared) -> Reply {
     let Some(history) = &shared.history else {
         return Reply::error(404, "history is off in this server");
     };
-    let query = request.url().split_once('?').map_or("", |(_, q)| q);
     let query = match Query::parse(query) {
         Ok(query) => query,
         Err(message) => return Reply::error(400, &message),
@@ -783,6 +815,21 @@ mod tests {
         ];
         for (path, want) in cases {
             assert_eq!(route(path), want, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn target_splits_path_query_and_fragment() {
+        let cases = [
+            ("/history?stat=a*&pid=4#top", "/history", "stat=a*&pid=4"),
+            ("/stats#x?y", "/stats", ""),
+            ("/stats?", "/stats", ""),
+            ("?x=1", "", "x=1"),
+        ];
+        for (url, path, query) in cases {
+            let got = target(url);
+            assert_eq!((got.path, got.query), (path, query), "{url:?}");
+            assert_eq!(got.route, route(path), "{url:?}");
         }
     }
 
