@@ -7,10 +7,13 @@
 mod sys;
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
+use crossbeam_channel::RecvTimeoutError;
 use nix::sys::signal::{SigSet, Signal};
 use pipe_writer::input::{parse_line, read_line};
 use stats_core::Registry;
@@ -30,6 +33,9 @@ INPUT (one command per line on stdin):
 
 LIFETIME:
   Serves from start-up until stdin closes, then removes the FIFO and exits 0.
+  If the FIFO disappears from its path (the pipe directory was removed, or
+  removed and made again), it is served afresh there within about a second,
+  with the same stats.
   With --linger it keeps serving after stdin closes until SIGINT or SIGTERM
   (then removes the FIFO and exits 0). SIGINT/SIGTERM before stdin closes
   without --linger: removes the FIFO and exits 128+signal.
@@ -72,6 +78,9 @@ fn parse_mode(text: &str) -> Result<u32, String> {
     }
 }
 
+/// How often the path is checked to still reach our FIFO.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
 enum Event {
     Eof,
     ReadError(std::io::Error),
@@ -106,8 +115,10 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     if let Some(dir) = &args.dir {
         builder = builder.dir(dir);
     }
-    let server = builder.start().map_err(|e| e.to_string())?;
-    if args.print_path {
+    let mut server = Some(builder.clone().start().map_err(|e| e.to_string())?);
+    if args.print_path
+        && let Some(server) = &server
+    {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{}", server.path().display());
         let _ = stdout.flush();
@@ -137,9 +148,10 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
     let code = loop {
-        match inbox.recv() {
+        match inbox.recv_timeout(CHECK_EVERY) {
+            Err(RecvTimeoutError::Timeout) => serve_again_if_unreachable(&mut server, &builder),
             Ok(Event::Eof) if args.linger => {}
-            Ok(Event::Eof) | Err(_) => break ExitCode::SUCCESS,
+            Ok(Event::Eof) | Err(RecvTimeoutError::Disconnected) => break ExitCode::SUCCESS,
             Ok(Event::ReadError(e)) => {
                 eprintln!("pipe-writer: reading stdin: {e}");
                 if !args.linger {
@@ -150,11 +162,48 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             Ok(Event::Signal(signal)) => break ExitCode::from(128 + signal as u8),
         }
     };
-    let path = server.path().to_path_buf();
-    server
-        .stop()
-        .map_err(|e| format!("serving {} failed: {e}", path.display()))?;
+    if let Some(server) = server {
+        let path = server.path().to_path_buf();
+        server
+            .stop()
+            .map_err(|e| format!("serving {} failed: {e}", path.display()))?;
+    }
     Ok(code)
+}
+
+/// Whether `path` still names a FIFO. The server holds its FIFOs by
+/// descriptor, so it goes on serving one that readers can no longer reach
+/// once the pipe directory is removed (and perhaps made again) or the FIFO
+/// is deleted.
+fn reachable(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+/// Serves afresh at the same path when the FIFO is no longer there (or when
+/// the last attempt failed); the stats live in the registry, so none is lost.
+fn serve_again_if_unreachable(
+    server: &mut Option<pipe_writer::Server>,
+    builder: &pipe_writer::Builder,
+) {
+    let was_serving = server.is_some();
+    if let Some(running) = server.take() {
+        if reachable(running.path()) {
+            *server = Some(running);
+            return;
+        }
+        eprintln!(
+            "pipe-writer: {} is gone (pipe directory removed?); serving it again",
+            running.path().display()
+        );
+        // Its directory may be gone: removing its names can fail, harmlessly.
+        let _ = running.stop();
+    }
+    match builder.clone().start() {
+        Ok(fresh) => *server = Some(fresh),
+        // Said once; it is tried again every check.
+        Err(e) if was_serving => eprintln!("pipe-writer: cannot serve again yet: {e}"),
+        Err(_) => {}
+    }
 }
 
 /// Applies every command on `input` to `registry`; bad lines are reported on
