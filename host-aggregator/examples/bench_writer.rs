@@ -4,7 +4,7 @@
 //! real writer is the `pipe-writer` crate; this keeps the benchmark's 1,000
 //! processes small and independent of it.
 //!
-//! Usage: `bench_writer DIR STATS`
+//! Usage: `bench_writer DIR STATS` (run by `bench_pass`)
 
 use std::fs::OpenOptions;
 use std::io::Write;

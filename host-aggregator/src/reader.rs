@@ -26,7 +26,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use stats_core::Snapshot;
 use stats_core::envelope::{self, Verdict};
 
-use crate::procfs;
+use crate::procfs::{self, PipeFault};
 use crate::source::{ReadOptions, RefuseReason, Source, Status};
 
 /// Bytes asked for per `read`: large, so a snapshot of up to a pipe buffer
@@ -36,6 +36,16 @@ const READ_CHUNK: usize = 128 * 1024;
 /// When a FIFO that has not answered yet is first checked for being
 /// orphaned (see [`PassState::check_orphans`]); the interval then doubles.
 const ORPHAN_CHECK: Duration = Duration::from_millis(5);
+
+/// Pipes opened and not yet answered, at most; the next opens wait for one
+/// of them to end. Opening a thousand pipes before reading any left the
+/// first snapshots unread in their pipes for a hundred milliseconds and
+/// more on two busy cores, long enough for our writer's orphan sweeper to
+/// take a reader still attached for an orphan and send it a second
+/// snapshot (a doubled read, retried). A pipe that has not answered within
+/// [`ORPHAN_CHECK`] stops counting, so stuck or slow writers cannot hold
+/// the others back.
+const MAX_IN_FLIGHT: usize = 64;
 
 /// Reads one pipe through the safe reader (for `show PID`): the same checks,
 /// limits and retries as a pass, with `options.deadline` for this one pipe.
@@ -80,6 +90,8 @@ enum State {
         /// When to check next whether it was orphaned, and the step after.
         check_at: Instant,
         check_every: Duration,
+        /// Whether it counts in [`PassState::in_flight`].
+        counted: bool,
     },
     Done,
 }
@@ -115,8 +127,14 @@ struct PassState<'o> {
     done: usize,
     /// An open failed for lack of descriptors: open no more until one closes.
     out_of_fds: bool,
-    /// Earliest `Waiting::at` (scans of the slots happen only then).
+    /// Earliest `Waiting::at` among `retrying`.
     next_open: Option<Instant>,
+    /// Slots before this one have been tried at least once.
+    unopened: usize,
+    /// Slots waiting for another attempt (a few at most).
+    retrying: Vec<usize>,
+    /// Slots `Reading` with `counted` set (see [`MAX_IN_FLIGHT`]).
+    in_flight: usize,
     /// Earliest `Reading::check_at`.
     next_check: Option<Instant>,
     chunk: Vec<u8>,
@@ -131,7 +149,8 @@ impl<'o> PassState<'o> {
                 source: Source::new(path),
                 state: State::Waiting {
                     at: now,
-                    otherwise: Status::Vanished,
+                    // Not reached before the deadline.
+                    otherwise: Status::TimedOut,
                 },
                 bytes: Vec::new(),
             })
@@ -143,7 +162,10 @@ impl<'o> PassState<'o> {
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
             done: 0,
             out_of_fds: false,
-            next_open: Some(now),
+            next_open: None,
+            unopened: 0,
+            retrying: Vec::new(),
+            in_flight: 0,
             next_check: None,
             chunk: vec![0; READ_CHUNK],
         })
@@ -153,7 +175,9 @@ impl<'o> PassState<'o> {
         let mut events = vec![EpollEvent::empty(); 256];
         while self.done < self.slots.len() {
             let now = Instant::now();
-            if self.next_open.is_some_and(|at| at <= now) && !self.out_of_fds {
+            if self.has_room()
+                && (self.unopened < self.slots.len() || self.next_open.is_some_and(|at| at <= now))
+            {
                 self.open_due(now);
             }
             if self.next_check.is_some_and(|at| at <= now) {
@@ -163,7 +187,7 @@ impl<'o> PassState<'o> {
                 return;
             }
             let mut wake = self.deadline;
-            if !self.out_of_fds {
+            if self.has_room() {
                 wake = self.next_open.map_or(wake, |at| at.min(wake));
             }
             wake = self.next_check.map_or(wake, |at| at.min(wake));
@@ -185,18 +209,34 @@ impl<'o> PassState<'o> {
         }
     }
 
-    /// Opens every slot that is due, and finds when the next one is.
+    /// Whether another pipe may be opened now.
+    fn has_room(&self) -> bool {
+        !self.out_of_fds && self.in_flight < MAX_IN_FLIGHT
+    }
+
+    /// Opens the retries that are due and then new slots, in order, while
+    /// there is room; finds when the next retry is due.
     fn open_due(&mut self, now: Instant) {
         self.next_open = None;
-        for i in 0..self.slots.len() {
-            if let State::Waiting { at, .. } = self.slots[i].state {
-                if at <= now && !self.out_of_fds {
-                    self.open(i, now);
-                }
-            }
-            if let State::Waiting { at, .. } = self.slots[i].state {
+        let mut k = 0;
+        while k < self.retrying.len() {
+            let i = self.retrying[k];
+            let State::Waiting { at, .. } = self.slots[i].state else {
+                self.retrying.swap_remove(k);
+                continue;
+            };
+            if at <= now && self.has_room() {
+                // `open` may put it back at the end, to be seen again below.
+                self.retrying.swap_remove(k);
+                self.open(i, now);
+            } else {
                 self.next_open = Some(self.next_open.map_or(at, |n| n.min(at)));
+                k += 1;
             }
+        }
+        while self.unopened < self.slots.len() && self.has_room() {
+            self.unopened += 1;
+            self.open(self.unopened - 1, now);
         }
     }
 
@@ -220,7 +260,9 @@ impl<'o> PassState<'o> {
                     id,
                     check_at,
                     check_every: ORPHAN_CHECK,
+                    counted: true,
                 };
+                self.in_flight += 1;
             }
             Opened::Refused(status) => self.finish(i, status),
             Opened::Missing => self.retry(i, now + self.options.retry_delay, Status::Vanished),
@@ -229,6 +271,8 @@ impl<'o> PassState<'o> {
             Opened::OutOfFds => {
                 slot.source.attempts -= 1;
                 self.out_of_fds = true;
+                // Still `Waiting` and due: tried again once a descriptor closes.
+                self.retrying.push(i);
             }
         }
     }
@@ -298,10 +342,16 @@ impl<'o> PassState<'o> {
                 id,
                 check_at,
                 check_every,
+                counted,
             } = &mut slot.state
             else {
                 continue;
             };
+            if *counted && *check_at <= now {
+                // Slow to answer: no longer holds back the next opens.
+                *counted = false;
+                self.in_flight -= 1;
+            }
             if !slot.bytes.is_empty() {
                 continue;
             }
@@ -338,10 +388,8 @@ impl<'o> PassState<'o> {
 
     /// Ends a source with `status`, closing its descriptor if open.
     fn finish(&mut self, i: usize, status: Status) {
+        self.stop_reading(i);
         let slot = &mut self.slots[i];
-        if matches!(slot.state, State::Reading { .. }) {
-            self.out_of_fds = false;
-        }
         slot.source.status = status;
         slot.state = State::Done;
         self.done += 1;
@@ -353,16 +401,26 @@ impl<'o> PassState<'o> {
     fn retry(&mut self, i: usize, at: Instant, status: Status) {
         let slot = &mut self.slots[i];
         if slot.source.attempts <= self.options.retries && at < self.deadline {
-            if matches!(slot.state, State::Reading { .. }) {
-                self.out_of_fds = false;
-            }
-            slot.state = State::Waiting {
+            self.stop_reading(i);
+            self.slots[i].state = State::Waiting {
                 at,
                 otherwise: status,
             };
+            self.retrying.push(i);
             self.next_open = Some(self.next_open.map_or(at, |n| n.min(at)));
         } else {
             self.finish(i, status);
+        }
+    }
+
+    /// Bookkeeping for a slot about to leave `Reading` (its descriptor
+    /// closes when the state is replaced).
+    fn stop_reading(&mut self, i: usize) {
+        if let State::Reading { counted, .. } = self.slots[i].state {
+            self.out_of_fds = false;
+            if counted {
+                self.in_flight -= 1;
+            }
         }
     }
 
@@ -433,18 +491,14 @@ fn check_listed(source: &Source, listed: &Metadata) -> Result<(), Status> {
     let Some(pid) = source.pid else {
         return Err(Status::Refused(RefuseReason::BadName));
     };
-    if procfs::staleness(pid, changed_at(listed)).is_some() {
-        return Err(Status::Stale);
-    }
-    match procfs::check_owner(pid, listed.uid()) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(process_uid)) => Err(Status::Refused(RefuseReason::WrongOwner {
+    procfs::check_pipe(pid, listed.uid(), changed_at(listed)).map_err(|fault| match fault {
+        PipeFault::Stale(_) => Status::Stale,
+        PipeFault::WrongOwner(process_uid) => Status::Refused(RefuseReason::WrongOwner {
             fifo_uid: listed.uid(),
             process_uid,
-        })),
-        Err(_) if !procfs::is_alive(pid) => Err(Status::Stale),
-        Err(e) => Err(Status::Failed(format!("owner of PID {pid}: {e}"))),
-    }
+        }),
+        PipeFault::Unreadable(e) => Status::Failed(format!("owner of PID {pid}: {e}")),
+    })
 }
 
 /// The FIFO's change time (ctime): when it was made or last renamed.

@@ -110,7 +110,7 @@ impl Parser {
     /// good line (metadata lines included: see [`crate::name::is_metadata`]).
     /// An unfinished last line is kept (up to the maximum) for the next call.
     pub fn feed(&mut self, mut chunk: &[u8], mut on_entry: impl FnMut(&str, Value)) {
-        while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', chunk) {
             let (line, rest) = (&chunk[..end], &chunk[end + 1..]);
             chunk = rest;
             if self.discarding {
