@@ -287,19 +287,30 @@ impl<'o> PassState<'o> {
         let State::Reading { file, .. } = &mut slot.state else {
             return;
         };
+        // What this call read stays in `chunk` (`..filled`) unless it has to
+        // wait for more: a snapshot that arrives in one go, the usual case,
+        // is checked and parsed where it was read, never copied.
+        let mut filled = 0;
         let end = loop {
-            match file.read(&mut self.chunk) {
+            if filled == self.chunk.len() {
+                slot.bytes.extend_from_slice(&self.chunk);
+                filled = 0;
+            }
+            match file.read(&mut self.chunk[filled..]) {
                 Ok(0) => break None,
-                Ok(n) if slot.bytes.len() + n > max_bytes => {
-                    slot.source.bytes = slot.bytes.len() + n;
+                Ok(n) if slot.bytes.len() + filled + n > max_bytes => {
+                    slot.source.bytes = slot.bytes.len() + filled + n;
                     slot.bytes = Vec::new();
                     break Some(Status::TooLarge);
                 }
-                Ok(n) => slot.bytes.extend_from_slice(&self.chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    slot.bytes.extend_from_slice(&self.chunk[..filled]);
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    slot.source.bytes = slot.bytes.len();
+                    slot.source.bytes = slot.bytes.len() + filled;
                     break Some(Status::Failed(format!("read: {e}")));
                 }
             }
@@ -307,20 +318,27 @@ impl<'o> PassState<'o> {
         if let Some(status) = end {
             return self.finish(i, status);
         }
-        let bytes = std::mem::take(&mut slot.bytes);
+        let bytes = if slot.bytes.is_empty() {
+            &self.chunk[..filled]
+        } else {
+            slot.bytes.extend_from_slice(&self.chunk[..filled]);
+            &slot.bytes[..]
+        };
         slot.source.bytes = bytes.len();
-        match envelope::verify(&bytes) {
+        match envelope::verify(bytes) {
             Verdict::Complete { header, .. } => {
                 slot.source.header = Some(header);
                 slot.source.foreign = false;
             }
             Verdict::Foreign => slot.source.foreign = true,
             Verdict::Empty | Verdict::Incomplete(_) => {
+                slot.bytes = Vec::new();
                 let at = Instant::now() + self.options.retry_delay;
                 return self.retry(i, at, Status::Incomplete);
             }
         }
-        parse_into(&mut slot.source, &bytes, self.options.max_line);
+        parse_into(&mut slot.source, bytes, self.options.max_line);
+        slot.bytes = Vec::new();
         self.finish(i, Status::Ok);
     }
 

@@ -110,6 +110,22 @@ impl Parser {
     /// good line (metadata lines included: see [`crate::name::is_metadata`]).
     /// An unfinished last line is kept (up to the maximum) for the next call.
     pub fn feed(&mut self, mut chunk: &[u8], mut on_entry: impl FnMut(&str, Value)) {
+        // Fast path for the usual whole snapshot: with no line pending, the
+        // complete lines are checked as UTF-8 in one go and split as text,
+        // rather than checked line by line.
+        if self.partial.is_empty() && !self.discarding {
+            if let Some(last) = memchr::memrchr(b'\n', chunk) {
+                if let Ok(text) = std::str::from_utf8(&chunk[..last]) {
+                    let mut start = 0;
+                    for end in memchr::memchr_iter(b'\n', text.as_bytes()) {
+                        self.text_line(&text[start..end], &mut on_entry);
+                        start = end + 1;
+                    }
+                    self.text_line(&text[start..], &mut on_entry);
+                    chunk = &chunk[last + 1..];
+                }
+            }
+        }
         while let Some(end) = memchr::memchr(b'\n', chunk) {
             let (line, rest) = (&chunk[..end], &chunk[end + 1..]);
             chunk = rest;
@@ -186,22 +202,37 @@ impl Parser {
     }
 
     fn line(&mut self, line: &[u8], on_entry: &mut impl FnMut(&str, Value)) {
+        match std::str::from_utf8(line) {
+            Ok(text) => self.text_line(text, on_entry),
+            Err(_) => {
+                self.line_no += 1;
+                // An over-long line is reported as such, whatever its bytes.
+                let kind = if line.len() > self.max_line {
+                    ParseErrorKind::TooLong
+                } else {
+                    ParseErrorKind::InvalidUtf8
+                };
+                self.errors.push(ParseError {
+                    line: self.line_no,
+                    kind,
+                });
+            }
+        }
+    }
+
+    fn text_line(&mut self, text: &str, on_entry: &mut impl FnMut(&str, Value)) {
         self.line_no += 1;
-        if line.len() > self.max_line {
+        if text.len() > self.max_line {
             self.errors.push(ParseError {
                 line: self.line_no,
                 kind: ParseErrorKind::TooLong,
             });
             return;
         }
-        let Ok(text) = std::str::from_utf8(line) else {
-            self.errors.push(ParseError {
-                line: self.line_no,
-                kind: ParseErrorKind::InvalidUtf8,
-            });
-            return;
-        };
-        if text.trim().is_empty() {
+        // A line that starts with a visible ASCII character is not blank:
+        // only the rest need the Unicode-aware trim.
+        let visible_first = text.as_bytes().first().is_some_and(u8::is_ascii_graphic);
+        if !visible_first && text.trim().is_empty() {
             return;
         }
         match parse_line(text) {
@@ -264,6 +295,27 @@ mod tests {
             let chunks: Vec<&[u8]> = input.chunks(size).collect();
             assert_eq!(parse_chunks(&chunks, 64), whole, "chunk size {size}");
         }
+    }
+
+    /// A whole chunk takes the fast path (checked as UTF-8 once, split as
+    /// text); one byte at a time takes the line-by-line path: same result.
+    #[test]
+    fn fast_and_line_by_line_paths_agree() {
+        let long = "x".repeat(40);
+        let input = format!("a: 1\n\u{3000}\n \t\n#pid: 3\nbad\n{long}: 1\nlast: 2.5\ntail: 7");
+        let whole = parse_chunks(&[input.as_bytes()], 32);
+        let bytes: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
+        assert_eq!(parse_chunks(&bytes, 32), whole);
+        let names: Vec<&str> = whole.0.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "#pid", "last", "tail"]);
+        let lines: Vec<_> = whole.1.first().iter().map(|e| (e.line, e.kind)).collect();
+        assert_eq!(
+            lines,
+            [
+                (5, ParseErrorKind::Line(LineError::NoSeparator)),
+                (6, ParseErrorKind::TooLong)
+            ]
+        );
     }
 
     #[test]

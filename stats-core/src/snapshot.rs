@@ -31,6 +31,12 @@ impl Snapshot {
     /// later entry wins (as in a pipestatic reader's dict).
     pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Snapshot {
         let mut entries: Vec<Entry> = entries.into_iter().collect();
+        // Our writers render in name order: then there is nothing to sort or
+        // drop, and no second vector to build (a reader does this once per
+        // pipe per pass).
+        if entries.windows(2).all(|w| w[0].name < w[1].name) {
+            return Snapshot { entries };
+        }
         // Stable sort keeps the written order among equal names, so keeping
         // the last of each run is "later wins".
         entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -65,7 +71,8 @@ impl Snapshot {
     /// (`#counter NAME: 1`, ...; see [`crate::kinds`]) the writer sent.
     pub fn parse_with_kinds(bytes: &[u8], max_line: usize) -> (Snapshot, Kinds, ErrorLog) {
         let mut parser = Parser::new(max_line);
-        let mut entries = Vec::new();
+        // One entry per line at most: no regrowth while parsing.
+        let mut entries = Vec::with_capacity(memchr::memchr_iter(b'\n', bytes).count() + 1);
         let mut kinds = Kinds::new();
         let mut keep = |name: &str, value: Value| {
             if is_metadata(name) {
