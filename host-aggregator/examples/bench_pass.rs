@@ -78,31 +78,36 @@ fn commands(stats: usize) -> String {
     text
 }
 
-/// The floor: one bare read of every pipe; returns (bytes, pipes read).
+/// The floor: one bare read of every pipe, at most [`IN_FLIGHT`] open at
+/// once as the aggregator's reader does; returns (bytes, pipes read).
 fn floor_pass(dir: &Path, chunk: &mut [u8]) -> (usize, usize) {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll");
-    let mut files = Vec::new();
+    let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).expect("list") {
         let path = entry.expect("entry").path();
-        if !path.to_string_lossy().ends_with(".stats") {
-            continue;
+        if path.to_string_lossy().ends_with(".stats") {
+            paths.push(path);
         }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_nonblock())
-            .open(&path)
-            .expect("open");
-        epoll
-            .add(
-                &file,
-                EpollEvent::new(EpollFlags::EPOLLIN, files.len() as u64),
-            )
-            .expect("epoll add");
-        files.push(Some(file));
     }
-    let (mut open, mut bytes, mut read) = (files.len(), 0, 0);
+    let mut files: Vec<Option<File>> = Vec::with_capacity(paths.len());
+    let (mut open, mut bytes, mut read) = (0, 0, 0);
     let mut events = vec![EpollEvent::empty(); 256];
-    while open > 0 {
+    while read < paths.len() {
+        while open < IN_FLIGHT && files.len() < paths.len() {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc_nonblock())
+                .open(&paths[files.len()])
+                .expect("open");
+            epoll
+                .add(
+                    &file,
+                    EpollEvent::new(EpollFlags::EPOLLIN, files.len() as u64),
+                )
+                .expect("epoll add");
+            files.push(Some(file));
+            open += 1;
+        }
         let ready = epoll
             .wait(&mut events, EpollTimeout::from(1000u16))
             .expect("epoll wait");
@@ -129,6 +134,9 @@ fn floor_pass(dir: &Path, chunk: &mut [u8]) -> (usize, usize) {
     }
     (bytes, read)
 }
+
+/// The aggregator reader's limit of pipes opened and not yet answered.
+const IN_FLIGHT: usize = 64;
 
 fn libc_nonblock() -> i32 {
     nix::fcntl::OFlag::O_NONBLOCK.bits()
