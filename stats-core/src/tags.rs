@@ -39,6 +39,10 @@ pub fn split(name: &str) -> Tagged<'_> {
 }
 
 /// Builds `base[k=v,...]`, escaping what needs it. No tags gives `base`.
+///
+/// `base` is not escaped: one ending in an odd number of backslashes
+/// escapes the `[` after it, so the result reads back as a plain name with
+/// no tags (found by fuzzing; `fuzz/fuzz_targets/tags.rs` holds it to that).
 pub fn join(base: &str, tags: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(base.len() + 16 * tags.len());
     out.push_str(base);
@@ -154,5 +158,14 @@ mod tests {
         assert_eq!(got.base, "base");
         assert_eq!(got.tags, tags(&pairs));
         assert_eq!(join("x", &[]), "x");
+    }
+
+    #[test]
+    fn a_base_ending_in_a_backslash_escapes_the_tag_set() {
+        let name = join("dir\\", &[("k", "v")]);
+        assert_eq!(name, "dir\\[k=v]");
+        assert_eq!(split(&name).tags, tags(&[]));
+        let even = join("dir\\\\", &[("k", "v")]);
+        assert_eq!(split(&even).tags, tags(&[("k", "v")]));
     }
 }
