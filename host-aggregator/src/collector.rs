@@ -115,8 +115,11 @@ impl Collector {
             .iter()
             .filter(|s| s.status.is_ok())
             .filter_map(|s| Some((s.pid?, &s.snapshot, &s.kinds)));
-        for (held, kinds) in self.retention.update(read, overrides) {
+        for (held, kinds) in &self.retention.update(read, overrides) {
             merger.add_source(held, kinds, rule_for);
+        }
+        if let Some((retained, kinds)) = self.retention.retained() {
+            merger.add_source(retained, kinds, rule_for);
         }
         let (merged, kinds) = merger.finish();
         Ok(Pass {

@@ -26,22 +26,50 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use stats_core::histogram_lines::{Rebuilder, render};
+use stats_core::histogram_lines::{Part, Rebuilder, classify, render};
 use stats_core::kinds::{Kinds, WireKind};
-use stats_core::{Distribution, Entry, Snapshot, Value, tags};
+use stats_core::{Distribution, Entry, Snapshot, Value};
 
 use crate::rules::MergeOverrides;
 
-/// One process's last read cumulative stats.
-#[derive(Debug)]
+/// One process's last read cumulative stats, each list sorted by name.
+/// Kept as plain pairs (not a [`Snapshot`] and [`Kinds`]) so a pass with
+/// the same names as the last one updates values in place, allocating
+/// nothing per stat.
+#[derive(Debug, Default)]
 struct Held {
     /// Start time of the process; `None` when `/proc` could not say (it
     /// exited right after serving).
     started: Option<SystemTime>,
-    /// Its cumulative lines only (declared counters, histogram lines).
-    lines: Snapshot,
-    /// The kinds it declared for them.
-    kinds: Kinds,
+    /// Its declared counters (but those an override takes).
+    counters: Vec<(String, Value)>,
+    /// Every line of its declared histograms.
+    histogram_lines: Vec<(String, Value)>,
+}
+
+impl Held {
+    /// As a source to merge: its lines and what they are.
+    fn as_source(&self) -> (Snapshot, Kinds) {
+        let mut kinds = Kinds::new();
+        let mut entries = Vec::with_capacity(self.counters.len() + self.histogram_lines.len());
+        for (name, value) in &self.counters {
+            kinds.declare(name, WireKind::Counter);
+            entries.push(Entry {
+                name: name.clone(),
+                value: *value,
+            });
+        }
+        for (name, value) in &self.histogram_lines {
+            if let Some((histogram, _)) = classify(name) {
+                kinds.declare(&histogram, WireKind::Histogram);
+            }
+            entries.push(Entry {
+                name: name.clone(),
+                value: *value,
+            });
+        }
+        (Snapshot::from_entries(entries), kinds)
+    }
 }
 
 /// How a process's start time is found; `/proc` in a collector, a table in
@@ -94,14 +122,13 @@ impl Retention {
     }
 
     /// Notes what one pass read: `read` are the sources read `Ok` this pass
-    /// (PID, stats, kinds). Returns the sources to merge besides them: the
-    /// held stats of live processes not read this pass, and the retained
-    /// totals.
+    /// (PID, stats, kinds). Returns the held stats of live processes not
+    /// read this pass, to merge besides them (and [`Retention::retained`]).
     pub(crate) fn update<'a>(
         &mut self,
         read: impl IntoIterator<Item = (u32, &'a Snapshot, &'a Kinds)>,
         overrides: &MergeOverrides,
-    ) -> Vec<(&Snapshot, &Kinds)> {
+    ) -> Vec<(Snapshot, Kinds)> {
         let mut read_now = Vec::new();
         for (pid, snapshot, kinds) in read {
             if kinds.is_empty() {
@@ -109,47 +136,18 @@ impl Retention {
             }
             read_now.push(pid);
             let started = (self.start_time)(pid);
-            let lines = cumulative_lines(snapshot, kinds, overrides);
-            let kinds = kinds.clone();
-            match self.held.remove(&pid) {
-                Some(old)
-                    if started.is_some() && old.started.is_some() && started != old.started =>
-                {
+            let mut held = match self.held.remove(&pid) {
+                Some(old) if !same_start(started, old.started) => {
                     // The PID was reused: the old process is gone.
                     self.fold_all(&old);
-                    let started = started.or(old.started);
-                    self.held.insert(
-                        pid,
-                        Held {
-                            started,
-                            lines,
-                            kinds,
-                        },
-                    );
+                    Held::default()
                 }
-                Some(old) => {
-                    self.fold_resets(&old, &lines, &kinds);
-                    let started = started.or(old.started);
-                    self.held.insert(
-                        pid,
-                        Held {
-                            started,
-                            lines,
-                            kinds,
-                        },
-                    );
-                }
-                None => {
-                    self.held.insert(
-                        pid,
-                        Held {
-                            started,
-                            lines,
-                            kinds,
-                        },
-                    );
-                }
-            }
+                Some(old) => old,
+                None => Held::default(),
+            };
+            held.started = started.or(held.started);
+            self.note(&mut held, snapshot, kinds, overrides);
+            self.held.insert(pid, held);
         }
         read_now.sort_unstable();
         let unread: Vec<u32> = self
@@ -160,13 +158,12 @@ impl Retention {
             .collect();
         let mut kept = Vec::new();
         for pid in unread {
-            let alive = match (&self.held[&pid].started, (self.start_time)(pid)) {
-                (Some(then), Some(now)) => *then == now,
-                (None, now) => now.is_some(),
-                (Some(_), None) => false,
+            let alive = match (self.held[&pid].started, (self.start_time)(pid)) {
+                (_, None) => false,
+                (then, now) => same_start(then, now),
             };
             if alive {
-                kept.push(pid);
+                kept.push(self.held[&pid].as_source());
             } else if let Some(gone) = self.held.remove(&pid) {
                 self.fold_all(&gone);
             }
@@ -176,63 +173,72 @@ impl Retention {
         {
             self.retained_source = Some(self.render_retained());
         }
-        let mut extra: Vec<(&Snapshot, &Kinds)> = kept
-            .iter()
-            .filter_map(|pid| self.held.get(pid))
-            .map(|held| (&held.lines, &held.kinds))
-            .collect();
-        if let Some((snapshot, kinds)) = &self.retained_source {
-            extra.push((snapshot, kinds));
+        kept
+    }
+
+    /// The retained totals of exited processes as one source to merge.
+    pub(crate) fn retained(&self) -> Option<(&Snapshot, &Kinds)> {
+        self.retained_source.as_ref().map(|(s, k)| (s, k))
+    }
+
+    /// Takes a live process's cumulative stats of this pass into `held`,
+    /// folding what a reset lost first.
+    fn note(
+        &mut self,
+        held: &mut Held,
+        snapshot: &Snapshot,
+        kinds: &Kinds,
+        overrides: &MergeOverrides,
+    ) {
+        let has_histograms = kinds.iter().any(|(_, k)| k == WireKind::Histogram);
+        let mut counters: Vec<(&str, Value)> = Vec::with_capacity(held.counters.len());
+        let mut lines: Vec<(&str, Value)> = Vec::with_capacity(held.histogram_lines.len());
+        let mut count_lines: Vec<(&str, String)> = Vec::new();
+        for (name, value) in snapshot.iter() {
+            match kinds.get(name) {
+                Some(WireKind::Counter) if overrides.rule_for(name).is_none() => {
+                    counters.push((name, value));
+                }
+                // Every histogram line has a `.suffix`.
+                None if has_histograms && name.contains('.') => {
+                    let Some((histogram, part)) = classify(name) else {
+                        continue;
+                    };
+                    if kinds.get(&histogram) == Some(WireKind::Histogram) {
+                        if part == Part::Count {
+                            count_lines.push((name, histogram));
+                        }
+                        lines.push((name, value));
+                    }
+                }
+                _ => {}
+            }
         }
-        extra
+        for (name, before) in fell(&held.counters, &counters) {
+            self.fold_counter(name, before);
+        }
+        let reset: Vec<&str> = fell(&held.histogram_lines, &lines)
+            .filter_map(|(line, _)| count_lines.iter().find(|(c, _)| *c == line))
+            .map(|(_, histogram)| histogram.as_str())
+            .collect();
+        if !reset.is_empty() {
+            let lost = rebuild(&held.histogram_lines, |h| reset.contains(&h));
+            for (name, distribution) in lost {
+                self.fold_histogram(name, &distribution);
+            }
+        }
+        overwrite(&mut held.counters, &counters);
+        overwrite(&mut held.histogram_lines, &lines);
     }
 
     /// A process is gone: all its cumulative stats join the retained totals.
     fn fold_all(&mut self, gone: &Held) {
-        for (name, value) in gone.lines.iter() {
-            if gone.kinds.get(name) == Some(WireKind::Counter) {
-                self.fold_counter(name, value);
-            }
+        for (name, value) in &gone.counters {
+            self.fold_counter(name, *value);
         }
-        for (name, distribution) in rebuild(&gone.lines, &gone.kinds, |_| true) {
+        // Only declared histograms' lines were held.
+        for (name, distribution) in rebuild(&gone.histogram_lines, |_| true) {
             self.fold_histogram(name, &distribution);
-        }
-    }
-
-    /// Folds the values from before a reset: a counter that fell, a
-    /// histogram whose count fell.
-    fn fold_resets(&mut self, old: &Held, lines: &Snapshot, kinds: &Kinds) {
-        let mut reset_histograms = Vec::new();
-        for (name, kind) in old.kinds.iter() {
-            if kinds.get(name) != Some(kind) {
-                continue;
-            }
-            match kind {
-                WireKind::Counter => {
-                    if let (Some(before), Some(now)) = (old.lines.get(name), lines.get(name))
-                        && less(now, before)
-                    {
-                        self.fold_counter(name, before);
-                    }
-                }
-                WireKind::Histogram => {
-                    let count = count_line(name);
-                    if let (Some(before), Some(now)) = (old.lines.get(&count), lines.get(&count))
-                        && less(now, before)
-                    {
-                        reset_histograms.push(name.to_owned());
-                    }
-                }
-                WireKind::Max => {}
-            }
-        }
-        if !reset_histograms.is_empty() {
-            let found = rebuild(&old.lines, &old.kinds, |h| {
-                reset_histograms.iter().any(|r| r == h)
-            });
-            for (name, distribution) in found {
-                self.fold_histogram(name, &distribution);
-            }
         }
     }
 
@@ -285,7 +291,6 @@ impl Retention {
 /// histogram's `.min`, `.max` and quantiles; `None` for an undeclared stat
 /// (a gauge of our writer, or anything of a foreign one).
 pub fn is_counter_line(kinds: &Kinds, line: &str) -> Option<bool> {
-    use stats_core::histogram_lines::{Part, classify};
     match kinds.get(line) {
         Some(WireKind::Counter) => return Some(true),
         Some(_) => return Some(false),
@@ -298,47 +303,65 @@ pub fn is_counter_line(kinds: &Kinds, line: &str) -> Option<bool> {
     ))
 }
 
-/// The cumulative lines of one source: declared counters (unless an
-/// override takes them) and every line of a declared histogram.
-fn cumulative_lines(snapshot: &Snapshot, kinds: &Kinds, overrides: &MergeOverrides) -> Snapshot {
-    let entries: Vec<Entry> = snapshot
-        .entries()
-        .iter()
-        .filter(|entry| match kinds.get(&entry.name) {
-            Some(WireKind::Counter) => overrides.rule_for(&entry.name).is_none(),
-            Some(_) => false,
-            None => stats_core::histogram_lines::classify(&entry.name)
-                .is_some_and(|(h, _)| kinds.get(&h) == Some(WireKind::Histogram)),
-        })
-        .cloned()
-        .collect();
-    Snapshot::from_sorted(entries)
+/// The old values, by name, of the stats whose new value is lower (both
+/// lists sorted by name).
+fn fell<'a>(
+    old: &'a [(String, Value)],
+    new: &'a [(&'a str, Value)],
+) -> impl Iterator<Item = (&'a str, Value)> {
+    let mut at = 0;
+    new.iter().filter_map(move |&(name, now)| {
+        while at < old.len() && old[at].0.as_str() < name {
+            at += 1;
+        }
+        let (old_name, before) = old.get(at)?;
+        (old_name == name && less(now, *before)).then_some((old_name.as_str(), *before))
+    })
 }
 
-/// The histograms of `lines` that `wanted` names.
+/// Makes `held` hold `now`: values overwritten in place when the names are
+/// the same as last time (the usual pass), else rebuilt.
+fn overwrite(held: &mut Vec<(String, Value)>, now: &[(&str, Value)]) {
+    let same_names = held.len() == now.len() && held.iter().zip(now).all(|((a, _), (b, _))| a == b);
+    if same_names {
+        for ((_, value), (_, new)) in held.iter_mut().zip(now) {
+            *value = *new;
+        }
+    } else {
+        *held = now.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect();
+    }
+}
+
+/// The histograms of held `lines` that `wanted` names.
 fn rebuild(
-    lines: &Snapshot,
-    kinds: &Kinds,
+    lines: &[(String, Value)],
     wanted: impl Fn(&str) -> bool,
 ) -> HashMap<String, Distribution> {
     let mut rebuilder = Rebuilder::new();
-    for (name, value) in lines.iter() {
-        rebuilder.take(name, value, |h| {
-            kinds.get(h) == Some(WireKind::Histogram) && wanted(h)
-        });
+    for (name, value) in lines {
+        rebuilder.take(name, *value, &wanted);
     }
     rebuilder.finish()
 }
 
-/// The `.count` line of histogram `name` (tags stay at the end).
-fn count_line(name: &str) -> String {
-    let split = tags::split(name);
-    let pairs: Vec<(&str, &str)> = split
-        .tags
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    tags::join(&format!("{}.count", split.base), &pairs)
+/// Start times this close are one process. `/proc` gives a start time in
+/// clock ticks after boot; as wall-clock time it moves with every
+/// recomputation of the boot time (by the clocks' read gap, or by a step of
+/// the wall clock), so an exact comparison would take one process for two
+/// and count it twice. Another process with the same PID within a second
+/// would need the PIDs to wrap that fast; even then its counters start
+/// lower, and the reset rule folds the old ones.
+const SAME_START: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether two start times are one process's; an unknown one matches.
+fn same_start(a: Option<SystemTime>, b: Option<SystemTime>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let gap = a.duration_since(b).unwrap_or_else(|e| e.duration());
+            gap < SAME_START
+        }
+        _ => true,
+    }
 }
 
 /// `a < b`, exact for two integers.
@@ -398,8 +421,11 @@ mod tests {
         for (_, (snapshot, kinds)) in read {
             merger.add_source(snapshot, kinds, |n| overrides.rule_for(n));
         }
-        let extra = retention.update(read.iter().map(|(pid, (s, k))| (*pid, s, k)), overrides);
-        for (snapshot, kinds) in extra {
+        let kept = retention.update(read.iter().map(|(pid, (s, k))| (*pid, s, k)), overrides);
+        for (snapshot, kinds) in &kept {
+            merger.add_source(snapshot, kinds, |n| overrides.rule_for(n));
+        }
+        if let Some((snapshot, kinds)) = retention.retained() {
             merger.add_source(snapshot, kinds, |n| overrides.rule_for(n));
         }
         merger.finish().0
@@ -492,13 +518,33 @@ mod tests {
     }
 
     #[test]
+    fn a_start_time_that_wobbles_is_still_one_process() {
+        let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1000)])));
+        let wobble = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (t, w) = (Arc::clone(&table), Arc::clone(&wobble));
+        let mut r = Retention::with_start_time(Box::new(move |pid| {
+            let started = *t.lock().unwrap().get(&pid)?;
+            // Each read off by a few hundred ns, as boot time recomputed is.
+            let nanos = w.fetch_add(337, std::sync::atomic::Ordering::Relaxed);
+            Some(UNIX_EPOCH + Duration::from_secs(started) + Duration::from_nanos(nanos))
+        }));
+        let none = MergeOverrides::new();
+        let a = source(7, &[1]);
+        for _ in 0..5 {
+            let merged = pass(&mut r, &[(10, &a)], &none);
+            assert_eq!(merged.get("requests"), Some(Value::Int(7)));
+        }
+        assert_eq!(r.folds(), 0);
+    }
+
+    #[test]
     fn a_reused_pid_is_a_new_process() {
         let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1)])));
         let mut r = retention(&table);
         let none = MergeOverrides::new();
         pass(&mut r, &[(10, &source(40, &[]))], &none);
         // Another process got PID 10 and counted past the old value already.
-        table.lock().unwrap().insert(10, 2);
+        table.lock().unwrap().insert(10, 100);
         let merged = pass(&mut r, &[(10, &source(50, &[]))], &none);
         assert_eq!(merged.get("requests"), Some(Value::Int(90)));
     }
