@@ -53,6 +53,11 @@ fn latencies() -> Vec<f64> {
     (0..900).map(|i| 0.001 * 1.01f64.powi(i)).collect()
 }
 
+/// `n` writers serving in `dir`.
+fn start_writers(dir: &std::path::Path, n: usize) -> Vec<KindsWriter> {
+    (0..n).map(|_| KindsWriter::start(dir)).collect()
+}
+
 fn record_commands(name: &str, values: &[f64]) -> Vec<String> {
     values
         .iter()
@@ -64,7 +69,7 @@ fn record_commands(name: &str, values: &[f64]) -> Vec<String> {
 fn histograms_from_three_processes_merge_like_one_and_prometheus_reads_them() {
     let dir = TempDir::new("kinds-hist");
     let all = latencies();
-    let mut writers: Vec<KindsWriter> = (0..3).map(|_| KindsWriter::start(dir.path())).collect();
+    let mut writers = start_writers(dir.path(), 3);
     for (k, writer) in writers.iter_mut().enumerate() {
         let mine: Vec<f64> = all.iter().skip(k).step_by(3).copied().collect();
         writer.send(&record_commands("lat", &mine));
@@ -180,7 +185,7 @@ fn histograms_from_three_processes_merge_like_one_and_prometheus_reads_them() {
 #[test]
 fn a_counter_over_five_processes_never_decreases_as_they_exit() {
     let dir = TempDir::new("kinds-counter");
-    let mut writers: Vec<KindsWriter> = (0..5).map(|_| KindsWriter::start(dir.path())).collect();
+    let mut writers = start_writers(dir.path(), 5);
     for (k, writer) in writers.iter_mut().enumerate() {
         writer.send(&[
             format!("incr requests {}", 10 * (k + 1)),
@@ -317,7 +322,7 @@ fn task_outcomes_are_counted_through_the_pipe_and_the_aggregator() {
 #[test]
 fn rule_overrides_merge_by_the_given_rule() {
     let dir = TempDir::new("kinds-rule");
-    let mut writers: Vec<KindsWriter> = (0..3).map(|_| KindsWriter::start(dir.path())).collect();
+    let mut writers = start_writers(dir.path(), 3);
     for (k, writer) in writers.iter_mut().enumerate() {
         writer.send(&[
             format!("set queue.depth {}", k + 2),
