@@ -442,10 +442,11 @@ impl History {
             .filter(|(_, source)| source.foreign)
             .flat_map(|(_, source)| source.snapshot.iter().map(|(name, _)| name))
             .collect();
-        self.our_gauges = sources
+        // A merged stat no foreign source served came from our writers.
+        self.our_gauges = pass
+            .merged
             .iter()
-            .filter(|(_, source)| !source.foreign)
-            .flat_map(|(_, source)| source.snapshot.iter().map(|(name, _)| name))
+            .map(|(name, _)| name)
             .filter(|name| !foreign.contains(name) && pass.kinds.get(name).is_none())
             .filter(|name| crate::retention::is_counter_line(&pass.kinds, name).is_none())
             .map(str::to_owned)
