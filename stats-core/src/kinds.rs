@@ -60,7 +60,7 @@ pub fn parse_kind_line(name: &str) -> Option<(WireKind, &str)> {
 /// The kinds one source declared.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Kinds {
-    map: HashMap<String, WireKind>,
+    map: HashMap<String, WireKind, foldhash::fast::RandomState>,
 }
 
 impl Kinds {
