@@ -73,6 +73,9 @@ sleep 1
 
 cat <<EOF
 
+  Open http://$addr/ in a browser: the live dashboard (one line per process).
+  Or run: $target/release/host-aggregator top --pipe-dir $dir
+
   Try:
     curl $addr/stats          # host-wide sums: {"stats": {...}, "timestamp": ...}
     curl $addr/metrics        # Prometheus text exposition
