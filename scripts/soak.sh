@@ -13,7 +13,8 @@
 #     torn, doubled or empty reads are counted (a reader retries them);
 #   - retained counters never decrease: the host-wide `soak.ticks` and
 #     `soak.c.*` in /stats, across process exits (the aggregator retains an
-#     exited process's last counter values);
+#     exited process's last counter values); nor count twice: `soak.ticks`
+#     stays at most the number of `soak.ticks += 1` lines fed;
 #   - no fd or memory growth in the aggregator: VmRSS and open fds from /proc
 #     after the warm-up (history rings full) against the end;
 #   - no FIFO left by a dead process after gc: at the end, after one more gc,
@@ -51,7 +52,7 @@ stop = threading.Event()
 lock = threading.Lock()
 fig = dict(started=0, killed=0, termed=0, feed_dropped=0, cats=0, cat_complete=0, cat_empty=0,
            cat_incomplete=0, cat_foreign=0, cat_timeouts=0, cat_wrong_pid=0, cat_duplicates=0,
-           curls=0, curl_errors=0, counter_decreases=0, gc_runs=0, gc_removed=0, dir_max=0)
+           curls=0, curl_errors=0, counter_decreases=0, ticks_fed=0, gc_runs=0, gc_removed=0, dir_max=0)
 problems = []
 
 def problem(text):
@@ -67,7 +68,8 @@ def start_writer():
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.set_blocking(w.stdin.fileno(), False)
     lines = "".join(f"soak.g.{i:02}: {random.random():.3f}\n" for i in range(GAUGES))
-    feed(w, lines + tick_lines())
+    if feed(w, lines + tick_lines()):
+        fig["ticks_fed"] += 1
     writers[w.pid] = w
     fig["started"] += 1
 
@@ -77,8 +79,10 @@ def tick_lines():
 def feed(w, text):
     try:
         os.write(w.stdin.fileno(), text.encode())
+        return True
     except (BlockingIOError, BrokenPipeError):
         fig["feed_dropped"] += 1
+        return False
 
 def replace(pid):
     w = writers.pop(pid)
@@ -208,7 +212,7 @@ while not stop.is_set() and time.time() - start < args.seconds:
     tick = time.time()
     lines = tick_lines()
     for pid, w in list(writers.items()):
-        feed(w, lines)
+        fig["ticks_fed"] += feed(w, lines)
     for pid in list(writers):
         if random.random() < replace_p:
             replace(pid)
@@ -257,6 +261,7 @@ dir_bound = 4 * args.writers + 4 * (restarts * 10 / max(elapsed, 1)) + 16
 checks = [
     ("no torn or duplicated snapshot accepted", fig["cat_wrong_pid"] == 0 and fig["cat_duplicates"] == 0),
     ("retained counters never decrease", fig["counter_decreases"] == 0 and len(last_counters) == COUNTERS),
+    ("no counter counted twice (soak.ticks <= ticks fed)", (last_counters.get("soak.ticks") or 0) <= fig["ticks_fed"]),
     ("aggregator fds do not grow", end_fig[1] <= start_fig[1] + 8),
     ("aggregator RSS does not grow (within 20 % + 8 MiB)", end_fig[0] <= start_fig[0] * 1.2 + 8192),
     ("no FIFO of a dead process after gc", not leftovers),
@@ -272,7 +277,7 @@ soak summary ({elapsed:.0f} s, {args.writers} writers, mean lifetime {args.resta
   cat reads                  {fig['cats']}: {fig['cat_complete']} complete, {fig['cat_empty']} empty, {fig['cat_incomplete']} torn/doubled/cut (rejected), {fig['cat_foreign']} foreign, {fig['cat_timeouts']} timed out
   cat wrong PID / duplicate  {fig['cat_wrong_pid']} / {fig['cat_duplicates']}
   curl requests / errors     {fig['curls']} / {fig['curl_errors']}
-  counter decreases          {fig['counter_decreases']} (over {len(last_counters)} counters; soak.ticks ended at {last_counters.get('soak.ticks')})
+  counter decreases          {fig['counter_decreases']} (over {len(last_counters)} counters; soak.ticks ended at {last_counters.get('soak.ticks')} of {fig['ticks_fed']} fed)
   gc runs / names removed    {fig['gc_runs']} / {fig['gc_removed']}
   pipe dir entries           max {fig['dir_max']} (bound {dir_bound:.0f}), at the end after gc {final_entries}, dead leftovers {len(leftovers)}
   aggregator RSS             {start_fig[0]} kB after warm-up, {end_fig[0]} kB at the end
