@@ -464,9 +464,9 @@ fn our_writer_fed_from_a_shell_and_pipestatic_writers_sum_exactly() {
     let metrics = server.get("/metrics");
     // Our writer declared it a counter (`#counter`): typed, with `_total`.
     assert!(
-        metrics.text().contains(
-            "# TYPE http_requests_total counter\nhttp_requests_total{code=\"200\"} 8\n"
-        ),
+        metrics
+            .text()
+            .contains("# TYPE http_requests_total counter\nhttp_requests_total{code=\"200\"} 8\n"),
         "{}",
         metrics.text()
     );
