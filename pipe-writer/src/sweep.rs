@@ -7,13 +7,9 @@
 //! thread had written X and closed it, waits for a writer that never comes
 //! (FIFO-NOTES.md: two `cat`s stuck 15 minutes). The serving thread hands
 //! every retired FIFO to this thread, which keeps it for [`KEEP`] (at most
-//! [`MAX_RETIRED`] of them) and now and then opens it again with
+//! [`MAX_RETIRED`] of them) and every [`INTERVAL`] opens it again with
 //! `O_WRONLY | O_NONBLOCK`: `ENXIO` means nobody is there; success means a
-//! reader is, and it gets a snapshot of its own. Probes start [`SETTLE`]
-//! after the last snapshot and back off ([`FIRST_GAP`], doubling): a few
-//! probes per retired FIFO, not one every few milliseconds, because a host
-//! with a thousand writers read every second retires a thousand FIFOs a
-//! second (measured: 20 ms probing took 88 % of all CPU at 1,000 writers).
+//! reader is, and it gets a snapshot of its own.
 //!
 //! The writer side cannot tell an orphan from a slow reader that is still
 //! finishing the snapshot it was served, so a FIFO is probed only
@@ -43,12 +39,10 @@ pub(crate) const KEEP: Duration = Duration::from_secs(5);
 /// orphans come within milliseconds of a retirement.
 pub(crate) const MAX_RETIRED: usize = 128;
 /// Time after a FIFO's last snapshot before it is probed, so the readers it
-/// was served to have left: longer than the aggregator's default one-second
-/// pass deadline, so an aggregator slowed by a loaded host is gone by then
-/// and never mistaken for an orphan.
-pub(crate) const SETTLE: Duration = Duration::from_secs(1);
-/// Gap between the first and second probe; each later gap doubles.
-pub(crate) const FIRST_GAP: Duration = Duration::from_millis(250);
+/// was served to have left.
+pub(crate) const SETTLE: Duration = Duration::from_millis(100);
+/// Probe period while any FIFO is watched.
+pub(crate) const INTERVAL: Duration = Duration::from_millis(20);
 
 /// A FIFO the serving thread has replaced.
 #[derive(Debug)]
@@ -67,40 +61,6 @@ pub(crate) struct Retired {
 struct Watched {
     retired: Retired,
     since: Instant,
-    /// When to probe next, and the gap after that.
-    next_probe: Instant,
-    gap: Duration,
-}
-
-impl Watched {
-    fn new(retired: Retired, now: Instant) -> Watched {
-        let next_probe = retired.closed_at + SETTLE;
-        Watched {
-            retired,
-            since: now,
-            next_probe,
-            gap: FIRST_GAP,
-        }
-    }
-
-    /// Probes if due; false once the FIFO is no longer this watch's.
-    fn probe_if_due(&mut self, sweeper: &mut Sweeper<'_>, now: Instant) -> bool {
-        if now < self.next_probe {
-            return true;
-        }
-        let closed_before = self.retired.closed_at;
-        let keep = sweeper.probe(&mut self.retired, true);
-        self.next_probe = if self.retired.closed_at != closed_before {
-            // It was just served: start over, as after any snapshot.
-            self.gap = FIRST_GAP;
-            self.retired.closed_at + SETTLE
-        } else {
-            let next = now + self.gap;
-            self.gap *= 2;
-            next
-        };
-        keep
-    }
 }
 
 /// Runs until the serving thread drops its end of `inbox`.
@@ -122,22 +82,25 @@ pub(crate) fn run(
         let mut hung_up = false;
         if watched.is_empty() {
             match inbox.recv() {
-                Ok(retired) => watched.push_back(Watched::new(retired, Instant::now())),
+                Ok(retired) => watched.push_back(Watched {
+                    retired,
+                    since: Instant::now(),
+                }),
                 Err(_) => hung_up = true,
             }
         } else {
             // Parked, not waiting on the channel: a send to a channel with
             // no waiting receiver is a plain push, so the serving thread
-            // never pays a wake-up per snapshot. Shutdown unparks us. FIFOs
-            // retired meanwhile are due no sooner than SETTLE from now.
-            let now = Instant::now();
-            let due = watched.iter().map(|w| w.next_probe).min().unwrap_or(now);
-            std::thread::park_timeout(due.saturating_duration_since(now).min(SETTLE));
+            // never pays a wake-up per snapshot. Shutdown unparks us.
+            std::thread::park_timeout(INTERVAL);
         }
         let now = Instant::now();
         loop {
             match inbox.try_recv() {
-                Ok(retired) => watched.push_back(Watched::new(retired, now)),
+                Ok(retired) => watched.push_back(Watched {
+                    retired,
+                    since: now,
+                }),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     hung_up = true;
@@ -160,7 +123,9 @@ pub(crate) fn run(
                 sweeper.probe(&mut w.retired, settled);
             }
         }
-        watched.retain_mut(|w| w.probe_if_due(&mut sweeper, now));
+        watched.retain_mut(|w| {
+            now - w.retired.closed_at < SETTLE || sweeper.probe(&mut w.retired, true)
+        });
     }
 }
 
