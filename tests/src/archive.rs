@@ -6,14 +6,15 @@
 //! A missing server binary is a test failure with the install command in
 //! the message, never a silent skip.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::hostile::TempDir;
-use crate::serve::{HttpResponse, request};
+use crate::http_client::{self, HttpResponse};
+use crate::ports::free_port;
+use crate::serve::request;
 
 /// Finds `name` on `PATH` or in `extra_dirs`.
 ///
@@ -29,14 +30,6 @@ pub fn require_binary(name: &str, extra_dirs: &[&str]) -> PathBuf {
         .unwrap_or_else(|| {
             panic!("`{name}` is not installed: run scripts/install-test-deps.sh (the test command does)")
         })
-}
-
-/// A TCP port free on loopback right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
 }
 
 /// Runs `command` to completion, returning its output.
@@ -120,6 +113,9 @@ pub fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> Ht
 }
 
 /// `method path` with `body`, read whole, a chunked answer decoded.
+///
+/// # Panics
+/// If there is no HTTP answer.
 pub fn send(
     addr: SocketAddr,
     method: &str,
@@ -127,74 +123,53 @@ pub fn send(
     content_type: &str,
     body: &[u8],
 ) -> HttpResponse {
-    let mut raw = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    raw.extend_from_slice(body);
-    // Not serve::exchange: it half-closes after the request, which influxd
-    // takes for a client hang-up ("query interrupted").
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("set read timeout");
-    stream.write_all(&raw).expect("send the request");
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).expect("read the answer");
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| {
-            panic!(
-                "no HTTP answer from {addr}: {}",
-                String::from_utf8_lossy(&answer)
-            )
-        });
-    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("status code");
-    let mut body = answer[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    HttpResponse {
-        status,
-        headers: Vec::new(),
-        body,
-    }
+    http_client::send(addr, method, path, &[("Content-Type", content_type)], body)
 }
 
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
-        data = &data[end + 2..];
-        if size == 0 || data.len() < size {
-            break;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[(size + 2).min(data.len())..];
-    }
-    out
-}
-
-/// A GET that returns `None` instead of panicking when nothing listens yet.
+/// A GET that returns `None` instead of panicking when nothing listens yet,
+/// or when the listener hangs up without an answer (a server still starting,
+/// or one dying because it could not open everything it needs).
 pub fn try_get(addr: SocketAddr, path: &str) -> Option<HttpResponse> {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
-    Some(request(addr, "GET", path, &[]))
+    http_client::try_send(addr, "GET", path, &[], b"").ok()
 }
 
 /// A child process killed and reaped on drop.
 #[derive(Debug)]
 pub struct Guarded(pub Child);
+
+impl Guarded {
+    /// Polls `ready` until it holds, for at most `limit`; panics with the
+    /// server's log if the server exits first or time runs out, so a server
+    /// that could not start says why instead of leaving a bare timeout.
+    pub fn wait_ready(
+        &mut self,
+        what: &str,
+        log: &Path,
+        limit: Duration,
+        ready: impl Fn() -> bool,
+    ) {
+        let start = Instant::now();
+        loop {
+            if ready() {
+                return;
+            }
+            let show_log = || std::fs::read_to_string(log).unwrap_or_default();
+            if let Ok(Some(status)) = self.0.try_wait() {
+                panic!(
+                    "{what} exited ({status}) before it was ready; its log:\n{}",
+                    show_log()
+                );
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{what} not ready after {limit:?}; its log:\n{}",
+                show_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
 
 impl Drop for Guarded {
     fn drop(&mut self) {
@@ -350,7 +325,7 @@ impl Drop for PgCluster {
 #[derive(Debug)]
 pub struct Influxd {
     _dir: TempDir,
-    _process: Guarded,
+    process: Guarded,
     /// Its HTTP API address.
     pub addr: SocketAddr,
 }
@@ -375,7 +350,8 @@ impl Influxd {
         );
         let config_path = dir.join("influxdb.conf");
         std::fs::write(&config_path, config).expect("write influxdb.conf");
-        let log = std::fs::File::create(dir.join("influxd.log")).expect("log file");
+        let log_path = dir.join("influxd.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(influxd)
             .arg("-config")
             .arg(&config_path)
@@ -384,14 +360,17 @@ impl Influxd {
             .stderr(log)
             .spawn()
             .expect("spawn influxd");
-        let server = Influxd {
+        let mut server = Influxd {
             _dir: dir,
-            _process: Guarded(child),
+            process: Guarded(child),
             addr: SocketAddr::from(([127, 0, 0, 1], http)),
         };
-        wait_until(Duration::from_secs(30), "influxd /ping", || {
-            try_get(server.addr, "/ping").filter(|r| r.status == 204)
-        });
+        let addr = server.addr;
+        server
+            .process
+            .wait_ready("influxd", &log_path, Duration::from_secs(30), || {
+                try_get(addr, "/ping").is_some_and(|r| r.status == 204)
+            });
         server
     }
 
@@ -431,7 +410,8 @@ impl Influxd {
 #[derive(Debug)]
 pub struct Prometheus {
     _dir: TempDir,
-    _process: Guarded,
+    process: Guarded,
+    log: PathBuf,
     /// Its HTTP API address.
     pub addr: SocketAddr,
 }
@@ -453,7 +433,8 @@ impl Prometheus {
         );
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
-        let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
+        let log_path = dir.join("prometheus.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
@@ -466,14 +447,18 @@ impl Prometheus {
             .stderr(log)
             .spawn()
             .expect("spawn prometheus");
-        let server = Prometheus {
+        let mut server = Prometheus {
             _dir: dir,
-            _process: Guarded(child),
+            process: Guarded(child),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log: log_path.clone(),
         };
-        wait_until(Duration::from_secs(30), "prometheus /-/ready", || {
-            try_get(server.addr, "/-/ready").filter(|r| r.status == 200)
-        });
+        let addr = server.addr;
+        server
+            .process
+            .wait_ready("prometheus", &log_path, Duration::from_secs(30), || {
+                try_get(addr, "/-/ready").is_some_and(|r| r.status == 200)
+            });
         server
     }
 
@@ -488,5 +473,38 @@ impl Prometheus {
             &[],
         );
         (answer.status == 200).then(|| answer.json()["data"]["result"].clone())
+    }
+
+    /// Waits up to `limit` for the instant query `promql` to give the single
+    /// value `expected`.
+    ///
+    /// # Panics
+    /// On timeout, with the last answer, the scrape targets' state and the
+    /// server's log, so a failure in CI says which side was wrong.
+    pub fn wait_for_scalar(&self, promql: &str, expected: &str, limit: Duration) {
+        let start = Instant::now();
+        let mut last = None;
+        loop {
+            let result = self.query(promql);
+            if result
+                .as_ref()
+                .and_then(|r| r[0]["value"][1].as_str())
+                .is_some_and(|value| value == expected)
+            {
+                return;
+            }
+            last = result.or(last);
+            if start.elapsed() >= limit {
+                let targets = try_get(self.addr, "/api/v1/targets")
+                    .map(|r| r.text())
+                    .unwrap_or_default();
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!(
+                    "{promql} != {expected} after {limit:?}; last answer: {last:?}\n\
+                     targets: {targets}\nlog:\n{log}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }

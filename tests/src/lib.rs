@@ -5,6 +5,8 @@
 pub mod archive;
 pub mod faults;
 pub mod hostile;
+pub mod http_client;
 pub mod kinds;
 pub mod live;
+pub mod ports;
 pub mod serve;

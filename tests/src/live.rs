@@ -3,7 +3,7 @@
 //! and `tmux` sessions as a terminal.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -178,10 +178,7 @@ impl Browser {
              package (scripts/install-test-deps.sh installs it)"
         );
         // chromedriver takes a port number, not port 0: borrow a free one.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("find a free port")
-            .port();
+        let port = crate::ports::free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
@@ -237,17 +234,15 @@ impl Browser {
     /// If the answer is not HTTP with a JSON body.
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
         let body = body.map(Value::to_string).unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        let answer = crate::http_client::try_send(
             self.addr,
-            body.len()
-        );
-        let (head, mut payload) = http_exchange(self.addr, request.as_bytes())
-            .unwrap_or_else(|e| panic!("no HTTP answer to {method} {path}: {e}"));
-        if head.contains("transfer-encoding: chunked") {
-            payload = dechunk(&payload);
-        }
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("no HTTP answer to {method} {path}: {e}"));
+        let payload = answer.body;
         serde_json::from_slice(&payload).unwrap_or_else(|e| {
             panic!(
                 "{method} {path}: not JSON ({e}): {}",
@@ -306,61 +301,6 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
-}
-
-/// Sends `request` and reads one answer: its head (lower-cased) and body,
-/// by `Content-Length` when given, else to the end of the connection.
-/// chromedriver drops a connection half-closed by the client, so unlike
-/// `serve::exchange` this keeps our side open.
-fn http_exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<(String, Vec<u8>)> {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    stream.write_all(request)?;
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let mut wanted: Option<usize> = None;
-    loop {
-        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-            if wanted.is_none() {
-                wanted = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|n| n.trim().parse().ok());
-            }
-            if let Some(length) = wanted
-                && raw.len() >= split + 4 + length
-            {
-                return Ok((head, raw[split + 4..split + 4 + length].to_vec()));
-            }
-        }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            let split = raw
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .ok_or_else(|| std::io::Error::other("connection closed before an answer"))?;
-            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-            return Ok((head, raw[split + 4..].to_vec()));
-        }
-        raw.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&body[..line_end]).trim(), 16)
-            .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = line_end + 2;
-        out.extend_from_slice(&body[start..(start + size).min(body.len())]);
-        body = &body[(start + size + 2).min(body.len())..];
-    }
-    out
 }
 
 /// Decodes standard base64 (with or without padding).

@@ -120,48 +120,7 @@ impl Drop for Aggregator {
     }
 }
 
-/// A parsed HTTP response.
-#[derive(Debug)]
-pub struct HttpResponse {
-    /// Status code.
-    pub status: u16,
-    /// Header lines as `(name, value)`.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// The first header called `name` (any case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as text.
-    ///
-    /// # Panics
-    /// If it is not UTF-8.
-    pub fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).expect("UTF-8 body")
-    }
-
-    /// The body parsed as JSON.
-    ///
-    /// # Panics
-    /// If it is not valid JSON.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "status {} body is not JSON ({e}): {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
+pub use crate::http_client::{HttpResponse, try_parse_response};
 
 /// Sends one `method path` request with `headers` and `Connection: close`,
 /// and reads the whole response.
@@ -174,16 +133,7 @@ pub fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> HttpResponse {
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if method != "GET" && method != "HEAD" {
-        text.push_str("Content-Length: 0\r\n");
-    }
-    text.push_str("\r\n");
-    let raw = exchange(addr, text.as_bytes());
-    parse_response(&raw)
+    crate::http_client::send(addr, method, path, headers, b"")
 }
 
 /// Writes `bytes` to a fresh connection, closes our side for writing, and
@@ -203,30 +153,6 @@ pub fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     raw
-}
-
-fn parse_response(raw: &[u8]) -> HttpResponse {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    HttpResponse {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
 }
 
 /// Runs `promtool check metrics` on `text`; returns its exit code and
