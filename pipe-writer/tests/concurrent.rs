@@ -3,7 +3,8 @@
 
 mod util;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,39 @@ struct Tally {
     slowest: Duration,
 }
 
+/// One reader's round: reads until it gets one complete snapshot, which
+/// must be exactly `expected`.
+fn one_round(path: &Path, expected: &[u8], tally: &mut Tally) -> Result<(), String> {
+    for _ in 0..MAX_TRIES {
+        let began = Instant::now();
+        let bytes = read_once(path, READ_DEADLINE).map_err(|e| format!("{e:?}"))?;
+        tally.slowest = tally.slowest.max(began.elapsed());
+        match verify(&bytes) {
+            Verdict::Complete { header, body } => {
+                // Never a wrong "complete".
+                if &bytes[body] != expected {
+                    return Err("a complete snapshot with the wrong body".to_owned());
+                }
+                if header.pid != std::process::id() {
+                    return Err(format!("a snapshot from PID {}", header.pid));
+                }
+                tally.complete += 1;
+                return Ok(());
+            }
+            Verdict::Empty => tally.empty += 1,
+            Verdict::Incomplete(_) => tally.incomplete += 1,
+            Verdict::Foreign => {
+                return Err(format!(
+                    "a piece that passes for foreign: {:?}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                ));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err(format!("no complete snapshot in {MAX_TRIES} tries"))
+}
+
 fn rounds(stats: usize) {
     let rounds = rounds_for(stats);
     let dir = TempDir::new(&format!("concurrent-{stats}"));
@@ -51,54 +85,50 @@ fn rounds(stats: usize) {
         .unwrap();
     let path: PathBuf = server.path().to_path_buf();
     let barrier = Arc::new(Barrier::new(READERS));
+    // A reader that fails keeps meeting the others at the barrier (doing
+    // nothing else), so one failure fails the test instead of leaving the
+    // other readers waiting at the barrier forever.
+    let failed = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let readers: Vec<_> = (0..READERS)
         .map(|reader| {
-            let (path, barrier, expected) =
-                (path.clone(), Arc::clone(&barrier), Arc::clone(&expected));
-            std::thread::spawn(move || {
+            let (path, barrier, expected, failed) = (
+                path.clone(),
+                Arc::clone(&barrier),
+                Arc::clone(&expected),
+                Arc::clone(&failed),
+            );
+            std::thread::spawn(move || -> Result<Tally, String> {
                 let mut tally = Tally::default();
+                let mut failure = None;
                 for round in 0..rounds {
                     barrier.wait();
-                    let mut tries = 0;
-                    loop {
-                        let began = Instant::now();
-                        let bytes = read_once(&path, READ_DEADLINE)
-                            .unwrap_or_else(|e| panic!("reader {reader} round {round}: {e:?}"));
-                        tally.slowest = tally.slowest.max(began.elapsed());
-                        match verify(&bytes) {
-                            Verdict::Complete { header, body } => {
-                                // Never a wrong "complete".
-                                assert_eq!(&bytes[body], &expected[..], "round {round}");
-                                assert_eq!(header.pid, std::process::id());
-                                tally.complete += 1;
-                                break;
-                            }
-                            Verdict::Empty => tally.empty += 1,
-                            Verdict::Incomplete(_) => tally.incomplete += 1,
-                            Verdict::Foreign => panic!(
-                                "reader {reader} round {round}: a piece that passes for \
-                                 foreign: {:?}",
-                                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                            ),
-                        }
-                        tries += 1;
-                        assert!(tries < MAX_TRIES, "reader {reader} round {round}: no luck");
-                        std::thread::sleep(Duration::from_millis(2));
+                    if failed.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    if let Err(error) = one_round(&path, &expected, &mut tally) {
+                        failed.store(true, Ordering::Relaxed);
+                        failure = Some(format!("reader {reader} round {round}: {error}"));
                     }
                 }
-                tally
+                failure.map_or(Ok(tally), Err)
             })
         })
         .collect();
     let mut total = Tally::default();
+    let mut failures = Vec::new();
     for reader in readers {
-        let t = reader.join().unwrap();
-        total.complete += t.complete;
-        total.empty += t.empty;
-        total.incomplete += t.incomplete;
-        total.slowest = total.slowest.max(t.slowest);
+        match reader.join().expect("a reader panicked") {
+            Ok(t) => {
+                total.complete += t.complete;
+                total.empty += t.empty;
+                total.incomplete += t.incomplete;
+                total.slowest = total.slowest.max(t.slowest);
+            }
+            Err(failure) => failures.push(failure),
+        }
     }
+    assert!(failures.is_empty(), "{failures:#?}");
     let served = server.stats();
     eprintln!(
         "{stats} stats, {READERS} readers x {rounds} rounds in {:?}: {total:?}; {served:?}",
