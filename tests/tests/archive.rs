@@ -662,19 +662,9 @@ fn prometheus_sum_over_two_aggregators_equals_both_hosts() {
     let host_b = Aggregator::serve(dir_b.path(), &[]);
     let prometheus = Prometheus::start(&[host_a.addr(), host_b.addr()]);
 
-    let scalar = |promql: &str| -> Option<String> {
-        let result = prometheus.query(promql)?;
-        result[0]["value"][1].as_str().map(str::to_owned)
-    };
-    wait_until(Duration::from_secs(30), "both aggregators scraped", || {
-        (scalar("count(up == 1)").as_deref() == Some("2")).then_some(())
-    });
-    wait_until(Duration::from_secs(10), "sum(reqs) over both hosts", || {
-        (scalar("sum(reqs)").as_deref() == Some("17")).then_some(())
-    });
-    wait_until(Duration::from_secs(10), "sum(load) over both hosts", || {
-        (scalar("sum(load)").as_deref() == Some("1.75")).then_some(())
-    });
+    prometheus.wait_for_scalar("count(up == 1)", "2", Duration::from_secs(30));
+    prometheus.wait_for_scalar("sum(reqs)", "17", Duration::from_secs(20));
+    prometheus.wait_for_scalar("sum(load)", "1.75", Duration::from_secs(20));
     let by_code = wait_until(Duration::from_secs(10), "sum by (code)", || {
         prometheus.query("sum by (code) (http_requests)")
     });
