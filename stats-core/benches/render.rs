@@ -28,6 +28,16 @@ fn busy_registry() -> Registry {
     registry
 }
 
+/// What pipe-writer's open-to-EOF benchmark serves: integer gauges with
+/// short dotted names.
+fn integer_registry() -> Registry {
+    let registry = Registry::new();
+    for i in 0..STATS {
+        registry.set(&format!("app.module{}.stat_{i:05}", i % 10), i as i64 * 7);
+    }
+    registry
+}
+
 /// What a straightforward implementation writes: one `writeln!` per line, with
 /// `{:?}` for floats so they keep their `.0`.
 fn naive_render(snapshot: &Snapshot, out: &mut Vec<u8>) {
@@ -69,6 +79,14 @@ fn render(c: &mut Criterion) {
         b.iter(|| {
             buf.clear();
             black_box(&registry).render_into(&mut buf);
+            black_box(buf.len())
+        })
+    });
+    let integers = integer_registry();
+    group.bench_function("registry_10000_integers", |b| {
+        b.iter(|| {
+            buf.clear();
+            black_box(&integers).render_into(&mut buf);
             black_box(buf.len())
         })
     });

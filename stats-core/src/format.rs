@@ -31,6 +31,80 @@ pub fn write_value(buf: &mut Vec<u8>, value: Value) {
     }
 }
 
+/// Two decimal digits for every number below 100: `"00"` … `"99"`.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// How many decimal digits `n` has (1 for 0), with no division or loop:
+/// the bit length gives the digit count or one more, a table settles it.
+#[inline]
+fn decimal_digits(n: u64) -> usize {
+    const POWERS: [u64; 20] = {
+        let mut powers = [1_u64; 20];
+        let mut i = 1;
+        while i < 20 {
+            powers[i] = powers[i - 1] * 10;
+            i += 1;
+        }
+        powers
+    };
+    // Setting the low bit never changes the digit count (powers of ten are
+    // even) and makes 0 count as one digit.
+    let n = n | 1;
+    // floor(bits * log10(2)) with log10(2) ~ 1233 / 4096.
+    let bits = 64 - n.leading_zeros() as usize;
+    let guess = (bits * 1233) >> 12;
+    guess + 1 - usize::from(n < POWERS[guess])
+}
+
+/// Appends `value` and the line's newline: what [`write_value`] and a
+/// `push(b'\n')` write, faster for integers, the common case when a
+/// registry renders thousands of lines.
+///
+/// An integer is formatted into a small buffer that is appended whole and
+/// then cut back to length: a fixed-size copy the compiler inlines, instead
+/// of a call to `memcpy` for a few bytes (which, with the name's copy, was
+/// a fifth of rendering 10,000 stats).
+#[inline]
+pub fn write_value_line_end(buf: &mut Vec<u8>, value: Value) {
+    let Value::Int(int) = value else {
+        write_value(buf, value);
+        buf.push(b'\n');
+        return;
+    };
+    // Room for i64::MIN (20 characters) and the newline.
+    let mut text = [0u8; 24];
+    let mut rest = int.unsigned_abs();
+    let digits = decimal_digits(rest);
+    let len = digits + usize::from(int < 0);
+    text[len] = b'\n';
+    let mut at = len;
+    while rest >= 100 {
+        let pair = (rest % 100) as usize * 2;
+        rest /= 100;
+        at -= 2;
+        text[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if rest >= 10 {
+        let pair = rest as usize * 2;
+        at -= 2;
+        text[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
+        at -= 1;
+        text[at] = b'0' + rest as u8;
+    }
+    if int < 0 {
+        text[0] = b'-';
+    }
+    let start = buf.len();
+    buf.extend_from_slice(&text);
+    buf.truncate(start + len + 1);
+}
+
 /// Appends one `name: value\n` line. The name must already be valid (see
 /// [`crate::name`]); registries guarantee that at creation.
 #[inline]
@@ -97,6 +171,67 @@ pub fn parse_line(line: &str) -> Result<(&str, Value), LineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line_end_matches_write_value(value: Value) {
+        let mut fast = b"prefix".to_vec();
+        write_value_line_end(&mut fast, value);
+        let mut plain = b"prefix".to_vec();
+        write_value(&mut plain, value);
+        plain.push(b'\n');
+        assert_eq!(
+            String::from_utf8_lossy(&fast),
+            String::from_utf8_lossy(&plain)
+        );
+    }
+
+    #[test]
+    fn line_end_writes_what_write_value_writes() {
+        let mut edges = vec![
+            0,
+            1,
+            -1,
+            9,
+            10,
+            99,
+            100,
+            101,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+        ];
+        for power in 1..19 {
+            let p = 10_i64.pow(power);
+            edges.extend([p - 1, p, p + 1, -(p - 1), -p, -(p + 1)]);
+        }
+        for int in edges {
+            line_end_matches_write_value(Value::Int(int));
+        }
+        for float in [0.5, -0.0, 3.0, f64::NAN, f64::INFINITY, 1e300] {
+            line_end_matches_write_value(Value::Float(float));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn line_end_agrees_on_any_integer(int: i64) {
+            line_end_matches_write_value(Value::Int(int));
+        }
+
+        #[test]
+        fn digit_count_is_the_length_of_the_decimal(n: u64) {
+            proptest::prop_assert_eq!(decimal_digits(n), n.to_string().len());
+        }
+    }
+
+    #[test]
+    fn digit_count_at_every_power_of_ten() {
+        for power in 0..20 {
+            let p = 10_u64.pow(power);
+            assert_eq!(decimal_digits(p), p.to_string().len());
+            assert_eq!(decimal_digits(p - 1), (p - 1).to_string().len().max(1));
+        }
+        assert_eq!(decimal_digits(u64::MAX), 20);
+    }
 
     fn render(v: Value) -> String {
         let mut buf = Vec::new();

@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::thread::LocalKey;
 
 use crate::cell::{Kind, Scalar};
-use crate::format::write_line;
+use crate::format::{write_line, write_value_line_end};
 use crate::handles::{Counter, Gauge};
 use crate::histogram::{Histogram, HistogramCell};
 use crate::histogram_lines;
@@ -135,7 +135,65 @@ struct Index {
     tasks: ByName<Arc<TaskCell>>,
     /// Metrics in name order, rebuilt only after a new name arrives, so a
     /// snapshot of an unchanged set of names costs one `Arc` clone.
-    sorted: Option<Arc<[Metric]>>,
+    sorted: Option<Arc<Sorted>>,
+}
+
+/// The metrics in name order, with what rendering needs laid out for it.
+struct Sorted {
+    metrics: Box<[Metric]>,
+    /// Every scalar's `name: ` back to back, in order. Rendering 10,000 stats
+    /// was dominated by fetching each name from its own heap allocation
+    /// (cache misses charged to `memmove`); this it reads front to back.
+    prefixes: Box<[u8]>,
+    /// Where each metric's prefix ends in `prefixes` (unchanged after a
+    /// metric that is not a scalar).
+    prefix_ends: Box<[usize]>,
+}
+
+impl Sorted {
+    /// Bytes of slack after the last prefix, so any prefix up to this long
+    /// can be copied as a fixed-size block (see [`Sorted::write_prefix`]).
+    const SLACK: usize = 64;
+
+    fn new(mut metrics: Vec<Metric>) -> Sorted {
+        metrics.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut prefixes = Vec::new();
+        let prefix_ends = metrics
+            .iter()
+            .map(|metric| {
+                if let Metric::Scalar(scalar) = metric {
+                    prefixes.extend_from_slice(scalar.name().as_bytes());
+                    prefixes.extend_from_slice(b": ");
+                }
+                prefixes.len()
+            })
+            .collect();
+        prefixes.resize(prefixes.len() + Sorted::SLACK, 0);
+        Sorted {
+            metrics: metrics.into(),
+            prefixes: prefixes.into(),
+            prefix_ends,
+        }
+    }
+
+    /// Appends `prefixes[start..end]`. A short one is copied as a fixed
+    /// [`Sorted::SLACK`]-byte block and cut back: an inlined copy instead of
+    /// a `memcpy` call per line.
+    #[inline]
+    fn write_prefix(&self, buf: &mut Vec<u8>, start: usize, end: usize) {
+        let len = end - start;
+        if len <= Sorted::SLACK {
+            let at = buf.len();
+            buf.extend_from_slice(&self.prefixes[start..start + Sorted::SLACK]);
+            buf.truncate(at + len);
+        } else {
+            buf.extend_from_slice(&self.prefixes[start..end]);
+        }
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, Metric> {
+        self.metrics.iter()
+    }
 }
 
 /// A set of stats, recorded by name or through handles.
@@ -280,10 +338,16 @@ impl Registry {
     /// `.current`, `.highwater` and one duration histogram per outcome.
     pub fn render_into(&self, buf: &mut Vec<u8>) {
         let sorted = self.sorted();
-        buf.reserve(sorted.len() * 32);
-        for metric in sorted.iter() {
+        // Prefixes plus room for a typical value and newline.
+        buf.reserve(sorted.prefixes.len() + sorted.metrics.len() * 12);
+        let mut prefix_start = 0;
+        for (metric, &prefix_end) in sorted.metrics.iter().zip(&*sorted.prefix_ends) {
             match metric {
-                Metric::Scalar(scalar) => write_line(buf, scalar.name(), scalar.value()),
+                Metric::Scalar(scalar) => {
+                    sorted.write_prefix(buf, prefix_start, prefix_end);
+                    write_value_line_end(buf, scalar.value());
+                    prefix_start = prefix_end;
+                }
                 Metric::Histogram(cell) => {
                     histogram_lines::render(cell.name(), &cell.distribution(), buf);
                 }
@@ -392,7 +456,7 @@ impl Registry {
         scalar
     }
 
-    fn sorted(&self) -> Arc<[Metric]> {
+    fn sorted(&self) -> Arc<Sorted> {
         let mut index = self.lock();
         if let Some(sorted) = &index.sorted {
             return Arc::clone(sorted);
@@ -405,8 +469,7 @@ impl Registry {
             .collect();
         all.extend(index.histograms.values().cloned().map(Metric::Histogram));
         all.extend(index.tasks.values().cloned().map(Metric::Task));
-        all.sort_by(|a, b| a.name().cmp(b.name()));
-        let sorted: Arc<[Metric]> = all.into();
+        let sorted = Arc::new(Sorted::new(all));
         index.sorted = Some(Arc::clone(&sorted));
         sorted
     }
