@@ -1,17 +1,18 @@
 //! What the kernel says about a process: liveness, owner, start time, and a
-//! few figures (memory, CPU, threads, descriptors) read from `/proc`.
+//! few figures (memory, CPU, threads, descriptors) read from `/proc` (those
+//! by [`pipe_writer::process_stats`], which a writer uses on itself).
 
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
 use nix::sys::signal::kill;
-use nix::time::{ClockId, clock_gettime};
-use nix::unistd::{Pid, SysconfVar, sysconf};
+use nix::unistd::Pid;
+pub use pipe_writer::process_stats::ProcessStats;
 
 /// Whether a process with this PID exists. `kill(pid, 0)`: ESRCH means dead;
 /// EPERM means alive but another user's. A reused PID reads as alive: see
@@ -42,12 +43,11 @@ pub fn owner_uid(pid: u32) -> io::Result<u32> {
         .ok_or_else(|| malformed(pid, "status", "Uid"))
 }
 
-/// When a process started, as wall-clock time: field 22 of
-/// `/proc/<pid>/stat` (clock ticks after boot) plus the boot time. The boot
-/// time is taken as `CLOCK_REALTIME - CLOCK_BOOTTIME` when the process is
-/// first seen, which is exact to a tick (the `btime` of `/proc/stat` is whole
-/// seconds only). The answer is remembered per process (see [`look`]), so
-/// asking again for the same process gives the very same `SystemTime`.
+/// When a process started, as wall-clock time
+/// ([`pipe_writer::process_stats::start_time`]: exact to a tick), read when
+/// the process is first seen. The answer is remembered per process (see
+/// [`look`]), so asking again for the same process gives the very same
+/// `SystemTime`.
 ///
 /// # Errors
 /// The process is gone, or `/proc` is not readable or not as expected.
@@ -104,9 +104,7 @@ pub fn look(pid: u32) -> io::Result<Seen> {
             return Ok(Seen { started, dir_uid });
         }
     }
-    let stat = std::fs::read_to_string(proc_path(pid, "stat"))?;
-    let fields = StatFields::parse(&stat).ok_or_else(|| malformed(pid, "stat", "fields"))?;
-    let started = boot_time()? + ticks_to_duration(fields.start_ticks);
+    let started = pipe_writer::process_stats::start_time(pid).map_err(into_io_error)?;
     // Only if the same process was there before and after the read: a PID
     // reused in between must not have its start time filed under the
     // earlier process's directory.
@@ -220,84 +218,6 @@ fn check_owner_slowly(pid: u32, fifo_uid: u32) -> Result<(), PipeFault> {
     }
 }
 
-/// Basic figures about one process, for `/processes` and `show`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ProcessStats {
-    /// The PID.
-    pub pid: u32,
-    /// Resident memory, bytes (`VmRSS`).
-    pub rss_bytes: u64,
-    /// User plus system CPU time used.
-    pub cpu: Duration,
-    /// Number of threads.
-    pub threads: u64,
-    /// Open file descriptors (`None` when `/proc/<pid>/fd` is not readable).
-    pub open_fds: Option<u64>,
-    /// Time since the process started.
-    pub uptime: Duration,
-    /// The process's effective user ID.
-    pub uid: u32,
-}
-
-impl ProcessStats {
-    /// Reads the figures of process `pid` from `/proc`.
-    ///
-    /// # Errors
-    /// The process is gone, or `/proc` is not readable or not as expected.
-    pub fn read(pid: u32) -> io::Result<ProcessStats> {
-        let stat = std::fs::read_to_string(proc_path(pid, "stat"))?;
-        let fields = StatFields::parse(&stat).ok_or_else(|| malformed(pid, "stat", "fields"))?;
-        let status = std::fs::read_to_string(proc_path(pid, "status"))?;
-        // Kernel threads have no VmRSS line: they use no user memory.
-        let rss_kib: u64 = status_field(&status, "VmRSS:")
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        let uid = status_field(&status, "Uid:")
-            .and_then(|uids| uids.split_whitespace().nth(1)?.parse().ok())
-            .ok_or_else(|| malformed(pid, "status", "Uid"))?;
-        let open_fds = std::fs::read_dir(proc_path(pid, "fd"))
-            .ok()
-            .map(|dir| dir.count() as u64);
-        let started = boot_time()? + ticks_to_duration(fields.start_ticks);
-        Ok(ProcessStats {
-            pid,
-            rss_bytes: rss_kib * 1024,
-            cpu: ticks_to_duration(fields.utime_ticks + fields.stime_ticks),
-            threads: fields.threads,
-            open_fds,
-            uptime: SystemTime::now()
-                .duration_since(started)
-                .unwrap_or(Duration::ZERO),
-            uid,
-        })
-    }
-}
-
-/// The fields of `/proc/<pid>/stat` we use. The command name (field 2) is in
-/// parentheses and may hold spaces and `)`, so fields are counted after the
-/// LAST `)`: field 3 is the first one there.
-struct StatFields {
-    utime_ticks: u64,
-    stime_ticks: u64,
-    threads: u64,
-    start_ticks: u64,
-}
-
-impl StatFields {
-    fn parse(stat: &str) -> Option<StatFields> {
-        let after_comm = &stat[stat.rfind(')')? + 1..];
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        // Field n (1-based, as in proc(5)) is fields[n - 3].
-        let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
-        Some(StatFields {
-            utime_ticks: field(14)?,
-            stime_ticks: field(15)?,
-            threads: field(20)?,
-            start_ticks: field(22)?,
-        })
-    }
-}
-
 fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     status.lines().find_map(|line| line.strip_prefix(key))
 }
@@ -313,45 +233,20 @@ fn malformed(pid: u32, file: &str, what: &str) -> io::Error {
     )
 }
 
-/// Clock ticks per second (`_SC_CLK_TCK`, 100 on Linux), asked once: glibc's
-/// `sysconf` is slow enough to show in a 1,000-pipe pass.
-fn ticks_per_second() -> u64 {
-    static HZ: OnceLock<u64> = OnceLock::new();
-    *HZ.get_or_init(|| match sysconf(SysconfVar::CLK_TCK) {
-        Ok(Some(hz)) if hz > 0 => hz as u64,
-        _ => 100,
-    })
-}
-
-fn ticks_to_duration(ticks: u64) -> Duration {
-    let hz = ticks_per_second();
-    Duration::from_secs(ticks / hz) + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz)
-}
-
-/// The wall-clock time of boot: now minus the time since boot (suspend
-/// included, as in the start time of `/proc/<pid>/stat`).
-fn boot_time() -> io::Result<SystemTime> {
-    let since_boot = clock_gettime(ClockId::CLOCK_BOOTTIME).map_err(io::Error::from)?;
-    let since_boot = Duration::from(since_boot);
-    SystemTime::now()
-        .checked_sub(since_boot)
-        .ok_or_else(|| io::Error::other("boot time before the Unix epoch"))
+/// Keeps the error's kind (a vanished process reads as `NotFound`) and its
+/// message, which names the file.
+fn into_io_error(error: pipe_writer::Error) -> io::Error {
+    let kind = match &error {
+        pipe_writer::Error::Proc { errno, .. } => io::Error::from(*errno).kind(),
+        _ => io::ErrorKind::InvalidData,
+    };
+    io::Error::new(kind, error)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
-
-    #[test]
-    fn stat_fields_are_counted_after_the_last_paren() {
-        let stat = "42 (a) b (c)) R 1 42 42 0 -1 4194304 100 0 0 0 7 3 0 0 20 0 5 0 12345 1000 200";
-        let fields = StatFields::parse(stat).unwrap();
-        assert_eq!(fields.utime_ticks, 7);
-        assert_eq!(fields.stime_ticks, 3);
-        assert_eq!(fields.threads, 5);
-        assert_eq!(fields.start_ticks, 12345);
-    }
 
     #[test]
     fn own_process_is_alive_with_our_uid_and_a_recent_start() {

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 
-/// Why a pipe could not be set up or served. Every variant names the path it
-/// is about.
+/// Why a pipe could not be set up or served, or a process's figures read.
+/// Every variant names the path it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
@@ -83,6 +83,20 @@ pub enum Error {
         /// The FIFO path.
         path: PathBuf,
     },
+    /// A file under `/proc/<pid>` could not be read (the process is gone).
+    Proc {
+        /// The file, e.g. `/proc/4242/stat`.
+        path: PathBuf,
+        /// The system's reason.
+        errno: Errno,
+    },
+    /// A file under `/proc/<pid>` does not read as expected.
+    ProcMalformed {
+        /// The file.
+        path: PathBuf,
+        /// What could not be found in it.
+        what: &'static str,
+    },
 }
 
 impl std::fmt::Display for Error {
@@ -142,6 +156,10 @@ impl std::fmt::Display for Error {
             ),
             Error::Panicked { path } => {
                 write!(f, "the thread serving {} panicked", path.display())
+            }
+            Error::Proc { path, errno } => write!(f, "cannot read {}: {errno}", path.display()),
+            Error::ProcMalformed { path, what } => {
+                write!(f, "{}: no readable {what}", path.display())
             }
         }
     }

@@ -9,6 +9,14 @@
 //! removes the FIFO. The protocol, and why it is built this way, is in
 //! FORMAT.md ("Serving protocol").
 //!
+//! Every snapshot also carries the process's own figures, as the reserved
+//! `process.*` lines ([`process_stats`]): `process.rss_bytes`,
+//! `process.cpu_seconds` (a `#counter`), `process.threads`,
+//! `process.open_fds` and `process.uptime_seconds` (a `#max`). They are read
+//! from `/proc/self` in the background once a second, so they are at most
+//! about a second old (uptime is exact), and a reader never waits for
+//! `/proc`. [`Builder::process_stats`]`(false)` leaves them out.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use stats_core::Registry;
@@ -30,8 +38,17 @@
 //! let pid = std::process::id();
 //! assert!(text.starts_with(&format!("#stats-pipe: 1\n#pid: {pid}\n#seq: 0\n#time: ")));
 //! let Verdict::Complete { body, .. } = verify(text.as_bytes()) else { panic!("{text}") };
+//! let (own, ours): (Vec<&str>, Vec<&str>) =
+//!     text[body].lines().partition(|line| line.contains("process."));
 //! // `#counter` tells a reader `requests` only counts up (FORMAT.md, kinds).
-//! assert_eq!(&text[body], "#counter requests: 1\nload avg: 0.5\nrequests: 3\n");
+//! assert_eq!(ours, ["#counter requests: 1", "load avg: 0.5", "requests: 3"]);
+//! // The process's own figures, sorted in among the stats.
+//! let names: Vec<&str> = own.iter().map(|line| line.rsplit_once(": ").unwrap().0).collect();
+//! assert_eq!(names, [
+//!     "#counter process.cpu_seconds", "#max process.uptime_seconds",
+//!     "process.cpu_seconds", "process.open_fds", "process.rss_bytes",
+//!     "process.threads", "process.uptime_seconds",
+//! ]);
 //!
 //! // Each open sees the stats of that moment.
 //! registry.incr("requests", 1);
@@ -52,6 +69,7 @@ mod error;
 mod fifo;
 pub mod input;
 mod pool;
+pub mod process_stats;
 mod send;
 mod server;
 mod snapshot;

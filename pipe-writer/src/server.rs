@@ -16,6 +16,7 @@ use crate::dir::{Existing, PipeDir, resolve};
 use crate::error::Error;
 use crate::fifo::{Fifo, FileId, check_proc};
 use crate::pool::Pool;
+use crate::process_stats::OwnFigures;
 use crate::send::{Delivery, Sent, pipe_max_size};
 use crate::snapshot::{Snapshotter, Source};
 use crate::sweep::{self, Retired};
@@ -50,6 +51,7 @@ pub struct Builder {
     mode: u32,
     source: Source,
     stall_timeout: Duration,
+    process_stats: bool,
 }
 
 impl Default for Builder {
@@ -60,13 +62,15 @@ impl Default for Builder {
 
 impl Builder {
     /// Serve [`Registry::global`] in the default directory, FIFO mode
-    /// [`DEFAULT_MODE`], stall timeout [`DEFAULT_STALL_TIMEOUT`].
+    /// [`DEFAULT_MODE`], stall timeout [`DEFAULT_STALL_TIMEOUT`], with the
+    /// process's own figures.
     pub fn new() -> Builder {
         Builder {
             dir: None,
             mode: DEFAULT_MODE,
             source: Source::Global,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            process_stats: true,
         }
     }
 
@@ -92,6 +96,17 @@ impl Builder {
     /// How long readers that stop reading may hold up the serving thread.
     pub fn stall_timeout(mut self, timeout: Duration) -> Builder {
         self.stall_timeout = timeout;
+        self
+    }
+
+    /// Whether every snapshot carries the process's own figures (on by
+    /// default): `process.rss_bytes`, `process.cpu_seconds`,
+    /// `process.threads`, `process.open_fds` and `process.uptime_seconds`
+    /// (see [`crate::process_stats`]). They are read from `/proc/self` in the
+    /// background, once a second, so they are at most about a second old
+    /// (uptime is exact); a reader never waits for `/proc`.
+    pub fn process_stats(mut self, on: bool) -> Builder {
+        self.process_stats = on;
         self
     }
 
@@ -126,6 +141,12 @@ impl Builder {
             error: Mutex::new(None),
         });
         let seq = Arc::new(AtomicU64::new(0));
+        let own = self.process_stats.then(|| {
+            let own = Arc::new(OwnFigures::default());
+            // Read here, not on a reader's clock; the sweeper refreshes them.
+            own.refresh();
+            own
+        });
         let pipe_max = pipe_max_size();
         let (retire, inbox) = crossbeam_channel::unbounded();
         if let Some(stale) = stale {
@@ -144,7 +165,9 @@ impl Builder {
         };
 
         let sweeper_shared = Arc::clone(&shared);
-        let mut sweeper_snapshots = Snapshotter::new(self.source.clone(), pid, Arc::clone(&seq));
+        let mut sweeper_snapshots =
+            Snapshotter::new(self.source.clone(), pid, Arc::clone(&seq), own.clone());
+        let sweeper_own = own.clone();
         let stall = self.stall_timeout;
         let sweeping = std::thread::Builder::new()
             .name("stats-pipe-orphans".into())
@@ -156,6 +179,7 @@ impl Builder {
                     &delivery,
                     &sweeper_shared.counters,
                     &sweeper_shared.stop,
+                    sweeper_own.as_deref(),
                 );
             })
             .map_err(|e| {
@@ -170,7 +194,7 @@ impl Builder {
             mode: self.mode,
             shared: Arc::clone(&shared),
             current: first,
-            snapshotter: Snapshotter::new(self.source, pid, seq),
+            snapshotter: Snapshotter::new(self.source, pid, seq, own),
             retire,
         };
         let serving = std::thread::Builder::new()

@@ -28,17 +28,22 @@
 //! is still attached [`SETTLE`] later (a `cat` blocked on a slow terminal)
 //! can be sent one extra snapshot (its read shows two envelopes:
 //! recognisably not one complete snapshot); never more than one.
+//!
+//! The same thread keeps the process's own figures fresh (the `process.*`
+//! lines, [`crate::process_stats`]): it re-reads `/proc/self` every
+//! [`REFRESH`], so no reader ever waits for `/proc`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use nix::errno::Errno;
 
 use crate::counters::Counters;
 use crate::fifo::Fifo;
+use crate::process_stats::{OwnFigures, REFRESH};
 use crate::send::Delivery;
 use crate::snapshot::Snapshotter;
 
@@ -105,13 +110,15 @@ impl Watched {
     }
 }
 
-/// Runs until the serving thread drops its end of `inbox`.
+/// Runs until the serving thread drops its end of `inbox`, refreshing `own`
+/// every [`REFRESH`] if given.
 pub(crate) fn run(
     inbox: &Receiver<Retired>,
     snapshotter: &mut Snapshotter,
     delivery: &Delivery,
     counters: &Counters,
     stop: &Arc<AtomicBool>,
+    own: Option<&OwnFigures>,
 ) {
     let mut watched: VecDeque<Watched> = VecDeque::new();
     let mut sweeper = Sweeper {
@@ -120,12 +127,19 @@ pub(crate) fn run(
         counters,
         stop,
     };
+    // The server read the figures once as it started.
+    let mut next_refresh = Instant::now() + REFRESH;
     loop {
         let mut hung_up = false;
         if watched.is_empty() {
-            match inbox.recv() {
+            let received = match own {
+                Some(_) => inbox.recv_deadline(next_refresh),
+                None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match received {
                 Ok(retired) => watched.push_back(Watched::new(retired, Instant::now())),
-                Err(_) => hung_up = true,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => hung_up = true,
             }
         } else {
             // Parked, not waiting on the channel: a send to a channel with
@@ -133,7 +147,10 @@ pub(crate) fn run(
             // never pays a wake-up per snapshot. Shutdown unparks us. FIFOs
             // retired meanwhile are due no sooner than SETTLE from now.
             let now = Instant::now();
-            let due = watched.iter().map(|w| w.next_probe).min().unwrap_or(now);
+            let mut due = watched.iter().map(|w| w.next_probe).min().unwrap_or(now);
+            if own.is_some() {
+                due = due.min(next_refresh);
+            }
             std::thread::park_timeout(due.saturating_duration_since(now).min(SETTLE));
         }
         let now = Instant::now();
@@ -163,6 +180,12 @@ pub(crate) fn run(
             }
         }
         watched.retain_mut(|w| w.probe_if_due(&mut sweeper, now));
+        if let Some(own) = own
+            && now >= next_refresh
+        {
+            own.refresh();
+            next_refresh = Instant::now() + REFRESH;
+        }
     }
 }
 

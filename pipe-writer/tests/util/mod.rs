@@ -132,6 +132,7 @@ pub fn stalling_server(dir: &TempDir) -> (Arc<Registry>, pipe_writer::Server) {
         .dir(dir.path())
         .registry(Arc::clone(&registry))
         .stall_timeout(Duration::from_millis(200))
+        .process_stats(false)
         .start()
         .unwrap();
     (registry, server)

@@ -31,6 +31,15 @@ INPUT (one command per line on stdin):
   (tabs included) or start with '#'. Blank lines are ignored; any other bad
   line is reported on stderr with its line number and skipped.
 
+PROCESS STATS:
+  Every snapshot also carries this process's own figures, read from /proc
+  once a second in the background (at most about a second old; uptime is
+  exact): process.rss_bytes, process.cpu_seconds (a counter),
+  process.threads, process.open_fds, process.uptime_seconds (merged host-wide
+  by max). The 'process.' prefix is reserved for them; a stat set on stdin
+  under one of these names replaces that line. --no-process-stats leaves
+  them out.
+
 LIFETIME:
   Serves from start-up until stdin closes, then removes the FIFO and exits 0.
   If the FIFO disappears from its path (the pipe directory was removed, or
@@ -63,6 +72,11 @@ struct Args {
     /// Print the FIFO's path on stdout once it is being served
     #[arg(long)]
     print_path: bool,
+
+    /// Leave out this process's own process.* lines (memory, CPU, threads,
+    /// open fds, uptime)
+    #[arg(long)]
+    no_process_stats: bool,
 
     /// Restore SIGPIPE's default action first (tests: a host program that
     /// does so must survive readers that hang up)
@@ -111,7 +125,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         .thread_block()
         .map_err(|e| format!("cannot block SIGINT/SIGTERM: {e}"))?;
 
-    let mut builder = pipe_writer::Builder::new().mode(args.mode);
+    let mut builder = pipe_writer::Builder::new()
+        .mode(args.mode)
+        .process_stats(!args.no_process_stats);
     if let Some(dir) = &args.dir {
         builder = builder.dir(dir);
     }

@@ -1,0 +1,357 @@
+//! A process's own figures read from `/proc/<pid>`: resident memory, CPU
+//! time, threads, open descriptors, uptime. The aggregator reads them for
+//! every source it lists; a writer reads its own in the background and
+//! appends them to each snapshot as the reserved `process.*` lines.
+//!
+//! Everything but the descriptor count comes from one read of
+//! `/proc/<pid>/stat`: rendering `/proc/<pid>/status` costs the kernel
+//! several times more, and its `VmRSS` is the same counter as field 24
+//! (`rss`, in pages) of `stat`.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use nix::errno::Errno;
+use nix::time::{ClockId, clock_gettime};
+use nix::unistd::{SysconfVar, sysconf};
+use stats_core::Value;
+use stats_core::kinds::WireKind;
+
+use crate::error::Error;
+
+/// Basic figures about one process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessStats {
+    /// The PID.
+    pub pid: u32,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// User plus system CPU time used.
+    pub cpu: Duration,
+    /// Number of threads.
+    pub threads: u64,
+    /// Open file descriptors (`None` when `/proc/<pid>/fd` is not readable:
+    /// another user's process, or no descriptor left to read it with).
+    pub open_fds: Option<u64>,
+    /// Time since the process started.
+    pub uptime: Duration,
+}
+
+impl ProcessStats {
+    /// Reads the figures of process `pid` from `/proc`.
+    ///
+    /// # Errors
+    /// The process is gone ([`Error::Proc`]), or `/proc/<pid>/stat` is not
+    /// as expected ([`Error::ProcMalformed`]).
+    pub fn read(pid: u32) -> Result<ProcessStats, Error> {
+        let fields = StatFields::read(&pid.to_string())?;
+        // Another process's directory: nothing of ours is counted in it.
+        let open_fds = count_entries(&format!("/proc/{pid}/fd"));
+        Ok(fields.into_stats(pid, open_fds))
+    }
+
+    /// Reads this process's figures through `/proc/self`.
+    ///
+    /// # Errors
+    /// As [`ProcessStats::read`].
+    pub fn read_self() -> Result<ProcessStats, Error> {
+        let fields = StatFields::read("self")?;
+        // Reading the directory takes a descriptor, listed there too.
+        let open_fds = count_entries("/proc/self/fd").map(|n| n.saturating_sub(1));
+        Ok(fields.into_stats(std::process::id(), open_fds))
+    }
+}
+
+/// When process `pid` started, as wall-clock time: field 22 of
+/// `/proc/<pid>/stat` (clock ticks after boot) plus the boot time, taken as
+/// `CLOCK_REALTIME - CLOCK_BOOTTIME` now; exact to a tick (the `btime` of
+/// `/proc/stat` is whole seconds only). Wall-clock time moves with the
+/// clock, so two answers for one process may differ by the clock's steps.
+///
+/// # Errors
+/// As [`ProcessStats::read`].
+pub fn start_time(pid: u32) -> Result<SystemTime, Error> {
+    let fields = StatFields::read(&pid.to_string())?;
+    let since_boot = since_boot();
+    let boot = SystemTime::now()
+        .checked_sub(since_boot)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    Ok(boot + fields.started_after_boot())
+}
+
+/// The fields of `/proc/<pid>/stat` we use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StatFields {
+    utime_ticks: u64,
+    stime_ticks: u64,
+    threads: u64,
+    start_ticks: u64,
+    rss_pages: u64,
+}
+
+impl StatFields {
+    /// Reads `/proc/<which>/stat` (`which`: a PID or `self`).
+    fn read(which: &str) -> Result<StatFields, Error> {
+        let path = PathBuf::from(format!("/proc/{which}/stat"));
+        let bytes = std::fs::read(&path).map_err(|e| Error::Proc {
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+            path: path.clone(),
+        })?;
+        StatFields::parse(&bytes).ok_or(Error::ProcMalformed {
+            path,
+            what: "fields",
+        })
+    }
+
+    /// The command name (field 2) is in parentheses and may hold spaces and
+    /// `)`, so fields are counted after the LAST `)`: field 3 is the first
+    /// one there.
+    fn parse(stat: &[u8]) -> Option<StatFields> {
+        let after_comm = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
+        let mut fields = after_comm
+            .split(u8::is_ascii_whitespace)
+            .filter(|f| !f.is_empty());
+        // Field n (1-based, as in proc(5)); `nth` moves on, so each call
+        // counts from the field after the last one taken.
+        let mut at = 3;
+        let mut field = |n: usize| -> Option<u64> {
+            let text = fields.nth(n - at)?;
+            at = n + 1;
+            std::str::from_utf8(text).ok()?.parse().ok()
+        };
+        Some(StatFields {
+            utime_ticks: field(14)?,
+            stime_ticks: field(15)?,
+            threads: field(20)?,
+            start_ticks: field(22)?,
+            rss_pages: field(24)?,
+        })
+    }
+
+    fn started_after_boot(&self) -> Duration {
+        ticks_to_duration(self.start_ticks)
+    }
+
+    fn into_stats(self, pid: u32, open_fds: Option<u64>) -> ProcessStats {
+        ProcessStats {
+            pid,
+            rss_bytes: self.rss_pages.saturating_mul(page_size()),
+            cpu: ticks_to_duration(self.utime_ticks + self.stime_ticks),
+            threads: self.threads,
+            open_fds,
+            uptime: since_boot().saturating_sub(self.started_after_boot()),
+        }
+    }
+}
+
+fn count_entries(dir: &str) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .ok()
+        .map(|entries| entries.count() as u64)
+}
+
+/// Time since boot, suspend included: the clock the start time of
+/// `/proc/<pid>/stat` counts on, so uptime needs no wall-clock time.
+fn since_boot() -> Duration {
+    clock_gettime(ClockId::CLOCK_BOOTTIME).map_or(Duration::ZERO, Duration::from)
+}
+
+/// Clock ticks per second (`_SC_CLK_TCK`, 100 on Linux), asked once: glibc's
+/// `sysconf` is slow enough to show in a 1,000-pipe pass.
+fn ticks_per_second() -> u64 {
+    static HZ: OnceLock<u64> = OnceLock::new();
+    *HZ.get_or_init(|| match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(hz)) if hz > 0 => hz as u64,
+        _ => 100,
+    })
+}
+
+fn page_size() -> u64 {
+    static PAGE: OnceLock<u64> = OnceLock::new();
+    *PAGE.get_or_init(|| match sysconf(SysconfVar::PAGE_SIZE) {
+        Ok(Some(size)) if size > 0 => size as u64,
+        _ => 4096,
+    })
+}
+
+fn ticks_to_duration(ticks: u64) -> Duration {
+    let hz = ticks_per_second();
+    Duration::from_secs(ticks / hz) + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz)
+}
+
+/// The names of the lines a writer appends about its own process; the
+/// `process.` prefix is reserved for them (FORMAT.md, "Process stats").
+pub const RSS_BYTES: &str = "process.rss_bytes";
+/// See [`RSS_BYTES`]; a `#counter` (host-wide CPU time keeps what exited
+/// processes used).
+pub const CPU_SECONDS: &str = "process.cpu_seconds";
+/// See [`RSS_BYTES`].
+pub const THREADS: &str = "process.threads";
+/// See [`RSS_BYTES`].
+pub const OPEN_FDS: &str = "process.open_fds";
+/// See [`RSS_BYTES`]; a `#max` (host-wide: the oldest live process).
+pub const UPTIME_SECONDS: &str = "process.uptime_seconds";
+
+/// How often a writer re-reads its own figures (on its orphan-sweeper
+/// thread, never on a reader's clock): the figures in a snapshot are at most
+/// about this old. Uptime is exact: it is worked out when the snapshot is.
+pub(crate) const REFRESH: Duration = Duration::from_secs(1);
+
+/// The writer's latest figures about itself, refreshed in the background
+/// and copied into every snapshot.
+#[derive(Debug, Default)]
+pub(crate) struct OwnFigures {
+    latest: Mutex<Option<Latest>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Latest {
+    fields: StatFields,
+    open_fds: Option<u64>,
+}
+
+impl OwnFigures {
+    /// Re-reads `/proc/self`; on failure the lines are left out until a
+    /// read succeeds again, rather than served stale.
+    pub(crate) fn refresh(&self) {
+        let latest = StatFields::read("self").ok().map(|fields| Latest {
+            fields,
+            open_fds: count_entries("/proc/self/fd").map(|n| n.saturating_sub(1)),
+        });
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = latest;
+    }
+
+    /// The `process.*` lines of this moment, in name order (`None` for a
+    /// figure not known); all `None` before the first successful read.
+    pub(crate) fn lines(&self) -> [Option<OwnLine>; 5] {
+        let latest = *self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(Latest { fields, open_fds }) = latest else {
+            return [None; 5];
+        };
+        let stats = fields.into_stats(std::process::id(), open_fds);
+        let line = |name, value, kind| Some(OwnLine { name, value, kind });
+        [
+            line(
+                CPU_SECONDS,
+                Value::Float(stats.cpu.as_secs_f64()),
+                Some(WireKind::Counter),
+            ),
+            stats
+                .open_fds
+                .and_then(|fds| line(OPEN_FDS, Value::from(fds), None)),
+            line(RSS_BYTES, Value::from(stats.rss_bytes), None),
+            line(THREADS, Value::from(stats.threads), None),
+            line(
+                UPTIME_SECONDS,
+                Value::Float(stats.uptime.as_secs_f64()),
+                Some(WireKind::Max),
+            ),
+        ]
+    }
+}
+
+/// One `process.*` line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct OwnLine {
+    pub(crate) name: &'static str,
+    pub(crate) value: Value,
+    /// How a reader merges it; `None`: a gauge (summed over live processes).
+    pub(crate) kind: Option<WireKind>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_last_paren() {
+        let stat = b"42 (a) b (c)) R 1 42 42 0 -1 4194304 100 0 0 0 7 3 0 0 20 0 5 0 12345 1000 200 18446744073709551615";
+        let fields = StatFields::parse(stat).unwrap();
+        assert_eq!(
+            fields,
+            StatFields {
+                utime_ticks: 7,
+                stime_ticks: 3,
+                threads: 5,
+                start_ticks: 12345,
+                rss_pages: 200,
+            }
+        );
+        assert_eq!(StatFields::parse(b"42 (a) R 1 2 3"), None);
+        assert_eq!(StatFields::parse(b"no paren at all"), None);
+    }
+
+    #[test]
+    fn own_figures_match_proc_status() {
+        let me = ProcessStats::read(std::process::id()).unwrap();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let field = |key: &str| -> u64 {
+            let line = status.lines().find_map(|l| l.strip_prefix(key)).unwrap();
+            line.split_whitespace().next().unwrap().parse().unwrap()
+        };
+        let rss = field("VmRSS:") * 1024;
+        assert!(
+            me.rss_bytes.abs_diff(rss) < rss / 4,
+            "stat says {} bytes, status {rss}",
+            me.rss_bytes
+        );
+        assert!(me.threads >= 1);
+        assert!(me.open_fds.unwrap() >= 3);
+        assert!(me.uptime < Duration::from_secs(3600), "{:?}", me.uptime);
+        let started = start_time(std::process::id()).unwrap();
+        let age = SystemTime::now().duration_since(started).unwrap();
+        assert!(age.abs_diff(me.uptime) < Duration::from_millis(100));
+
+        // Through /proc/self the directory's own descriptor is not counted.
+        let own = ProcessStats::read_self().unwrap();
+        assert_eq!(own.pid, std::process::id());
+        assert!(own.open_fds.unwrap() >= 3);
+    }
+
+    #[test]
+    fn a_missing_process_is_an_error_naming_its_path() {
+        // PIDs above pid_max (at most 2^22) never exist.
+        let error = ProcessStats::read(u32::MAX).unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                Error::Proc {
+                    errno: Errno::ENOENT,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            format!("cannot read /proc/{}/stat: {}", u32::MAX, Errno::ENOENT)
+        );
+    }
+
+    #[test]
+    fn own_lines_come_in_name_order_with_their_kinds() {
+        let figures = OwnFigures::default();
+        assert_eq!(figures.lines(), [None; 5], "nothing before the first read");
+        figures.refresh();
+        let lines = figures.lines().map(Option::unwrap);
+        let names = lines.map(|line| line.name);
+        assert_eq!(
+            names,
+            [CPU_SECONDS, OPEN_FDS, RSS_BYTES, THREADS, UPTIME_SECONDS]
+        );
+        let kinds = lines.map(|line| line.kind);
+        assert_eq!(
+            kinds,
+            [
+                Some(WireKind::Counter),
+                None,
+                None,
+                None,
+                Some(WireKind::Max)
+            ]
+        );
+        assert!(lines[0].value.is_float() && lines[4].value.is_float());
+        assert!(!lines[2].value.is_float() && lines[2].value.as_f64() > 0.0);
+    }
+}
