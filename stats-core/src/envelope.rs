@@ -55,14 +55,7 @@ pub fn write_header(buf: &mut Vec<u8>, header: &Header) {
 
 /// Appends the `#end: <bytes before it>` line that closes a snapshot.
 pub fn write_trailer(buf: &mut Vec<u8>) {
-    write_trailer_after(buf, 0);
-}
-
-/// Appends the trailer of a snapshot sent in parts: `already_sent` bytes of
-/// it went out before what is left in `buf` (see
-/// [`crate::Registry::render_chunked`]).
-pub fn write_trailer_after(buf: &mut Vec<u8>, already_sent: usize) {
-    let before = already_sent + buf.len();
+    let before = buf.len();
     write_line(buf, END_LINE, Value::from(before));
 }
 
@@ -164,25 +157,6 @@ fn contains_line_start(bytes: &[u8], line_start: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_snapshot_sent_in_parts_verifies_as_one() {
-        let mut whole = Vec::new();
-        let header = Header {
-            pid: 7,
-            seq: 3,
-            time: 1.5,
-        };
-        write_header(&mut whole, &header);
-        for i in 0..50 {
-            write_line(&mut whole, &format!("s{i}"), Value::Int(i));
-        }
-        let cut = whole.len() / 2;
-        let mut rest = whole.split_off(cut);
-        write_trailer_after(&mut rest, whole.len());
-        whole.extend_from_slice(&rest);
-        assert!(matches!(verify(&whole), Verdict::Complete { .. }));
-    }
 
     fn sample() -> Vec<u8> {
         let mut buf = Vec::new();

@@ -138,29 +138,6 @@ struct Index {
     sorted: Option<Arc<Sorted>>,
 }
 
-/// The flush of an unchunked render: never called, as no buffer reaches
-/// `usize::MAX` bytes.
-fn never_flush(_: &mut Vec<u8>) -> Result<(), std::convert::Infallible> {
-    Ok(())
-}
-
-/// Appends a task's lines: its outcome counters, `.current`, `.highwater`
-/// and one duration histogram per outcome.
-fn render_task(task: &TaskCell, buf: &mut Vec<u8>) {
-    for counter in task.outcome_counters() {
-        write_line(buf, counter.name(), counter.value());
-    }
-    write_line(buf, &task.sub_name("current"), Value::Int(task.current()));
-    write_line(
-        buf,
-        &task.sub_name("highwater"),
-        Value::Int(task.highwater()),
-    );
-    for histogram in task.duration_histograms() {
-        histogram_lines::render(histogram.name(), &histogram.distribution(), buf);
-    }
-}
-
 /// The metrics in name order, with what rendering needs laid out for it.
 struct Sorted {
     metrics: Box<[Metric]>,
@@ -216,67 +193,6 @@ impl Sorted {
 
     fn iter(&self) -> std::slice::Iter<'_, Metric> {
         self.metrics.iter()
-    }
-
-    /// [`Registry::render_into`], flushing at `chunk` bytes.
-    fn render_values<E>(
-        &self,
-        buf: &mut Vec<u8>,
-        chunk: usize,
-        flush: &mut impl FnMut(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<(), E> {
-        // Prefixes plus room for a typical value and newline.
-        let whole = self.prefixes.len() + self.metrics.len() * 12;
-        buf.reserve(whole.min(chunk.saturating_add(Sorted::SLACK)));
-        let mut prefix_start = 0;
-        for (metric, &prefix_end) in self.metrics.iter().zip(&*self.prefix_ends) {
-            match metric {
-                Metric::Scalar(scalar) => {
-                    self.write_prefix(buf, prefix_start, prefix_end);
-                    write_value_line_end(buf, scalar.value());
-                    prefix_start = prefix_end;
-                }
-                Metric::Histogram(cell) => {
-                    histogram_lines::render(cell.name(), &cell.distribution(), buf);
-                }
-                Metric::Task(task) => render_task(task, buf),
-            }
-            if buf.len() >= chunk {
-                flush(buf)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// [`Registry::render_kinds_into`], flushing at `chunk` bytes.
-    fn render_kinds<E>(
-        &self,
-        buf: &mut Vec<u8>,
-        chunk: usize,
-        flush: &mut impl FnMut(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<(), E> {
-        for metric in self.iter() {
-            match metric {
-                Metric::Scalar(scalar) if scalar.kind() == Kind::Counter => {
-                    write_kind_line(buf, WireKind::Counter, scalar.name());
-                }
-                Metric::Scalar(_) => continue,
-                Metric::Histogram(cell) => write_kind_line(buf, WireKind::Histogram, cell.name()),
-                Metric::Task(task) => {
-                    for counter in task.outcome_counters() {
-                        write_kind_line(buf, WireKind::Counter, counter.name());
-                    }
-                    write_kind_line(buf, WireKind::Max, &task.sub_name("highwater"));
-                    for histogram in task.duration_histograms() {
-                        write_kind_line(buf, WireKind::Histogram, histogram.name());
-                    }
-                }
-            }
-            if buf.len() >= chunk {
-                flush(buf)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -421,64 +337,60 @@ impl Registry {
     /// [`crate::histogram_lines`], a task as its outcome counters,
     /// `.current`, `.highwater` and one duration histogram per outcome.
     pub fn render_into(&self, buf: &mut Vec<u8>) {
-        let Ok(()) = self
-            .sorted()
-            .render_values(buf, usize::MAX, &mut never_flush);
+        let sorted = self.sorted();
+        // Prefixes plus room for a typical value and newline.
+        buf.reserve(sorted.prefixes.len() + sorted.metrics.len() * 12);
+        let mut prefix_start = 0;
+        for (metric, &prefix_end) in sorted.metrics.iter().zip(&*sorted.prefix_ends) {
+            match metric {
+                Metric::Scalar(scalar) => {
+                    sorted.write_prefix(buf, prefix_start, prefix_end);
+                    write_value_line_end(buf, scalar.value());
+                    prefix_start = prefix_end;
+                }
+                Metric::Histogram(cell) => {
+                    histogram_lines::render(cell.name(), &cell.distribution(), buf);
+                }
+                Metric::Task(task) => {
+                    for counter in task.outcome_counters() {
+                        write_line(buf, counter.name(), counter.value());
+                    }
+                    write_line(buf, &task.sub_name("current"), Value::Int(task.current()));
+                    write_line(
+                        buf,
+                        &task.sub_name("highwater"),
+                        Value::Int(task.highwater()),
+                    );
+                    for histogram in task.duration_histograms() {
+                        histogram_lines::render(histogram.name(), &histogram.distribution(), buf);
+                    }
+                }
+            }
+        }
     }
 
     /// Appends the metadata lines that tell a reader what each stat is
     /// (`#counter NAME: 1`, `#histogram NAME: 1`, `#max NAME: 1`; see
     /// [`crate::kinds`]). Gauges need no line.
     pub fn render_kinds_into(&self, buf: &mut Vec<u8>) {
-        let Ok(()) = self
-            .sorted()
-            .render_kinds(buf, usize::MAX, &mut never_flush);
-    }
-
-    /// Appends what [`Registry::render_kinds_into`] and then
-    /// [`Registry::render_into`] append, handing `buf` to `flush` whenever
-    /// it holds `chunk` bytes or more (always at a line's end), so a caller
-    /// can send the start of a large snapshot while the rest is rendered.
-    /// `flush` should take the bytes out of `buf` (write them, then clear
-    /// it); the last, shorter part is left in `buf`. Stops at the first
-    /// error `flush` returns.
-    ///
-    /// ```
-    /// use stats_core::Registry;
-    ///
-    /// let registry = Registry::new();
-    /// for i in 0..1000 {
-    ///     registry.counter(&format!("requests.route{i}")).incr_by(i);
-    /// }
-    /// let (mut sent, mut flushes) = (Vec::new(), 0);
-    /// let mut buf = Vec::new();
-    /// registry
-    ///     .render_chunked(&mut buf, 4096, |part| {
-    ///         flushes += 1;
-    ///         sent.append(part);
-    ///         Ok::<(), std::io::Error>(())
-    ///     })
-    ///     .unwrap();
-    /// sent.append(&mut buf);
-    ///
-    /// let mut whole = Vec::new();
-    /// registry.render_kinds_into(&mut whole);
-    /// registry.render_into(&mut whole);
-    /// assert_eq!(sent, whole);
-    /// assert!(flushes > 10);
-    /// ```
-    ///
-    /// # Errors
-    /// The first error `flush` returns.
-    pub fn render_chunked<E>(
-        &self,
-        buf: &mut Vec<u8>,
-        chunk: usize,
-        mut flush: impl FnMut(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let sorted = self.sorted();
-        sorted.render_kinds(buf, chunk, &mut flush)?;
-        sorted.render_values(buf, chunk, &mut flush)
+        for metric in self.sorted().iter() {
+            match metric {
+                Metric::Scalar(scalar) if scalar.kind() == Kind::Counter => {
+                    write_kind_line(buf, WireKind::Counter, scalar.name());
+                }
+                Metric::Scalar(_) => {}
+                Metric::Histogram(cell) => write_kind_line(buf, WireKind::Histogram, cell.name()),
+                Metric::Task(task) => {
+                    for counter in task.outcome_counters() {
+                        write_kind_line(buf, WireKind::Counter, counter.name());
+                    }
+                    write_kind_line(buf, WireKind::Max, &task.sub_name("highwater"));
+                    for histogram in task.duration_histograms() {
+                        write_kind_line(buf, WireKind::Histogram, histogram.name());
+                    }
+                }
+            }
+        }
     }
 
     /// Every stat's current value: the lines [`Registry::render_into`]
@@ -647,39 +559,6 @@ mod tests {
         r.render_into(&mut buf);
         assert_eq!(buf, b"a: 1.0\nb: 2\nc d: 1\n");
         assert_eq!(r.snapshot().len(), 3);
-    }
-
-    #[test]
-    fn chunked_render_is_the_whole_render_cut_at_line_ends() {
-        let r = Registry::new();
-        for i in 0..300 {
-            r.incr(&format!("c{i}"), i);
-            r.set(&format!("g{i}"), i as f64 / 3.0);
-        }
-        r.histogram("size").record(5);
-        assert_eq!(r.task("job").run(|| Err::<(), _>(())), Err(()));
-        let mut whole = Vec::new();
-        r.render_kinds_into(&mut whole);
-        r.render_into(&mut whole);
-        for chunk in [1, 7, 100, 4096, usize::MAX] {
-            let mut sent = Vec::new();
-            let mut buf = Vec::new();
-            let Ok(()) = r.render_chunked(&mut buf, chunk, |part| {
-                assert!(part.len() >= chunk && part.ends_with(b"\n"));
-                sent.append(part);
-                Ok::<(), std::convert::Infallible>(())
-            });
-            sent.append(&mut buf);
-            assert_eq!(sent, whole, "chunk {chunk}");
-        }
-        // The first error stops the render.
-        let mut calls = 0;
-        let mut buf = Vec::new();
-        let stopped = r.render_chunked(&mut buf, 10, |_| {
-            calls += 1;
-            Err("reader gone")
-        });
-        assert_eq!((stopped, calls), (Err("reader gone"), 1));
     }
 
     #[test]
