@@ -2,7 +2,7 @@
 //! test, headless Chromium driven through chromedriver's WebDriver HTTP API,
 //! and `tmux` sessions as a terminal.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::serve::workspace_binary;
+use crate::serve::{first_stdout_line, workspace_binary};
 
 /// A fresh directory under the system temp dir, removed on drop.
 #[derive(Debug)]
@@ -68,19 +68,8 @@ impl Feeder {
             .spawn()
             .expect("spawn pipe-writer");
         let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
+        let path = first_stdout_line(&mut child, "pipe-writer --print-path");
         let feeder = Feeder { child, stdin };
-        let path = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("pipe-writer printed no path");
         assert!(path.ends_with(".stats"), "unexpected path line {path:?}");
         feeder
     }

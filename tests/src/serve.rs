@@ -57,6 +57,26 @@ pub struct Aggregator {
     addr: SocketAddr,
 }
 
+/// The first line `child` prints on its piped stdout, waiting up to 30 s;
+/// the rest is drained in the background so the child never writes into a
+/// closed pipe.
+///
+/// # Panics
+/// If stdout is not piped or no line comes in time (naming `what`).
+pub fn first_stdout_line(child: &mut Child, what: &str) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        for _ in lines {}
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{what} printed nothing on stdout within 30 s"))
+}
+
 impl Aggregator {
     /// Starts `host-aggregator serve --listen 127.0.0.1:0 --pipe-dir DIR
     /// <extra>` and waits for the address it prints.
@@ -73,23 +93,11 @@ impl Aggregator {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn host-aggregator serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            // Keep draining so the server never writes into a closed pipe.
-            for _ in lines {}
-        });
+        let first = first_stdout_line(&mut child, "host-aggregator serve");
         let mut guard = Aggregator {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
-        let first = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("host-aggregator serve printed no address");
         guard.addr = first
             .strip_prefix("listening on http://")
             .and_then(|a| a.parse().ok())
