@@ -239,11 +239,25 @@ impl Scalar {
 
     /// The current value: the sum of the stripes.
     pub(crate) fn value(&self) -> Value {
+        let stripes = stripes_in_use();
+        if stripes == 1 {
+            // Only one thread has ever recorded (the usual case when a
+            // snapshot of many stats is rendered): one stripe, no carry.
+            let first = &self.stripes[0];
+            let (int, bits) = (first.int.load(Relaxed), first.float.load(Relaxed));
+            if bits == 0 {
+                return if self.is_float.load(Relaxed) {
+                    Value::Float(int as f64)
+                } else {
+                    Value::Int(int)
+                };
+            }
+        }
         let mut int: i128 = 0;
         // Float halves holding +0.0 are skipped, not added: -0.0 + 0.0 is
         // +0.0, and a gauge set to -0.0 must read back as -0.0.
         let mut float: Option<f64> = None;
-        for stripe in &self.stripes[..stripes_in_use()] {
+        for stripe in &self.stripes[..stripes] {
             int += i128::from(stripe.int.load(Relaxed));
             let bits = stripe.float.load(Relaxed);
             if bits != 0 {
