@@ -15,11 +15,12 @@
 //!
 //! The server binds loopback only unless told otherwise
 //! ([`ServeOptions::allow_remote`]); a bearer token can be required on every
-//! path but `/healthz`. Responses go out on a fixed pool of worker threads
-//! with a write timeout, so a client that stops reading holds one worker for
-//! at most that long. (tiny_http reads requests on its own threads, one per
-//! open connection, with no read timeout: an idle connection costs one
-//! parked thread, not a worker.)
+//! path but `/healthz`. A fixed pool of worker threads computes the answers;
+//! writing them is left to [`respond`](crate::respond), one bounded thread
+//! per connection with a write timeout, so a client that stops reading
+//! holds its own connection's thread, never a worker. (tiny_http reads
+//! requests on its own threads, one per open connection, with no read
+//! timeout: an idle connection costs one parked thread, not a worker.)
 
 use std::io::Cursor;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -34,6 +35,7 @@ use tiny_http::{Header, Method, Request, Response, StatusCode};
 use crate::dashboard;
 use crate::export::{influx, json, prometheus};
 use crate::history::{History, HistoryOptions, Query, Recorder};
+use crate::respond::{Body, Responders};
 use crate::{Error, Pass};
 
 /// Where and how to serve.
@@ -53,6 +55,9 @@ pub struct ServeOptions {
     pub threads: usize,
     /// Longest a response write may block on a client that does not read.
     pub write_timeout: Duration,
+    /// Bounds on the threads that write answers (see
+    /// [`respond`](crate::respond)).
+    pub responders: crate::respond::Limits,
     /// When set, a thread reads a pass every interval into a history for
     /// `/history` and the dashboard at `/` (and requests reuse its passes).
     pub history: Option<HistoryOptions>,
@@ -81,6 +86,7 @@ impl ServeOptions {
             max_age: ServeOptions::DEFAULT_MAX_AGE,
             threads: ServeOptions::DEFAULT_THREADS,
             write_timeout: ServeOptions::DEFAULT_WRITE_TIMEOUT,
+            responders: crate::respond::Limits::DEFAULT,
             history: None,
         }
     }
@@ -108,6 +114,7 @@ pub struct CachedPass {
     stats_json: OnceLock<Arc<[u8]>>,
     metrics: OnceLock<Arc<[u8]>>,
     influx: OnceLock<Arc<[u8]>>,
+    processes: OnceLock<Arc<[u8]>>,
 }
 
 impl CachedPass {
@@ -121,6 +128,12 @@ impl CachedPass {
 
     fn influx(&self, pass: &Pass) -> Arc<[u8]> {
         Arc::clone(self.influx.get_or_init(|| influx::served(pass).into()))
+    }
+
+    /// Cached like the rest: at 1,000 writers it is megabytes, and answers
+    /// waiting for slow clients share it instead of holding a copy each.
+    fn processes(&self, pass: &Pass) -> Arc<[u8]> {
+        Arc::clone(self.processes.get_or_init(|| json::processes(pass).into()))
     }
 }
 
@@ -217,6 +230,7 @@ impl PassCache {
             stats_json: OnceLock::new(),
             metrics: OnceLock::new(),
             influx: OnceLock::new(),
+            processes: OnceLock::new(),
         });
         drop(state);
         in_flight.finished = Some(Arc::clone(&cached));
@@ -261,6 +275,7 @@ struct Shared {
     token: Option<String>,
     threads: usize,
     history: Option<Arc<Mutex<History>>>,
+    responders: Responders,
 }
 
 impl Server {
@@ -303,6 +318,7 @@ impl Server {
                 .history
                 .clone()
                 .map(|limits| Arc::new(Mutex::new(History::new(limits)))),
+            responders: Responders::new(options.responders),
         });
         let recorder =
             options
@@ -507,9 +523,6 @@ fn route(path: &str) -> Option<Route> {
     })
 }
 
-/// A response body shared with the cache (no copy per request).
-type Body = Cursor<Arc<[u8]>>;
-
 struct Reply {
     status: u16,
     content_type: &'static str,
@@ -559,9 +572,7 @@ impl Reply {
 
 fn answer(request: Request, cache: &PassCache, shared: &Shared) {
     let reply = reply_to(&request, cache, shared);
-    // A client that went away or stopped reading is its own problem; the
-    // server carries on.
-    let _ = request.respond(reply.into_response());
+    shared.responders.send(request, reply.into_response());
 }
 
 fn reply_to(request: &Request, cache: &PassCache, shared: &Shared) -> Reply {
@@ -596,7 +607,7 @@ fn reply_to(request: &Request, cache: &PassCache, shared: &Shared) -> Reply {
         },
         Route::Index => Reply::json(200, index()),
         Route::History => history(query, cache, shared),
-        Route::Health => health(cache),
+        Route::Health => health(cache, &shared.responders),
         Route::Stats | Route::Process(_) | Route::Processes | Route::Metrics | Route::Influx => {
             from_pass(&route, &cache.get())
         }
@@ -622,7 +633,7 @@ fn from_pass(route: &Route, cached: &CachedPass) -> Reply {
             content_type: influx::CONTENT_TYPE,
             ..Reply::json(200, cached.influx(pass))
         },
-        Route::Processes => Reply::json(200, json::processes(pass)),
+        Route::Processes => Reply::json(200, cached.processes(pass)),
         Route::Process(pid) => match pass.source(*pid) {
             Some(source) => Reply::json(200, json::process(pass, source)),
             None => Reply::error(404, &format!("no stats pipe for PID {pid}")),
@@ -646,10 +657,21 @@ fn index() -> Vec<u8> {
 }
 
 /// `{"status": "ok", "passes": N, ...}`: answers without reading pipes.
-fn health(cache: &PassCache) -> Reply {
-    let passes = cache.passes();
-    let mut buf = b"{\"status\":\"ok\",\"passes\":".to_vec();
-    buf.extend_from_slice(itoa::Buffer::new().format(passes).as_bytes());
+/// `responding`, `shed` and `failed_writes` tell how the responders fare
+/// (see [`respond`](crate::respond)).
+fn health(cache: &PassCache, responders: &Responders) -> Reply {
+    let mut buf = b"{\"status\":\"ok\"".to_vec();
+    for (name, count) in [
+        ("passes", cache.passes()),
+        ("responding", responders.connections() as u64),
+        ("shed", responders.shed()),
+        ("failed_writes", responders.failed_writes()),
+    ] {
+        buf.extend_from_slice(b",\"");
+        buf.extend_from_slice(name.as_bytes());
+        buf.extend_from_slice(b"\":");
+        buf.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
+    }
     if let Some(latest) = cache.latest() {
         buf.extend_from_slice(b",\"last_pass_age\":");
         json::write_value(

@@ -33,6 +33,7 @@ pub mod gc;
 pub mod history;
 pub mod http;
 pub mod procfs;
+pub mod respond;
 mod reader;
 pub mod retention;
 pub mod rules;
