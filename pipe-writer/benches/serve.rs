@@ -1,16 +1,23 @@
 //! Time from a reader's `open` of `<pid>.stats` to end-of-file, for 100 and
 //! 10,000 stats, next to the floor measured in the same run: a bare FIFO
 //! whose writer thread only writes a prebuilt buffer of the same size; and,
-//! to show where the rest goes, building the snapshot's body alone.
+//! to show where the rest goes, building the snapshot's body alone. At 100
+//! stats also with the process's own `process.*` lines on (the default) and
+//! off, measured in alternation (see [`process_stats_side_by_side`]).
 //!
 //! `cargo bench -p pipe-writer --bench serve -- --warm-up-time 1 --measurement-time 3`
 
+use std::hint::black_box;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -91,6 +98,54 @@ impl BareFifo {
     }
 }
 
+/// Open-to-EOF with the `process.*` lines on and off. Two servers (in two
+/// directories) run at once and every timed read of one is followed by an
+/// untimed read of the other, so both see the same load on a shared,
+/// noisy machine: the difference is what the lines cost a reader.
+fn process_stats_side_by_side(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    dir: &Path,
+    registry: &Arc<Registry>,
+    chunk: &mut [u8],
+) {
+    let start = |on: bool| {
+        let sub = dir.join(if on { "on" } else { "off" });
+        std::fs::create_dir(&sub).expect("bench subdir");
+        pipe_writer::Builder::new()
+            .dir(sub)
+            .registry(Arc::clone(registry))
+            .process_stats(on)
+            .start()
+            .expect("start")
+    };
+    let servers = [start(true), start(false)];
+    // Both settle first (spares made, retired FIFOs under watch), so the
+    // first one measured is not also the one that pays for that.
+    for _ in 0..2_000 {
+        for server in &servers {
+            black_box(open_to_eof(server.path(), chunk));
+        }
+    }
+    for (timed, name) in [(0, "process_stats_on"), (1, "process_stats_off")] {
+        let (measured, other) = (servers[timed].path(), servers[1 - timed].path());
+        group.bench_function(BenchmarkId::new(name, 100), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    black_box(open_to_eof(measured, chunk));
+                    spent += t.elapsed();
+                    black_box(open_to_eof(other, chunk));
+                }
+                spent
+            });
+        });
+    }
+    for server in servers {
+        server.stop().expect("stop");
+    }
+}
+
 fn bench(c: &mut Criterion) {
     // PIPE_WRITER_BENCH_DIR picks the filesystem (mkfifo and rename cost
     // more on a journalling one than on tmpfs); default: the temp dir.
@@ -115,6 +170,10 @@ fn bench(c: &mut Criterion) {
             b.iter(|| open_to_eof(server.path(), &mut chunk));
         });
         server.stop().expect("stop");
+
+        if stats == 100 {
+            process_stats_side_by_side(&mut group, &dir, &registry, &mut chunk);
+        }
 
         // What the serving thread spends building the snapshot's body in
         // stats-core, of the open-to-EOF time above.

@@ -130,10 +130,15 @@ impl Snapshotter {
             }
             let line = (line_start, i + 1);
             let name = line_name(&self.own_lines[line.0..line.1]);
-            // Never before the previous line's place, even where the
-            // registry's lines are not all in order (histograms and tasks
-            // write their lines in groups).
-            at = at.max(body_start + insertion_point(&self.buf[body_start..], name));
+            // One search; the other lines go at or just after the first
+            // one's place. Never before it, even where the registry's lines
+            // are not all in order (histograms and tasks write their lines
+            // in groups).
+            at = if self.inserts.is_empty() {
+                body_start + insertion_point(&self.buf[body_start..], name)
+            } else {
+                skip_lines_before(&self.buf, at, name)
+            };
             self.inserts.push(Insert { at, line });
             line_start = i + 1;
         }
@@ -156,6 +161,22 @@ impl Snapshotter {
 fn line_name(line: &[u8]) -> &[u8] {
     let colon = line.iter().rposition(|&b| b == b':').unwrap_or(line.len());
     &line[..colon]
+}
+
+/// The start of the first line from `at` on whose name does not sort before
+/// `name`.
+fn skip_lines_before(buf: &[u8], mut at: usize, name: &[u8]) -> usize {
+    while at < buf.len() {
+        let end = buf[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(buf.len(), |i| at + i + 1);
+        if line_name(&buf[at..end]) >= name {
+            break;
+        }
+        at = end;
+    }
+    at
 }
 
 /// Where a line named `name` goes among `body`'s lines (whole lines in name
