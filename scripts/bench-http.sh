@@ -12,19 +12,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-10}
 writers=${2:-100}
 cases=${CASES:-1s 0s}
-target=${CARGO_TARGET_DIR:-target}
-command -v wrk >/dev/null || { echo "bench-http: wrk is not installed (scripts/install-test-deps.sh)" >&2; exit 1; }
-
-cargo build --release --quiet -p host-aggregator -p pipe-writer --bin host-aggregator --bin pipe-writer
-dir=$(mktemp -d /tmp/stats-pipe-bench-http.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+source scripts/lib/aggregator.sh
+aggregator_setup bench-http
 
 # 180 stats: counters, floats and tagged names, like a busy service.
 for i in $(seq 1 60); do
@@ -32,40 +21,19 @@ for i in $(seq 1 60); do
   echo "latency.$i: 0.$i"
   echo "http.hits[code=$((200 + i % 5)),route=r$i] += 1"
 done >"$dir/input"
-for _ in $(seq 1 "$writers"); do
-  "$target/release/pipe-writer" --dir "$dir" --linger <"$dir/input" >/dev/null &
-  pids+=($!)
-done
+start_writers "$writers" "$dir" "$dir/input"
 
-serve() { # max-age → sets $addr, appends to pids
-  local out="$dir/serve.out"
-  "$target/release/host-aggregator" serve --listen 127.0.0.1:0 --pipe-dir "$dir" --max-age "$1" >"$out" &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    addr=$(sed -n 's|^listening on http://||p' "$out" | head -1)
-    [ -n "$addr" ] && return
-    sleep 0.1
-  done
-  echo "bench-http: the aggregator did not start" >&2
-  exit 1
-}
+serve() { start_aggregator "$dir" --max-age "$1"; }
 
 serve 1s
-# Wait until every writer is being read.
-for _ in $(seq 1 100); do
-  ok=$(curl -s "http://$addr/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sources"]["ok"])' 2>/dev/null || echo 0)
-  [ "$ok" = "$writers" ] && break
-  sleep 0.2
-done
-[ "$ok" = "$writers" ] || { echo "bench-http: only $ok of $writers writers read" >&2; exit 1; }
+wait_for_writers "$writers"
 stats=$(curl -s "http://$addr/stats" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["stats"]))')
 echo "bench-http: $writers writers x 180 stats ($stats distinct), ${seconds}s per case, $(nproc) cores"
 
 printf '%-9s %-8s %12s %9s %9s %9s %8s\n' path max_age requests/s p50_ms p99_ms max_ms passes
 for max_age in $cases; do
-  kill "${pids[-1]}" 2>/dev/null || true
-  wait "${pids[-1]}" 2>/dev/null || true
-  unset 'pids[-1]'
+  kill "$serve_pid" 2>/dev/null || true
+  wait "$serve_pid" 2>/dev/null || true
   serve "$max_age"
   for path in /stats /metrics; do
     before=$(curl -s "http://$addr/healthz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["passes"])')

@@ -25,19 +25,8 @@ while [ $# -gt 0 ]; do
     *) echo "load: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-command -v wrk >/dev/null || { echo "load: wrk is not installed (scripts/install-test-deps.sh)" >&2; exit 1; }
-target=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet -p host-aggregator -p pipe-writer --bin host-aggregator --bin pipe-writer
-
-dir=$(mktemp -d /tmp/stats-pipe-load.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+source scripts/lib/aggregator.sh
+aggregator_setup load
 
 # 50 stats: 30 counters, 10 gauges, 10 tagged counters.
 for i in $(seq 1 30); do echo "load.requests.$i += $i"; done >"$dir/input"
@@ -101,29 +90,9 @@ probe() { # seconds → "failures worst_ms"
 printf '%-8s %-9s %-22s %12s %10s %8s\n' writers path condition requests/s p99 errors
 for writers in $writer_counts; do
   rm -rf "$dir/pipes"; mkdir "$dir/pipes"
-  writer_pids=()
-  for _ in $(seq 1 "$writers"); do
-    "$target/release/pipe-writer" --dir "$dir/pipes" --linger <"$dir/input" >/dev/null &
-    writer_pids+=($!)
-  done
-  pids+=("${writer_pids[@]}")
-  "$target/release/host-aggregator" serve --listen 127.0.0.1:0 --pipe-dir "$dir/pipes" >"$dir/serve.out" 2>"$dir/serve.err" &
-  serve_pid=$!
-  pids+=("$serve_pid")
-  addr=
-  for _ in $(seq 1 100); do
-    addr=$(sed -n 's|^listening on http://||p' "$dir/serve.out" | head -1)
-    [ -n "$addr" ] && break
-    sleep 0.1
-  done
-  [ -n "$addr" ] || { echo "load: the aggregator did not start" >&2; exit 1; }
-  ok=0
-  for _ in $(seq 1 150); do
-    ok=$(curl -s "http://$addr/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sources"]["ok"])' 2>/dev/null || echo 0)
-    [ "$ok" = "$writers" ] && break
-    sleep 0.2
-  done
-  [ "$ok" = "$writers" ] || { echo "load: only $ok of $writers writers read" >&2; exit 1; }
+  start_writers "$writers" "$dir/pipes" "$dir/input"
+  start_aggregator "$dir/pipes"
+  wait_for_writers "$writers"
 
   wrk_run /stats "plain"
   wrk_run /metrics "plain"
@@ -136,7 +105,7 @@ for writers in $writer_counts; do
   wait "$probe_pid"
   wait "$slow_pid" || true
   read -r fails worst <"$dir/probe.out"
-  echo "         slowloris: $(cat "$dir/slow.out"); /healthz probe: $fails failed, worst ${worst} ms; aggregator threads at the end: $(ls /proc/$serve_pid/task | wc -l)"
+  echo "         slowloris: $(cat "$dir/slow.out"); /healthz probe: $fails failed, worst ${worst} ms; aggregator threads at the end: $(ls /proc/$serve_pid/task | wc -l); $(curl -s "http://$addr/healthz" | python3 -c 'import json,sys; h=json.load(sys.stdin); print("answers shed", h.get("shed", "?"), "failed writes", h.get("failed_writes", "?"))')"
 
   kill "$serve_pid" "${writer_pids[@]}" 2>/dev/null || true
   wait "$serve_pid" "${writer_pids[@]}" 2>/dev/null || true
