@@ -432,6 +432,8 @@ fn our_writer_fed_from_a_shell_and_pipestatic_writers_sum_exactly() {
             .arg("--dir")
             .arg(dir.path())
             .arg("--linger")
+            // Exact sums with pipestatic's writers: without our process.* lines.
+            .arg("--no-process-stats")
             .stdin(Stdio::from(feed))
             .stdout(Stdio::null()),
     );
