@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
+use stats_core::kinds::KindsCache;
 use stats_core::merge::TypedMerger;
 
 use crate::discovery::discover;
@@ -30,6 +31,8 @@ pub struct Collector {
     overrides: MergeOverrides,
     /// Counters and histograms of live and exited processes.
     retention: Retention,
+    /// One shared set of kind declarations per distinct text, across passes.
+    kinds: KindsCache,
 }
 
 impl Collector {
@@ -41,6 +44,7 @@ impl Collector {
             ok_last_pass: Vec::new(),
             overrides: MergeOverrides::new(),
             retention: Retention::new(),
+            kinds: KindsCache::new(),
         }
     }
 
@@ -89,7 +93,8 @@ impl Collector {
             }
         }
         paths.sort_unstable();
-        let mut sources = read_all(paths, &self.options);
+        let mut sources = read_all(paths, &self.options, &mut self.kinds);
+        self.kinds.sweep();
         let mut merger = TypedMerger::new();
         let overrides = &self.overrides;
         let rule_for = |name: &str| overrides.rule_for(name);

@@ -25,6 +25,7 @@ use nix::fcntl::OFlag;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use stats_core::Snapshot;
 use stats_core::envelope::{self, Verdict};
+use stats_core::kinds::KindsCache;
 
 use crate::procfs::{self, PipeFault};
 use crate::source::{ReadOptions, RefuseReason, Source, Status};
@@ -51,15 +52,23 @@ const MAX_IN_FLIGHT: usize = 64;
 /// limits and retries as a pass, with `options.deadline` for this one pipe.
 /// `options.dir` is not used.
 pub fn read_one(path: &Path, options: &ReadOptions) -> Source {
-    read_all(vec![path.to_path_buf()], options)
+    read_all(vec![path.to_path_buf()], options, &mut KindsCache::new())
         .pop()
         .unwrap_or_else(|| Source::new(path.to_path_buf()))
 }
 
 /// Reads every path in one epoll loop that ends by `options.deadline`; one
 /// source per path, in the same order. One bad source never affects another.
-pub fn read_all(paths: Vec<PathBuf>, options: &ReadOptions) -> Vec<Source> {
-    match PassState::new(paths.clone(), options) {
+/// Sources whose writers declare the same kinds share one [`Kinds`] set
+/// from `kinds` (see [`KindsCache`]).
+///
+/// [`Kinds`]: stats_core::kinds::Kinds
+pub(crate) fn read_all(
+    paths: Vec<PathBuf>,
+    options: &ReadOptions,
+    kinds: &mut KindsCache,
+) -> Vec<Source> {
+    match PassState::new(paths.clone(), options, kinds) {
         Ok(mut pass) => {
             pass.run();
             pass.slots.into_iter().map(Slot::into_source).collect()
@@ -119,6 +128,7 @@ impl Slot {
 struct PassState<'o> {
     slots: Vec<Slot>,
     options: &'o ReadOptions,
+    kinds: &'o mut KindsCache,
     deadline: Instant,
     /// One epoll set for the whole pass: a wake-up costs O(ready), not
     /// O(open pipes) as `poll` would with a thousand pipes.
@@ -141,7 +151,11 @@ struct PassState<'o> {
 }
 
 impl<'o> PassState<'o> {
-    fn new(paths: Vec<PathBuf>, options: &'o ReadOptions) -> io::Result<PassState<'o>> {
+    fn new(
+        paths: Vec<PathBuf>,
+        options: &'o ReadOptions,
+        kinds: &'o mut KindsCache,
+    ) -> io::Result<PassState<'o>> {
         let now = Instant::now();
         let slots = paths
             .into_iter()
@@ -158,6 +172,7 @@ impl<'o> PassState<'o> {
         Ok(PassState {
             slots,
             options,
+            kinds,
             deadline: now + options.deadline,
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
             done: 0,
@@ -337,7 +352,7 @@ impl<'o> PassState<'o> {
                 return self.retry(i, at, Status::Incomplete);
             }
         }
-        parse_into(&mut slot.source, bytes, self.options.max_line);
+        parse_into(&mut slot.source, bytes, self.options.max_line, self.kinds);
         slot.bytes = Vec::new();
         self.finish(i, Status::Ok);
     }
@@ -536,8 +551,8 @@ fn open_error(e: &io::Error, call: &str) -> Status {
 
 /// Parses a whole snapshot into the source: stats kept, kind declarations
 /// kept apart, other metadata (`#`) lines dropped, bad lines counted.
-fn parse_into(source: &mut Source, bytes: &[u8], max_line: usize) {
-    let (snapshot, kinds, errors) = Snapshot::parse_with_kinds(bytes, max_line);
+fn parse_into(source: &mut Source, bytes: &[u8], max_line: usize, cache: &mut KindsCache) {
+    let (snapshot, kinds, errors) = Snapshot::parse_with_kinds_cached(bytes, max_line, cache);
     source.kinds = kinds;
     source.lines = snapshot.len() as u64;
     source.bad_lines = errors.count();

@@ -190,7 +190,7 @@ impl Retention {
         kinds: &Kinds,
         overrides: &MergeOverrides,
     ) {
-        let has_histograms = kinds.iter().any(|(_, k)| k == WireKind::Histogram);
+        let has_histograms = kinds.has_histograms();
         let mut counters: Vec<(&str, Value)> = Vec::with_capacity(held.counters.len());
         let mut lines: Vec<(&str, Value)> = Vec::with_capacity(held.histogram_lines.len());
         let mut count_lines: Vec<(&str, String)> = Vec::new();

@@ -5,6 +5,7 @@
 //! processes, gone when its process is.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::format::write_line;
 use crate::value::Value;
@@ -58,9 +59,21 @@ pub fn parse_kind_line(name: &str) -> Option<(WireKind, &str)> {
 }
 
 /// The kinds one source declared.
+///
+/// Cloning is cheap (the declarations are shared, copied on the first
+/// change), so the many processes of one program can share one set: see
+/// [`KindsCache`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Kinds {
+    declared: Arc<Declarations>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Declarations {
     map: HashMap<String, WireKind, foldhash::fast::RandomState>,
+    /// How many of them are histograms (a merge skips the histogram line
+    /// parsing for sources that declare none).
+    histograms: usize,
 }
 
 impl Kinds {
@@ -73,31 +86,128 @@ impl Kinds {
     pub fn note(&mut self, metadata_name: &str) -> bool {
         match parse_kind_line(metadata_name) {
             Some((kind, stat)) => {
-                self.map.insert(stat.to_owned(), kind);
+                self.declare(stat, kind);
                 true
             }
             None => false,
         }
     }
 
-    /// Declares `name` as `kind`.
+    /// Declares `name` as `kind`. Declaring what is already declared costs
+    /// a lookup, not an allocation (a merge declares every source's kinds).
     pub fn declare(&mut self, name: &str, kind: WireKind) {
-        self.map.insert(name.to_owned(), kind);
+        if self.get(name) == Some(kind) {
+            return;
+        }
+        let declared = Arc::make_mut(&mut self.declared);
+        if declared.map.insert(name.to_owned(), kind) == Some(WireKind::Histogram) {
+            declared.histograms -= 1;
+        }
+        if kind == WireKind::Histogram {
+            declared.histograms += 1;
+        }
     }
 
     /// The declared kind of `name`, if any.
     pub fn get(&self, name: &str) -> Option<WireKind> {
-        self.map.get(name).copied()
+        self.declared.map.get(name).copied()
     }
 
     /// Whether nothing is declared.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.declared.map.is_empty()
+    }
+
+    /// Number of declared stats.
+    pub fn len(&self) -> usize {
+        self.declared.map.len()
+    }
+
+    /// Whether any stat is declared a histogram.
+    pub fn has_histograms(&self) -> bool {
+        self.declared.histograms > 0
+    }
+
+    /// Whether `self` and `other` are the same shared set (a clone, or one
+    /// [`KindsCache`] entry), which implies they are equal.
+    pub fn shares_with(&self, other: &Kinds) -> bool {
+        Arc::ptr_eq(&self.declared, &other.declared)
     }
 
     /// Every declaration.
     pub fn iter(&self) -> impl Iterator<Item = (&str, WireKind)> {
-        self.map.iter().map(|(n, k)| (n.as_str(), *k))
+        self.declared.map.iter().map(|(n, k)| (n.as_str(), *k))
+    }
+}
+
+/// Distinct declaration texts a [`KindsCache`] keeps at most; past it, the
+/// cache starts over, so writers that declare ever new names cannot grow it
+/// without bound.
+const KINDS_CACHE_LIMIT: usize = 1024;
+
+/// Builds [`Kinds`] once per distinct text of kind lines and hands out
+/// shared copies: a reader of a thousand processes of one program holds one
+/// set of declarations, not a thousand, and parses them once.
+///
+/// ```
+/// use stats_core::kinds::{KindsCache, WireKind};
+///
+/// let mut cache = KindsCache::new();
+/// let a = cache.get(b"#counter requests\n#max jobs.highwater\n");
+/// let b = cache.get(b"#counter requests\n#max jobs.highwater\n");
+/// assert!(a.shares_with(&b));
+/// assert_eq!(a.get("requests"), Some(WireKind::Counter));
+/// ```
+#[derive(Debug, Default)]
+pub struct KindsCache {
+    /// Kind-line names, each ending in `\n` → the kinds they declare, and
+    /// whether a source used them since the last [`KindsCache::sweep`].
+    by_text: HashMap<Box<[u8]>, (Kinds, bool), foldhash::fast::RandomState>,
+}
+
+impl KindsCache {
+    /// An empty cache.
+    pub fn new() -> KindsCache {
+        KindsCache::default()
+    }
+
+    /// The kinds declared by `kind_lines`: metadata line names such as
+    /// `#counter requests`, each followed by `\n`, in the order read (a
+    /// later declaration of a name wins). Names that are not kind lines
+    /// are ignored.
+    pub fn get(&mut self, kind_lines: &[u8]) -> Kinds {
+        if let Some((kinds, used)) = self.by_text.get_mut(kind_lines) {
+            *used = true;
+            return kinds.clone();
+        }
+        let mut kinds = Kinds::new();
+        for line in kind_lines.split(|&b| b == b'\n') {
+            if let Ok(name) = std::str::from_utf8(line) {
+                kinds.note(name);
+            }
+        }
+        if self.by_text.len() >= KINDS_CACHE_LIMIT {
+            self.by_text.clear();
+        }
+        self.by_text
+            .insert(kind_lines.into(), (kinds.clone(), true));
+        kinds
+    }
+
+    /// Forgets the texts not asked for since the last sweep (call it once
+    /// per read pass).
+    pub fn sweep(&mut self) {
+        self.by_text.retain(|_, (_, used)| std::mem::take(used));
+    }
+
+    /// Distinct texts held.
+    pub fn len(&self) -> usize {
+        self.by_text.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.by_text.is_empty()
     }
 }
 
@@ -125,5 +235,56 @@ mod tests {
             kinds.get("db latency[route=/a b]"),
             Some(WireKind::Histogram)
         );
+    }
+
+    #[test]
+    fn cache_shares_equal_texts_and_forgets_unused_ones() {
+        let mut cache = KindsCache::new();
+        let text = b"#counter requests\n#histogram lat\n#counter requests\n";
+        let a = cache.get(text);
+        let b = cache.get(text);
+        assert!(a.shares_with(&b));
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.get("lat"), Some(WireKind::Histogram));
+        let other = cache.get(b"#max requests\n#pid\n");
+        assert!(!other.shares_with(&a));
+        assert_eq!(other.get("requests"), Some(WireKind::Max));
+        assert_eq!(other.len(), 1);
+        assert!(a.has_histograms() && !other.has_histograms());
+        assert!(cache.get(b"").is_empty());
+
+        // A sweep keeps what was asked for since the last one.
+        cache.sweep();
+        assert_eq!(cache.len(), 3);
+        let again = cache.get(text);
+        cache.sweep();
+        assert_eq!(cache.len(), 1);
+        assert!(again.shares_with(&cache.get(text)));
+    }
+
+    #[test]
+    fn a_change_to_a_shared_set_is_copied_first() {
+        let mut cache = KindsCache::new();
+        let shared = cache.get(b"#counter a\n");
+        let mut mine = shared.clone();
+        mine.declare("a", WireKind::Counter);
+        assert!(mine.shares_with(&shared), "re-declaring the same kind copies nothing");
+        mine.declare("b", WireKind::Max);
+        assert!(!mine.shares_with(&shared));
+        assert_eq!(shared.get("b"), None);
+        assert_eq!(mine.get("b"), Some(WireKind::Max));
+        mine.declare("h", WireKind::Histogram);
+        assert!(mine.has_histograms());
+        mine.declare("h", WireKind::Counter);
+        assert!(!mine.has_histograms());
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let mut cache = KindsCache::new();
+        for i in 0..KINDS_CACHE_LIMIT + 10 {
+            cache.get(format!("#counter c{i}\n").as_bytes());
+        }
+        assert!(cache.len() <= KINDS_CACHE_LIMIT);
     }
 }

@@ -1,7 +1,7 @@
 //! `Snapshot`: every stat of one source at one moment, sorted by name.
 
 use crate::format::write_line;
-use crate::kinds::Kinds;
+use crate::kinds::{Kinds, KindsCache, parse_kind_line};
 use crate::name::is_metadata;
 use crate::parse::{ErrorLog, Parser};
 use crate::value::Value;
@@ -63,20 +63,47 @@ impl Snapshot {
     /// Reads `name: value` lines, skipping metadata (`#...`) lines and
     /// counting bad ones. Lines longer than `max_line` bytes are skipped.
     pub fn parse(bytes: &[u8], max_line: usize) -> (Snapshot, ErrorLog) {
-        let (snapshot, _, errors) = Snapshot::parse_with_kinds(bytes, max_line);
-        (snapshot, errors)
+        Snapshot::parse_noting_metadata(bytes, max_line, |_| {})
     }
 
     /// Like [`Snapshot::parse`], also keeping the kind declarations
     /// (`#counter NAME: 1`, ...; see [`crate::kinds`]) the writer sent.
     pub fn parse_with_kinds(bytes: &[u8], max_line: usize) -> (Snapshot, Kinds, ErrorLog) {
+        Snapshot::parse_with_kinds_cached(bytes, max_line, &mut KindsCache::new())
+    }
+
+    /// Like [`Snapshot::parse_with_kinds`], taking the kinds from `cache`:
+    /// a snapshot whose kind lines read exactly like an earlier one's gets
+    /// that one's shared [`Kinds`] (a reader of many processes of one
+    /// program builds and holds their declarations once).
+    pub fn parse_with_kinds_cached(
+        bytes: &[u8],
+        max_line: usize,
+        cache: &mut KindsCache,
+    ) -> (Snapshot, Kinds, ErrorLog) {
+        let mut kind_lines = Vec::new();
+        let (snapshot, errors) = Snapshot::parse_noting_metadata(bytes, max_line, |name| {
+            if parse_kind_line(name).is_some() {
+                kind_lines.extend_from_slice(name.as_bytes());
+                kind_lines.push(b'\n');
+            }
+        });
+        (snapshot, cache.get(&kind_lines), errors)
+    }
+
+    /// The one parse loop: stats kept, each metadata (`#`) line's name
+    /// handed to `metadata`, bad lines counted.
+    fn parse_noting_metadata(
+        bytes: &[u8],
+        max_line: usize,
+        mut metadata: impl FnMut(&str),
+    ) -> (Snapshot, ErrorLog) {
         let mut parser = Parser::new(max_line);
         // One entry per line at most: no regrowth while parsing.
         let mut entries = Vec::with_capacity(memchr::memchr_iter(b'\n', bytes).count() + 1);
-        let mut kinds = Kinds::new();
         let mut keep = |name: &str, value: Value| {
             if is_metadata(name) {
-                kinds.note(name);
+                metadata(name);
             } else {
                 entries.push(Entry {
                     name: name.to_owned(),
@@ -86,7 +113,7 @@ impl Snapshot {
         };
         parser.feed(bytes, &mut keep);
         parser.finish(&mut keep);
-        (Snapshot::from_entries(entries), kinds, parser.take_errors())
+        (Snapshot::from_entries(entries), parser.take_errors())
     }
 
     /// The value of `name`, if present.
