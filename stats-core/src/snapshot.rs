@@ -99,8 +99,13 @@ impl Snapshot {
         mut metadata: impl FnMut(&str),
     ) -> (Snapshot, ErrorLog) {
         let mut parser = Parser::new(max_line);
-        // One entry per line at most: no regrowth while parsing.
-        let mut entries = Vec::with_capacity(memchr::memchr_iter(b'\n', bytes).count() + 1);
+        // One entry per line at most, not counting metadata lines (our
+        // writer's kind lines can be half of them, and a reader holds a
+        // thousand snapshots): no regrowth while parsing, little slack.
+        let metadata_lines = memchr::memmem::find_iter(bytes, b"\n#").count()
+            + usize::from(bytes.first() == Some(&b'#'));
+        let lines = memchr::memchr_iter(b'\n', bytes).count() + 1;
+        let mut entries = Vec::with_capacity(lines - metadata_lines);
         let mut keep = |name: &str, value: Value| {
             if is_metadata(name) {
                 metadata(name);
