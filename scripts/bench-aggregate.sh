@@ -17,7 +17,12 @@
 # Both sides work in $TMPDIR (default /tmp: ext4 here). Run with
 # TMPDIR=/dev/shm for tmpfs, as /tmp is on most hosts.
 #
-# Usage: [TMPDIR=/dev/shm] [WRITER=pipe-writer|stand-in] scripts/bench-aggregate.sh [COUNTS...]
+# PAUSE_MS=N rests N ms before every timed read (rust and floor alike), so
+# each read finds the writers idle, as `serve` reading once a second does;
+# the default 0 reads back to back, the writers' worst case (see
+# BENCHMARKS.md).
+#
+# Usage: [TMPDIR=/dev/shm] [WRITER=pipe-writer|stand-in] [PAUSE_MS=N] scripts/bench-aggregate.sh [COUNTS...]
 #        (default counts: 10 100 1000)
 set -euo pipefail
 cd "$(dirname "$0")/.."

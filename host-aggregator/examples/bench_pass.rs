@@ -197,14 +197,26 @@ fn main() {
     let (mut cpu, mut floor_cpu) = (Duration::ZERO, Duration::ZERO);
     let mut last = None;
     let mut floor_read = (0, 0);
+    // PAUSE_MS: a rest before every timed read, so each starts with the
+    // writers idle, as `serve` reading once a second finds them. Without
+    // it (0, the default) reads run back to back and every writer is still
+    // probing the FIFOs it retired in the last passes (its orphan sweeper).
+    let pause = Duration::from_millis(
+        std::env::var("PAUSE_MS")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0),
+    );
     for _ in 0..passes {
         // One pass alive at a time, as in `dump`: peak RSS is one pass's.
         drop(last.take());
+        std::thread::sleep(pause);
         let (clock, cpu_before) = (Instant::now(), cpu_time());
         let pass = collector.collect().expect("pass");
         walls.push(clock.elapsed());
         cpu += cpu_time() - cpu_before;
         last = Some(pass);
+        std::thread::sleep(pause);
         let (clock, cpu_before) = (Instant::now(), cpu_time());
         floor_read = floor_pass(&dir, &mut chunk);
         floor_walls.push(clock.elapsed());
