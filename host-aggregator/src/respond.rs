@@ -103,7 +103,7 @@ pub struct Responders {
 /// request then costs a wake-up, not a thread (spawning one per answer
 /// held `/stats` to 13,000 requests/s); an idle responder gives its place up
 /// at once to a new connection when the bound is reached.
-const LINGER: Duration = Duration::from_secs(1);
+pub const LINGER: Duration = Duration::from_secs(1);
 
 struct Inner {
     limits: Limits,
