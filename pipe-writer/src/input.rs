@@ -223,6 +223,21 @@ mod tests {
     }
 
     #[test]
+    fn names_longer_than_the_reader_reads_are_refused() {
+        let name = "n".repeat(stats_core::name::MAX_NAME_LEN);
+        assert!(parse_line(&format!("{name}: 1")).is_ok_and(|c| c.is_some()));
+        let line = format!("{name}x += 1");
+        assert_eq!(
+            parse_line(&line),
+            Err(InputError::BadName(NameError::TooLong))
+        );
+        assert_eq!(
+            InputError::BadName(NameError::TooLong).to_string(),
+            "stat name is longer than 3968 bytes"
+        );
+    }
+
+    #[test]
     fn commands_apply_with_pipestatic_semantics() {
         let registry = Registry::new();
         for line in [

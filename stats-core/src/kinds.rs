@@ -268,7 +268,10 @@ mod tests {
         let shared = cache.get(b"#counter a\n");
         let mut mine = shared.clone();
         mine.declare("a", WireKind::Counter);
-        assert!(mine.shares_with(&shared), "re-declaring the same kind copies nothing");
+        assert!(
+            mine.shares_with(&shared),
+            "re-declaring the same kind copies nothing"
+        );
         mine.declare("b", WireKind::Max);
         assert!(!mine.shares_with(&shared));
         assert_eq!(shared.get("b"), None);

@@ -14,6 +14,13 @@ pub const METADATA_PREFIX: char = '#';
 /// The name used when a name is empty after sanitising.
 pub const EMPTY_NAME: &str = "_";
 
+/// Longest name, in bytes. With what a line adds to its name (a histogram's
+/// `.bucket[le=...]` suffix, a kind line's `#histogram ` prefix, `: ` and
+/// the longest value) every line our writer sends stays within the
+/// reader's default line limit ([`crate::DEFAULT_MAX_LINE`], 4,096 bytes),
+/// so no stat the library accepts is dropped by the aggregator.
+pub const MAX_NAME_LEN: usize = 3968;
+
 /// Why a name is not valid as it stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameError {
@@ -25,6 +32,8 @@ pub enum NameError {
     ControlCharacter,
     /// Starts with the reserved metadata prefix `#`.
     Reserved,
+    /// Longer than [`MAX_NAME_LEN`] bytes.
+    TooLong,
 }
 
 impl std::fmt::Display for NameError {
@@ -34,6 +43,7 @@ impl std::fmt::Display for NameError {
             NameError::SurroundingWhitespace => "stat name starts or ends with whitespace",
             NameError::ControlCharacter => "stat name contains a control character",
             NameError::Reserved => "stat names starting with '#' are reserved for metadata",
+            NameError::TooLong => "stat name is longer than 3968 bytes",
         })
     }
 }
@@ -55,13 +65,19 @@ pub fn validate(name: &str) -> Result<(), NameError> {
     if name.starts_with(METADATA_PREFIX) {
         return Err(NameError::Reserved);
     }
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong);
+    }
     Ok(())
 }
 
 /// Makes any text a valid name, the way the registry does at creation:
 /// control characters (`\n`, `\r`, `\t`, ...) become `_`, surrounding
-/// whitespace is trimmed, an empty result becomes `_`, and a leading `#` gets
-/// a `_` in front. A valid name comes back borrowed and unchanged.
+/// whitespace is trimmed, an empty result becomes `_`, a leading `#` gets
+/// a `_` in front, and a name longer than [`MAX_NAME_LEN`] bytes is cut to
+/// it (at a character boundary, then trimmed again; two names that differ
+/// only past the cut become one stat). A valid name comes back borrowed and
+/// unchanged.
 pub fn sanitize(name: &str) -> Cow<'_, str> {
     if validate(name).is_ok() {
         return Cow::Borrowed(name);
@@ -71,13 +87,22 @@ pub fn sanitize(name: &str) -> Cow<'_, str> {
         .map(|c| if c.is_control() { '_' } else { c })
         .collect();
     let trimmed = replaced.trim();
-    Cow::Owned(if trimmed.is_empty() {
+    let mut name = if trimmed.is_empty() {
         EMPTY_NAME.to_owned()
     } else if trimmed.starts_with(METADATA_PREFIX) {
         format!("_{trimmed}")
     } else {
         trimmed.to_owned()
-    })
+    };
+    if name.len() > MAX_NAME_LEN {
+        let mut cut = MAX_NAME_LEN;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+        name.truncate(name.trim_end().len());
+    }
+    Cow::Owned(name)
 }
 
 /// Whether a name read from a pipe is reserved metadata rather than a stat.
@@ -117,5 +142,28 @@ mod tests {
         assert_eq!(validate("a\tb"), Err(NameError::ControlCharacter));
         assert_eq!(validate("#end"), Err(NameError::Reserved));
         assert_eq!(validate("a#b"), Ok(()));
+        assert_eq!(validate(&"x".repeat(MAX_NAME_LEN)), Ok(()));
+        assert_eq!(
+            validate(&"x".repeat(MAX_NAME_LEN + 1)),
+            Err(NameError::TooLong)
+        );
+        assert!(
+            NameError::TooLong
+                .to_string()
+                .contains(&MAX_NAME_LEN.to_string())
+        );
+    }
+
+    #[test]
+    fn long_names_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(MAX_NAME_LEN);
+        let cut = sanitize(&long);
+        assert!(cut.len() <= MAX_NAME_LEN && cut.len() >= MAX_NAME_LEN - 1);
+        assert_eq!(validate(&cut), Ok(()));
+        let spaced = format!("{} tail", "a".repeat(MAX_NAME_LEN - 1));
+        assert_eq!(sanitize(&spaced), "a".repeat(MAX_NAME_LEN - 1));
+        let hashed = format!("#{}", "b".repeat(MAX_NAME_LEN));
+        assert_eq!(sanitize(&hashed).len(), MAX_NAME_LEN);
+        assert!(sanitize(&hashed).starts_with("_#"));
     }
 }
