@@ -9,8 +9,9 @@
 //! (`rss`, in pages) of `stat`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
 use nix::time::{ClockId, clock_gettime};
@@ -193,20 +194,38 @@ pub const OPEN_FDS: &str = "process.open_fds";
 /// See [`RSS_BYTES`]; a `#max` (host-wide: the oldest live process).
 pub const UPTIME_SECONDS: &str = "process.uptime_seconds";
 
-/// How often a writer re-reads its own figures (on its orphan-sweeper
-/// thread, never on a reader's clock): the figures in a snapshot are at most
-/// about this old. Uptime is exact: it is worked out when the snapshot is.
+/// How often a writer that is being read re-reads its own figures (on its
+/// orphan-sweeper thread, not on a reader's clock): the figures in a
+/// snapshot are at most about this old. Uptime is exact: it is worked out
+/// when the snapshot is.
 pub(crate) const REFRESH: Duration = Duration::from_secs(1);
 
+/// Figures older than this when a snapshot is built are read again on the
+/// spot. A writer nobody reads does not refresh in the background (a
+/// thousand idle writers would otherwise each wake and read `/proc` every
+/// second for nothing), so the first snapshot after such a pause pays for
+/// one read of `/proc/self` (about 30 µs).
+pub(crate) const STALE: Duration = Duration::from_secs(2);
+
 /// The writer's latest figures about itself, refreshed in the background
-/// and copied into every snapshot.
+/// while it is being read and copied into every snapshot.
 #[derive(Debug, Default)]
 pub(crate) struct OwnFigures {
-    latest: Mutex<Option<Latest>>,
+    latest: Mutex<Latest>,
+    /// A snapshot used the figures since the last background refresh.
+    wanted: AtomicBool,
+}
+
+/// What the last read of `/proc/self` gave, and when it was made.
+#[derive(Clone, Copy, Debug, Default)]
+struct Latest {
+    /// `None` before the first read, or when the last one failed.
+    figures: Option<Figures>,
+    read_at: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Latest {
+struct Figures {
     fields: StatFields,
     open_fds: Option<u64>,
 }
@@ -215,18 +234,47 @@ impl OwnFigures {
     /// Re-reads `/proc/self`; on failure the lines are left out until a
     /// read succeeds again, rather than served stale.
     pub(crate) fn refresh(&self) {
-        let latest = StatFields::read("self").ok().map(|fields| Latest {
+        let figures = StatFields::read("self").ok().map(|fields| Figures {
             fields,
             open_fds: count_entries("/proc/self/fd").map(|n| n.saturating_sub(1)),
         });
-        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = latest;
+        *self.lock() = Latest {
+            figures,
+            read_at: Some(Instant::now()),
+        };
+    }
+
+    /// The background refresh: re-reads `/proc/self` only if a snapshot
+    /// used the figures since the last one. Returns whether it read.
+    pub(crate) fn refresh_if_wanted(&self) -> bool {
+        let wanted = self.wanted.swap(false, Ordering::Relaxed);
+        if wanted {
+            self.refresh();
+        }
+        wanted
+    }
+
+    /// Whether a snapshot used the figures since the last background
+    /// refresh (the sweeper keeps its refresh tick only while one did).
+    pub(crate) fn is_wanted(&self) -> bool {
+        self.wanted.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Latest> {
+        self.latest.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The `process.*` lines of this moment, in name order (`None` for a
-    /// figure not known); all `None` before the first successful read.
+    /// figure not known); all `None` while `/proc/self` cannot be read.
+    /// Figures older than [`STALE`] are read again first.
     pub(crate) fn lines(&self) -> [Option<OwnLine>; 5] {
-        let latest = *self.latest.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(Latest { fields, open_fds }) = latest else {
+        self.wanted.store(true, Ordering::Relaxed);
+        let mut latest = *self.lock();
+        if latest.read_at.is_none_or(|at| at.elapsed() > STALE) {
+            self.refresh();
+            latest = *self.lock();
+        }
+        let Some(Figures { fields, open_fds }) = latest.figures else {
             return [None; 5];
         };
         // The PID is not needed here (and `getpid` is a system call).
@@ -333,8 +381,6 @@ mod tests {
     #[test]
     fn own_lines_come_in_name_order_with_their_kinds() {
         let figures = OwnFigures::default();
-        assert_eq!(figures.lines(), [None; 5], "nothing before the first read");
-        figures.refresh();
         let lines = figures.lines().map(Option::unwrap);
         let names = lines.map(|line| line.name);
         assert_eq!(
@@ -354,5 +400,19 @@ mod tests {
         );
         assert!(lines[0].value.is_float() && lines[4].value.is_float());
         assert!(!lines[2].value.is_float() && lines[2].value.as_f64() > 0.0);
+    }
+
+    #[test]
+    fn figures_are_refreshed_in_the_background_only_while_used() {
+        let own = OwnFigures::default();
+        assert!(!own.is_wanted());
+        assert!(!own.refresh_if_wanted(), "nobody used them: no read");
+        // The first snapshot reads them on the spot.
+        let lines = own.lines();
+        assert!(lines.iter().flatten().any(|l| l.name == THREADS));
+        assert!(own.is_wanted());
+        assert!(own.refresh_if_wanted());
+        assert!(!own.is_wanted());
+        assert!(!own.refresh_if_wanted());
     }
 }

@@ -34,8 +34,9 @@
 //! recognisably not one complete snapshot); never more than one.
 //!
 //! The same thread keeps the process's own figures fresh (the `process.*`
-//! lines, [`crate::process_stats`]): it re-reads `/proc/self` every
-//! [`REFRESH`], so no reader ever waits for `/proc`.
+//! lines, [`crate::process_stats`]): while snapshots are being served it
+//! re-reads `/proc/self` every [`REFRESH`], so readers do not wait for
+//! `/proc`; a writer nobody reads sleeps with no wake-up at all.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -142,9 +143,11 @@ pub(crate) fn run(
     loop {
         let mut hung_up = false;
         if watched.is_empty() {
+            // Nothing to watch and nobody reading: sleep until the next
+            // retirement (a read), with no wake-up in between.
             let received = match own {
-                Some(_) => inbox.recv_deadline(next_refresh),
-                None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(own) if own.is_wanted() => inbox.recv_deadline(next_refresh),
+                _ => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match received {
                 Ok(retired) => watched.push_back(Watched::new(retired, Instant::now())),
@@ -193,7 +196,7 @@ pub(crate) fn run(
         if let Some(own) = own
             && now >= next_refresh
         {
-            own.refresh();
+            own.refresh_if_wanted();
             next_refresh = Instant::now() + REFRESH;
         }
     }
