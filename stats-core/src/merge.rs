@@ -202,15 +202,7 @@ pub struct TypedMerger {
     scalars: Merger,
     histograms: HashMap<String, crate::histogram::Distribution>,
     kinds: crate::kinds::Kinds,
-    /// Shared kind sets whose declarations are already in `kinds` (see
-    /// [`crate::kinds::KindsCache`]): a source with one of them skips
-    /// declaring its kinds again.
-    declared_sets: Vec<crate::kinds::Kinds>,
 }
-
-/// Shared kind sets a [`TypedMerger`] remembers having declared; more
-/// distinct sets than this are declared stat by stat every time.
-const DECLARED_SETS_LIMIT: usize = 64;
 
 impl TypedMerger {
     /// An empty merger.
@@ -228,10 +220,6 @@ impl TypedMerger {
         use crate::kinds::WireKind;
         let mut rebuilder = crate::histogram_lines::Rebuilder::new();
         let has_histograms = kinds.has_histograms();
-        let declare = !self.declared_sets.iter().any(|set| set.shares_with(kinds));
-        if declare && self.declared_sets.len() < DECLARED_SETS_LIMIT {
-            self.declared_sets.push(kinds.clone());
-        }
         for (name, value) in stats.iter() {
             if has_histograms
                 && rebuilder.take(name, value, |h| kinds.get(h) == Some(WireKind::Histogram))
@@ -243,7 +231,8 @@ impl TypedMerger {
                 Some(WireKind::Max) => Rule::Max,
                 _ => Rule::Sum,
             });
-            if let (Some(kind), true) = (kind, declare) {
+            if let Some(kind) = kind {
+                // A lookup, no allocation, once the name is declared.
                 self.kinds.declare(name, kind);
             }
             self.scalars.add_with(name, value, rule);
