@@ -38,13 +38,17 @@ pub enum NameError {
 
 impl std::fmt::Display for NameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            NameError::Empty => "stat name is empty",
-            NameError::SurroundingWhitespace => "stat name starts or ends with whitespace",
-            NameError::ControlCharacter => "stat name contains a control character",
-            NameError::Reserved => "stat names starting with '#' are reserved for metadata",
-            NameError::TooLong => "stat name is longer than 3968 bytes",
-        })
+        match self {
+            NameError::Empty => f.write_str("stat name is empty"),
+            NameError::SurroundingWhitespace => {
+                f.write_str("stat name starts or ends with whitespace")
+            }
+            NameError::ControlCharacter => f.write_str("stat name contains a control character"),
+            NameError::Reserved => {
+                f.write_str("stat names starting with '#' are reserved for metadata")
+            }
+            NameError::TooLong => write!(f, "stat name is longer than {MAX_NAME_LEN} bytes"),
+        }
     }
 }
 
