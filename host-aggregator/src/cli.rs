@@ -12,7 +12,7 @@ use host_aggregator::archive::local_host_name;
 use host_aggregator::export::influx::{self, Influx};
 use host_aggregator::export::{json, prometheus};
 use host_aggregator::history::HistoryOptions;
-use host_aggregator::http::{ServeOptions, Server};
+use host_aggregator::http::{ConnectionLimits, ServeOptions, Server};
 use host_aggregator::procfs::Staleness;
 use host_aggregator::top::{SortBy, TopOptions};
 use host_aggregator::{
@@ -132,7 +132,12 @@ struct ServeArgs {
     /// to read anew for every request that does not overlap another).
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
     max_age: Duration,
-    /// Worker threads answering requests.
+    /// Connections open at once; at the bound, the longest-idle one is
+    /// closed for a new one. Lowered to half the descriptor limit if that
+    /// is smaller (the rest is for the pipes).
+    #[arg(long, default_value_t = ConnectionLimits::DEFAULT.max_connections, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
+    /// Threads computing answers that need a pass or the history.
     #[arg(long, default_value_t = ServeOptions::DEFAULT_THREADS as u16, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
     /// Read a pass this often into the history behind /history and the
@@ -246,6 +251,17 @@ fn serve(args: ServeArgs, read: ReadOptions) -> Result<ExitCode, Failure> {
         (None, None) => None,
     };
     let dir = read.dir.clone();
+    // Half the descriptors for connections, the rest for pipes and files.
+    let descriptors = host_aggregator::http::raise_descriptor_limit();
+    let room = usize::try_from(descriptors / 2)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if args.max_connections > room {
+        eprintln!(
+            "host-aggregator: warning: --max-connections {} lowered to {room}: the descriptor limit is {descriptors} (raise it, e.g. LimitNOFILE=)",
+            args.max_connections
+        );
+    }
     let mut collector = Collector::new(read).with_overrides(MergeOverrides::from_rules(args.rules));
     let options = ServeOptions {
         listen: args.listen,
@@ -253,13 +269,16 @@ fn serve(args: ServeArgs, read: ReadOptions) -> Result<ExitCode, Failure> {
         token,
         max_age: args.max_age,
         threads: usize::from(args.threads),
+        connections: ConnectionLimits {
+            max_connections: args.max_connections.min(room),
+            ..ConnectionLimits::DEFAULT
+        },
         history: (!args.no_history).then(|| HistoryOptions {
             interval: args.interval.max(Duration::from_millis(50)),
             points: args.history_points,
             max_series: args.history_series,
             ..HistoryOptions::new()
         }),
-        ..ServeOptions::new()
     };
     let server = Server::start(&options, Box::new(move || collector.collect()))?;
     let addr = server.local_addr();

@@ -1,21 +1,66 @@
-//! The dashboard page served at `/`: one HTML file with its stylesheet and
-//! script inlined, embedded in the binary, so it works offline (no CDN, no
-//! extra requests but `/stats` and `/history`).
+//! The dashboard served at `/`: an HTML page, its stylesheet and two
+//! scripts, embedded in the binary so it works offline (no CDN, no
+//! requests but to this server). The scripts are files of their own, not
+//! inline, so the page's content security policy can forbid every inline
+//! script and every other origin.
 
-use std::sync::OnceLock;
+/// The page.
+pub const PAGE: &str = include_str!("../assets/dashboard.html");
 
-const HTML: &str = include_str!("../assets/dashboard.html");
-const CSS: &str = include_str!("../assets/dashboard.css");
-const JS: &str = include_str!("../assets/dashboard.js");
+/// `Content-Security-Policy` of the page: scripts, styles and requests only
+/// from this server, no inline scripts, no frames, no forms, no plugins.
+/// Inline `style` attributes stay allowed: the charts colour their legends
+/// with them.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; style-src-attr 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The page: `assets/dashboard.html` with `assets/dashboard.css` and
-/// `assets/dashboard.js` put in place of its two markers (built once).
-pub fn page() -> &'static str {
-    static PAGE: OnceLock<String> = OnceLock::new();
-    PAGE.get_or_init(|| {
-        HTML.replacen("/*STYLE*/", CSS, 1)
-            .replacen("//SCRIPT", JS, 1)
-    })
+/// A file the page loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asset {
+    /// `/dashboard.css`.
+    Style,
+    /// `/dashboard-errors.js`: collects script errors (the browser test
+    /// reads them); loaded first, so even the main script's syntax errors
+    /// are caught.
+    ErrorCatcher,
+    /// `/dashboard.js`.
+    Script,
+}
+
+impl Asset {
+    const ALL: [Asset; 3] = [Asset::Style, Asset::ErrorCatcher, Asset::Script];
+
+    /// The asset served at `path`, if any.
+    pub fn at(path: &str) -> Option<Asset> {
+        Asset::ALL.into_iter().find(|asset| asset.path() == path)
+    }
+
+    /// Where it is served.
+    pub fn path(self) -> &'static str {
+        match self {
+            Asset::Style => "/dashboard.css",
+            Asset::ErrorCatcher => "/dashboard-errors.js",
+            Asset::Script => "/dashboard.js",
+        }
+    }
+
+    /// Its `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Asset::Style => "text/css; charset=utf-8",
+            Asset::ErrorCatcher | Asset::Script => "text/javascript; charset=utf-8",
+        }
+    }
+
+    /// Its text.
+    pub fn text(self) -> &'static str {
+        match self {
+            Asset::Style => include_str!("../assets/dashboard.css"),
+            Asset::ErrorCatcher => include_str!("../assets/dashboard-errors.js"),
+            Asset::Script => include_str!("../assets/dashboard.js"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -23,16 +68,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn page_inlines_style_and_script_and_loads_nothing_from_outside() {
-        let page = page();
-        assert!(page.contains("--accent:"), "stylesheet inlined");
-        assert!(page.contains("function renderCharts"), "script inlined");
-        assert!(!page.contains("/*STYLE*/") && !page.contains("<script>//SCRIPT"));
-        // Offline: no http(s) URL, no src= or href= but an inline data: URI
-        // (the empty favicon that stops the browser asking for one).
-        assert!(!page.contains("http://") && !page.contains("https://"));
-        assert!(!page.contains(" src="));
-        assert_eq!(page.matches(" href=").count(), 1);
-        assert!(page.contains(r#"<link rel="icon" href="data:,">"#));
+    fn page_loads_its_assets_from_this_server_only_and_inlines_no_script() {
+        for asset in Asset::ALL {
+            assert!(PAGE.contains(&format!("\"{}\"", asset.path())), "{asset:?}");
+            assert_eq!(Asset::at(asset.path()), Some(asset));
+        }
+        assert!(Asset::Style.text().contains("--accent:"));
+        assert!(Asset::Script.text().contains("function renderCharts"));
+        assert!(Asset::ErrorCatcher.text().contains("__dashboardErrors"));
+        // Offline: no http(s) URL; no inline script (the policy forbids it).
+        assert!(!PAGE.contains("http://") && !PAGE.contains("https://"));
+        assert_eq!(PAGE.matches("<script").count(), 2);
+        assert_eq!(PAGE.matches("<script src=\"/").count(), 2);
+        assert!(PAGE.contains(r#"<link rel="icon" href="data:,">"#));
+        assert!(!CONTENT_SECURITY_POLICY.contains("script-src 'self' 'unsafe-inline'"));
     }
 }

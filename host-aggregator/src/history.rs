@@ -57,6 +57,8 @@ use std::time::Duration;
 
 use crate::export::json::{write_string, write_value};
 use crate::export::unix_seconds;
+use crate::glob::Glob;
+pub use crate::glob::glob_match;
 use crate::{Pass, Source};
 use stats_core::Value;
 
@@ -268,11 +270,16 @@ pub struct Latest {
     pub processes: Vec<(ProcessKey, f64, Option<f64>)>,
 }
 
+/// Most `stat=` globs in one `/history` query.
+pub const MAX_QUERY_GLOBS: usize = 32;
+
 /// What `/history` returns: which stats and processes, since when.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Query {
     /// Stat name globs (`*`, `?`); any match selects a stat. Empty: all.
     pub stats: Vec<String>,
+    /// `stats` compiled.
+    globs: Vec<Glob>,
     /// Only this PID's series (the host-wide total is still given).
     pub pid: Option<u32>,
     /// Only points collected after this time, Unix seconds.
@@ -290,14 +297,23 @@ impl Query {
     /// Unknown keys are ignored.
     ///
     /// # Errors
-    /// A message naming the key whose value is not a number.
+    /// A message naming the key whose value is not a number, a glob too
+    /// long to match in bounded time (see [`Glob`]), or more than
+    /// [`MAX_QUERY_GLOBS`] globs.
     pub fn parse(query: &str) -> Result<Query, String> {
         let mut parsed = Query::default();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let value = percent_decode(value);
             match key {
-                "stat" | "name" => parsed.stats.push(value),
+                "stat" | "name" => {
+                    if parsed.stats.len() == MAX_QUERY_GLOBS {
+                        return Err(format!("more than {MAX_QUERY_GLOBS} stat globs"));
+                    }
+                    let glob = Glob::new(&value).map_err(|e| format!("bad stat glob: {e}"))?;
+                    parsed.globs.push(glob);
+                    parsed.stats.push(value);
+                }
                 "pid" => {
                     parsed.pid = Some(value.parse().map_err(|_| format!("bad pid {value:?}"))?);
                 }
@@ -315,8 +331,9 @@ impl Query {
         Ok(parsed)
     }
 
-    fn selects(&self, name: &str) -> bool {
-        self.stats.is_empty() || self.stats.iter().any(|glob| glob_match(glob, name))
+    /// Whether the query asks for stat `name`.
+    pub fn selects(&self, name: &str) -> bool {
+        self.globs.is_empty() || self.globs.iter().any(|glob| glob.matches(name))
     }
 }
 
@@ -708,6 +725,24 @@ impl History {
     /// `pass`, a `"sources"` array lists the pass's sources (see
     /// [`write_sources`]).
     pub fn to_json(&self, query: &Query, pass: Option<&Pass>) -> Vec<u8> {
+        let selected: Vec<Arc<str>> = self
+            .stats
+            .keys()
+            .filter(|n| query.selects(n))
+            .cloned()
+            .collect();
+        self.to_json_of(&selected, query, pass)
+    }
+
+    /// Every stat name held (cheap clones), so a caller can match a
+    /// query's globs against them without holding the history's lock.
+    pub fn stat_names(&self) -> Vec<Arc<str>> {
+        self.stats.keys().cloned().collect()
+    }
+
+    /// [`History::to_json`] for the stats in `selected` (names no longer
+    /// held are left out); `query`'s globs are not matched again.
+    pub fn to_json_of(&self, selected: &[Arc<str>], query: &Query, pass: Option<&Pass>) -> Vec<u8> {
         let oldest = self.next_tick - self.times.len() as u64;
         let first = (oldest..self.next_tick)
             .find(|&tick| {
@@ -742,10 +777,13 @@ impl History {
             );
         }
         buf.extend_from_slice(b"],\"stats\":[");
-        let mut names: Vec<&Arc<str>> = self.stats.keys().filter(|n| query.selects(n)).collect();
-        names.sort();
-        for (i, name) in names.into_iter().enumerate() {
-            let stat = &self.stats[name];
+        let mut names: Vec<(&Arc<str>, &StatHistory)> = selected
+            .iter()
+            .filter_map(|name| self.stats.get_key_value(name))
+            .collect();
+        names.sort_by(|a, b| a.0.cmp(b.0));
+        names.dedup_by(|a, b| a.0 == b.0);
+        for (i, (name, stat)) in names.into_iter().enumerate() {
             let counter = self.is_counter(name);
             if i > 0 {
                 buf.push(b',');
@@ -928,34 +966,6 @@ fn write_points(buf: &mut Vec<u8>, ticks: std::ops::Range<u64>, at: impl Fn(u64)
         write_number(buf, at(tick).unwrap_or(f64::NAN));
     }
     buf.push(b']');
-}
-
-/// Whether `name` matches `glob`: `*` any run of characters, `?` one.
-pub fn glob_match(glob: &str, name: &str) -> bool {
-    let (glob, name): (Vec<char>, Vec<char>) = (glob.chars().collect(), name.chars().collect());
-    let (mut g, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match glob.get(g) {
-            Some('*') => {
-                star = Some((g, n));
-                g += 1;
-            }
-            Some(&c) if c == '?' || c == name[n] => {
-                g += 1;
-                n += 1;
-            }
-            _ => match star {
-                Some((star_g, star_n)) => {
-                    g = star_g + 1;
-                    n = star_n + 1;
-                    star = Some((star_g, star_n + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    glob[g..].iter().all(|&c| c == '*')
 }
 
 /// Decodes `%XX` escapes and `+` (a space) in a query-string value; a bad
@@ -1438,13 +1448,6 @@ mod tests {
 
     #[test]
     fn queries_and_globs() {
-        assert!(glob_match("http.*", "http.requests[code=200]"));
-        assert!(glob_match("*req*", "http.requests"));
-        assert!(glob_match("a?c", "abc"));
-        assert!(!glob_match("a?c", "ac"));
-        assert!(glob_match("*", ""));
-        assert!(!glob_match("http.*", "https"));
-        assert!(glob_match("*.count", "a.b.count"));
         let query =
             Query::parse("stat=http.*&name=load%20avg&pid=12&since=17.5&totals=1&x=y").unwrap();
         assert_eq!(query.stats, ["http.*", "load avg"]);
@@ -1453,6 +1456,13 @@ mod tests {
         assert!(query.totals_only);
         assert!(Query::parse("pid=x").is_err());
         assert!(Query::parse("since=yesterday").is_err());
+        assert!(query.selects("http.x") && query.selects("load avg") && !query.selects("load"));
+        // Globs are bounded in length (with a wildcard) and in number.
+        let long = format!("stat=*{}b", "a".repeat(100_000));
+        let error = Query::parse(&long).unwrap_err();
+        assert!(error.contains("at most 127"), "{error}");
+        let many = vec!["stat=a*"; MAX_QUERY_GLOBS + 1].join("&");
+        assert!(Query::parse(&many).unwrap_err().contains("more than 32"));
         assert_eq!(percent_decode("a%2Cb+c%zz%"), "a,b c%zz%");
     }
 }

@@ -1,42 +1,60 @@
-//! The HTTP server behind `host-aggregator serve`: `/stats`, `/stats/<pid>`,
-//! `/processes`, `/metrics`, `/influx` and `/healthz` over tiny_http, with one shared,
-//! briefly cached read pass for any number of concurrent requests.
+//! The HTTP/1.1 server behind `host-aggregator serve`, on hyper and tokio:
+//! `/stats`, `/stats/<pid>`, `/processes`, `/metrics`, `/influx`,
+//! `/history`, `/healthz` and the dashboard, with one shared, briefly
+//! cached read pass for any number of concurrent requests
+//! ([`PassCache`]).
 //!
-//! # Sharing passes
+//! # Why hyper
 //!
-//! Reading every pipe costs each writer a snapshot, so requests never cause a
-//! pass each. [`PassCache`] hands out the last pass while it is younger than
-//! `max_age`; when it is older, the first request runs a new pass and every
-//! request arriving meanwhile waits for that same pass (single flight). A
-//! failed pass (say the directory cannot be listed) is shared and cached the
-//! same way, so a flood of requests cannot turn into a flood of failures.
+//! tiny_http 0.12, the first server, could not give the guarantees of
+//! issue 12: it reads a request head with no bound (a 500 MB header line
+//! grew the server by 518 MB before any token check), has no read timeout,
+//! and its accept thread panics on `EMFILE`, leaving a process with no
+//! listener. hyper (the server of `metrics`' Prometheus exporter) bounds
+//! the head ([`ConnectionLimits::max_head_bytes`], `431`), times out a
+//! slow head, and leaves accepting to us; tokio holds an idle connection in
+//! a few hundred bytes instead of a thread.
 //!
 //! # Safety of the listener
 //!
-//! The server binds loopback only unless told otherwise
-//! ([`ServeOptions::allow_remote`]); a bearer token can be required on every
-//! path but `/healthz`. A fixed pool of worker threads computes the answers;
-//! writing them is left to [`respond`](crate::respond), one bounded thread
-//! per connection with a write timeout, so a client that stops reading
-//! holds its own connection's thread, never a worker. (tiny_http reads
-//! requests on its own threads, one per open connection, with no read
-//! timeout: an idle connection costs one parked thread, not a worker.)
+//! - Loopback only unless told otherwise ([`ServeOptions::allow_remote`]);
+//!   a bearer token can be required on every path but `/healthz`.
+//! - Connections are bounded, idle ones make room for new ones, and a
+//!   client that does not read is let go after the write timeout (see
+//!   [`connections`](crate::connections)).
+//! - An `accept` failure never stops the listener: out of descriptors, the
+//!   quietest idle connection is closed and accepting goes on; any other
+//!   lasting failure ends [`Server::wait`] with an error (`serve` exits 1,
+//!   and a supervisor restarts it).
+//! - Answers that need a pass or the history are computed on at most
+//!   [`ServeOptions::threads`] threads; `/healthz`, the index and the
+//!   dashboard are answered at once, whatever the passes do.
 
-use std::io::Cursor;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::convert::Infallible;
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use tiny_http::{Header, Method, Request, Response, StatusCode};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use nix::errno::Errno;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
-use crate::dashboard;
-use crate::export::{influx, json, prometheus};
-use crate::history::{History, HistoryOptions, Query, Recorder};
-use crate::respond::{Body, Responders};
-use crate::{Error, Pass};
+use crate::Error;
+use crate::connections::{self, Connection, Registry, RequestLine, TrackedStream};
+pub use crate::connections::{ConnectionLimits, raise_descriptor_limit};
+use crate::history::{History, HistoryOptions, Recorder};
+pub use crate::pass_cache::{CachedPass, CollectFn, PassCache};
+use crate::routes::{self, Context, Reply, RequestHead};
+pub use crate::routes::{Route, Target, target};
 
 /// Where and how to serve.
 #[derive(Clone, Debug)]
@@ -51,13 +69,10 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// A pass younger than this is served again instead of reading anew.
     pub max_age: Duration,
-    /// Worker threads answering requests.
+    /// Threads computing answers that need a pass or the history.
     pub threads: usize,
-    /// Longest a response write may block on a client that does not read.
-    pub write_timeout: Duration,
-    /// Bounds on the threads that write answers (see
-    /// [`respond`](crate::respond)).
-    pub responders: crate::respond::Limits,
+    /// Bounds on connections, request heads and stalled writes.
+    pub connections: ConnectionLimits,
     /// When set, a thread reads a pass every interval into a history for
     /// `/history` and the dashboard at `/` (and requests reuse its passes).
     pub history: Option<HistoryOptions>,
@@ -71,11 +86,9 @@ impl ServeOptions {
     /// writers (one snapshot each per second) and is finer than any scrape
     /// interval or dashboard refresh.
     pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(1);
-    /// Default worker threads: enough that a few slow clients do not stall
-    /// the rest, few enough to stay small on a 2-core host.
+    /// Default answer threads: enough that answers waiting for a pass do
+    /// not hold up rendering, few enough to stay small on a 2-core host.
     pub const DEFAULT_THREADS: usize = 4;
-    /// Default write timeout.
-    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// Loopback port 7828, no token, the defaults above.
     pub fn new() -> ServeOptions {
@@ -85,8 +98,7 @@ impl ServeOptions {
             token: None,
             max_age: ServeOptions::DEFAULT_MAX_AGE,
             threads: ServeOptions::DEFAULT_THREADS,
-            write_timeout: ServeOptions::DEFAULT_WRITE_TIMEOUT,
-            responders: crate::respond::Limits::DEFAULT,
+            connections: ConnectionLimits::DEFAULT,
             history: None,
         }
     }
@@ -98,193 +110,24 @@ impl Default for ServeOptions {
     }
 }
 
-/// Runs one read pass; the server calls it from one thread at a time.
-pub type CollectFn = Box<dyn FnMut() -> Result<Pass, Error> + Send>;
-
-/// One pass as served: its result, its number, and its renderings, each
-/// made at most once however many requests ask.
-#[derive(Debug)]
-pub struct CachedPass {
-    /// 1 for the first pass this cache ran, then 2, 3...
-    pub number: u64,
-    /// When the pass started.
-    pub started: Instant,
-    /// What the pass read, or why it failed.
-    pub result: Result<Pass, Error>,
-    stats_json: OnceLock<Arc<[u8]>>,
-    metrics: OnceLock<Arc<[u8]>>,
-    influx: OnceLock<Arc<[u8]>>,
-    processes: OnceLock<Arc<[u8]>>,
-}
-
-impl CachedPass {
-    fn stats_json(&self, pass: &Pass) -> Arc<[u8]> {
-        Arc::clone(self.stats_json.get_or_init(|| json::stats(pass).into()))
-    }
-
-    fn metrics(&self, pass: &Pass) -> Arc<[u8]> {
-        Arc::clone(self.metrics.get_or_init(|| prometheus::render(pass).into()))
-    }
-
-    fn influx(&self, pass: &Pass) -> Arc<[u8]> {
-        Arc::clone(self.influx.get_or_init(|| influx::served(pass).into()))
-    }
-
-    /// Cached like the rest: at 1,000 writers it is megabytes, and answers
-    /// waiting for slow clients share it instead of holding a copy each.
-    fn processes(&self, pass: &Pass) -> Arc<[u8]> {
-        Arc::clone(self.processes.get_or_init(|| json::processes(pass).into()))
-    }
-}
-
-/// Single-flight cache of the latest pass (see the module docs).
-pub struct PassCache {
-    collect: Mutex<CollectFn>,
-    state: Mutex<CacheState>,
-    pass_done: Condvar,
-    max_age: Duration,
-}
-
-#[derive(Default)]
-struct CacheState {
-    latest: Option<Arc<CachedPass>>,
-    collecting: bool,
-    passes: u64,
-}
-
-impl PassCache {
-    /// A cache that runs `collect` for a new pass when the last one is older
-    /// than `max_age`.
-    pub fn new(collect: CollectFn, max_age: Duration) -> PassCache {
-        PassCache {
-            collect: Mutex::new(collect),
-            state: Mutex::new(CacheState::default()),
-            pass_done: Condvar::new(),
-            max_age,
-        }
-    }
-
-    /// How many passes have run.
-    pub fn passes(&self) -> u64 {
-        self.lock_state().passes
-    }
-
-    /// The latest pass without running one, if any ran.
-    pub fn latest(&self) -> Option<Arc<CachedPass>> {
-        self.lock_state().latest.clone()
-    }
-
-    /// A pass no older than `max_age`, or the one in progress, or a new one.
-    pub fn get(&self) -> Arc<CachedPass> {
-        self.get_within(self.max_age)
-    }
-
-    /// A new pass, or the one in progress: the history thread's tick, which
-    /// keeps the cached pass fresh for requests.
-    pub fn refresh(&self) -> Arc<CachedPass> {
-        self.get_within(Duration::ZERO)
-    }
-
-    fn get_within(&self, max_age: Duration) -> Arc<CachedPass> {
-        let mut state = self.lock_state();
-        loop {
-            if let Some(latest) = &state.latest
-                && latest.started.elapsed() <= max_age
-            {
-                return Arc::clone(latest);
-            }
-            if !state.collecting {
-                break;
-            }
-            let before = state.passes;
-            state = self
-                .pass_done
-                .wait_while(state, |s| s.collecting)
-                .unwrap_or_else(PoisonError::into_inner);
-            // The pass we waited for is the freshest there can be for us.
-            if state.passes != before
-                && let Some(latest) = &state.latest
-            {
-                return Arc::clone(latest);
-            }
-        }
-        state.collecting = true;
-        drop(state);
-
-        // Clears `collecting` even if the collector panics, so waiters wake.
-        let mut in_flight = InFlight {
-            cache: self,
-            finished: None,
-        };
-        let started = Instant::now();
-        let result = {
-            let mut collect = self.collect.lock().unwrap_or_else(PoisonError::into_inner);
-            collect()
-        };
-        let mut state = self.lock_state();
-        state.passes += 1;
-        let cached = Arc::new(CachedPass {
-            number: state.passes,
-            started,
-            result,
-            stats_json: OnceLock::new(),
-            metrics: OnceLock::new(),
-            influx: OnceLock::new(),
-            processes: OnceLock::new(),
-        });
-        drop(state);
-        in_flight.finished = Some(Arc::clone(&cached));
-        cached
-    }
-
-    fn lock_state(&self) -> std::sync::MutexGuard<'_, CacheState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-struct InFlight<'a> {
-    cache: &'a PassCache,
-    finished: Option<Arc<CachedPass>>,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        let mut state = self.cache.lock_state();
-        if let Some(finished) = self.finished.take() {
-            state.latest = Some(finished);
-        }
-        state.collecting = false;
-        drop(state);
-        self.cache.pass_done.notify_all();
-    }
-}
-
-/// A running server: worker threads answering requests until dropped.
+/// A running server: answers requests until dropped.
 pub struct Server {
-    http: Arc<tiny_http::Server>,
+    runtime: Option<tokio::runtime::Runtime>,
     local_addr: SocketAddr,
-    cache: Arc<PassCache>,
-    workers: Vec<JoinHandle<()>>,
-    shared: Arc<Shared>,
+    context: Arc<Context>,
+    stop: Arc<Notify>,
+    accepting: Option<tokio::task::JoinHandle<io::Result<()>>>,
     _recorder: Option<Recorder>,
 }
 
-struct Shared {
-    stopping: AtomicBool,
-    accept_error: Mutex<Option<std::io::Error>>,
-    token: Option<String>,
-    threads: usize,
-    history: Option<Arc<Mutex<History>>>,
-    responders: Responders,
-}
-
 impl Server {
-    /// Binds `options.listen` and starts the workers; passes are read with
+    /// Binds `options.listen` and starts serving; passes are read with
     /// `collect`.
     ///
     /// # Errors
     /// [`Error::BadArgument`] for a non-loopback address without
-    /// `allow_remote` or an empty token; [`Error::Io`] when binding fails.
+    /// `allow_remote` or an empty token; [`Error::Io`] when binding or
+    /// starting the runtime fails.
     pub fn start(options: &ServeOptions, collect: CollectFn) -> Result<Server, Error> {
         if !options.listen.ip().is_loopback() && !options.allow_remote {
             return Err(Error::BadArgument {
@@ -301,54 +144,59 @@ impl Server {
             });
         }
         let listen_error = |source| listen_error(options.listen, source);
-        let listener =
-            bind_with_write_timeout(options.listen, options.write_timeout).map_err(listen_error)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(options.threads.max(1))
+            .thread_name("stats-pipe-http")
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(listen_error)?;
+        let listener = StdListener::bind(options.listen).map_err(listen_error)?;
+        listener.set_nonblocking(true).map_err(listen_error)?;
         let local_addr = listener.local_addr().map_err(listen_error)?;
-        let http = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| listen_error(std::io::Error::other(e.to_string())))?;
-        let http = Arc::new(http);
+        let listener = {
+            let _entered = runtime.enter();
+            TcpListener::from_std(listener).map_err(listen_error)?
+        };
         let cache = Arc::new(PassCache::new(collect, options.max_age));
-        let threads = options.threads.max(1);
-        let shared = Arc::new(Shared {
-            stopping: AtomicBool::new(false),
-            accept_error: Mutex::new(None),
+        let history = options
+            .history
+            .clone()
+            .map(|limits| Arc::new(Mutex::new(History::new(limits))));
+        let context = Arc::new(Context {
+            cache: Arc::clone(&cache),
+            history: history.clone(),
             token: options.token.clone(),
-            threads,
-            history: options
-                .history
-                .clone()
-                .map(|limits| Arc::new(Mutex::new(History::new(limits)))),
-            responders: Responders::new(options.responders),
+            registry: Arc::new(Registry::new(options.connections.max_connections)),
         });
-        let recorder =
-            options
-                .history
-                .as_ref()
-                .zip(shared.history.clone())
-                .map(|(limits, history)| {
-                    let cache = Arc::clone(&cache);
-                    Recorder::start(limits.interval, move || {
-                        if let Ok(pass) = &cache.refresh().result {
-                            history
-                                .lock()
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .record(pass);
-                        }
-                    })
-                });
-        let workers = (0..threads)
-            .map(|_| {
-                let (http, cache, shared) =
-                    (Arc::clone(&http), Arc::clone(&cache), Arc::clone(&shared));
-                std::thread::spawn(move || work(&http, &cache, &shared))
-            })
-            .collect();
+        let recorder = options
+            .history
+            .as_ref()
+            .zip(history)
+            .map(|(limits, history)| {
+                Recorder::start(limits.interval, move || {
+                    if let Ok(pass) = &cache.refresh().result {
+                        history
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .record(pass);
+                    }
+                })
+            });
+        let stop = Arc::new(Notify::new());
+        let accepting = runtime.spawn(accept_loop(
+            listener,
+            Arc::clone(&context),
+            options.connections,
+            Arc::clone(&stop),
+        ));
         Ok(Server {
-            http,
+            runtime: Some(runtime),
             local_addr,
-            cache,
-            workers,
-            shared,
+            context,
+            stop,
+            accepting: Some(accepting),
             _recorder: recorder,
         })
     }
@@ -360,44 +208,38 @@ impl Server {
 
     /// The pass cache, to see how many passes ran.
     pub fn cache(&self) -> &PassCache {
-        &self.cache
+        &self.context.cache
     }
 
-    /// Serves until the listener fails (tiny_http stops accepting after an
-    /// accept error such as running out of file descriptors).
+    /// Serves until the listener fails for good (not for running out of
+    /// descriptors, which is waited out).
     ///
     /// # Errors
     /// [`Error::Io`] with the accept error.
     pub fn wait(mut self) -> Result<(), Error> {
-        for worker in std::mem::take(&mut self.workers) {
-            let _ = worker.join();
-        }
-        let accept_error = self
-            .shared
-            .accept_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        match accept_error {
-            Some(source) => Err(listen_error(self.local_addr, source)),
-            None => Ok(()),
+        let (Some(runtime), Some(accepting)) = (self.runtime.as_ref(), self.accepting.take())
+        else {
+            return Ok(());
+        };
+        match runtime.block_on(accepting) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(listen_error(self.local_addr, source)),
+            Err(join) => Err(listen_error(self.local_addr, io::Error::other(join))),
         }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        for _ in 0..self.workers.len() {
-            self.http.unblock();
-        }
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
+        self.stop.notify_one();
+        if let Some(runtime) = self.runtime.take() {
+            // Answers waiting on a pass are not waited for.
+            runtime.shutdown_background();
         }
     }
 }
 
-fn listen_error(addr: SocketAddr, source: std::io::Error) -> Error {
+fn listen_error(addr: SocketAddr, source: io::Error) -> Error {
     Error::Io {
         action: "listen on",
         path: addr.to_string().into(),
@@ -405,361 +247,239 @@ fn listen_error(addr: SocketAddr, source: std::io::Error) -> Error {
     }
 }
 
-/// Binds with `SO_SNDTIMEO` and `TCP_NODELAY` set on the listening socket:
-/// Linux copies both to every accepted connection, which is the only way to
-/// set them on tiny_http's connections (it never exposes their sockets).
-/// Without `TCP_NODELAY`, tiny_http's separate header and body writes meet
-/// Nagle's algorithm and delayed ACKs: every keep-alive response then waits
-/// ~40 ms (measured: 720 requests/s instead of thousands). The
-/// receive timeout cannot be set this way: it would make `accept` itself
-/// time out, which stops tiny_http's accept loop for good.
-fn bind_with_write_timeout(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind(addr)?;
-    // A listening socket is a socket like any other to setsockopt; std only
-    // offers the call on TcpStream, so lend the descriptor to one.
-    let as_stream = TcpStream::from(OwnedFd::from(listener));
-    as_stream.set_write_timeout(Some(timeout).filter(|t| !t.is_zero()))?;
-    as_stream.set_nodelay(true)?;
-    Ok(TcpListener::from(OwnedFd::from(as_stream)))
-}
+/// How long to wait before accepting again after a failure that a retry at
+/// once would only repeat (no descriptors, no memory).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
-fn work(http: &tiny_http::Server, cache: &PassCache, shared: &Shared) {
+async fn accept_loop(
+    listener: TcpListener,
+    context: Arc<Context>,
+    limits: ConnectionLimits,
+    stop: Arc<Notify>,
+) -> io::Result<()> {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_head_bytes.max(8 << 10))
+        .max_header_size(limits.max_head_bytes)
+        .max_headers(limits.max_headers)
+        // `Content-Type`, not `content-type`: what `curl -i` readers and
+        // line-oriented scripts expect (names are case-insensitive anyway).
+        .title_case_headers(true);
+    let http = Arc::new(http);
     loop {
-        match http.recv() {
-            Ok(request) => answer(request, cache, shared),
-            Err(_) if shared.stopping.load(Ordering::SeqCst) => return,
+        let accepted = tokio::select! {
+            () = stop.notified() => return Ok(()),
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let Some(connection) = context.registry.admit() else {
+                    // Every open connection is answering: refuse this one.
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve_connection(
+                    stream,
+                    connection,
+                    Arc::clone(&context),
+                    Arc::clone(&http),
+                    limits,
+                ));
+            }
             Err(error) => {
-                // tiny_http's accept loop has ended: nothing more will come.
-                // Record why, and wake the other workers so `wait` returns.
-                shared
-                    .accept_error
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get_or_insert(error);
-                if !shared.stopping.swap(true, Ordering::SeqCst) {
-                    for _ in 1..shared.threads {
-                        http.unblock();
+                context
+                    .registry
+                    .counts()
+                    .accept_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match error.raw_os_error().map(Errno::from_raw) {
+                    // Out of descriptors: free one, and try again shortly.
+                    Some(Errno::EMFILE | Errno::ENFILE) => {
+                        context.registry.evict_one();
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
+                    Some(Errno::ENOBUFS | Errno::ENOMEM) => {
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                    // The connection died before we took it, or a signal:
+                    // nothing is wrong with the listener.
+                    Some(Errno::ECONNABORTED | Errno::EINTR | Errno::EPROTO | Errno::EPERM) => {}
+                    _ => return Err(error),
                 }
-                return;
             }
         }
     }
 }
 
-/// The paths served, for routing and for the index at `/`.
-const PATHS: [&str; 8] = [
-    "/",
-    "/stats",
-    "/stats/<pid>",
-    "/processes",
-    "/metrics",
-    "/influx",
-    "/healthz",
-    "/history",
-];
-
-/// What a request path names.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Route {
-    /// `/`: the dashboard or the list of paths.
-    Index,
-    /// `/stats`: the host-wide sums.
-    Stats,
-    /// `/stats/<pid>`: one source.
-    Process(u32),
-    /// `/processes`: every source with its status.
-    Processes,
-    /// `/metrics`: Prometheus text.
-    Metrics,
-    /// `/influx`: InfluxDB line protocol.
-    Influx,
-    /// `/healthz`: answered without reading pipes.
-    Health,
-    /// `/history`: the recorded series.
-    History,
+/// Leaves the registry when the connection's task ends, however it ends.
+struct Registered {
+    registry: Arc<Registry>,
+    connection: Arc<Connection>,
 }
 
-/// A request URL (path and query, as sent) taken apart. Pure, no I/O:
-/// everything a client controls before any pipe is read goes through
-/// [`target`] (and, for `/history`, [`Query::parse`]), so both are fuzzed.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Target<'a> {
-    /// The URL up to the first `?` or `#`.
-    pub path: &'a str,
-    /// What follows `?`, up to a `#`; empty when there is none.
-    pub query: &'a str,
-    /// The route `path` names; `None` is answered `404`.
-    pub route: Option<Route>,
-}
-
-/// Takes a request URL apart into path, query and route.
-pub fn target(url: &str) -> Target<'_> {
-    let url = url.split('#').next().unwrap_or("");
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    Target {
-        path,
-        query,
-        route: route(path),
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.remove(&self.connection);
     }
 }
 
-fn route(path: &str) -> Option<Route> {
-    Some(match path {
-        "/" => Route::Index,
-        "/stats" | "/stats/" => Route::Stats,
-        "/processes" => Route::Processes,
-        "/metrics" => Route::Metrics,
-        "/influx" => Route::Influx,
-        "/healthz" => Route::Health,
-        "/history" => Route::History,
-        other => {
-            let pid = other.strip_prefix("/stats/")?;
-            if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
+async fn serve_connection(
+    stream: TcpStream,
+    connection: Arc<Connection>,
+    context: Arc<Context>,
+    http: Arc<http1::Builder>,
+    limits: ConnectionLimits,
+) {
+    let registered = Registered {
+        registry: Arc::clone(&context.registry),
+        connection: Arc::clone(&connection),
+    };
+    let stream = Arc::new(stream);
+    let read_ahead = tokio::select! {
+        () = connection.closed_by_registry() => return,
+        line = connections::read_request_line(
+            &stream,
+            limits.max_head_bytes,
+            limits.header_read_timeout,
+        ) => line,
+    };
+    let read_ahead = match read_ahead {
+        RequestLine::Serve(bytes) => bytes,
+        RequestLine::Gone => return,
+        RequestLine::UnsupportedVersion => {
+            context
+                .registry
+                .counts()
+                .bad_versions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(registered);
+            connections::answer_and_close(&stream, &version_not_supported(), limits.write_timeout)
+                .await;
+            return;
+        }
+    };
+    let io = TrackedStream::new(
+        Arc::clone(&stream),
+        Arc::clone(&context.registry),
+        Arc::clone(&connection),
+        read_ahead,
+        limits.write_timeout,
+    );
+    let service = {
+        let (context, connection) = (Arc::clone(&context), Arc::clone(&connection));
+        service_fn(move |request| {
+            let (context, connection) = (Arc::clone(&context), Arc::clone(&connection));
+            async move {
+                connection.set_busy(true);
+                let response = respond(request, context).await;
+                connection.set_busy(false);
+                Ok::<_, Infallible>(response)
             }
-            Route::Process(pid.parse().ok()?)
-        }
-    })
-}
-
-struct Reply {
-    status: u16,
-    content_type: &'static str,
-    body: Arc<[u8]>,
-    pass: Option<u64>,
-    extra: Option<(&'static str, &'static str)>,
-}
-
-impl Reply {
-    fn json(status: u16, body: impl Into<Arc<[u8]>>) -> Reply {
-        Reply {
-            status,
-            content_type: "application/json",
-            body: body.into(),
-            pass: None,
-            extra: None,
-        }
-    }
-
-    fn error(status: u16, message: &str) -> Reply {
-        Reply::json(status, json::error(message))
-    }
-
-    fn into_response(self) -> Response<Body> {
-        let length = self.body.len();
-        let number = self.pass.map(|n| itoa::Buffer::new().format(n).to_owned());
-        let headers = [
-            Some(("Content-Type", self.content_type)),
-            Some(("Cache-Control", "no-store")),
-            number.as_deref().map(|n| ("X-Stats-Pipe-Pass", n)),
-            self.extra,
-        ]
-        .into_iter()
-        .flatten()
-        // Only non-ASCII could fail, and every header here is ASCII we wrote.
-        .filter_map(|(name, value)| Header::from_bytes(name, value).ok())
-        .collect();
-        Response::new(
-            StatusCode(self.status),
-            headers,
-            Cursor::new(self.body),
-            Some(length),
-            None,
-        )
-    }
-}
-
-fn answer(request: Request, cache: &PassCache, shared: &Shared) {
-    let reply = reply_to(&request, cache, shared);
-    shared.responders.send(request, reply.into_response());
-}
-
-fn reply_to(request: &Request, cache: &PassCache, shared: &Shared) -> Reply {
-    let Target { path, query, route } = target(request.url());
-    let Some(route) = route else {
-        return Reply::error(
-            404,
-            &format!("no such path: {path} (try {})", PATHS.join(", ")),
-        );
-    };
-    if !matches!(request.method(), Method::Get | Method::Head) {
-        let mut reply = Reply::error(
-            405,
-            &format!("method {} not allowed: use GET", request.method()),
-        );
-        reply.extra = Some(("Allow", "GET, HEAD"));
-        return reply;
-    }
-    if route != Route::Health
-        && let Some(token) = &shared.token
-        && !authorized(request, token)
-    {
-        let mut reply = Reply::error(401, "a bearer token is required");
-        reply.extra = Some(("WWW-Authenticate", "Bearer"));
-        return reply;
-    }
-    match route {
-        // A browser asks for HTML: it gets the dashboard; scripts get JSON.
-        Route::Index if accepts_html(request) => Reply {
-            content_type: "text/html; charset=utf-8",
-            ..Reply::json(200, dashboard::page().as_bytes())
-        },
-        Route::Index => Reply::json(200, index()),
-        Route::History => history(query, cache, shared),
-        Route::Health => health(cache, &shared.responders),
-        Route::Stats | Route::Process(_) | Route::Processes | Route::Metrics | Route::Influx => {
-            from_pass(&route, &cache.get())
-        }
-    }
-}
-
-fn from_pass(route: &Route, cached: &CachedPass) -> Reply {
-    let pass = match &cached.result {
-        Ok(pass) => pass,
-        Err(error) => {
-            let mut reply = Reply::error(503, &error.to_string());
-            reply.pass = Some(cached.number);
-            return reply;
-        }
-    };
-    let mut reply = match route {
-        Route::Stats => Reply::json(200, cached.stats_json(pass)),
-        Route::Metrics => Reply {
-            content_type: prometheus::CONTENT_TYPE,
-            ..Reply::json(200, cached.metrics(pass))
-        },
-        Route::Influx => Reply {
-            content_type: influx::CONTENT_TYPE,
-            ..Reply::json(200, cached.influx(pass))
-        },
-        Route::Processes => Reply::json(200, cached.processes(pass)),
-        Route::Process(pid) => match pass.source(*pid) {
-            Some(source) => Reply::json(200, json::process(pass, source)),
-            None => Reply::error(404, &format!("no stats pipe for PID {pid}")),
-        },
-        Route::Index | Route::Health | Route::History => Reply::error(500, "not a pass route"),
-    };
-    reply.pass = Some(cached.number);
-    reply
-}
-
-fn index() -> Vec<u8> {
-    let mut buf = b"{\"paths\":[".to_vec();
-    for (i, path) in PATHS.iter().enumerate() {
-        if i > 0 {
-            buf.push(b',');
-        }
-        json::write_string(&mut buf, path);
-    }
-    buf.extend_from_slice(b"]}");
-    buf
-}
-
-/// `{"status": "ok", "passes": N, ...}`: answers without reading pipes.
-/// `responding`, `shed` and `failed_writes` tell how the responders fare
-/// (see [`respond`](crate::respond)).
-fn health(cache: &PassCache, responders: &Responders) -> Reply {
-    let mut buf = b"{\"status\":\"ok\"".to_vec();
-    for (name, count) in [
-        ("passes", cache.passes()),
-        ("responding", responders.connections() as u64),
-        ("shed", responders.shed()),
-        ("failed_writes", responders.failed_writes()),
-    ] {
-        buf.extend_from_slice(b",\"");
-        buf.extend_from_slice(name.as_bytes());
-        buf.extend_from_slice(b"\":");
-        buf.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
-    }
-    if let Some(latest) = cache.latest() {
-        buf.extend_from_slice(b",\"last_pass_age\":");
-        json::write_value(
-            &mut buf,
-            stats_core::Value::Float(latest.started.elapsed().as_secs_f64()),
-        );
-        match &latest.result {
-            Ok(pass) => {
-                buf.extend_from_slice(b",\"sources\":");
-                buf.extend_from_slice(itoa::Buffer::new().format(pass.sources.len()).as_bytes());
-                buf.extend_from_slice(b",\"ok_sources\":");
-                buf.extend_from_slice(itoa::Buffer::new().format(pass.ok_count()).as_bytes());
-            }
-            Err(error) => {
-                buf.extend_from_slice(b",\"last_error\":");
-                json::write_string(&mut buf, &error.to_string());
-            }
-        }
-    }
-    buf.push(b'}');
-    Reply::json(200, buf)
-}
-
-fn accepts_html(request: &Request) -> bool {
-    request
-        .headers()
-        .iter()
-        .any(|h| h.field.equiv("Accept") && h.value.as_str().contains("text/html"))
-}
-
-/// `/history`: the recorded series (see [`History::to_json`]); 404 when
-/// `serve` runs without history.
-fn history(query: &str, cache: &PassCache, shared: &Shared) -> Reply {
-    let Some(history) = &shared.history else {
-        return Reply::error(404, "history is off in this server");
-    };
-    let query = match Query::parse(query) {
-        Ok(query) => query,
-        Err(message) => return Reply::error(400, &message),
-    };
-    let latest = if query.sources { cache.latest() } else { None };
-    let pass = latest
-        .as_ref()
-        .and_then(|cached| cached.result.as_ref().ok());
-    let body = history
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .to_json(&query, pass);
-    Reply::json(200, body)
-}
-
-fn authorized(request: &Request, token: &str) -> bool {
-    request
-        .headers()
-        .iter()
-        .filter(|h| h.field.equiv("Authorization"))
-        .any(|h| {
-            let value = h.value.as_str();
-            value
-                .get(..7)
-                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer "))
-                && constant_time_eq(value[7..].trim().as_bytes(), token.as_bytes())
         })
+    };
+    let served = tokio::select! {
+        () = connection.closed_by_registry() => return,
+        served = http.serve_connection(TokioIo::new(io), service) => served,
+    };
+    if served.is_err() {
+        // Evictable while it lingers: it answers nothing more.
+        drop(registered);
+        connections::linger_and_close(&stream).await;
+    }
 }
 
-/// Compares without an early exit, so the time taken does not tell how much
-/// of a guessed token was right (the length still shows).
-fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
-    if given.len() != expected.len() {
-        return false;
+/// The answer to a request line naming a version other than 1.0 and 1.1.
+fn version_not_supported() -> Vec<u8> {
+    let body = crate::export::json::error("HTTP version not supported: use HTTP/1.1 or HTTP/1.0");
+    let mut response = format!(
+        "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\nX-Content-Type-Options: nosniff\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    response
+}
+
+async fn respond(request: Request<Incoming>, context: Arc<Context>) -> Response<Full<Bytes>> {
+    let header_text = |name| {
+        request
+            .headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    let head = RequestHead {
+        method: request.method().as_str().to_owned(),
+        url: request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| request.uri().to_string(), |p| p.as_str().to_owned()),
+        authorization: header_text(hyper::header::AUTHORIZATION),
+        accepts_html: header_text(hyper::header::ACCEPT)
+            .iter()
+            .any(|accept| accept.contains("text/html")),
+    };
+    drop(request);
+    let reply = match routes::precheck(&head, &context) {
+        Err(reply) => reply,
+        Ok((route, query)) if route.is_slow() => {
+            let context = Arc::clone(&context);
+            let accepts_html = head.accepts_html;
+            tokio::task::spawn_blocking(move || {
+                routes::answer(route, &query, accepts_html, &context)
+            })
+            .await
+            .unwrap_or_else(|_| Reply::error(500, "the answer failed"))
+        }
+        Ok((route, query)) => routes::answer(route, &query, head.accepts_html, &context),
+    };
+    into_response(reply)
+}
+
+fn into_response(reply: Reply) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_owner(reply.body)));
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static(reply.content_type),
+    );
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Some(number) = reply.pass {
+        headers.insert(
+            HeaderName::from_static("x-stats-pipe-pass"),
+            HeaderValue::from(number),
+        );
     }
-    given
-        .iter()
-        .zip(expected)
-        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-        == 0
+    if let Some((name, value)) = reply.extra {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
-    use std::sync::atomic::AtomicU64;
-    use std::time::SystemTime;
+    use std::net::TcpStream;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Instant, SystemTime};
 
     use stats_core::{Entry, Snapshot, Value};
 
     use super::*;
-    use crate::{Source, Status};
+    use crate::{Pass, Source, Status};
 
     fn synthetic_pass(requests: i64) -> Pass {
         let snapshot = Snapshot::from_entries([Entry {
@@ -819,98 +539,6 @@ mod tests {
     }
 
     #[test]
-    fn route_table() {
-        let cases = [
-            ("/", Some(Route::Index)),
-            ("/stats", Some(Route::Stats)),
-            ("/stats/", Some(Route::Stats)),
-            ("/stats/42", Some(Route::Process(42))),
-            ("/stats/-1", None),
-            ("/stats/+1", None),
-            ("/stats/99999999999", None),
-            ("/stats/42/x", None),
-            ("/processes", Some(Route::Processes)),
-            ("/metrics", Some(Route::Metrics)),
-            ("/healthz", Some(Route::Health)),
-            ("/etc/passwd", None),
-            ("", None),
-        ];
-        for (path, want) in cases {
-            assert_eq!(route(path), want, "{path:?}");
-        }
-    }
-
-    #[test]
-    fn target_splits_path_query_and_fragment() {
-        let cases = [
-            ("/history?stat=a*&pid=4#top", "/history", "stat=a*&pid=4"),
-            ("/stats#x?y", "/stats", ""),
-            ("/stats?", "/stats", ""),
-            ("?x=1", "", "x=1"),
-        ];
-        for (url, path, query) in cases {
-            let got = target(url);
-            assert_eq!((got.path, got.query), (path, query), "{url:?}");
-            assert_eq!(got.route, route(path), "{url:?}");
-        }
-    }
-
-    #[test]
-    fn constant_time_eq_table() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secreT", b"secret"));
-        assert!(!constant_time_eq(b"secret!", b"secret"));
-        assert!(!constant_time_eq(b"", b"secret"));
-    }
-
-    #[test]
-    fn concurrent_gets_share_one_pass() {
-        let (collect, calls) = counting(Duration::from_millis(100));
-        let cache = Arc::new(PassCache::new(collect, Duration::ZERO));
-        let numbers: Vec<u64> = (0..8)
-            .map(|_| {
-                let cache = Arc::clone(&cache);
-                std::thread::spawn(move || cache.get().number)
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .collect();
-        let runs = calls.load(Ordering::SeqCst);
-        assert!(runs < 8, "8 concurrent gets ran {runs} passes");
-        assert_eq!(cache.passes(), runs);
-        assert!(numbers.iter().all(|&n| n >= 1 && n <= runs));
-    }
-
-    #[test]
-    fn a_young_pass_is_reused_and_an_old_one_is_not() {
-        let (collect, calls) = counting(Duration::ZERO);
-        let cache = PassCache::new(collect, Duration::from_millis(200));
-        assert_eq!(cache.get().number, 1);
-        assert_eq!(cache.get().number, 1);
-        std::thread::sleep(Duration::from_millis(250));
-        assert_eq!(cache.get().number, 2);
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
-    }
-
-    #[test]
-    fn a_panicking_collector_does_not_wedge_waiters() {
-        let mut first = true;
-        let cache = Arc::new(PassCache::new(
-            Box::new(move || {
-                if std::mem::take(&mut first) {
-                    panic!("collector blew up");
-                }
-                Ok(synthetic_pass(1))
-            }),
-            Duration::ZERO,
-        ));
-        let panicking = Arc::clone(&cache);
-        assert!(std::thread::spawn(move || panicking.get()).join().is_err());
-        assert!(cache.get().result.is_ok());
-    }
-
-    #[test]
     fn serves_routes_errors_and_methods() {
         let (collect, _) = counting(Duration::ZERO);
         let server = start(ServeOptions::new(), collect);
@@ -937,9 +565,11 @@ mod tests {
             "no stats pipe for PID 78"
         );
 
-        let (status, _, body) = get(addr, &request("GET", "/nope?x=\"", ""));
+        let (status, _, body) = get(addr, &request("GET", "/nope?x=%22", ""));
         assert_eq!(status, 404);
         serde_json::from_str::<serde_json::Value>(&body).unwrap();
+        // A raw quote is not allowed in a request target (RFC 3986).
+        assert_eq!(get(addr, &request("GET", "/nope?x=\"", "")).0, 400);
 
         let (status, head, body) = get(addr, &request("POST", "/stats", "Content-Length: 0\r\n"));
         assert_eq!(status, 405);
@@ -976,7 +606,7 @@ mod tests {
         let addr = server.local_addr();
         let (status, head, _) = get(addr, &request("GET", "/stats", ""));
         assert_eq!(status, 401);
-        assert!(head.contains("WWW-Authenticate: Bearer"), "{head}");
+        assert!(head.contains("Www-Authenticate: Bearer"), "{head}");
         let wrong = "Authorization: Bearer s3creT\r\n";
         assert_eq!(get(addr, &request("GET", "/stats", wrong)).0, 401);
         let right = "Authorization: bearer s3cret\r\n";
@@ -998,20 +628,6 @@ mod tests {
     }
 
     #[test]
-    fn accepted_connections_inherit_write_timeout_and_nodelay() {
-        let listener =
-            bind_with_write_timeout("127.0.0.1:0".parse().unwrap(), Duration::from_secs(3))
-                .unwrap();
-        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (accepted, _) = listener.accept().unwrap();
-        assert_eq!(
-            accepted.write_timeout().unwrap(),
-            Some(Duration::from_secs(3))
-        );
-        assert!(accepted.nodelay().unwrap());
-    }
-
-    #[test]
     fn failed_pass_is_a_json_503() {
         let server = start(
             ServeOptions::new(),
@@ -1029,5 +645,115 @@ mod tests {
             parsed["error"].as_str().unwrap().contains("/missing"),
             "{body}"
         );
+    }
+
+    #[test]
+    fn a_failed_pass_makes_healthz_failing_with_503() {
+        let server = start(
+            ServeOptions::new(),
+            Box::new(|| {
+                Err(Error::Dir {
+                    path: "/missing".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                })
+            }),
+        );
+        let addr = server.local_addr();
+        // Before any pass: nothing known to have failed.
+        let (status, _, body) = get(addr, &request("GET", "/healthz", ""));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(get(addr, &request("GET", "/stats", "")).0, 503);
+        let (status, _, body) = get(addr, &request("GET", "/healthz", ""));
+        assert_eq!(status, 503, "{body}");
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(health["status"], "failing");
+        assert!(health["last_error"].as_str().unwrap().contains("/missing"));
+    }
+
+    #[test]
+    fn other_http_versions_get_505_and_the_connection_closes() {
+        let (collect, calls) = counting(Duration::ZERO);
+        let server = start(ServeOptions::new(), collect);
+        for line in [
+            "GET /stats HTTP/2.0",
+            "PRI * HTTP/2.0",
+            "GET /stats HTTP/0.9",
+        ] {
+            let (status, head, _) = get(server.local_addr(), &format!("{line}\r\n\r\n"));
+            assert_eq!(status, 505, "{line}: {head}");
+            assert!(head.contains("Connection: close"), "{head}");
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "no pass for a refused request"
+        );
+    }
+
+    #[test]
+    fn a_head_over_the_limit_gets_431_and_the_server_stays_up() {
+        let (collect, _) = counting(Duration::ZERO);
+        let server = start(ServeOptions::new(), collect);
+        let addr = server.local_addr();
+        let huge = format!("X-Big: {}\r\n", "a".repeat(64 << 10));
+        let (status, _, _) = get(addr, &request("GET", "/stats", &huge));
+        assert_eq!(status, 431);
+        let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
+        assert_eq!(get(addr, &request("GET", "/stats", &many)).0, 431);
+        let long_target = format!("/stats?{}", "x".repeat(9 << 10));
+        assert_eq!(get(addr, &request("GET", &long_target, "")).0, 414);
+        assert_eq!(get(addr, &request("GET", "/healthz", "")).0, 200);
+    }
+
+    #[test]
+    fn every_answer_says_nosniff_and_the_dashboard_has_a_strict_policy() {
+        let (collect, _) = counting(Duration::ZERO);
+        let server = start(ServeOptions::new(), collect);
+        let addr = server.local_addr();
+        for path in ["/stats", "/nope", "/healthz", "/dashboard.js"] {
+            let (_, head, _) = get(addr, &request("GET", path, ""));
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("x-content-type-options: nosniff"),
+                "{path}: {head}"
+            );
+        }
+        let (status, head, body) = get(addr, &request("GET", "/", "Accept: text/html\r\n"));
+        assert_eq!(status, 200);
+        assert!(body.contains("<script src=\"/dashboard.js\">"), "{body}");
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains("content-security-policy: default-src 'none'; script-src 'self';"),
+            "{head}"
+        );
+    }
+
+    #[test]
+    fn idle_connections_at_the_bound_make_room_for_a_new_client() {
+        let (collect, _) = counting(Duration::ZERO);
+        let options = ServeOptions {
+            connections: ConnectionLimits {
+                max_connections: 8,
+                ..ConnectionLimits::DEFAULT
+            },
+            ..ServeOptions::new()
+        };
+        let server = start(options, collect);
+        let addr = server.local_addr();
+        let idle: Vec<TcpStream> = (0..40).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let asked = Instant::now();
+        let (status, _, body) = get(addr, &request("GET", "/healthz", ""));
+        assert_eq!(status, 200, "{body}");
+        assert!(asked.elapsed() < Duration::from_secs(5));
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            health["connections"]["open"].as_u64().unwrap() <= 8,
+            "{body}"
+        );
+        assert!(
+            health["connections"]["evicted"].as_u64().unwrap() >= 32,
+            "{body}"
+        );
+        drop(idle);
     }
 }

@@ -25,17 +25,20 @@
 
 pub mod archive;
 mod collector;
-mod dashboard;
+pub mod connections;
+pub mod dashboard;
 pub mod discovery;
 mod error;
 pub mod export;
 pub mod gc;
+pub mod glob;
 pub mod history;
 pub mod http;
+pub mod pass_cache;
 pub mod procfs;
 mod reader;
-pub mod respond;
 pub mod retention;
+pub mod routes;
 pub mod rules;
 mod source;
 pub mod top;

@@ -1,7 +1,7 @@
 //! Merge-rule overrides by stat name: `--rule GLOB=sum|min|max|last`.
 //!
 //! The glob is matched against the whole stat name, tags included (`*` any
-//! run of characters, `?` one; see [`crate::history::glob_match`]). Rules
+//! run of characters, `?` one; see [`crate::glob::glob_match`]). Rules
 //! are tried in the order given and the first match wins. An override
 //! applies to plain stats (gauges, counters, `max` stats); a histogram's
 //! lines always merge as one distribution. A stat an override matches is
@@ -12,7 +12,7 @@ use std::str::FromStr;
 use stats_core::merge::Rule;
 
 use crate::error::Error;
-use crate::history::glob_match;
+use crate::glob::glob_match;
 
 /// What a `--rule` value must look like.
 const EXPECTED: &str = "GLOB=sum|min|max|last, e.g. 'queue.depth.*=max'";

@@ -1,0 +1,474 @@
+//! What each path of `serve` answers: routing a request target, the token
+//! check, and the replies (JSON, Prometheus, InfluxDB, history, health, the
+//! dashboard), all without I/O but the shared pass.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use hyper::header::{self, HeaderName};
+
+use crate::connections::Registry;
+use crate::dashboard;
+use crate::export::{influx, json, prometheus};
+use crate::history::{History, Query};
+use crate::pass_cache::{CachedPass, PassCache, Rendering};
+
+/// Longest request target (path and query) answered; longer ones get
+/// `414`. Far above any real query (a `/history` with many globs), far
+/// below what would make parsing it costly.
+pub const MAX_TARGET_BYTES: usize = 8 << 10;
+
+/// The paths served, for routing and for the index at `/`.
+const PATHS: [&str; 8] = [
+    "/",
+    "/stats",
+    "/stats/<pid>",
+    "/processes",
+    "/metrics",
+    "/influx",
+    "/healthz",
+    "/history",
+];
+
+/// What a request path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `/`: the dashboard or the list of paths.
+    Index,
+    /// `/dashboard.css`, `/dashboard.js`, `/dashboard-errors.js`: the
+    /// dashboard's parts (separate files, so its content security policy
+    /// needs no inline script).
+    Asset(dashboard::Asset),
+    /// `/stats`: the host-wide sums.
+    Stats,
+    /// `/stats/<pid>`: one source.
+    Process(u32),
+    /// `/processes`: every source with its status.
+    Processes,
+    /// `/metrics`: Prometheus text.
+    Metrics,
+    /// `/influx`: InfluxDB line protocol.
+    Influx,
+    /// `/healthz`: answered without reading pipes.
+    Health,
+    /// `/history`: the recorded series.
+    History,
+}
+
+impl Route {
+    /// Whether answering needs the shared pass or the history (work done
+    /// off the connection threads), rather than only what is in memory.
+    pub fn is_slow(self) -> bool {
+        matches!(
+            self,
+            Route::Stats
+                | Route::Process(_)
+                | Route::Processes
+                | Route::Metrics
+                | Route::Influx
+                | Route::History
+        )
+    }
+}
+
+/// A request URL (path and query, as sent) taken apart. Pure, no I/O:
+/// everything a client controls before any pipe is read goes through
+/// [`target`] (and, for `/history`, [`Query::parse`]), so both are fuzzed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The URL up to the first `?` or `#`.
+    pub path: &'a str,
+    /// What follows `?`, up to a `#`; empty when there is none.
+    pub query: &'a str,
+    /// The route `path` names; `None` is answered `404`.
+    pub route: Option<Route>,
+}
+
+/// Takes a request URL apart into path, query and route.
+pub fn target(url: &str) -> Target<'_> {
+    let url = url.split('#').next().unwrap_or("");
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    Target {
+        path,
+        query,
+        route: route(path),
+    }
+}
+
+fn route(path: &str) -> Option<Route> {
+    Some(match path {
+        "/" => Route::Index,
+        "/stats" | "/stats/" => Route::Stats,
+        "/processes" => Route::Processes,
+        "/metrics" => Route::Metrics,
+        "/influx" => Route::Influx,
+        "/healthz" => Route::Health,
+        "/history" => Route::History,
+        other => {
+            if let Some(asset) = dashboard::Asset::at(other) {
+                return Some(Route::Asset(asset));
+            }
+            let pid = other.strip_prefix("/stats/")?;
+            if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Route::Process(pid.parse().ok()?)
+        }
+    })
+}
+
+/// What the routes need of a request: its method, target and the two
+/// headers that change an answer.
+#[derive(Debug)]
+pub struct RequestHead {
+    /// The method, as sent.
+    pub method: String,
+    /// The request target (path and query).
+    pub url: String,
+    /// `Authorization` values.
+    pub authorization: Vec<String>,
+    /// Whether `Accept` names `text/html` (a browser).
+    pub accepts_html: bool,
+}
+
+/// An answer before it is put on the wire.
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// The body, shared with the pass cache where it comes from there.
+    pub body: Arc<[u8]>,
+    /// `X-Stats-Pipe-Pass`: the number of the pass answered from.
+    pub pass: Option<u64>,
+    /// One more header (`Allow`, `WWW-Authenticate`,
+    /// `Content-Security-Policy`).
+    pub extra: Option<(HeaderName, &'static str)>,
+}
+
+impl Reply {
+    /// A JSON answer.
+    pub fn json(status: u16, body: impl Into<Arc<[u8]>>) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            body: body.into(),
+            pass: None,
+            extra: None,
+        }
+    }
+
+    /// `{"error": message}` with `status`.
+    pub fn error(status: u16, message: &str) -> Reply {
+        Reply::json(status, json::error(message))
+    }
+}
+
+/// What the routes share: the pass cache, the history, the token and the
+/// connection counts for `/healthz`.
+pub struct Context {
+    /// The shared passes.
+    pub cache: Arc<PassCache>,
+    /// The history, when `serve` keeps one.
+    pub history: Option<Arc<Mutex<History>>>,
+    /// The bearer token every path but `/healthz` needs, if any.
+    pub token: Option<String>,
+    pub(crate) registry: Arc<Registry>,
+}
+
+/// Checks what needs no pass (route, method, token, target length): the
+/// answer when that settles it, else the route to answer.
+pub fn precheck(head: &RequestHead, context: &Context) -> Result<(Route, String), Reply> {
+    if head.url.len() > MAX_TARGET_BYTES {
+        return Err(Reply::error(
+            414,
+            &format!(
+                "request target of {} bytes is too long (at most {MAX_TARGET_BYTES})",
+                head.url.len()
+            ),
+        ));
+    }
+    let Target { path, query, route } = target(&head.url);
+    let Some(route) = route else {
+        return Err(Reply::error(
+            404,
+            &format!("no such path: {path} (try {})", PATHS.join(", ")),
+        ));
+    };
+    if !matches!(head.method.as_str(), "GET" | "HEAD") {
+        let mut reply = Reply::error(405, &format!("method {} not allowed: use GET", head.method));
+        reply.extra = Some((header::ALLOW, "GET, HEAD"));
+        return Err(reply);
+    }
+    if route != Route::Health
+        && let Some(token) = &context.token
+        && !authorized(&head.authorization, token)
+    {
+        let mut reply = Reply::error(401, "a bearer token is required");
+        reply.extra = Some((header::WWW_AUTHENTICATE, "Bearer"));
+        return Err(reply);
+    }
+    Ok((route, query.to_owned()))
+}
+
+/// The answer to `route` (after [`precheck`]). Slow routes (see
+/// [`Route::is_slow`]) may wait for a pass: call them off the connection
+/// threads.
+pub fn answer(route: Route, query: &str, accepts_html: bool, context: &Context) -> Reply {
+    match route {
+        // A browser asks for HTML: it gets the dashboard; scripts get JSON.
+        Route::Index if accepts_html => Reply {
+            content_type: "text/html; charset=utf-8",
+            extra: Some((
+                header::CONTENT_SECURITY_POLICY,
+                dashboard::CONTENT_SECURITY_POLICY,
+            )),
+            ..Reply::json(200, dashboard::PAGE.as_bytes())
+        },
+        Route::Index => Reply::json(200, index()),
+        Route::Asset(asset) => Reply {
+            content_type: asset.content_type(),
+            ..Reply::json(200, asset.text().as_bytes())
+        },
+        Route::History => history(query, context),
+        Route::Health => health(context),
+        Route::Stats | Route::Process(_) | Route::Processes | Route::Metrics | Route::Influx => {
+            from_pass(route, &context.cache.get())
+        }
+    }
+}
+
+fn from_pass(route: Route, cached: &CachedPass) -> Reply {
+    let pass = match &cached.result {
+        Ok(pass) => pass,
+        Err(error) => {
+            let mut reply = Reply::error(503, &error.to_string());
+            reply.pass = Some(cached.number);
+            return reply;
+        }
+    };
+    let mut reply = match route {
+        Route::Stats => Reply::json(
+            200,
+            cached.rendered(Rendering::StatsJson, pass, json::stats),
+        ),
+        Route::Metrics => Reply {
+            content_type: prometheus::CONTENT_TYPE,
+            ..Reply::json(
+                200,
+                cached.rendered(Rendering::Prometheus, pass, prometheus::render),
+            )
+        },
+        Route::Influx => Reply {
+            content_type: influx::CONTENT_TYPE,
+            ..Reply::json(
+                200,
+                cached.rendered(Rendering::Influx, pass, influx::served),
+            )
+        },
+        Route::Processes => Reply::json(
+            200,
+            cached.rendered(Rendering::Processes, pass, json::processes),
+        ),
+        Route::Process(pid) => match pass.source(pid) {
+            Some(source) => Reply::json(200, json::process(pass, source)),
+            None => Reply::error(404, &format!("no stats pipe for PID {pid}")),
+        },
+        Route::Index | Route::Asset(_) | Route::Health | Route::History => {
+            Reply::error(500, "not a pass route")
+        }
+    };
+    reply.pass = Some(cached.number);
+    reply
+}
+
+fn index() -> Vec<u8> {
+    let mut buf = b"{\"paths\":[".to_vec();
+    for (i, path) in PATHS.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        json::write_string(&mut buf, path);
+    }
+    buf.extend_from_slice(b"]}");
+    buf
+}
+
+/// `{"status": "ok"|"failing", "passes": N, ...}` with `200`, or `503`
+/// while the last pass failed (the directory is missing or unreadable), so
+/// a liveness probe sees it. Reads no pipe and never waits for a pass:
+/// only counters and the latest pass, which are always at hand.
+/// `connections` tells how the connection bound fares (see
+/// [`connections`](crate::connections)).
+fn health(context: &Context) -> Reply {
+    let latest = context.cache.latest();
+    let failed = latest.as_ref().is_some_and(|l| l.result.is_err());
+    let mut buf = b"{\"status\":".to_vec();
+    buf.extend_from_slice(if failed { b"\"failing\"" } else { b"\"ok\"" });
+    let write_count = |buf: &mut Vec<u8>, name: &str, count: u64| {
+        buf.extend_from_slice(b",\"");
+        buf.extend_from_slice(name.as_bytes());
+        buf.extend_from_slice(b"\":");
+        buf.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
+    };
+    write_count(&mut buf, "passes", context.cache.passes());
+    buf.extend_from_slice(b",\"connections\":{");
+    let registry = &context.registry;
+    let counts = registry.counts();
+    let mut first = true;
+    for (name, count) in [
+        ("open", registry.open() as u64),
+        ("max", registry.limit() as u64),
+        ("evicted", counts.evicted.load(Ordering::Relaxed)),
+        ("refused", counts.refused.load(Ordering::Relaxed)),
+        (
+            "write_timeouts",
+            counts.write_timeouts.load(Ordering::Relaxed),
+        ),
+        (
+            "accept_errors",
+            counts.accept_errors.load(Ordering::Relaxed),
+        ),
+        ("bad_versions", counts.bad_versions.load(Ordering::Relaxed)),
+    ] {
+        let mut part = Vec::new();
+        write_count(&mut part, name, count);
+        // Drop the comma before the first member.
+        buf.extend_from_slice(if first { &part[1..] } else { &part });
+        first = false;
+    }
+    buf.push(b'}');
+    if let Some(latest) = &latest {
+        buf.extend_from_slice(b",\"last_pass_age\":");
+        json::write_value(
+            &mut buf,
+            stats_core::Value::Float(latest.started.elapsed().as_secs_f64()),
+        );
+        match &latest.result {
+            Ok(pass) => {
+                write_count(&mut buf, "sources", pass.sources.len() as u64);
+                write_count(&mut buf, "ok_sources", pass.ok_count() as u64);
+            }
+            Err(error) => {
+                buf.extend_from_slice(b",\"last_error\":");
+                json::write_string(&mut buf, &error.to_string());
+            }
+        }
+    }
+    buf.push(b'}');
+    Reply::json(if failed { 503 } else { 200 }, buf)
+}
+
+/// `/history`: the recorded series (see [`History::to_json`]); 404 when
+/// `serve` runs without history. The query's globs are matched with the
+/// history unlocked, so a costly query never holds up the recorder.
+fn history(query: &str, context: &Context) -> Reply {
+    let Some(history) = &context.history else {
+        return Reply::error(404, "history is off in this server");
+    };
+    let query = match Query::parse(query) {
+        Ok(query) => query,
+        Err(message) => return Reply::error(400, &message),
+    };
+    let latest = if query.sources {
+        context.cache.latest()
+    } else {
+        None
+    };
+    let pass = latest
+        .as_ref()
+        .and_then(|cached| cached.result.as_ref().ok());
+    let lock = || history.lock().unwrap_or_else(PoisonError::into_inner);
+    let names = lock().stat_names();
+    let selected: Vec<Arc<str>> = names.into_iter().filter(|n| query.selects(n)).collect();
+    let body = lock().to_json_of(&selected, &query, pass);
+    Reply::json(200, body)
+}
+
+/// Whether one of the `Authorization` values is `Bearer <token>`.
+fn authorized(values: &[String], token: &str) -> bool {
+    values.iter().any(|value| {
+        value
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+            && constant_time_eq(value[7..].trim().as_bytes(), token.as_bytes())
+    })
+}
+
+/// Compares without an early exit, so the time taken does not tell how much
+/// of a guessed token was right (the length still shows).
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    if given.len() != expected.len() {
+        return false;
+    }
+    given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+        == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_table() {
+        let cases = [
+            ("/", Some(Route::Index)),
+            ("/stats", Some(Route::Stats)),
+            ("/stats/", Some(Route::Stats)),
+            ("/stats/42", Some(Route::Process(42))),
+            ("/stats/-1", None),
+            ("/stats/+1", None),
+            ("/stats/99999999999", None),
+            ("/stats/42/x", None),
+            ("/processes", Some(Route::Processes)),
+            ("/metrics", Some(Route::Metrics)),
+            ("/healthz", Some(Route::Health)),
+            (
+                "/dashboard.js",
+                Some(Route::Asset(dashboard::Asset::Script)),
+            ),
+            ("/etc/passwd", None),
+            ("", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(route(path), want, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn target_splits_path_query_and_fragment() {
+        let cases = [
+            ("/history?stat=a*&pid=4#top", "/history", "stat=a*&pid=4"),
+            ("/stats#x?y", "/stats", ""),
+            ("/stats?", "/stats", ""),
+            ("?x=1", "", "x=1"),
+        ];
+        for (url, path, query) in cases {
+            let got = target(url);
+            assert_eq!((got.path, got.query), (path, query), "{url:?}");
+            assert_eq!(got.route, route(path), "{url:?}");
+        }
+    }
+
+    #[test]
+    fn constant_time_eq_table() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secreT", b"secret"));
+        assert!(!constant_time_eq(b"secret!", b"secret"));
+        assert!(!constant_time_eq(b"", b"secret"));
+    }
+
+    #[test]
+    fn authorization_takes_bearer_in_any_case_and_nothing_else() {
+        let token = "s3cret";
+        assert!(authorized(&["bearer s3cret".into()], token));
+        assert!(authorized(&["x".into(), "Bearer  s3cret ".into()], token));
+        assert!(!authorized(&["Basic s3cret".into()], token));
+        assert!(!authorized(&["Bearer".into(), "é".into()], token));
+        assert!(!authorized(&[], token));
+    }
+}
