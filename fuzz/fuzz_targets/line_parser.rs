@@ -8,8 +8,9 @@
 //! - counts are consistent: lines = newlines (+1 for an unterminated last
 //!   line), good + bad ≤ lines, the error log keeps the first
 //!   `KEPT_ERRORS` in line order;
-//! - every name is non-empty and trimmed; a snapshot is sorted with unique
-//!   names and renders to lines that parse back to the same rendering;
+//! - every name is non-empty, trimmed and free of control characters
+//!   (issue 12); a snapshot is sorted with unique names and renders to
+//!   lines that parse back to the same rendering;
 //! - `verify` never panics, and a `Complete` verdict's body lies inside the
 //!   bytes; the snapshot wrapped in an envelope verifies `Complete`, and cut
 //!   or doubled it never does.
@@ -79,6 +80,10 @@ fn check_counts(data: &[u8], (entries, errors, lines, good): &Parsed) {
         assert!(
             !name.is_empty() && name.trim() == name,
             "name {name:?} not trimmed"
+        );
+        assert!(
+            !name.chars().any(char::is_control),
+            "name {name:?} holds a control character"
         );
     }
 }

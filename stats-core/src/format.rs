@@ -123,6 +123,10 @@ pub enum LineError {
     NoSeparator,
     /// Nothing but spaces before the last `:`.
     EmptyName,
+    /// The name holds a control character (NUL, TAB, VT, CR, DEL, a C1
+    /// control, ...: see [`crate::name::has_control`]); FORMAT.md says such
+    /// a name is not valid, so it never reaches an exporter.
+    ControlInName,
     /// The text after the last `:` is not a number.
     BadValue,
 }
@@ -132,6 +136,7 @@ impl std::fmt::Display for LineError {
         f.write_str(match self {
             LineError::NoSeparator => "no ':' separating name and value",
             LineError::EmptyName => "empty stat name",
+            LineError::ControlInName => "stat name contains a control character",
             LineError::BadValue => "value is not an integer or a float",
         })
     }
@@ -139,12 +144,19 @@ impl std::fmt::Display for LineError {
 
 /// Splits one line (without its `\n`; a trailing `\r` is dropped) at its LAST
 /// `:` into a trimmed name and a value.
+///
+/// A name that still holds a control character once trimmed (`a\tb`,
+/// `x\0`, `a\rb`) is refused: any program can write into a pipe, and such a
+/// name is not valid (FORMAT.md, "Names").
 pub fn parse_line(line: &str) -> Result<(&str, Value), LineError> {
     let line = line.strip_suffix('\r').unwrap_or(line);
     let (name, value) = line.rsplit_once(':').ok_or(LineError::NoSeparator)?;
     let name = name.trim();
     if name.is_empty() {
         return Err(LineError::EmptyName);
+    }
+    if crate::name::has_control(name) {
+        return Err(LineError::ControlInName);
     }
     let value = parse_value(value).ok_or(LineError::BadValue)?;
     Ok((name, value))
@@ -268,6 +280,18 @@ mod tests {
             ("name: ", Err(LineError::BadValue)),
             ("name: 1:", Err(LineError::BadValue)),
             ("name: five", Err(LineError::BadValue)),
+            // Control characters inside a name (issue 12): any C0, DEL, C1.
+            ("tab\tname: 1", Err(LineError::ControlInName)),
+            ("vt\x0bname: 1", Err(LineError::ControlInName)),
+            ("del\x7fname: 1", Err(LineError::ControlInName)),
+            ("cr\rname: 1", Err(LineError::ControlInName)),
+            ("nul\0: 1", Err(LineError::ControlInName)),
+            ("csi\u{9b}name: 1", Err(LineError::ControlInName)),
+            ("x[k=a\tb]: 1", Err(LineError::ControlInName)),
+            ("bad\x01: five", Err(LineError::ControlInName)),
+            // Surrounding whitespace controls are trimmed away, as before.
+            ("\tpadded\x0b: 2\r", Ok(("padded", Value::Int(2)))),
+            ("nbsp\u{a0}name: 3", Ok(("nbsp\u{a0}name", Value::Int(3)))),
         ];
         for (line, want) in cases {
             assert_eq!(parse_line(line), *want, "{line:?}");

@@ -338,6 +338,23 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever bytes a pipe holds, no name handed on holds a control
+        /// character, and every line is either good, blank or counted.
+        #[test]
+        fn no_name_with_a_control_character_gets_through(
+            lines in proptest::collection::vec("[a \\t\\x00-\\x1f\\x7f\\u{80}-\\u{a0}:1]{0,12}", 0..12)
+        ) {
+            let input = lines.join("\n");
+            let (entries, errors) = parse_chunks(&[input.as_bytes()], 64);
+            for (name, _) in &entries {
+                proptest::prop_assert!(!crate::name::has_control(name), "{name:?}");
+            }
+            let blank = lines.iter().filter(|l| l.trim().is_empty()).count() as u64;
+            proptest::prop_assert!(entries.len() as u64 + errors.count() + blank >= lines.len() as u64);
+        }
+    }
+
     #[test]
     fn keeps_only_the_first_errors_but_counts_all() {
         let input = "bad\n".repeat(100);

@@ -19,7 +19,9 @@
 //!   stat it ever wrote as a float and keeps writing it as one, even if a
 //!   restarted writer sends it as an integer again;
 //! - a backslash that line protocol would read as an escape (before a space,
-//!   comma or `=`, or at the end of a name) is written as `_`.
+//!   comma or `=`, or at the end of a name) is written as `_`;
+//! - a control character (C0, DEL, C1; the reader already refuses names
+//!   holding one) is written as `_`: line protocol cannot spell it.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -179,17 +181,31 @@ impl Influx {
 /// Appends `text` with a backslash before each byte in `special`. A
 /// backslash that the reader would take as an escape (before a special byte
 /// or at the end) cannot be written literally and becomes `_`.
+///
+/// A control character (C0, DEL, C1) becomes `_` too: line protocol has no
+/// escape for a newline or any other control in a measurement or a tag, and
+/// a raw `\n` would end the line (see [`super::control_len`]).
 fn escape_into(buf: &mut Vec<u8>, text: &str, special: &[u8]) {
     let bytes = text.as_bytes();
-    for (i, &byte) in bytes.iter().enumerate() {
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        let mut len = 1;
         if special.contains(&byte) {
             buf.push(b'\\');
             buf.push(byte);
-        } else if byte == b'\\' && bytes.get(i + 1).is_none_or(|next| special.contains(next)) {
+        } else if byte == b'\\' && bytes.get(at + 1).is_none_or(|next| special.contains(next)) {
             buf.push(b'_');
         } else {
-            buf.push(byte);
+            match super::control_len(bytes, at) {
+                0 => buf.push(byte),
+                control => {
+                    buf.push(b'_');
+                    len = control;
+                }
+            }
         }
+        at += len;
     }
 }
 
@@ -260,5 +276,49 @@ mod tests {
             String::from_utf8(text).unwrap(),
             "n,host=h value=1i 2000000000\n"
         );
+    }
+
+    /// Names the reader refuses (issue 12) still come out as one line each
+    /// if a snapshot holds them, every control character written as `_`.
+    #[test]
+    fn control_characters_never_reach_the_output() {
+        let snapshot = super::super::snapshot(&[
+            ("m\ta[k=v\x0bw\nx]", Value::Int(1)),
+            ("cr\r\0[t\u{85}ag=\x7f]", Value::Float(0.5)),
+        ]);
+        let mut buf = Vec::new();
+        let time = UNIX_EPOCH + Duration::from_secs(1);
+        let rendered = Influx::new().render(&mut buf, &snapshot, &[("host", "h\tx")], time);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "cr__,host=h_x,t_ag=_ value=0.5 1000000000\n\
+             m_a,host=h_x,k=v_w_x value=1i 1000000000\n"
+        );
+        assert_eq!(rendered.lines, 2);
+    }
+
+    proptest::proptest! {
+        /// Whatever the names, every stat is one line and the text holds no
+        /// byte below 0x20 but the line ends, no DEL and no C1 control.
+        #[test]
+        fn no_raw_control_byte_for_any_name(
+            names in proptest::collection::vec(
+                "[a-z \\x00-\\x1f\\x7f\\u{80}-\\u{a0}\\[\\]=,\\\\\"#]{0,16}|\\PC{0,8}|(?s:.{0,8})",
+                1..6,
+            )
+        ) {
+            let pairs: Vec<(&str, Value)> = names.iter().map(|n| (n.as_str(), Value::Int(1))).collect();
+            let snapshot = super::super::snapshot(&pairs);
+            let mut buf = Vec::new();
+            let rendered = Influx::new().render(&mut buf, &snapshot, &[("host", "h")], UNIX_EPOCH);
+            proptest::prop_assert!(
+                !super::super::holds_raw_control(&buf),
+                "{:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            let newlines = buf.iter().filter(|&&b| b == b'\n').count() as u64;
+            proptest::prop_assert_eq!(newlines, rendered.lines);
+            proptest::prop_assert_eq!(rendered.lines, snapshot.len() as u64);
+        }
     }
 }

@@ -19,7 +19,8 @@
 //!   with `stats_pipe_` (reserved here, see below) get a `_` in front. When
 //!   two tags of one stat map to the same label name, the first is kept.
 //! - Label values are any text, escaped as the format wants (`\\`, `\"`,
-//!   `\n`).
+//!   `\n`); any other control character (the reader already refuses names
+//!   holding one) becomes `_`, in label values and `# HELP` text alike.
 //!
 //! # Collisions
 //!
@@ -502,14 +503,28 @@ pub fn write_value(buf: &mut Vec<u8>, value: Value) {
 
 /// Escapes a label value (`\\`, `\"`, `\n`) or, with `quote` false, HELP
 /// text (only `\\` and `\n`: the format wants quotes there as they are).
+/// Any other control character (C0, DEL, C1) becomes `_`: the format has
+/// no escape for them, and raw they would reach terminals and parsers that
+/// split on them (see [`super::control_len`]).
 fn escape(buf: &mut Vec<u8>, text: &str, quote: bool) {
-    for &byte in text.as_bytes() {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        let mut len = 1;
         match byte {
             b'\\' => buf.extend_from_slice(b"\\\\"),
             b'\n' => buf.extend_from_slice(b"\\n"),
             b'"' if quote => buf.extend_from_slice(b"\\\""),
-            _ => buf.push(byte),
+            _ => match super::control_len(bytes, at) {
+                0 => buf.push(byte),
+                control => {
+                    buf.push(b'_');
+                    len = control;
+                }
+            },
         }
+        at += len;
     }
 }
 
@@ -762,5 +777,44 @@ mod tests {
             got.contains("stats_pipe_bad_lines{stats_pipe_name=\"#stats_pipe_bad_lines\"} 6\n"),
             "{got}"
         );
+    }
+
+    /// Names the reader refuses (issue 12) still come out clean if a
+    /// snapshot holds them: a control character in a label value or the
+    /// HELP text is `_`, in a metric or label name it is a separator.
+    #[test]
+    fn control_characters_never_reach_the_output() {
+        let got = text(render_snapshot(&snapshot(&[
+            ("x[path=a\tb\x7fc\u{9b}d\re]", Value::Int(1)),
+            ("tab\tname\x0b[k\0ey=v]", Value::Int(2)),
+            ("nul\0", Value::Int(3)),
+        ])));
+        assert_eq!(
+            got,
+            "# HELP nul stat nul_\n# TYPE nul untyped\nnul 3\n\
+             # HELP tab_name stat tab_name_\n# TYPE tab_name untyped\ntab_name{k_ey=\"v\"} 2\n\
+             # HELP x stat x\n# TYPE x untyped\nx{path=\"a_b_c_d_e\"} 1\n"
+        );
+        assert!(!super::super::holds_raw_control(got.as_bytes()));
+    }
+
+    proptest::proptest! {
+        /// Whatever the names, the text holds no byte below 0x20 but the
+        /// line ends, no DEL and no C1 control.
+        #[test]
+        fn no_raw_control_byte_for_any_name(
+            names in proptest::collection::vec(
+                "[a-z \\x00-\\x1f\\x7f\\u{80}-\\u{a0}\\[\\]=,\\\\\"#]{0,16}|\\PC{0,8}|(?s:.{0,8})",
+                1..6,
+            )
+        ) {
+            let pairs: Vec<(&str, Value)> = names.iter().map(|n| (n.as_str(), Value::Int(1))).collect();
+            let got = render_snapshot(&snapshot(&pairs));
+            proptest::prop_assert!(
+                !super::super::holds_raw_control(&got),
+                "{:?}",
+                String::from_utf8_lossy(&got)
+            );
+        }
     }
 }
