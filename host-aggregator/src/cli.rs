@@ -367,6 +367,9 @@ fn report_not_ok(pass: &Pass, pid: u32) {
 }
 
 fn show(read: &ReadOptions, pid: u32) -> Result<ExitCode, Failure> {
+    // One pipe, but in a directory another user could take over it could be
+    // anyone's: refused like a whole pass.
+    host_aggregator::discovery::check_dir(&read.dir)?;
     let path = read.dir.join(format!("{pid}.stats"));
     let source = host_aggregator::read_one(&path, read);
     if source.status != Status::Ok {

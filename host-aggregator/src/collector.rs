@@ -77,8 +77,11 @@ impl Collector {
     /// path, each with its status, counts and last-seen time.
     ///
     /// # Errors
-    /// [`Error::Dir`] if the directory cannot be listed. A bad source is never
-    /// an error: it has a status.
+    /// [`Error::Dir`] if the directory cannot be listed;
+    /// [`Error::UntrustedDir`] if another user could take it over (owned by
+    /// a user other than root and us, or writable without the sticky bit;
+    /// see [`crate::discovery::check_dir`]). A bad source is never an error:
+    /// it has a status.
     pub fn collect(&mut self) -> Result<Pass, Error> {
         let started = SystemTime::now();
         let clock = Instant::now();

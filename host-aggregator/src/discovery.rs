@@ -1,6 +1,7 @@
 //! Finding the stats pipes: every `*.stats` entry directly under the pipe
-//! directory.
+//! directory, once the directory itself is one to trust.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
@@ -22,6 +23,24 @@ pub fn default_dir() -> PathBuf {
     }
 }
 
+/// Refuses a pipe directory another user could take over, by the writer's
+/// rule ([`pipe_writer::check_dir`]): it must be owned by root or by us,
+/// and sticky if group or others may write to it. Its owner could delete
+/// any pipe in it and plant their own under a PID of their choosing.
+/// `dir` is followed if it is a symbolic link (as it is listed).
+///
+/// # Errors
+/// [`Error::Dir`] if `dir` cannot be looked up; [`Error::UntrustedDir`]
+/// naming the directory and its owner (uid and user name).
+pub fn check_dir(dir: &Path) -> Result<(), Error> {
+    let meta = std::fs::metadata(dir).map_err(|source| Error::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    pipe_writer::check_dir(dir, meta.uid(), meta.mode())
+        .map_err(|source| Error::UntrustedDir { source })
+}
+
 /// Every entry named `*.stats` directly in `dir`, sorted by path, whatever
 /// its type: the reader decides what to do with symlinks, regular files or
 /// directories (and says so in their status). Links are never followed.
@@ -29,8 +48,9 @@ pub fn default_dir() -> PathBuf {
 /// (`.<pid>.stats.<n>.tmp`).
 ///
 /// # Errors
-/// [`Error::Dir`] if `dir` cannot be listed. Entries that vanish while
-/// listing are skipped.
+/// [`Error::Dir`] if `dir` cannot be listed; [`Error::UntrustedDir`] if
+/// another user could take it over ([`check_dir`]). Entries that vanish
+/// while listing are skipped.
 pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut found = list(dir)?;
     found.retain(|path| {
@@ -43,9 +63,11 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 /// Every entry directly in `dir`, sorted by path; links are not followed.
 ///
 /// # Errors
-/// [`Error::Dir`] if `dir` cannot be listed. Entries that vanish while
-/// listing are skipped.
+/// [`Error::Dir`] if `dir` cannot be listed; [`Error::UntrustedDir`] if
+/// another user could take it over ([`check_dir`]). Entries that vanish
+/// while listing are skipped.
 pub(crate) fn list(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    check_dir(dir)?;
     let mut found = Vec::new();
     for entry in WalkDir::new(dir)
         .min_depth(1)
@@ -96,6 +118,35 @@ mod tests {
             err.to_string().contains("/nonexistent/stats-pipe-dir"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_directory_another_user_could_take_over_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("discovery-owner-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        // Root-owned (tests run as root), shared and sticky: read.
+        assert_eq!(discover(&dir).unwrap(), Vec::<PathBuf>::new());
+
+        // Owned by nobody (uid 65534): refused, naming the owner.
+        let nobody = nix::unistd::Uid::from_raw(65534);
+        nix::unistd::chown(&dir, Some(nobody), None).unwrap();
+        let err = discover(&dir).unwrap_err();
+        assert!(matches!(err, Error::UntrustedDir { .. }), "{err:?}");
+        let message = err.to_string();
+        for part in [&dir.display().to_string(), "owned by user 65534 (nobody)"] {
+            assert!(message.contains(part), "{part:?} not in {message}");
+        }
+        assert!(crate::gc(&dir, true).is_err());
+
+        // Ours again but world-writable without the sticky bit: refused.
+        nix::unistd::chown(&dir, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let message = discover(&dir).unwrap_err().to_string();
+        assert!(message.contains("not sticky"), "{message}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

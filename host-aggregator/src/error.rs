@@ -13,6 +13,14 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The pipe directory is one another user could take over: owned by a
+    /// user other than root and us, or writable by others without the
+    /// sticky bit (the writer's rule, [`pipe_writer::check_dir`]). It is not
+    /// read at all: its pipes could be anyone's.
+    UntrustedDir {
+        /// Why, naming the directory and its owner.
+        source: pipe_writer::Error,
+    },
     /// A system call on a path failed.
     Io {
         /// What was being done.
@@ -56,6 +64,7 @@ impl std::fmt::Display for Error {
             Error::Dir { path, source } => {
                 write!(f, "cannot list pipe directory {}: {source}", path.display())
             }
+            Error::UntrustedDir { source } => write!(f, "{source}"),
             Error::Io {
                 action,
                 path,
@@ -82,6 +91,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Dir { source, .. } | Error::Io { source, .. } => Some(source),
+            Error::UntrustedDir { source } => Some(source),
             Error::Database { source, .. } => Some(source.as_ref()),
             Error::Fetch { .. } | Error::BadArgument { .. } => None,
         }

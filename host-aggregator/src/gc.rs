@@ -49,7 +49,8 @@ pub enum GcOutcome {
 /// process with that PID is kept.
 ///
 /// # Errors
-/// [`Error::Dir`] if `dir` cannot be listed. A pipe that cannot be removed
+/// [`Error::Dir`] if `dir` cannot be listed; [`Error::UntrustedDir`] if
+/// another user could take it over. A pipe that cannot be removed
 /// is reported in its [`GcAction`], not as an error.
 pub fn gc(dir: &Path, dry_run: bool) -> Result<Vec<GcAction>, Error> {
     let mut actions = Vec::new();

@@ -5,11 +5,14 @@
 //! `/tmp`: when we create it, it gets mode `1777` (everyone may add a FIFO;
 //! the sticky bit stops anyone but a file's owner from renaming or deleting
 //! it). An existing directory is used as it is, never `chmod`ed, but refused
-//! if others may write to it and it is not sticky (then anyone could rename a
-//! FIFO of theirs over ours). The directory path itself must not be a
-//! symbolic link: a planted link at `/tmp/stats-pipe` would make us create
-//! FIFOs wherever it points. Links in the parent components (`/tmp` ->
-//! `/private/tmp`) are the administrator's and are followed.
+//! ([`check_dir`]) if it is owned by a user other than root or us (its owner
+//! may delete or rename any FIFO in it, sticky or not, and plant their own
+//! at our name: issue 12), or if others may write to it and it is not sticky
+//! (then anyone could rename a FIFO of theirs over ours). The directory path
+//! itself must not be a symbolic link: a planted link at `/tmp/stats-pipe`
+//! would make us create FIFOs wherever it points. Links in the parent
+//! components (`/tmp` -> `/private/tmp`) are the administrator's and are
+//! followed.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -17,7 +20,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, open, openat, renameat};
 use nix::sys::stat::{FchmodatFlags, FileStat, Mode, SFlag, fchmod, fchmodat, fstat, fstatat};
-use nix::unistd::{Uid, UnlinkatFlags, geteuid, mkdir, mkfifoat, unlinkat};
+use nix::unistd::{Uid, UnlinkatFlags, User, geteuid, mkdir, mkfifoat, unlinkat};
 
 use crate::error::Error;
 use crate::fifo::{Fifo, FileId};
@@ -28,6 +31,45 @@ pub const DEFAULT_DIR: &str = "/tmp/stats-pipe";
 pub const DIR_ENV: &str = "STATS_PIPE_DIR";
 /// Mode of a directory we create: world-writable and sticky, like `/tmp`.
 pub const DIR_MODE: u32 = 0o1777;
+
+/// Whether a pipe directory may be trusted, given its owner and `st_mode`:
+/// like OpenSSH's `StrictModes`, it must be owned by root or by our
+/// effective user, and if group or others may write to it, it must be
+/// sticky (a shared directory is `1777`, like `/tmp`). The aggregator
+/// applies the same rule to the directory it reads.
+///
+/// # Errors
+///
+/// [`Error::DirOwner`] naming the owner (and their user name, if it
+/// resolves); [`Error::UnsafeDir`] for a writable directory that is not
+/// sticky.
+pub fn check_dir(path: &Path, owner: u32, mode: u32) -> Result<(), Error> {
+    let uid = geteuid().as_raw();
+    if owner != 0 && owner != uid {
+        return Err(Error::DirOwner {
+            path: path.to_path_buf(),
+            owner,
+            owner_name: user_name(owner),
+            uid,
+        });
+    }
+    let mode = mode & 0o7777;
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(Error::UnsafeDir {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// The user name of `uid`, if the user database knows it.
+pub(crate) fn user_name(uid: u32) -> Option<String> {
+    User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
 
 /// The directory from the builder, else `STATS_PIPE_DIR` (if set and not
 /// empty), else [`DEFAULT_DIR`]; trailing slashes dropped, because a path
@@ -93,10 +135,7 @@ impl PipeDir {
             op: "stat",
             errno,
         })?;
-        let mode = stat.st_mode & 0o7777;
-        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-            return Err(Error::UnsafeDir { path, mode });
-        }
+        check_dir(&path, stat.st_uid, stat.st_mode)?;
         Ok(PipeDir {
             path,
             fd,
@@ -107,6 +146,15 @@ impl PipeDir {
 
     pub(crate) fn id(&self) -> FileId {
         self.id
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The effective user ID we had when opening it: the owner of our FIFOs.
+    pub(crate) fn uid(&self) -> Uid {
+        self.uid
     }
 
     pub(crate) fn join(&self, name: &str) -> PathBuf {
@@ -230,26 +278,31 @@ impl PipeDir {
     }
 
     fn check_ours(&self, name: &str, stat: &FileStat) -> Result<(), Error> {
-        if stat.st_uid != self.uid.as_raw() {
-            return Err(Error::Squatted {
-                path: self.join(name),
-                owner: stat.st_uid,
-                uid: self.uid.as_raw(),
-            });
-        }
-        let found = match SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) {
-            SFlag::S_IFIFO => return Ok(()),
-            SFlag::S_IFLNK => "a symbolic link",
-            SFlag::S_IFREG => "a regular file",
-            SFlag::S_IFDIR => "a directory",
-            SFlag::S_IFSOCK => "a socket",
-            _ => "a device or other special file",
-        };
-        Err(Error::NotFifo {
-            path: self.join(name),
-            found,
-        })
+        check_fifo_of(&self.join(name), stat, self.uid)
     }
+}
+
+/// Checks that `stat` (of `path`, not followed) is a FIFO owned by `uid`.
+pub(crate) fn check_fifo_of(path: &Path, stat: &FileStat, uid: Uid) -> Result<(), Error> {
+    if stat.st_uid != uid.as_raw() {
+        return Err(Error::Squatted {
+            path: path.to_path_buf(),
+            owner: stat.st_uid,
+            uid: uid.as_raw(),
+        });
+    }
+    let found = match SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFIFO => return Ok(()),
+        SFlag::S_IFLNK => "a symbolic link",
+        SFlag::S_IFREG => "a regular file",
+        SFlag::S_IFDIR => "a directory",
+        SFlag::S_IFSOCK => "a socket",
+        _ => "a device or other special file",
+    };
+    Err(Error::NotFifo {
+        path: path.to_path_buf(),
+        found,
+    })
 }
 
 fn dir_open_error(path: &Path, errno: Errno) -> Error {

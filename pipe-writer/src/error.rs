@@ -36,6 +36,19 @@ pub enum Error {
         /// Its permission bits.
         mode: u32,
     },
+    /// The directory is owned by a user other than root and us: that user
+    /// could delete or rename our FIFO and plant their own at its name, so
+    /// the directory is refused (like OpenSSH's `StrictModes`).
+    DirOwner {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner's user ID.
+        owner: u32,
+        /// Its owner's user name, if the user database knows it.
+        owner_name: Option<String>,
+        /// Our effective user ID.
+        uid: u32,
+    },
     /// Our `<pid>.stats` name belongs to another user (squatted).
     Squatted {
         /// The FIFO path.
@@ -51,6 +64,12 @@ pub enum Error {
         path: PathBuf,
         /// What was found instead (`"a symbolic link"`, ...).
         found: &'static str,
+    },
+    /// A FIFO of our user sits at our path, but not the one this server made
+    /// and serves: readers of the path no longer reach us.
+    Replaced {
+        /// The FIFO path.
+        path: PathBuf,
     },
     /// This process already serves a pipe in that directory.
     AlreadyServing {
@@ -127,6 +146,26 @@ impl std::fmt::Display for Error {
                  anyone could replace our FIFO (chmod +t or use another directory)",
                 path.display()
             ),
+            Error::DirOwner {
+                path,
+                owner,
+                owner_name,
+                uid,
+            } => {
+                write!(
+                    f,
+                    "stats pipe directory {} is owned by user {owner}",
+                    path.display()
+                )?;
+                if let Some(name) = owner_name {
+                    write!(f, " ({name})")?;
+                }
+                write!(
+                    f,
+                    ", not by root or by us (user {uid}); that user could replace our FIFO, \
+                     so it is refused (make root own it, or use another directory)"
+                )
+            }
             Error::Squatted { path, owner, uid } => write!(
                 f,
                 "{} belongs to user {owner}, not to us (user {uid}): another user squats our name",
@@ -135,6 +174,12 @@ impl std::fmt::Display for Error {
             Error::NotFifo { path, found } => write!(
                 f,
                 "{} is {found}, not a FIFO; leaving it alone",
+                path.display()
+            ),
+            Error::Replaced { path } => write!(
+                f,
+                "{} is a FIFO of our user but not the one this server made; \
+                 readers there no longer reach us",
                 path.display()
             ),
             Error::AlreadyServing { path } => write!(
@@ -166,3 +211,47 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_failures_are_named_by_their_errno() {
+        // Disk full while serving: the message names the errno, no guess.
+        let error = Error::Fifo {
+            path: PathBuf::from("/run/pipes/.42.stats.tmp"),
+            op: "mkfifo",
+            errno: Errno::ENOSPC,
+        };
+        assert_eq!(
+            error.to_string(),
+            "cannot mkfifo stats FIFO /run/pipes/.42.stats.tmp: ENOSPC: No space left on device"
+        );
+    }
+
+    #[test]
+    fn a_directory_owner_is_named_by_uid_and_name() {
+        let mut error = Error::DirOwner {
+            path: PathBuf::from("/tmp/stats-pipe"),
+            owner: 65534,
+            owner_name: Some("nobody".into()),
+            uid: 0,
+        };
+        assert_eq!(
+            error.to_string(),
+            "stats pipe directory /tmp/stats-pipe is owned by user 65534 (nobody), not by root \
+             or by us (user 0); that user could replace our FIFO, so it is refused (make root \
+             own it, or use another directory)"
+        );
+        if let Error::DirOwner { owner_name, .. } = &mut error {
+            *owner_name = None;
+        }
+        assert!(
+            error
+                .to_string()
+                .starts_with("stats pipe directory /tmp/stats-pipe is owned by user 65534, not"),
+            "{error}"
+        );
+    }
+}

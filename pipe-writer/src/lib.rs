@@ -76,6 +76,6 @@ mod snapshot;
 mod sweep;
 
 pub use counters::ServeStats;
-pub use dir::{DEFAULT_DIR, DIR_ENV, DIR_MODE};
+pub use dir::{DEFAULT_DIR, DIR_ENV, DIR_MODE, check_dir};
 pub use error::Error;
 pub use server::{Builder, DEFAULT_MODE, DEFAULT_STALL_TIMEOUT, Server, start};

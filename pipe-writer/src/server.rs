@@ -9,10 +9,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use nix::sys::stat::{SFlag, lstat};
 use stats_core::Registry;
 
 use crate::counters::{Counters, ServeStats};
-use crate::dir::{Existing, PipeDir, resolve};
+use crate::dir::{Existing, PipeDir, check_dir, check_fifo_of, resolve};
 use crate::error::Error;
 use crate::fifo::{Fifo, FileId, check_proc};
 use crate::pool::Pool;
@@ -116,7 +117,8 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// The directory cannot be created or opened, is a symbolic link, or is
+    /// The directory cannot be created or opened, is a symbolic link, is
+    /// owned by a user other than root and us ([`Error::DirOwner`]), or is
     /// writable by others without the sticky bit; our path is held by
     /// another user or by something other than a FIFO (a FIFO of ours there
     /// is a stale leftover and is replaced); this process already serves in
@@ -285,6 +287,69 @@ impl Server {
         self.serving.as_ref().is_some_and(|h| !h.is_finished())
     }
 
+    /// Checks that readers of [`Server::path`] still reach this server; call
+    /// it now and then to keep a pipe published (the `pipe-writer` binary
+    /// does once a second and serves afresh when it fails). It checks that
+    /// the serving thread runs, that the directory at its path may still be
+    /// trusted ([`check_dir`]), and that the path names the very FIFO this
+    /// server serves now: a FIFO of another user there is a squat, never
+    /// taken for ours. Serving goes on whatever this returns, but only ever
+    /// into FIFOs this server made (it holds them by descriptor), never into
+    /// a FIFO someone else put at the path.
+    ///
+    /// # Errors
+    ///
+    /// Why serving ended early (say `ENOSPC` making a FIFO); the directory or
+    /// the path cannot be looked up (removed: [`Error::Dir`] or
+    /// [`Error::Fifo`] with the errno); the directory is no longer one to
+    /// trust ([`Error::DirOwner`], [`Error::UnsafeDir`],
+    /// [`Error::DirIsSymlink`], [`Error::NotADirectory`]); the path holds
+    /// another user's file ([`Error::Squatted`]), something other than a
+    /// FIFO ([`Error::NotFifo`]) or another FIFO of our user
+    /// ([`Error::Replaced`]).
+    pub fn check(&self) -> Result<(), Error> {
+        if !self.is_serving() {
+            // It ends by itself only with an error, or by panicking.
+            return Err(self.error().unwrap_or_else(|| Error::Panicked {
+                path: self.path.clone(),
+            }));
+        }
+        let dir = self.dir.path();
+        let stat = lstat(dir).map_err(|errno| Error::Dir {
+            path: dir.to_path_buf(),
+            op: "look up",
+            errno,
+        })?;
+        match SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) {
+            SFlag::S_IFDIR => check_dir(dir, stat.st_uid, stat.st_mode)?,
+            SFlag::S_IFLNK => {
+                return Err(Error::DirIsSymlink {
+                    path: dir.to_path_buf(),
+                });
+            }
+            _ => {
+                return Err(Error::NotADirectory {
+                    path: dir.to_path_buf(),
+                });
+            }
+        }
+        // Held while looking, so a serve swapping FIFOs meanwhile cannot make
+        // the path and `current` disagree (the serving thread swaps under it).
+        let current = lock(&self.shared.current);
+        let stat = lstat(&self.path).map_err(|errno| Error::Fifo {
+            path: self.path.clone(),
+            op: "look up",
+            errno,
+        })?;
+        check_fifo_of(&self.path, &stat, self.dir.uid())?;
+        match current.as_ref() {
+            Some(fifo) if fifo.id() == FileId::of(&stat) => Ok(()),
+            _ => Err(Error::Replaced {
+                path: self.path.clone(),
+            }),
+        }
+    }
+
     /// Stops serving: wakes and joins the threads, removes the FIFO.
     ///
     /// # Errors
@@ -403,13 +468,22 @@ impl ServeLoop {
             // Replace before writing (FIFO-NOTES.md, the duplicate trap):
             // readers from now on open another FIFO, so this writer never
             // reopens the one its reader is still reading.
-            let swapped = self
-                .pool
-                .swap_in(&self.dir, &self.name, &self.current, self.mode);
-            let old = swapped.as_ref().ok().map(|fresh| {
-                *lock(&self.shared.current) = Some(Arc::clone(fresh));
-                std::mem::replace(&mut self.current, Arc::clone(fresh))
-            });
+            let swapped = {
+                // Held across the swap, so `Server::check` never sees a
+                // FIFO at the path that `current` does not name yet.
+                let mut shown = lock(&self.shared.current);
+                let swapped = self
+                    .pool
+                    .swap_in(&self.dir, &self.name, &self.current, self.mode);
+                if let Ok(fresh) = &swapped {
+                    *shown = Some(Arc::clone(fresh));
+                }
+                swapped
+            };
+            let old = swapped
+                .as_ref()
+                .ok()
+                .map(|fresh| std::mem::replace(&mut self.current, Arc::clone(fresh)));
             let sent = delivery.send(&writer, self.snapshotter.build(), &stop);
             drop(writer);
             self.shared.counters.record(sent, false);

@@ -250,3 +250,101 @@ fn the_directory_comes_from_the_environment_when_not_given() {
     assert!(status.success());
     assert!(dir.list().is_empty(), "{:?}", dir.list());
 }
+
+/// uid of `nobody`: "another user" for the take-over tests (issue 12).
+const NOBODY: u32 = 65_534;
+
+/// Makes `dir` a shared directory (`1777`) owned by `owner`.
+fn share_as(dir: &Path, owner: u32) {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    chown(dir, Some(Uid::from_raw(owner)), Some(Gid::from_raw(owner))).unwrap();
+}
+
+#[test]
+fn a_directory_owned_by_another_user_is_refused() {
+    let dir = TempDir::new("owner");
+    share_as(dir.path(), NOBODY);
+    let err = start_in(dir.path()).unwrap_err();
+    assert_eq!(
+        err,
+        Error::DirOwner {
+            path: dir.path().to_path_buf(),
+            owner: NOBODY,
+            owner_name: Some("nobody".into()),
+            uid: 0,
+        }
+    );
+    let message = err.to_string();
+    for part in [&dir.path().display().to_string(), "user 65534 (nobody)"] {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
+    assert!(dir.list().is_empty(), "{:?}", dir.list());
+    assert_eq!(
+        pipe_writer::check_dir(dir.path(), NOBODY, 0o41777),
+        Err(err)
+    );
+
+    // The same directory owned by root (us) is fine: shared and sticky.
+    share_as(dir.path(), 0);
+    let server = start_in(dir.path()).unwrap();
+    complete_body(&read_once(server.path(), std::time::Duration::from_secs(1)).unwrap());
+    server.stop().unwrap();
+    assert!(dir.list().is_empty(), "{:?}", dir.list());
+}
+
+#[test]
+fn check_finds_our_fifo_and_nothing_else_at_our_path() {
+    let dir = TempDir::new("check");
+    let server = start_in(dir.path()).unwrap();
+    let path = server.path().to_path_buf();
+    // Served a few times: the FIFO at the path changes at every serve.
+    for _ in 0..3 {
+        complete_body(&read_once(&path, std::time::Duration::from_secs(1)).unwrap());
+        assert_eq!(server.check(), Ok(()));
+    }
+
+    // Another user's FIFO put at our path (root, or the directory's owner,
+    // removed ours first): a squat, and nothing of ours is written to it.
+    std::fs::remove_file(&path).unwrap();
+    mkfifo(&path, Mode::from_bits_truncate(0o666)).unwrap();
+    chown(&path, Some(Uid::from_raw(NOBODY)), None).unwrap();
+    let err = server.check().unwrap_err();
+    assert_eq!(
+        err,
+        Error::Squatted {
+            path: path.clone(),
+            owner: NOBODY,
+            uid: 0
+        }
+    );
+    assert_eq!(
+        read_once(&path, std::time::Duration::from_millis(300)),
+        Err(util::ReadFail::TimedOut { got: 0 })
+    );
+
+    // A FIFO of our user that this server did not make.
+    std::fs::remove_file(&path).unwrap();
+    mkfifo(&path, Mode::from_bits_truncate(0o600)).unwrap();
+    assert_eq!(server.check(), Err(Error::Replaced { path: path.clone() }));
+
+    // Gone: named by its errno.
+    std::fs::remove_file(&path).unwrap();
+    let err = server.check().unwrap_err();
+    assert!(
+        err.to_string().ends_with(&format!(
+            "{}: ENOENT: No such file or directory",
+            path.display()
+        )),
+        "{err}"
+    );
+
+    // The directory handed to another user while we serve.
+    share_as(dir.path(), NOBODY);
+    assert!(
+        matches!(server.check(), Err(Error::DirOwner { owner: NOBODY, .. })),
+        "{:?}",
+        server.check()
+    );
+    share_as(dir.path(), 0);
+    server.stop().unwrap();
+}

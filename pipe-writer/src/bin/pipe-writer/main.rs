@@ -7,7 +7,6 @@
 mod sys;
 
 use std::io::{BufRead, Write};
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -42,9 +41,13 @@ PROCESS STATS:
 
 LIFETIME:
   Serves from start-up until stdin closes, then removes the FIFO and exits 0.
-  If the FIFO disappears from its path (the pipe directory was removed, or
-  removed and made again), it is served afresh there within about a second,
-  with the same stats.
+  If readers no longer reach the FIFO at its path (the pipe directory was
+  removed, or removed and made again; serving failed, e.g. ENOSPC), the
+  cause is reported on stderr and it is served afresh there within about a
+  second, with the same stats. A FIFO of another user put at the path is
+  reported (path and user ID) and never written to; serving resumes there
+  once it is removed. A pipe directory owned by a user other than root and
+  us, or writable by others without the sticky bit, is refused.
   With --linger it keeps serving after stdin closes until SIGINT or SIGTERM
   (then removes the FIFO and exits 0). SIGINT/SIGTERM before stdin closes
   without --linger: removes the FIFO and exits 128+signal.
@@ -187,38 +190,51 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     Ok(code)
 }
 
-/// Whether `path` still names a FIFO. The server holds its FIFOs by
-/// descriptor, so it goes on serving one that readers can no longer reach
-/// once the pipe directory is removed (and perhaps made again) or the FIFO
-/// is deleted.
-fn reachable(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo())
-}
-
-/// Serves afresh at the same path when the FIFO is no longer there (or when
-/// the last attempt failed); the stats live in the registry, so none is lost.
+/// Serves afresh at the same path when readers no longer reach our FIFO
+/// there ([`pipe_writer::Server::check`]), or when the last attempt failed;
+/// the stats live in the registry, so none is lost. Each loss is reported
+/// once on stderr with its cause: the errno (`ENOENT` for a removed
+/// directory, `ENOSPC` for a full disk), or the squatter's path and user ID.
+/// A name someone else holds is never served into nor taken over: the
+/// server is stopped (our spare FIFOs go, theirs stays) and serving resumes
+/// only once the name is free again.
 fn serve_again_if_unreachable(
     server: &mut Option<pipe_writer::Server>,
     builder: &pipe_writer::Builder,
 ) {
-    let was_serving = server.is_some();
+    let mut reported = None;
     if let Some(running) = server.take() {
-        if reachable(running.path()) {
-            *server = Some(running);
-            return;
-        }
-        eprintln!(
-            "pipe-writer: {} is gone (pipe directory removed?); serving it again",
-            running.path().display()
-        );
-        // Its directory may be gone: removing its names can fail, harmlessly.
+        let error = match running.check() {
+            Ok(()) => {
+                *server = Some(running);
+                return;
+            }
+            Err(error) => error,
+        };
+        eprintln!("pipe-writer: {}", lost_message(&error, running.path()));
+        // Its directory may be gone: removing its names can fail, harmlessly;
+        // an error that ended serving was just reported.
         let _ = running.stop();
+        reported = Some(error);
     }
     match builder.clone().start() {
         Ok(fresh) => *server = Some(fresh),
-        // Said once; it is tried again every check.
-        Err(e) if was_serving => eprintln!("pipe-writer: cannot serve again yet: {e}"),
+        // Said once per loss, unless it was just said; tried every check.
+        Err(e) if reported.is_some() && reported != Some(e.clone()) => {
+            eprintln!("pipe-writer: cannot serve again yet: {e}; trying every second");
+        }
         Err(_) => {}
+    }
+}
+
+/// What the binary says when readers of `path` no longer reach it.
+fn lost_message(error: &pipe_writer::Error, path: &Path) -> String {
+    match error {
+        pipe_writer::Error::Squatted { .. } | pipe_writer::Error::NotFifo { .. } => format!(
+            "{error}; not serving into it: {} is served again once that is removed",
+            path.display()
+        ),
+        _ => format!("{error}; serving {} again", path.display()),
     }
 }
 
@@ -241,4 +257,36 @@ fn read_commands(input: &mut impl BufRead, registry: &Registry) -> std::io::Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::errno::Errno;
+    use pipe_writer::Error;
+
+    #[test]
+    fn a_lost_fifo_is_reported_by_its_cause_not_a_guess() {
+        let path = Path::new("/run/pipes/42.stats");
+        let full = Error::Fifo {
+            path: PathBuf::from("/run/pipes/.42.stats.tmp"),
+            op: "mkfifo",
+            errno: Errno::ENOSPC,
+        };
+        assert_eq!(
+            lost_message(&full, path),
+            "cannot mkfifo stats FIFO /run/pipes/.42.stats.tmp: ENOSPC: No space left on device; \
+             serving /run/pipes/42.stats again"
+        );
+        let squat = Error::Squatted {
+            path: path.to_path_buf(),
+            owner: 65534,
+            uid: 0,
+        };
+        assert_eq!(
+            lost_message(&squat, path),
+            "/run/pipes/42.stats belongs to user 65534, not to us (user 0): another user squats \
+             our name; not serving into it: /run/pipes/42.stats is served again once that is removed"
+        );
+    }
 }
