@@ -84,7 +84,27 @@ impl Aggregator {
     /// # Panics
     /// If it does not start or print its address within 30 s.
     pub fn serve(dir: &Path, extra: &[&str]) -> Aggregator {
-        let mut child = Command::new(workspace_binary("host-aggregator", "host-aggregator"))
+        Aggregator::serve_with(
+            Command::new(workspace_binary("host-aggregator", "host-aggregator")),
+            dir,
+            extra,
+        )
+    }
+
+    /// [`Aggregator::serve`] with its soft and hard limits on open
+    /// descriptors both set to `limit` (by `prlimit`, which then runs it
+    /// under the same PID).
+    pub fn serve_with_descriptor_limit(dir: &Path, extra: &[&str], limit: u32) -> Aggregator {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg("--")
+            .arg(workspace_binary("host-aggregator", "host-aggregator"));
+        Aggregator::serve_with(command, dir, extra)
+    }
+
+    fn serve_with(mut command: Command, dir: &Path, extra: &[&str]) -> Aggregator {
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--pipe-dir"])
             .arg(dir)
             .args(extra)
@@ -113,6 +133,43 @@ impl Aggregator {
     /// `GET path`.
     pub fn get(&self, path: &str) -> HttpResponse {
         request(self.addr, "GET", path, &[])
+    }
+
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its resident memory now, in bytes (`VmRSS`).
+    ///
+    /// # Panics
+    /// If `/proc/<pid>/status` cannot be read.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the aggregator's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS in /proc status")
+            * 1024
+    }
+
+    /// The CPU time it has used so far (user and system).
+    ///
+    /// # Panics
+    /// If `/proc/<pid>/stat` cannot be read.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("read the aggregator's /proc stat");
+        // Fields after the command name (which may hold spaces): state is
+        // field 3, utime and stime fields 14 and 15.
+        let after = &stat[stat.rfind(')').expect("(comm) in stat") + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        // USER_HZ is 100 on Linux.
+        Duration::from_millis(ticks * 10)
     }
 
     /// Whether the process is still running.
