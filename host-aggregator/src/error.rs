@@ -73,7 +73,20 @@ impl std::fmt::Display for Error {
                 write!(f, "cannot {action} {}: {source}", path.display())
             }
             Error::Database { db, action, source } => {
-                write!(f, "cannot {action} in database {db}: {source}")
+                // Drivers keep the cause out of their own message (the
+                // `postgres` crate says just "db error" or "error connecting
+                // to server"), so the chain is printed, less any cause
+                // whose text an outer message already carries.
+                let mut message = source.to_string();
+                let mut next = source.source();
+                while let Some(cause) = next {
+                    let text = cause.to_string();
+                    if !message.contains(&text) {
+                        message = format!("{message}: {text}");
+                    }
+                    next = cause.source();
+                }
+                write!(f, "cannot {action} in database {db}: {message}")
             }
             Error::Fetch { url, detail } => write!(f, "cannot read {url}: {detail}"),
             Error::BadArgument {

@@ -7,6 +7,7 @@
 //! the message, never a silent skip.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -185,29 +186,142 @@ const PG_BIN_DIRS: &[&str] = &[
     "/usr/lib/postgresql/15/bin",
 ];
 
+/// A test certificate authority and a server certificate it signed, made
+/// with the `openssl` command in a temp dir: P-256 keys, valid for two days.
+/// The server certificate names `localhost` only (no IP address), so a
+/// connection to `127.0.0.1` that checks host names refuses it.
+#[derive(Debug)]
+pub struct TestCa {
+    dir: TempDir,
+}
+
+impl TestCa {
+    /// The password of the `postgres` user over TCP (see
+    /// [`PgCluster::start_tcp`]).
+    pub const PASSWORD: &str = "archive pw";
+
+    /// Creates the CA (common name `name`) and its server certificate.
+    ///
+    /// # Panics
+    /// If `openssl` is missing or fails.
+    pub fn new(name: &str) -> TestCa {
+        let openssl = require_binary("openssl", &[]);
+        let dir = TempDir::new("ca");
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run_ok(
+            Command::new(&openssl)
+                .current_dir(dir.path())
+                .args(["req", "-x509"])
+                .args(ec)
+                .args(["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj"])
+                .arg(format!("/CN={name}"))
+                .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+                .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]),
+        );
+        run_ok(
+            Command::new(&openssl)
+                .current_dir(dir.path())
+                .arg("req")
+                .args(ec)
+                .args(["-keyout", "server.key", "-out", "server.csr"])
+                .args(["-subj", "/CN=localhost"]),
+        );
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write server.ext");
+        run_ok(
+            Command::new(&openssl)
+                .current_dir(dir.path())
+                .args(["x509", "-req", "-in", "server.csr", "-CA", "ca.crt"])
+                .args(["-CAkey", "ca.key", "-set_serial", "1", "-days", "2"])
+                .args(["-extfile", "server.ext", "-out", "server.crt"]),
+        );
+        TestCa { dir }
+    }
+
+    /// The CA's certificate (PEM): the root a client trusts.
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+}
+
 /// A throwaway PostgreSQL cluster owned by the `postgres` user (initdb
-/// refuses root), listening only on a unix socket in its own temp dir, with
-/// `trust` authentication. Stopped (immediate mode) on drop.
+/// refuses root), listening on a unix socket in its own temp dir with
+/// `trust` authentication, and with [`PgCluster::start_tcp`] also on
+/// 127.0.0.1. Stopped (immediate mode) on drop.
 #[derive(Debug)]
 pub struct PgCluster {
     dir: TempDir,
     port: u16,
     pg_ctl: PathBuf,
+    tcp: bool,
 }
 
 impl PgCluster {
-    /// Creates and starts the cluster.
+    /// Creates and starts the cluster, on its unix socket only.
     ///
     /// # Panics
     /// If the tools or the `postgres` user are missing, or it does not start.
     pub fn start() -> PgCluster {
+        let cluster = PgCluster::init(false);
+        cluster.pg_start();
+        cluster
+    }
+
+    /// Creates and starts a cluster that also listens on 127.0.0.1, where
+    /// the `postgres` user logs in with [`TestCa::PASSWORD`] (SCRAM), with
+    /// TLS on (`ca`'s server certificate) if `ca` is given, and every
+    /// connection logged (`log_connections`, see
+    /// [`PgCluster::connection_logged`]).
+    ///
+    /// # Panics
+    /// As [`PgCluster::start`].
+    pub fn start_tcp(ca: Option<&TestCa>) -> PgCluster {
+        let cluster = PgCluster::init(true);
+        let data = cluster.data();
+        let mut conf = String::from("log_connections = on\n");
+        if let Some(ca) = ca {
+            // The server refuses a key others can read: 0600, owned by postgres.
+            for file in ["server.crt", "server.key"] {
+                let target = data.join(file);
+                std::fs::copy(ca.dir.join(file), &target).expect("copy the server certificate");
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
+                    .expect("chmod 0600");
+                let user = postgres_user();
+                nix::unistd::chown(&target, Some(user.uid), Some(user.gid))
+                    .expect("chown to postgres");
+            }
+            conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
+        append(&data.join("postgresql.conf"), &conf);
+        // Replaces initdb's trust-everything file.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .expect("write pg_hba.conf");
+        cluster.pg_start();
+        cluster.psql(&format!(
+            "ALTER USER postgres PASSWORD '{}'",
+            TestCa::PASSWORD
+        ));
+        cluster
+    }
+
+    fn init(tcp: bool) -> PgCluster {
         let initdb = require_binary("initdb", PG_BIN_DIRS);
         let pg_ctl = require_binary("pg_ctl", PG_BIN_DIRS);
         let runuser = require_binary("runuser", &["/usr/sbin", "/sbin"]);
-        let user = nix::unistd::User::from_name("postgres")
-            .ok()
-            .flatten()
-            .expect("the `postgres` user (created by the postgresql package)");
+        let user = postgres_user();
         let dir = TempDir::new("pg");
         let data = dir.join("data");
         std::fs::create_dir(&data).expect("create data dir");
@@ -219,13 +333,12 @@ impl PgCluster {
                 .args(["--auth=trust", "--username=postgres", "--no-sync", "-D"])
                 .arg(&data),
         );
-        let cluster = PgCluster {
+        PgCluster {
             dir,
             port: free_port(),
             pg_ctl,
-        };
-        cluster.pg_start();
-        cluster
+            tcp,
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -246,7 +359,8 @@ impl PgCluster {
     /// connections.
     pub fn pg_start(&self) {
         let options = format!(
-            "-c listen_addresses='' -k {} -p {} -c fsync=off",
+            "-c listen_addresses='{}' -k {} -p {} -c fsync=off",
+            if self.tcp { "127.0.0.1" } else { "" },
             self.data().display(),
             self.port
         );
@@ -290,6 +404,42 @@ impl PgCluster {
         )
     }
 
+    /// The URL of the TCP listener ([`PgCluster::start_tcp`]) as host
+    /// `localhost` (the name in [`TestCa`]'s certificate) at address
+    /// 127.0.0.1, with the password, then `params` (`key=value&...`).
+    pub fn tcp_url(&self, params: &str) -> String {
+        format!(
+            "postgres://postgres:{}@localhost:{}/postgres?hostaddr=127.0.0.1&{params}",
+            urlencode(TestCa::PASSWORD),
+            self.port
+        )
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data().join("server.log")).unwrap_or_default()
+    }
+
+    /// The `connection authorized` line logged for the session whose
+    /// `application_name` is `name`, if there is one: PostgreSQL 15 ends it
+    /// with `SSL enabled (protocol=..., cipher=..., bits=...)` when the
+    /// session is encrypted.
+    pub fn connection_logged(&self, name: &str) -> Option<String> {
+        let needle = format!("application_name={name}");
+        self.log()
+            .lines()
+            .find(|line| {
+                line.contains("connection authorized:")
+                    && line.split_whitespace().any(|word| word == needle)
+            })
+            .map(str::to_owned)
+    }
+
     /// Runs `sql` through `psql` and returns its unaligned, tuples-only
     /// output (`|`-separated).
     pub fn psql(&self, sql: &str) -> String {
@@ -312,6 +462,27 @@ impl PgCluster {
         .trim()
         .to_owned()
     }
+}
+
+/// The `postgres` system user.
+///
+/// # Panics
+/// If there is none (the postgresql package creates it).
+fn postgres_user() -> nix::unistd::User {
+    nix::unistd::User::from_name("postgres")
+        .ok()
+        .flatten()
+        .expect("the `postgres` user (created by the postgresql package)")
+}
+
+/// Appends `text` to the file at `path`.
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .unwrap_or_else(|e| panic!("cannot append to {}: {e}", path.display()));
 }
 
 impl Drop for PgCluster {

@@ -14,7 +14,10 @@ pub struct ArchiveArgs {
     /// Database: sqlite:PATH (the default, embedded:
     /// /var/lib/stats-pipe/archive.db for root, else
     /// $XDG_DATA_HOME or ~/.local/share/stats-pipe/archive.db) or
-    /// postgres://USER:PASSWORD@HOST:PORT/DB (password and port optional).
+    /// postgres://USER:PASSWORD@HOST:PORT/DB (password and port optional;
+    /// TLS as libpq: ?sslmode=disable|prefer|require|verify-ca|verify-full,
+    /// default prefer, and sslrootcert=PATH|system, default
+    /// ~/.postgresql/root.crt).
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
     /// Read a running aggregator (http://HOST:PORT) instead of the pipes.

@@ -15,6 +15,7 @@ mod postgres;
 pub mod remote;
 mod schema;
 mod sqlite;
+mod tls;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,13 +1,17 @@
 //! The archive in PostgreSQL, for many hosts writing into one database:
 //! one transaction per run, serialised across hosts by a transaction-scoped
 //! advisory lock so the int-to-float promotion of a stat's type cannot race.
+//! The connection is secured as libpq's `sslmode` says (see [`super::tls`]).
 
 use std::collections::HashMap;
+use std::fmt;
 
-use ::postgres::{Config, NoTls, Transaction};
+use ::postgres::{Client, Config, Transaction};
 
 use super::{
-    Batch, Outcome, Plan, Row, WriteOptions, db_error, pending_migrations, schema, unix_seconds,
+    Batch, Outcome, Plan, Row, WriteOptions, db_error, pending_migrations, schema,
+    tls::{self, TlsSettings},
+    unix_seconds,
 };
 use crate::Error;
 
@@ -24,11 +28,7 @@ pub(super) fn write(
     options: &WriteOptions,
 ) -> Result<Outcome, Error> {
     let fail = |action| db_error::<::postgres::Error>(db, action);
-    let mut config: Config = url.parse().map_err(fail("read the connection URL"))?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(options.lock_timeout);
-    }
-    let mut client = config.connect(NoTls).map_err(fail("connect"))?;
+    let mut client = connect(url, db, options)?;
     let mut tx = client.transaction().map_err(fail("begin a transaction"))?;
     tx.batch_execute(&format!(
         "SET LOCAL lock_timeout = {}",
@@ -93,6 +93,59 @@ pub(super) fn write(
         samples: plan.rows.len() as u64,
         new_floats: plan.new_floats(),
     })
+}
+
+/// Opens the connection, over TLS as the URL's `sslmode` asks.
+fn connect(url: &str, db: &str, options: &WriteOptions) -> Result<Client, Error> {
+    let (driver_url, settings) = TlsSettings::split(url)?;
+    let connector = settings
+        .connector(tls::home_dir().as_deref())
+        .map_err(db_error(db, "set up TLS"))?;
+    let mut config: Config = driver_url
+        .parse()
+        .map_err(db_error::<::postgres::Error>(db, "read the connection URL"))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(options.lock_timeout);
+    }
+    config.ssl_mode(connector.driver_mode);
+    config.connect(connector.tls).map_err(|cause| {
+        db_error(db, "connect")(ConnectError {
+            cause,
+            tls: connector.describe,
+        })
+    })
+}
+
+/// A failed connection. The driver's own message is as short as "error
+/// connecting to server" or "db error", with the cause (refused, host
+/// unknown, password refused, certificate refused) in its source chain, so
+/// this prints the chain, and for a TLS failure the TLS settings in force
+/// (whether and against which roots the certificate was checked).
+#[derive(Debug)]
+struct ConnectError {
+    cause: ::postgres::Error,
+    tls: String,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.cause)?;
+        let mut next = std::error::Error::source(&self.cause);
+        while let Some(cause) = next {
+            write!(f, ": {cause}")?;
+            next = cause.source();
+        }
+        if tls::is_tls_failure(&self.cause) {
+            write!(f, " ({})", self.tls)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
+    }
 }
 
 /// Creates or migrates the schema inside the run's transaction (the advisory
