@@ -300,7 +300,7 @@ fn index() -> Vec<u8> {
 /// a liveness probe sees it. Reads no pipe and never waits for a pass:
 /// only counters and the latest pass, which are always at hand.
 /// `connections` tells how the connection bound fares (see
-/// [`connections`](crate::connections)).
+/// [`connections`]).
 fn health(context: &Context) -> Reply {
     let latest = context.cache.latest();
     let failed = latest.as_ref().is_some_and(|l| l.result.is_err());
