@@ -105,7 +105,7 @@ for writers in $writer_counts; do
   wait "$probe_pid"
   wait "$slow_pid" || true
   read -r fails worst <"$dir/probe.out"
-  echo "         slowloris: $(cat "$dir/slow.out"); /healthz probe: $fails failed, worst ${worst} ms; aggregator threads at the end: $(ls /proc/$serve_pid/task | wc -l); $(curl -s "http://$addr/healthz" | python3 -c 'import json,sys; h=json.load(sys.stdin); print("answers shed", h.get("shed", "?"), "failed writes", h.get("failed_writes", "?"))')"
+  echo "         slowloris: $(cat "$dir/slow.out"); /healthz probe: $fails failed, worst ${worst} ms; aggregator threads at the end: $(ls /proc/$serve_pid/task | wc -l); $(curl -s "http://$addr/healthz" | python3 -c 'import json,sys; h=json.load(sys.stdin); c=h.get("connections", {}); print("connections open", c.get("open", "?"), "evicted", c.get("evicted", "?"), "refused", c.get("refused", "?"), "write timeouts", c.get("write_timeouts", "?"))')"
 
   kill "$serve_pid" "${writer_pids[@]}" 2>/dev/null || true
   wait "$serve_pid" "${writer_pids[@]}" 2>/dev/null || true

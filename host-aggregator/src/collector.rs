@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::reader::read_all;
 use crate::retention::Retention;
 use crate::rules::MergeOverrides;
-use crate::source::{Pass, ReadOptions};
+use crate::source::{Pass, ReadOptions, Status};
 
 /// Reads passes over one pipe directory. Keep one per directory and call
 /// [`Collector::collect`] for each pass; it is not shared between threads
@@ -27,6 +27,10 @@ pub struct Collector {
     last_seen: HashMap<PathBuf, SystemTime>,
     /// The paths read `Ok` in the last pass, sorted.
     ok_last_pass: Vec<PathBuf>,
+    /// The paths that timed out in the last pass without sending a byte,
+    /// sorted: the reader waits for them only briefly (see
+    /// [`crate::reader::SILENT_GRACE`]).
+    silent_last_pass: Vec<PathBuf>,
     /// `--rule` overrides.
     overrides: MergeOverrides,
     /// Counters and histograms of live and exited processes.
@@ -42,6 +46,7 @@ impl Collector {
             options,
             last_seen: HashMap::new(),
             ok_last_pass: Vec::new(),
+            silent_last_pass: Vec::new(),
             overrides: MergeOverrides::new(),
             retention: Retention::new(),
             kinds: KindsCache::new(),
@@ -96,7 +101,12 @@ impl Collector {
             }
         }
         paths.sort_unstable();
-        let mut sources = read_all(paths, &self.options, &mut self.kinds);
+        let mut sources = read_all(
+            paths,
+            &self.silent_last_pass,
+            &self.options,
+            &mut self.kinds,
+        );
         self.kinds.sweep();
         let mut merger = TypedMerger::new();
         let overrides = &self.overrides;
@@ -117,6 +127,12 @@ impl Collector {
         self.ok_last_pass = sources
             .iter()
             .filter(|s| s.status.is_ok())
+            .map(|s| s.path.clone())
+            .collect();
+        // Sorted, as the sources are.
+        self.silent_last_pass = sources
+            .iter()
+            .filter(|s| s.status == Status::TimedOut && s.bytes == 0)
             .map(|s| s.path.clone())
             .collect();
         let read = sources

@@ -48,27 +48,43 @@ const ORPHAN_CHECK: Duration = Duration::from_millis(5);
 /// the others back.
 const MAX_IN_FLIGHT: usize = 64;
 
+/// How long a pipe that sent nothing at all in the last pass (a FIFO with
+/// no writer, which any local user can make) is waited for before it is
+/// given up as timed out again. A live writer answers in well under a
+/// millisecond, and one that sends a first byte gets the whole deadline;
+/// without this, one writerless FIFO made every pass, and every request
+/// waiting on one, take the whole deadline (issue 12).
+pub(crate) const SILENT_GRACE: Duration = Duration::from_millis(50);
+
 /// Reads one pipe through the safe reader (for `show PID`): the same checks,
 /// limits and retries as a pass, with `options.deadline` for this one pipe.
 /// `options.dir` is not used.
 pub fn read_one(path: &Path, options: &ReadOptions) -> Source {
-    read_all(vec![path.to_path_buf()], options, &mut KindsCache::new())
-        .pop()
-        .unwrap_or_else(|| Source::new(path.to_path_buf()))
+    read_all(
+        vec![path.to_path_buf()],
+        &[],
+        options,
+        &mut KindsCache::new(),
+    )
+    .pop()
+    .unwrap_or_else(|| Source::new(path.to_path_buf()))
 }
 
 /// Reads every path in one epoll loop that ends by `options.deadline`; one
 /// source per path, in the same order. One bad source never affects another.
+/// Paths in `silent_before` (sorted) sent nothing in the last pass: they
+/// are given up after [`SILENT_GRACE`] unless they send something.
 /// Sources whose writers declare the same kinds share one [`Kinds`] set
 /// from `kinds` (see [`KindsCache`]).
 ///
 /// [`Kinds`]: stats_core::kinds::Kinds
 pub(crate) fn read_all(
     paths: Vec<PathBuf>,
+    silent_before: &[PathBuf],
     options: &ReadOptions,
     kinds: &mut KindsCache,
 ) -> Vec<Source> {
-    match PassState::new(paths.clone(), options, kinds) {
+    match PassState::new(paths.clone(), silent_before, options, kinds) {
         Ok(mut pass) => {
             pass.run();
             pass.slots.into_iter().map(Slot::into_source).collect()
@@ -109,6 +125,11 @@ struct Slot {
     source: Source,
     state: State,
     bytes: Vec<u8>,
+    /// It sent nothing in the last pass: given up [`SILENT_GRACE`] after
+    /// its open unless it sends something.
+    silent_before: bool,
+    /// When it is given up (set at open, for `silent_before` slots).
+    give_up_at: Option<Instant>,
 }
 
 impl Slot {
@@ -153,6 +174,7 @@ struct PassState<'o> {
 impl<'o> PassState<'o> {
     fn new(
         paths: Vec<PathBuf>,
+        silent_before: &[PathBuf],
         options: &'o ReadOptions,
         kinds: &'o mut KindsCache,
     ) -> io::Result<PassState<'o>> {
@@ -160,6 +182,7 @@ impl<'o> PassState<'o> {
         let slots = paths
             .into_iter()
             .map(|path| Slot {
+                silent_before: silent_before.binary_search(&path).is_ok(),
                 source: Source::new(path),
                 state: State::Waiting {
                     at: now,
@@ -167,6 +190,7 @@ impl<'o> PassState<'o> {
                     otherwise: Status::TimedOut,
                 },
                 bytes: Vec::new(),
+                give_up_at: None,
             })
             .collect();
         Ok(PassState {
@@ -269,7 +293,13 @@ impl<'o> PassState<'o> {
                     return self.finish(i, Status::Failed(format!("epoll_ctl: {e}")));
                 }
                 let check_at = now + ORPHAN_CHECK;
-                self.next_check = Some(self.next_check.map_or(check_at, |n| n.min(check_at)));
+                let mut next = check_at;
+                if slot.silent_before {
+                    let give_up = now + SILENT_GRACE;
+                    slot.give_up_at = Some(give_up);
+                    next = next.min(give_up);
+                }
+                self.next_check = Some(self.next_check.map_or(next, |n| n.min(next)));
                 slot.state = State::Reading {
                     file,
                     id,
@@ -369,6 +399,17 @@ impl<'o> PassState<'o> {
     fn check_orphans(&mut self, now: Instant) {
         self.next_check = None;
         for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            if let (State::Reading { .. }, Some(give_up)) = (&slot.state, slot.give_up_at)
+                && slot.bytes.is_empty()
+            {
+                if give_up <= now {
+                    // Silent again: as it ended last pass, without the wait.
+                    self.finish(i, Status::TimedOut);
+                    continue;
+                }
+                self.next_check = Some(self.next_check.map_or(give_up, |n| n.min(give_up)));
+            }
             let slot = &mut self.slots[i];
             let State::Reading {
                 file,

@@ -1,7 +1,8 @@
 # Shared by scripts/bench-http.sh and scripts/load.sh (sourced, not run):
 # build the release binaries, a temp dir removed on exit with every process
 # started, start writers and `host-aggregator serve` on a free loopback port,
-# and wait until every writer is read.
+# and wait until every writer is read. AGGREGATOR=PATH serves with another
+# build of host-aggregator (to compare two builds side by side).
 #
 # After sourcing: $target, $dir (the temp dir) and the array pids; call
 # start_writers, start_aggregator, wait_for_writers; the EXIT trap kills
@@ -36,7 +37,7 @@ start_writers() { # count pipe-dir input → starts `pipe-writer --linger`s; set
 start_aggregator() { # pipe-dir [serve flags...] → sets $addr and $serve_pid
   local pipes=$1 out="$dir/serve.out"
   shift
-  "$target/release/host-aggregator" serve --listen 127.0.0.1:0 --pipe-dir "$pipes" "$@" >"$out" 2>"$dir/serve.err" &
+  "${AGGREGATOR:-$target/release/host-aggregator}" serve --listen 127.0.0.1:0 --pipe-dir "$pipes" "$@" >"$out" 2>"$dir/serve.err" &
   serve_pid=$!
   pids+=("$serve_pid")
   addr=

@@ -308,3 +308,46 @@ fn read_one_reads_a_single_pipe_through_the_same_checks() {
     assert_eq!(missing.status, Status::Vanished);
     assert_eq!(missing.attempts, options.retries + 1);
 }
+
+/// A FIFO with no writer (any local user can make one) costs a pass the
+/// whole deadline once; in the next passes it is given up after a short
+/// grace, and read normally as soon as a writer answers on it (issue 12).
+#[test]
+fn a_fifo_silent_last_pass_is_given_up_quickly_and_read_once_it_answers() {
+    let dir = TempDir::new("silent-fifo");
+    let mut processes = Processes::new();
+    let path = dir.join(format!("{}.stats", processes.sleeper()));
+    make_fifo(&path);
+    let mut options = ReadOptions::new(dir.path());
+    options.deadline = Duration::from_millis(600);
+    let mut collector = Collector::new(options);
+
+    let first = std::time::Instant::now();
+    let pass = collector.collect().unwrap();
+    assert_eq!(status_of(&pass, &path), &Status::TimedOut);
+    assert!(first.elapsed() >= Duration::from_millis(600));
+
+    let second = std::time::Instant::now();
+    let pass = collector.collect().unwrap();
+    assert_eq!(status_of(&pass, &path), &Status::TimedOut);
+    let took = second.elapsed();
+    assert!(
+        took < Duration::from_millis(300),
+        "second pass took {took:?}"
+    );
+
+    // A writer shows up: it answers within the grace and is read.
+    let writer_path = path.clone();
+    let writer = std::thread::spawn(move || {
+        // Blocks until the pass opens the read end.
+        let mut fifo = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&writer_path)
+            .unwrap();
+        std::io::Write::write_all(&mut fifo, b"late: 1\n").unwrap();
+    });
+    let pass = collector.collect().unwrap();
+    writer.join().unwrap();
+    assert_eq!(status_of(&pass, &path), &Status::Ok);
+    assert_eq!(pass.merged.get("late"), Some(Value::Int(1)));
+}
