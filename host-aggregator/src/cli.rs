@@ -291,6 +291,12 @@ fn serve(args: ServeArgs, read: ReadOptions) -> Result<ExitCode, Failure> {
     )?;
     out.flush()?;
     drop(out);
+    if !dir.is_dir() {
+        eprintln!(
+            "host-aggregator: warning: pipe directory {} does not exist: /stats answers 503 and /healthz says failing until a writer makes it",
+            dir.display()
+        );
+    }
     if !addr.ip().is_loopback() && options.token.is_none() {
         eprintln!("host-aggregator: warning: listening on {addr} with no token");
     }

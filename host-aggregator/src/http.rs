@@ -184,6 +184,13 @@ impl Server {
                     }
                 })
             });
+        if recorder.is_none() {
+            // One pass at start, so `/healthz` knows at once whether the
+            // directory can be read (the recorder's first tick does this
+            // when there is a history).
+            let cache = Arc::clone(&context.cache);
+            runtime.spawn_blocking(move || cache.get());
+        }
         let stop = Arc::new(Notify::new());
         let accepting = runtime.spawn(accept_loop(
             listener,

@@ -329,3 +329,46 @@ fn an_http_2_request_line_gets_505_within_a_second() {
     assert!(text.starts_with("HTTP/1.1 505"), "{text:?}");
     assert!(asked.elapsed() < Duration::from_secs(1));
 }
+
+/// Polls `GET /healthz` until its status is `want`, for at most 10 s.
+fn wait_for_health(addr: SocketAddr, want: u16) -> serde_json::Value {
+    let asked = Instant::now();
+    loop {
+        let response = try_send(addr, "GET", "/healthz", &[], b"").expect("GET /healthz");
+        if response.status == want {
+            return response.json();
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "/healthz still {} after 10 s: {}",
+            response.status,
+            response.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn healthz_says_failing_while_the_pipe_directory_is_missing() {
+    let parent = TempDir::new("missing-dir");
+    let pipes = parent.join("pipes");
+    for extra in [&[][..], &["--no-history"][..]] {
+        let server = Aggregator::serve(&pipes, extra);
+        let health = wait_for_health(server.addr(), 503);
+        assert_eq!(health["status"], "failing", "{extra:?}: {health}");
+        assert!(
+            health["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("pipes")),
+            "{health}"
+        );
+        assert_eq!(server.get("/stats").status, 503);
+    }
+    // Once the directory is there, the next pass says so.
+    std::fs::create_dir(&pipes).expect("make the pipe directory");
+    let mut processes = Processes::new();
+    spawn_pipestatic_writer(&mut processes, &pipes, &["requests=2"]);
+    let server = Aggregator::serve(&pipes, &[]);
+    let health = wait_for_health(server.addr(), 200);
+    assert_eq!(health["status"], "ok", "{health}");
+}
