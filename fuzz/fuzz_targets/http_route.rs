@@ -3,7 +3,7 @@
 //! `/history` query string), the stat globs it carries, and `/history`'s
 //! answer for that query over a small recorded history.
 //!
-//! Input: a request URL as tiny_http hands it over (any text). Invariants:
+//! Input: a request URL as the server hands it over (any text). Invariants:
 //! - path and query are pieces of the URL with no `?`/`#` left in the path
 //!   and no `#` in the query; a `Process(pid)` route is exactly
 //!   `/stats/<digits of pid>`, and any other route is one fixed path;
