@@ -366,7 +366,10 @@ impl Retention {
     /// PID, lines by name) so equal states compare equal.
     pub(crate) fn state(&self) -> RetainedState {
         let lines = |held: &Held| -> Vec<HeldLine> {
-            let counters = held.counters.iter().map(|(name, value)| (name, false, value));
+            let counters = held
+                .counters
+                .iter()
+                .map(|(name, value)| (name, false, value));
             let histogram = held.histogram_lines.iter().map(|(n, v)| (n, true, v));
             let mut lines: Vec<HeldLine> = counters
                 .chain(histogram)
@@ -708,11 +711,17 @@ mod tests {
         // Each step: which PIDs live (and since when) and what was read.
         type Step<'a> = (Vec<(u32, u64)>, Vec<(u32, &'a (Snapshot, Kinds))>);
         let steps: Vec<Step> = vec![
-            (vec![(10, 1), (11, 1), (12, 1)], vec![(10, &a), (11, &b), (12, &c)]),
+            (
+                vec![(10, 1), (11, 1), (12, 1)],
+                vec![(10, &a), (11, &b), (12, &c)],
+            ),
             // 12 exits; 10 is not read but lives.
             (vec![(10, 1), (11, 1)], vec![(11, &b)]),
             // 10 resets, 11 grows, PID 12 comes back as another process.
-            (vec![(10, 1), (11, 1), (12, 50)], vec![(10, &a_reset), (11, &b_more), (12, &c)]),
+            (
+                vec![(10, 1), (11, 1), (12, 50)],
+                vec![(10, &a_reset), (11, &b_more), (12, &c)],
+            ),
             // Every process gone.
             (vec![], vec![]),
         ];
