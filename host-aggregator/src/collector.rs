@@ -60,6 +60,18 @@ impl Collector {
         self
     }
 
+    /// Starts from `retention` (a one-shot run restores what the last run
+    /// kept) instead of an empty one.
+    pub(crate) fn with_retention(mut self, retention: Retention) -> Collector {
+        self.retention = retention;
+        self
+    }
+
+    /// The counters and histograms it retains, as of the last pass.
+    pub(crate) fn retention(&self) -> &Retention {
+        &self.retention
+    }
+
     /// How many times a process's cumulative stats were folded into the
     /// retained totals (an exit, a PID reuse, or a counter reset).
     pub fn folds(&self) -> u64 {

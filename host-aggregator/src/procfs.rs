@@ -55,6 +55,28 @@ pub fn start_time(pid: u32) -> io::Result<SystemTime> {
     look(pid).map(|seen| seen.started)
 }
 
+/// When a process started, as time after boot
+/// ([`pipe_writer::process_stats::started_after_boot`]): exact to a tick
+/// and moved by no step of the wall clock, so a key that stays the same for
+/// one process across runs days apart (with [`boot_id`] beside it).
+///
+/// # Errors
+/// The process is gone, or `/proc` is not readable or not as expected.
+pub fn started_after_boot(pid: u32) -> io::Result<Duration> {
+    pipe_writer::process_stats::started_after_boot(pid).map_err(into_io_error)
+}
+
+/// This boot's random ID (`/proc/sys/kernel/random/boot_id`): a process
+/// seen under another one is gone, whatever its PID and start time.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn boot_id() -> io::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_owned())
+}
+
 /// What one `stat` of `/proc/<pid>` tells, with the start time remembered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seen {
@@ -247,6 +269,19 @@ fn into_io_error(error: pipe_writer::Error) -> io::Error {
 mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn a_start_after_boot_is_the_same_on_every_read_and_the_boot_has_an_id() {
+        let me = std::process::id();
+        let first = started_after_boot(me).unwrap();
+        assert_eq!(started_after_boot(me).unwrap(), first);
+        assert!(first > Duration::ZERO);
+        let id = boot_id().unwrap();
+        assert_eq!((id.len(), id.matches('-').count()), (36, 4), "{id}");
+        assert_eq!(boot_id().unwrap(), id);
+        let gone = started_after_boot(u32::MAX).unwrap_err();
+        assert_eq!(gone.kind(), io::ErrorKind::NotFound, "{gone}");
+    }
 
     #[test]
     fn own_process_is_alive_with_our_uid_and_a_recent_start() {

@@ -285,6 +285,142 @@ impl Retention {
     }
 }
 
+/// What a [`Retention`] holds, for a one-shot command to keep between runs
+/// (the archive stores it in its database; see `docs/ARCHIVE.md`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct RetainedState {
+    /// Each live process's last read cumulative stats.
+    pub(crate) processes: Vec<HeldProcess>,
+    /// The retained totals of exited processes: counters, and the lines of
+    /// histograms (without quantiles, which a histogram recomputes).
+    pub(crate) totals: Vec<HeldLine>,
+}
+
+/// One live process's last read cumulative stats.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct HeldProcess {
+    /// Its PID.
+    pub(crate) pid: u32,
+    /// Its start time, as the start-time function of the [`Retention`]
+    /// gave it; `None` if unknown.
+    pub(crate) started: Option<SystemTime>,
+    /// Its declared counters and the lines of its declared histograms.
+    pub(crate) lines: Vec<HeldLine>,
+}
+
+/// One cumulative line.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct HeldLine {
+    /// The line's name.
+    pub(crate) name: String,
+    /// `true` for a line of a histogram, `false` for a counter.
+    pub(crate) histogram: bool,
+    /// Its value.
+    pub(crate) value: Value,
+}
+
+impl Retention {
+    /// A retention holding `state` (as [`Retention::state`] gave it), asking
+    /// `start_time` whether its processes still live.
+    pub(crate) fn restore(state: RetainedState, start_time: Box<StartTimeFn>) -> Retention {
+        let mut retention = Retention::with_start_time(start_time);
+        for process in state.processes {
+            let mut held = Held {
+                started: process.started,
+                ..Held::default()
+            };
+            for line in process.lines {
+                let list = if line.histogram {
+                    &mut held.histogram_lines
+                } else {
+                    &mut held.counters
+                };
+                list.push((line.name, line.value));
+            }
+            // `fell` and `overwrite` need the lists sorted by name.
+            held.counters.sort_by(|a, b| a.0.cmp(&b.0));
+            held.histogram_lines.sort_by(|a, b| a.0.cmp(&b.0));
+            retention.held.insert(process.pid, held);
+        }
+        let mut histogram_lines = Vec::new();
+        for line in state.totals {
+            if line.histogram {
+                histogram_lines.push((line.name, line.value));
+            } else {
+                retention.counters.insert(line.name, line.value);
+            }
+        }
+        retention.histograms = rebuild(&histogram_lines, |_| true);
+        retention
+    }
+
+    /// Folds process `pid` into the retained totals as if it had exited
+    /// (the archive does so for a process of an earlier boot).
+    pub(crate) fn fold_process(&mut self, pid: u32) {
+        if let Some(gone) = self.held.remove(&pid) {
+            self.fold_all(&gone);
+        }
+    }
+
+    /// What it holds, to [`Retention::restore`] later; sorted (processes by
+    /// PID, lines by name) so equal states compare equal.
+    pub(crate) fn state(&self) -> RetainedState {
+        let lines = |held: &Held| -> Vec<HeldLine> {
+            let counters = held
+                .counters
+                .iter()
+                .map(|(name, value)| (name, false, value));
+            let histogram = held.histogram_lines.iter().map(|(n, v)| (n, true, v));
+            let mut lines: Vec<HeldLine> = counters
+                .chain(histogram)
+                .map(|(name, histogram, value)| HeldLine {
+                    name: name.clone(),
+                    histogram,
+                    value: *value,
+                })
+                .collect();
+            lines.sort_by(|a, b| a.name.cmp(&b.name));
+            lines
+        };
+        let mut processes: Vec<HeldProcess> = self
+            .held
+            .iter()
+            .map(|(&pid, held)| HeldProcess {
+                pid,
+                started: held.started,
+                lines: lines(held),
+            })
+            .collect();
+        processes.sort_by_key(|process| process.pid);
+        let mut totals: Vec<HeldLine> = self
+            .counters
+            .iter()
+            .map(|(name, value)| HeldLine {
+                name: name.clone(),
+                histogram: false,
+                value: *value,
+            })
+            .collect();
+        let mut buf = Vec::new();
+        for (name, distribution) in &self.histograms {
+            render(name, distribution, &mut buf);
+        }
+        let (rendered, _) = Snapshot::parse(&buf, usize::MAX);
+        totals.extend(
+            rendered
+                .iter()
+                .filter(|(line, _)| !matches!(classify(line), Some((_, Part::Quantile))))
+                .map(|(name, value)| HeldLine {
+                    name: name.to_owned(),
+                    histogram: true,
+                    value,
+                }),
+        );
+        totals.sort_by(|a, b| a.name.cmp(&b.name));
+        RetainedState { processes, totals }
+    }
+}
+
 /// Whether a merged line counts up, by the kinds declared for it:
 /// `Some(true)` for a declared counter and a histogram's `.count`, `.sum`,
 /// `.nan` and bucket lines; `Some(false)` for a `max` stat and a
@@ -562,5 +698,65 @@ mod tests {
         let merged = pass(&mut r, &[], &overrides);
         assert_eq!(merged.get("requests"), None);
         assert_eq!(merged.get("lat.count"), Some(Value::Int(1)));
+    }
+
+    #[test]
+    fn a_retention_restored_between_passes_merges_as_a_long_lived_one() {
+        let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1), (11, 1), (12, 1)])));
+        let none = MergeOverrides::new();
+        let mut long_lived = retention(&table);
+        let mut saved = RetainedState::default();
+        let (a, b, c) = (source(7, &[1, 2, 100]), source(5, &[3]), source(1, &[]));
+        let (a_reset, b_more) = (source(2, &[4]), source(9, &[3, 5]));
+        // Each step: which PIDs live (and since when) and what was read.
+        type Step<'a> = (Vec<(u32, u64)>, Vec<(u32, &'a (Snapshot, Kinds))>);
+        let steps: Vec<Step> = vec![
+            (
+                vec![(10, 1), (11, 1), (12, 1)],
+                vec![(10, &a), (11, &b), (12, &c)],
+            ),
+            // 12 exits; 10 is not read but lives.
+            (vec![(10, 1), (11, 1)], vec![(11, &b)]),
+            // 10 resets, 11 grows, PID 12 comes back as another process.
+            (
+                vec![(10, 1), (11, 1), (12, 50)],
+                vec![(10, &a_reset), (11, &b_more), (12, &c)],
+            ),
+            // Every process gone.
+            (vec![], vec![]),
+        ];
+        for (live, read) in steps {
+            *table.lock().unwrap() = live.into_iter().collect();
+            let want = pass(&mut long_lived, &read, &none);
+            let mut restored = Retention::restore(std::mem::take(&mut saved), {
+                let table = Arc::clone(&table);
+                Box::new(move |pid| {
+                    let started = *table.lock().unwrap().get(&pid)?;
+                    Some(UNIX_EPOCH + Duration::from_secs(started))
+                })
+            });
+            let got = pass(&mut restored, &read, &none);
+            assert_eq!(got, want);
+            saved = restored.state();
+            assert_eq!(saved, long_lived.state());
+        }
+        let last = pass(&mut long_lived, &[], &none);
+        assert_eq!(last.get("requests"), Some(Value::Int(7 + 9 + 1 + 2 + 1)));
+        assert_eq!(last.get("lat.count"), Some(Value::Int(3 + 1 + 2)));
+        assert_eq!(last.get("lat.max"), Some(Value::Int(100)));
+    }
+
+    #[test]
+    fn fold_process_retains_a_process_of_an_earlier_boot() {
+        let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1)])));
+        let none = MergeOverrides::new();
+        let mut r = retention(&table);
+        pass(&mut r, &[(10, &source(40, &[]))], &none);
+        let mut restored = Retention::restore(r.state(), Box::new(|_| None));
+        restored.fold_process(10);
+        restored.fold_process(99);
+        let merged = pass(&mut restored, &[], &none);
+        assert_eq!(merged.get("requests"), Some(Value::Int(40)));
+        assert!(restored.state().processes.is_empty());
     }
 }

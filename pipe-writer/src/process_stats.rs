@@ -81,6 +81,16 @@ pub fn start_time(pid: u32) -> Result<SystemTime, Error> {
     Ok(boot + fields.started_after_boot())
 }
 
+/// When process `pid` started, as time after boot: field 22 of
+/// `/proc/<pid>/stat`, exact to a tick and, unlike [`start_time`], moved by
+/// no step of the wall clock (a key for a process that outlives the reader).
+///
+/// # Errors
+/// As [`ProcessStats::read`].
+pub fn started_after_boot(pid: u32) -> Result<Duration, Error> {
+    Ok(StatFields::read(&pid.to_string())?.started_after_boot())
+}
+
 /// The fields of `/proc/<pid>/stat` we use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct StatFields {

@@ -273,7 +273,7 @@ fn sqlite_cron_loop_concurrent_runs_kill_and_lock() {
     );
     assert_eq!(
         sqlite_json(&db, "SELECT version FROM schema_version"),
-        json!([{"version": 1}])
+        json!([{"version": 2}])
     );
 
     // Six runs at once: three retries of one --time, three on the clock.

@@ -45,7 +45,8 @@ pub struct ArchiveArgs {
 }
 
 /// Runs `archive`: one pass (from the pipes under `read`, or `--from`) into
-/// the database, as one transaction. Returns the line to print.
+/// the database, as one transaction, read once the database's lock is held
+/// (see [`super::retained`]). Returns the line to print.
 ///
 /// # Errors
 /// Bad flags, an unreadable pass or aggregator, or a database that is down,
@@ -70,29 +71,38 @@ pub fn run(args: &ArchiveArgs, read: ReadOptions) -> Result<String, Error> {
             expected: "a non-empty host name",
         });
     }
-    let batch = match &args.from {
+    let options = WriteOptions {
+        lock_timeout,
+        ..WriteOptions::from_env()
+    };
+    let remote = match &args.from {
         Some(url) => {
             let token = match &args.token_file {
                 Some(path) => Some(read_token(path)?),
                 None => None,
             };
-            Remote::new(url, token, read.deadline.max(Duration::from_secs(5)))?.batch(
-                &host,
-                args.time,
-                args.per_process,
-            )?
+            Some(Remote::new(
+                url,
+                token,
+                read.deadline.max(Duration::from_secs(5)),
+            )?)
         }
+        None => None,
+    };
+    // Read under the database's lock, from the state the last run stored.
+    let (batch, outcome) = db.run(&host, &options, |retention| match &remote {
+        // The server retains exited processes' counters itself: its sums
+        // are stored as they are, and the state is left alone.
+        Some(remote) => Ok((remote.batch(&host, args.time, args.per_process)?, None)),
         None => {
-            let pass = Collector::new(read).collect()?;
-            Batch::from_pass(&pass, &host, args.time, args.per_process)
+            let mut collector = Collector::new(read).with_retention(retention);
+            let pass = collector.collect()?;
+            let batch = Batch::from_pass(&pass, &host, args.time, args.per_process);
+            Ok((batch, Some(collector.retention().state())))
         }
-    };
-    let options = WriteOptions {
-        lock_timeout,
-        ..WriteOptions::from_env()
-    };
+    })?;
     let where_ = db.describe();
-    Ok(match db.write(&batch, &options)? {
+    Ok(match outcome {
         Outcome::Written {
             samples,
             new_floats,

@@ -13,6 +13,7 @@
 mod command;
 mod postgres;
 pub mod remote;
+mod retained;
 mod schema;
 mod sqlite;
 mod tls;
@@ -23,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use stats_core::Value;
 
+use crate::retention::{RetainedState, Retention};
 use crate::{Error, Pass, Status};
 
 pub use command::{ArchiveArgs, run};
@@ -186,16 +188,41 @@ impl Database {
     }
 
     /// Writes `batch` as one transaction, creating or migrating the schema
-    /// first if needed.
+    /// first if needed. The retention state stored for its host is left as
+    /// it is.
     ///
     /// # Errors
     /// [`Error::Database`] if the database is down, locked beyond
     /// `options.lock_timeout`, read-only, or refuses a statement; the
     /// transaction is then rolled back and nothing of the run is stored.
     pub fn write(&self, batch: &Batch, options: &WriteOptions) -> Result<Outcome, Error> {
+        self.run(&batch.host, options, |_| Ok((batch.clone(), None)))
+            .map(|(_, outcome)| outcome)
+    }
+
+    /// One run as one transaction: takes the archive's lock, creates or
+    /// migrates the schema, restores the retention state stored for `host`,
+    /// and only then calls `read` with it, so concurrent runs read and
+    /// store in turn and none goes back on the state of a later one. `read`
+    /// returns the batch to write and the state to store after it (`None`:
+    /// leave it as it was). Returns the batch with what was done.
+    ///
+    /// # Errors
+    /// As [`Database::write`], and whatever `read` returns (nothing is then
+    /// stored).
+    fn run<F>(&self, host: &str, options: &WriteOptions, read: F) -> Result<(Batch, Outcome), Error>
+    where
+        F: FnOnce(Retention) -> Result<(Batch, Option<RetainedState>), Error>,
+    {
+        let boot = crate::procfs::boot_id().ok();
+        let read = |rows: &[retained::StateRow]| {
+            let (batch, state) = read(retained::restore(rows, boot.as_deref()))?;
+            let rows = state.map(|state| retained::rows_of(state, boot.as_deref()));
+            Ok::<_, Error>((batch, rows))
+        };
         match self {
-            Database::Sqlite(path) => sqlite::write(path, &self.describe(), batch, options),
-            Database::Postgres(url) => postgres::write(url, &self.describe(), batch, options),
+            Database::Sqlite(path) => sqlite::write(path, &self.describe(), host, options, read),
+            Database::Postgres(url) => postgres::write(url, &self.describe(), host, options, read),
         }
     }
 }

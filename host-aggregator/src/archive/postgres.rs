@@ -1,6 +1,7 @@
 //! The archive in PostgreSQL, for many hosts writing into one database:
 //! one transaction per run, serialised across hosts by a transaction-scoped
-//! advisory lock so the int-to-float promotion of a stat's type cannot race.
+//! advisory lock so the int-to-float promotion of a stat's type cannot race
+//! and each run reads its pass and the retention state in turn.
 //! The connection is secured as libpq's `sslmode` says (see [`super::tls`]).
 
 use std::collections::HashMap;
@@ -8,6 +9,7 @@ use std::fmt;
 
 use ::postgres::{Client, Config, Transaction};
 
+use super::retained::StateRow;
 use super::{
     Batch, Outcome, Plan, Row, WriteOptions, db_error, pending_migrations, schema,
     tls::{self, TlsSettings},
@@ -19,14 +21,20 @@ use crate::Error;
 /// "stpipe" in ASCII).
 const LOCK_KEY: i64 = 0x7374_7069_7065;
 
-/// Writes `batch` into the PostgreSQL database at `url`. `db` names the
-/// database in errors (without its password).
-pub(super) fn write(
+/// One run into the PostgreSQL database at `url`: `read` gets the
+/// retention rows stored for `host` and returns the batch and the rows to
+/// store instead (`None`: keep them). `db` names the database in errors
+/// (without its password).
+pub(super) fn write<R>(
     url: &str,
     db: &str,
-    batch: &Batch,
+    host: &str,
     options: &WriteOptions,
-) -> Result<Outcome, Error> {
+    read: R,
+) -> Result<(Batch, Outcome), Error>
+where
+    R: FnOnce(&[StateRow]) -> Result<(Batch, Option<Vec<StateRow>>), Error>,
+{
     let fail = |action| db_error::<::postgres::Error>(db, action);
     let mut client = connect(url, db, options)?;
     let mut tx = client.transaction().map_err(fail("begin a transaction"))?;
@@ -39,6 +47,8 @@ pub(super) fn write(
         .map_err(fail("take the archive lock"))?;
     migrate(&mut tx, db)?;
 
+    let stored = load_retention(&mut tx, host).map_err(fail("read the retention state"))?;
+    let (batch, new_state) = read(&stored)?;
     let claimed = tx
         .execute(
             "INSERT INTO runs (time, host, per_process, sources, samples, written_at)
@@ -55,7 +65,7 @@ pub(super) fn write(
         .map_err(fail("record the run"))?;
     if claimed == 0 {
         // Dropping the transaction rolls it back: nothing is written.
-        return Ok(Outcome::AlreadyArchived);
+        return Ok((batch, Outcome::AlreadyArchived));
     }
 
     let known: HashMap<String, bool> = tx
@@ -64,7 +74,7 @@ pub(super) fn write(
         .iter()
         .map(|row| (row.get::<_, String>(0), row.get::<_, &str>(1) == "float"))
         .collect();
-    let plan = Plan::new(batch, &known);
+    let plan = Plan::new(&batch, &known);
     let record = tx
         .prepare(
             "INSERT INTO stats (name, kind, first_seen) VALUES ($1, $2, $3)
@@ -85,14 +95,72 @@ pub(super) fn write(
     }
 
     let (first, second) = plan.rows.split_at(plan.rows.len() / 2);
-    insert_rows(&mut tx, batch, first).map_err(fail("insert the samples"))?;
+    insert_rows(&mut tx, &batch, first).map_err(fail("insert the samples"))?;
     super::pause_midway(options, first.len(), plan.rows.len());
-    insert_rows(&mut tx, batch, second).map_err(fail("insert the samples"))?;
+    insert_rows(&mut tx, &batch, second).map_err(fail("insert the samples"))?;
+    if let Some(rows) = new_state {
+        store_retention(&mut tx, host, &rows).map_err(fail("store the retention state"))?;
+    }
     tx.commit().map_err(fail("commit the run"))?;
-    Ok(Outcome::Written {
+    let outcome = Outcome::Written {
         samples: plan.rows.len() as u64,
         new_floats: plan.new_floats(),
-    })
+    };
+    Ok((batch, outcome))
+}
+
+/// The retention rows stored for `host`.
+fn load_retention(
+    tx: &mut Transaction<'_>,
+    host: &str,
+) -> Result<Vec<StateRow>, ::postgres::Error> {
+    let rows = tx.query(
+        "SELECT pid, boot_id, started_ns, name, kind, int_value, float_value
+         FROM retention WHERE host = $1",
+        &[&host],
+    )?;
+    rows.iter()
+        .map(|row| {
+            Ok(StateRow::read(
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+                row.try_get(5)?,
+                row.try_get(6)?,
+            ))
+        })
+        .collect()
+}
+
+/// Replaces the retention rows of `host` with `rows`, in one statement
+/// after the delete (arrays and `unnest`, as the samples).
+fn store_retention(
+    tx: &mut Transaction<'_>,
+    host: &str,
+    rows: &[StateRow],
+) -> Result<(), ::postgres::Error> {
+    tx.execute("DELETE FROM retention WHERE host = $1", &[&host])?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let pids: Vec<i64> = rows.iter().map(|row| row.pid).collect();
+    let boots: Vec<Option<&str>> = rows.iter().map(|row| row.boot_id.as_deref()).collect();
+    let started: Vec<Option<i64>> = rows.iter().map(|row| row.started_ns).collect();
+    let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
+    let kinds: Vec<&str> = rows.iter().map(|row| row.kind).collect();
+    let ints: Vec<Option<i64>> = rows.iter().map(|row| row.int_value).collect();
+    let floats: Vec<Option<f64>> = rows.iter().map(|row| row.float_value).collect();
+    tx.execute(
+        "INSERT INTO retention (host, pid, boot_id, started_ns, name, kind, int_value, float_value)
+         SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[],
+                                 $6::text[], $7::bigint[], $8::float8[])",
+        &[
+            &host, &pids, &boots, &started, &names, &kinds, &ints, &floats,
+        ],
+    )?;
+    Ok(())
 }
 
 /// Opens the connection, over TLS as the URL's `sslmode` asks.

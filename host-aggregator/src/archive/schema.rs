@@ -3,7 +3,7 @@
 
 /// The schema version this build writes. A database at a higher version was
 /// written by a newer build and is refused rather than misread.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Creates the version table if it is missing; run first in every archive
 /// transaction.
@@ -38,6 +38,22 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (time, host, name, pid)
     );
     CREATE INDEX samples_by_name ON samples (name, time);",
+    // Version 2: the retention state of one-shot runs reading the pipes
+    // (see `super::retained`): each live process's last counter and
+    // histogram lines under its PID, boot and start after boot, and the
+    // retained totals of exited processes under PID 0.
+    "CREATE TABLE retention (
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        boot_id TEXT,
+        started_ns BIGINT,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('counter', 'histogram')),
+        int_value BIGINT,
+        float_value DOUBLE PRECISION,
+        CHECK (int_value IS NULL OR float_value IS NULL),
+        PRIMARY KEY (host, pid, name)
+    );",
 ];
 
 /// Which migrations a database at `current` needs, or why it cannot be used.

@@ -1,25 +1,33 @@
 //! The archive in SQLite, the embedded default: one `BEGIN IMMEDIATE`
 //! transaction per run, so concurrent runs queue on the write lock (up to
-//! the lock timeout) instead of interleaving.
+//! the lock timeout) instead of interleaving, and each reads its pass and
+//! the retention state only once it holds the lock.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
+use super::retained::StateRow;
 use super::{
     Batch, Outcome, Plan, WriteOptions, db_error, pending_migrations, schema, unix_seconds,
 };
 use crate::Error;
 
-/// Writes `batch` into the SQLite file at `path` (created with its
-/// directory if missing). `db` names the database in errors.
-pub(super) fn write(
+/// One run into the SQLite file at `path` (created with its directory if
+/// missing): `read` gets the retention rows stored for `host` and returns
+/// the batch and the rows to store instead (`None`: keep them). `db` names
+/// the database in errors.
+pub(super) fn write<R>(
     path: &Path,
     db: &str,
-    batch: &Batch,
+    host: &str,
     options: &WriteOptions,
-) -> Result<Outcome, Error> {
+    read: R,
+) -> Result<(Batch, Outcome), Error>
+where
+    R: FnOnce(&[StateRow]) -> Result<(Batch, Option<Vec<StateRow>>), Error>,
+{
     let fail = |action| db_error::<rusqlite::Error>(db, action);
     if let Some(parent) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| Error::Io {
@@ -62,6 +70,8 @@ pub(super) fn write(
         .map_err(fail("record the schema version"))?;
     }
 
+    let stored = load_retention(&tx, host).map_err(fail("read the retention state"))?;
+    let (batch, new_state) = read(&stored)?;
     let claimed = tx
         .execute(
             "INSERT INTO runs (time, host, per_process, sources, samples, written_at)
@@ -78,7 +88,7 @@ pub(super) fn write(
         .map_err(fail("record the run"))?;
     if claimed == 0 {
         // Dropping the transaction rolls it back: nothing is written.
-        return Ok(Outcome::AlreadyArchived);
+        return Ok((batch, Outcome::AlreadyArchived));
     }
 
     let known = {
@@ -96,7 +106,7 @@ pub(super) fn write(
         rows.collect::<Result<HashMap<_, _>, _>>()
             .map_err(fail("read the stat types"))?
     };
-    let plan = Plan::new(batch, &known);
+    let plan = Plan::new(&batch, &known);
     {
         let mut record = tx
             .prepare(
@@ -142,11 +152,57 @@ pub(super) fn write(
                 .map_err(fail("insert the samples"))?;
         }
     }
+    if let Some(rows) = new_state {
+        store_retention(&tx, host, &rows).map_err(fail("store the retention state"))?;
+    }
     tx.commit().map_err(fail("commit the run"))?;
-    Ok(Outcome::Written {
+    let outcome = Outcome::Written {
         samples: plan.rows.len() as u64,
         new_floats: plan.new_floats(),
-    })
+    };
+    Ok((batch, outcome))
+}
+
+/// The retention rows stored for `host`.
+fn load_retention(tx: &Connection, host: &str) -> rusqlite::Result<Vec<StateRow>> {
+    let mut stmt = tx.prepare(
+        "SELECT pid, boot_id, started_ns, name, kind, int_value, float_value
+         FROM retention WHERE host = ?1",
+    )?;
+    let rows = stmt.query_map([host], |row| {
+        Ok(StateRow::read(
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            &row.get::<_, String>(4)?,
+            row.get(5)?,
+            row.get(6)?,
+        ))
+    })?;
+    rows.collect()
+}
+
+/// Replaces the retention rows of `host` with `rows`.
+fn store_retention(tx: &Connection, host: &str, rows: &[StateRow]) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM retention WHERE host = ?1", [host])?;
+    let mut insert = tx.prepare(
+        "INSERT INTO retention (host, pid, boot_id, started_ns, name, kind, int_value, float_value)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for row in rows {
+        insert.execute(params![
+            host,
+            row.pid,
+            row.boot_id,
+            row.started_ns,
+            row.name,
+            row.kind,
+            row.int_value,
+            row.float_value
+        ])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -263,6 +319,47 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM samples", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 1);
+        std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_samples() {
+        let path = temp_db("v1");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(schema::VERSION_TABLE).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO schema_version VALUES (1);
+             INSERT INTO runs VALUES (5, 'h1', 0, 1, 1, 5);
+             INSERT INTO stats VALUES ('n', 'int', 5);
+             INSERT INTO samples VALUES (5, 'h1', 'n', 0, 9, NULL);",
+        )
+        .unwrap();
+        drop(conn);
+        let db = Database::Sqlite(path.clone());
+        db.write(
+            &batch(6, &[("n", Value::Int(10))]),
+            &WriteOptions::default(),
+        )
+        .unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        let values: Vec<i64> = conn
+            .prepare("SELECT int_value FROM samples ORDER BY time")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(values, vec![9, 10]);
+        let held: i64 = conn
+            .query_row("SELECT COUNT(*) FROM retention", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(held, 0, "a plain write leaves the retention state alone");
         std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap()).unwrap();
     }
 }
