@@ -52,11 +52,30 @@ pub fn holds_file(pid: u32, dev: u64, ino: u64) -> Option<bool> {
     Some(false)
 }
 
+/// The inode number of the initial PID namespace, fixed by the kernel
+/// (`PROC_PID_INIT_INO` in `include/linux/proc_ns.h`).
+const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+
+/// Whether this process runs in a PID namespace other than the initial one
+/// (a container): `/proc/self/ns/pid` is then another namespace. (`NSpid:`
+/// in `/proc/self/status` would not tell: a container's own `/proc` shows
+/// only its PIDs.) Pipe names carry PIDs of the writer's namespace, so
+/// from another one a host writer's PID reads as dead: nothing is judged
+/// from there. (Processes of several PID namespaces sharing one pipe
+/// directory are not supported anyway: the aggregator checks PIDs too.)
+pub fn nested_pid_namespace() -> bool {
+    std::fs::metadata("/proc/self/ns/pid").is_ok_and(|ns| ns.ino() != INITIAL_PID_NAMESPACE)
+}
+
 /// Removes the stale FIFOs of our user's dead writers in `dir` (not
 /// `own_pid`'s: a server replaces its own name itself). Returns how many it
 /// removed. Best effort: whatever cannot be listed, looked at or removed is
-/// left as it is.
+/// left as it is; nothing at all from a nested PID namespace
+/// ([`nested_pid_namespace`]).
 pub(crate) fn remove_dead(dir: &PipeDir, own_pid: u32) -> usize {
+    if nested_pid_namespace() {
+        return 0;
+    }
     let Ok(entries) = dir.entries() else {
         return 0;
     };
@@ -308,6 +327,29 @@ mod tests {
         assert!(Holder::Dead.left(me, &stat));
         assert!(!Holder::Unknown.left(me, &stat));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_process_in_a_new_pid_namespace_knows_it() {
+        // `unshare --pid` (root) runs this very check in a new namespace,
+        // with and without a /proc of its own.
+        let initial = format!("{INITIAL_PID_NAMESPACE}");
+        let here = std::fs::metadata("/proc/self/ns/pid").unwrap().ino();
+        assert_eq!(nested_pid_namespace(), here.to_string() != initial);
+        for extra in [&["--mount-proc"][..], &[]] {
+            let nested = std::process::Command::new("unshare")
+                .args(["--pid", "--fork"])
+                .args(extra)
+                .args(["stat", "-L", "-c", "%i", "/proc/self/ns/pid"])
+                .output();
+            match nested {
+                Ok(out) if out.status.success() => {
+                    let ino = String::from_utf8_lossy(&out.stdout);
+                    assert_ne!(ino.trim(), initial, "{extra:?}");
+                }
+                _ => eprintln!("unshare --pid not available here: not checked"),
+            }
+        }
     }
 
     #[test]
