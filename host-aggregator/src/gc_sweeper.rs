@@ -22,8 +22,8 @@ use crate::gc::{GcAction, GcOutcome, gc};
 use crate::procfs::Staleness;
 
 /// `--gc-interval` when not given: a dead writer's pipe is gone within 5 s,
-/// for a listing of the directory and a `stat` per pipe (about 1 ms for
-/// 1,000 pipes) every 5 s.
+/// for a listing of the directory and a `stat` per pipe every 5 s (a whole
+/// `gc --dry-run` process over 1,000 live FIFOs: 13 ms of CPU, debug build).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Paths listed by name in one log line; the rest are counted.
