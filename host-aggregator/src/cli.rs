@@ -158,6 +158,10 @@ struct ServeArgs {
     /// by their declared kind; repeatable, the first match wins.
     #[arg(long = "rule", value_name = "GLOB=RULE")]
     rules: Vec<MergeOverride>,
+    /// Remove stale pipes (as `gc` does) this often, so a crashed writer's
+    /// FIFO goes away by itself; 0s turns it off.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    gc_interval: Duration,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -300,6 +304,7 @@ fn serve(args: ServeArgs, read: ReadOptions) -> Result<ExitCode, Failure> {
     if !addr.ip().is_loopback() && options.token.is_none() {
         eprintln!("host-aggregator: warning: listening on {addr} with no token");
     }
+    let _gc = host_aggregator::gc_sweeper::GcSweeper::start(dir, args.gc_interval)?;
     server.wait()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -505,6 +510,10 @@ mod tests {
             panic!("not serve");
         };
         assert_eq!(args.max_age, Duration::from_millis(250));
+        assert_eq!(
+            args.gc_interval,
+            host_aggregator::gc_sweeper::DEFAULT_INTERVAL
+        );
         assert_eq!(args.listen, "127.0.0.1:0".parse().unwrap());
         assert!(Cli::try_parse_from(["host-aggregator", "serve", "--threads", "0"]).is_err());
         assert!(

@@ -4,7 +4,8 @@
 //! Reading: [`Collector::collect`] does one pass (discover `*.stats`, read
 //! every pipe in one epoll loop under one deadline, sum the good ones);
 //! every [`Source`] gets a [`Status`]. [`read_one`] reads one pipe the same
-//! way; [`gc()`] removes stale pipes.
+//! way; [`gc()`] removes stale pipes, and
+//! [`gc_sweeper`] does it every few seconds in the background for `serve`.
 //!
 //! ```
 //! use host_aggregator::{Collector, ReadOptions, RefuseReason, Status};
@@ -31,6 +32,7 @@ pub mod discovery;
 mod error;
 pub mod export;
 pub mod gc;
+pub mod gc_sweeper;
 pub mod glob;
 pub mod history;
 pub mod http;

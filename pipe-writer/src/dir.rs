@@ -277,6 +277,61 @@ impl PipeDir {
         }
     }
 
+    /// Every name in the directory with its type as `readdir` gives it
+    /// (`None` where the filesystem does not say), listed through our
+    /// descriptor: the very directory we serve in, whatever its path names
+    /// now. Names that are not UTF-8 are left out (none of ours is).
+    pub(crate) fn entries(&self) -> Result<Vec<(String, Option<nix::dir::Type>)>, Errno> {
+        let mut listing = nix::dir::Dir::openat(
+            &self.fd,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut names = Vec::new();
+        for entry in listing.iter() {
+            let entry = entry?;
+            if let Ok(name) = entry.file_name().to_str() {
+                names.push((name.to_owned(), entry.file_type()));
+            }
+        }
+        Ok(names)
+    }
+
+    /// `fstatat` of `name`, not following a symlink.
+    pub(crate) fn stat(&self, name: &str) -> Result<FileStat, Errno> {
+        fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+    }
+
+    /// Removes the FIFO of ours at `name` if it is still the very FIFO
+    /// `seen` describes (same device, inode and change time), then releases
+    /// readers blocked in opening it: they read end-of-file instead of
+    /// waiting for a writer that is gone. True if it was removed.
+    pub(crate) fn remove_leftover(&self, name: &str, seen: &FileStat) -> bool {
+        let same = |stat: &FileStat| {
+            FileId::of(stat) == FileId::of(seen)
+                && (stat.st_ctime, stat.st_ctime_nsec) == (seen.st_ctime, seen.st_ctime_nsec)
+        };
+        // Held by descriptor (and checked to be a FIFO of ours), so the
+        // readers released below are this FIFO's, whatever the name holds.
+        let Ok(fifo) = self.open_fifo(name) else {
+            return false;
+        };
+        if fifo.id() != FileId::of(seen) {
+            return false;
+        }
+        // Checked again just before the unlink: a FIFO put at the name
+        // meanwhile (a new process with the PID) is not ours to remove.
+        if !self.stat(name).is_ok_and(|now| same(&now)) {
+            return false;
+        }
+        if unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir).is_err() {
+            return false;
+        }
+        drop(fifo.open_if_reader());
+        true
+    }
+
     fn check_ours(&self, name: &str, stat: &FileStat) -> Result<(), Error> {
         check_fifo_of(&self.join(name), stat, self.uid)
     }

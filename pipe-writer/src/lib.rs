@@ -68,6 +68,7 @@ mod dir;
 mod error;
 mod fifo;
 pub mod input;
+pub mod leftovers;
 mod pool;
 pub mod process_stats;
 mod send;

@@ -16,6 +16,7 @@ use crate::counters::{Counters, ServeStats};
 use crate::dir::{Existing, PipeDir, check_dir, check_fifo_of, resolve};
 use crate::error::Error;
 use crate::fifo::{Fifo, FileId, check_proc};
+use crate::leftovers;
 use crate::pool::Pool;
 use crate::process_stats::OwnFigures;
 use crate::send::{Delivery, Sent, pipe_max_size};
@@ -113,7 +114,9 @@ impl Builder {
     }
 
     /// Creates `<dir>/<pid>.stats` and starts serving it. When this returns
-    /// the path exists and every `open` of it is answered.
+    /// the path exists and every `open` of it is answered. First, FIFOs that
+    /// dead processes of our user left in the directory are removed (see
+    /// [`crate::leftovers`]).
     ///
     /// # Errors
     ///
@@ -130,6 +133,8 @@ impl Builder {
         let pid = std::process::id();
         let name = format!("{pid}.stats");
         let claim = DirClaim::new(dir.id(), dir.join(&name))?;
+        // Dead writers of our user leave FIFOs a `cat` would hang on.
+        leftovers::remove_dead(&dir, pid);
         let stale = match dir.inspect(&name)? {
             Existing::OurFifo => Some(dir.open_fifo(&name)?),
             Existing::Nothing => None,

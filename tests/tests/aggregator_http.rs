@@ -290,7 +290,8 @@ fn hostile_entries_leak_nothing_and_get_their_status() {
     )
     .unwrap();
     make_fifo(&dir.join(format!("{}.stats", dead_pid())));
-    let server = Aggregator::serve(dir.path(), &["--deadline", "500ms"]);
+    // Kept for the test's length, to be listed `stale` (no sweeps).
+    let server = Aggregator::serve(dir.path(), &["--deadline", "500ms", "--gc-interval", "0s"]);
 
     for path in ["/stats", "/processes", "/metrics"] {
         let body = server.get(path).text();

@@ -95,7 +95,9 @@ fn a_writer_killed_mid_snapshot_is_told_apart_and_its_pipe_collected() {
         verify(&read)
     );
 
-    let aggregator = Aggregator::serve(dir.path(), &["--max-age", "0s"]);
+    // No background sweeps: this test is about the `gc` command
+    // (tests/tests/dead_pipes.rs has serve's own sweeps).
+    let aggregator = Aggregator::serve(dir.path(), &["--max-age", "0s", "--gc-interval", "0s"]);
     let stats = wait_for_stats(&aggregator, "the sum of the two live writers", |s| {
         s["stats"]["requests"] == 12
     });
