@@ -83,8 +83,9 @@ enum Command {
     /// default, PostgreSQL for many hosts; see docs/ARCHIVE.md).
     #[command(after_help = EXIT_CODES)]
     Archive(host_aggregator::archive::ArchiveArgs),
-    /// A live terminal view of every stat, refreshed in place: `s` cycles the
-    /// order (rate, value, name), `p` shows each process, `q` quits. Prints
+    /// A live terminal view of every stat, refreshed in place and fitted to
+    /// the terminal: `s` cycles the order (rate, value, name), `p` shows each
+    /// process, arrows, PgUp/PgDn and Home/End scroll, `q` quits. Prints
     /// plain blocks when stdout is not a terminal.
     #[command(after_help = EXIT_CODES)]
     Top(TopArgs),
