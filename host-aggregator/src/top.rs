@@ -7,7 +7,7 @@
 //! read in non-canonical mode set with termios (no unsafe code, no terminal
 //! library). The terminal's size comes from `TIOCGWINSZ` (rustix's safe
 //! `tcgetwinsize`), read again before every frame and at least every
-//! [`RESIZE_CHECK`], so a resized window is redrawn to fit: every line is
+//! 200 ms, so a resized window is redrawn to fit: every line is
 //! cut to the width, the header wraps onto more lines rather than being
 //! cut. Rows below the screen are reached with the arrow keys, PgUp/PgDn
 //! and Home/End. When stdout is not a terminal it prints a plain block
