@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use host_aggregator::archive::local_host_name;
+use host_aggregator::args::{duration as parse_duration, listen_address};
 use host_aggregator::export::influx::{self, Influx};
 use host_aggregator::export::{json, prometheus};
 use host_aggregator::history::HistoryOptions;
@@ -24,7 +25,10 @@ Exit codes:
   0  success (also when stdout is closed early, as by `| head`)
   1  runtime error: a pass failed, the PID's pipe was not read, gc could not
      remove a pipe, the server could not listen or stopped
-  2  usage error: unknown command, bad flag or value";
+  2  usage error: unknown command, bad flag or value (a duration without a
+     unit, a listen address, a --db or --from URL), or a value the run
+     refuses (a non-loopback --listen without --allow-remote, an empty
+     --host or token)";
 
 /// Reads every stats pipe on this host safely, sums them, and serves them.
 #[derive(Debug, Parser)]
@@ -79,8 +83,9 @@ enum Command {
     /// default, PostgreSQL for many hosts; see docs/ARCHIVE.md).
     #[command(after_help = EXIT_CODES)]
     Archive(host_aggregator::archive::ArchiveArgs),
-    /// A live terminal view of every stat, refreshed in place: `s` cycles the
-    /// order (rate, value, name), `p` shows each process, `q` quits. Prints
+    /// A live terminal view of every stat, refreshed in place and fitted to
+    /// the terminal: `s` cycles the order (rate, value, name), `p` shows each
+    /// process, arrows, PgUp/PgDn and Home/End scroll, `q` quits. Prints
     /// plain blocks when stdout is not a terminal.
     #[command(after_help = EXIT_CODES)]
     Top(TopArgs),
@@ -114,9 +119,10 @@ enum TopSort {
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port. The bound address is
-    /// printed on the first line of stdout.
-    #[arg(long, default_value_t = ServeOptions::DEFAULT_LISTEN, value_name = "ADDR")]
+    /// Address to listen on: HOST:PORT (127.0.0.1:7828, localhost:7828,
+    /// [::1]:7828) or :PORT for every interface; port 0 picks a free port.
+    /// The bound address is printed on the first line of stdout.
+    #[arg(long, default_value_t = ServeOptions::DEFAULT_LISTEN, value_name = "ADDR", value_parser = listen_address)]
     listen: SocketAddr,
     /// Allow listening on a non-loopback address (use a token with it).
     #[arg(long)]
@@ -186,6 +192,10 @@ pub fn main() -> ExitCode {
             eprintln!("host-aggregator: {message}");
             ExitCode::from(1)
         }
+        Err(Failure::Usage(message)) => {
+            eprintln!("host-aggregator: {message}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -193,12 +203,22 @@ enum Failure {
     /// Stdout was closed by its reader: not an error for a CLI.
     BrokenPipe,
     Message(String),
+    /// A value clap let through but the run refused (exit 2, like clap's own).
+    Usage(String),
 }
 
 impl From<host_aggregator::Error> for Failure {
     fn from(error: host_aggregator::Error) -> Failure {
-        Failure::Message(error.to_string())
+        match error {
+            host_aggregator::Error::BadArgument { .. } => Failure::Usage(error.to_string()),
+            _ => Failure::Message(error.to_string()),
+        }
     }
+}
+
+/// The one message for a PID without a pipe, from `show` and `dump --pid`.
+fn no_pipe(pid: u32, dir: &Path) -> Failure {
+    Failure::Message(format!("no stats pipe for PID {pid} in {}", dir.display()))
 }
 
 impl From<std::io::Error> for Failure {
@@ -340,9 +360,7 @@ fn dump(
             Format::Influx => Influx::new().pass(&pass, &local_host_name()),
         },
         Some(pid) => {
-            let source = pass.source(pid).ok_or_else(|| {
-                Failure::Message(format!("no stats pipe for PID {pid} in {}", dir.display()))
-            })?;
+            let source = pass.source(pid).ok_or_else(|| no_pipe(pid, &dir))?;
             match format {
                 Format::Json => json::process(&pass, source),
                 Format::Text => text(&source.snapshot),
@@ -383,6 +401,9 @@ fn show(read: &ReadOptions, pid: u32) -> Result<ExitCode, Failure> {
     host_aggregator::discovery::check_dir(&read.dir)?;
     let path = read.dir.join(format!("{pid}.stats"));
     let source = host_aggregator::read_one(&path, read);
+    if source.status == Status::Vanished && std::fs::symlink_metadata(&path).is_err() {
+        return Err(no_pipe(pid, &read.dir));
+    }
     if source.status != Status::Ok {
         return Err(Failure::Message(format!(
             "{}: {}",
@@ -445,52 +466,9 @@ fn write_out(body: &[u8], format: Format) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Reads `250ms`, `1s`, `1.5s`, `2m`, `100us` (a unit is required, so `1`
-/// is not silently a second or a millisecond).
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{text:?} has no unit (write e.g. 250ms, 1s, 2m)"))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} does not start with a number"))?;
-    let seconds = match unit {
-        "us" | "µs" => number / 1e6,
-        "ms" => number / 1e3,
-        "s" => number,
-        "m" => number * 60.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?} (use us, ms, s or m)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        let good = [
-            ("250ms", Duration::from_millis(250)),
-            ("1s", Duration::from_secs(1)),
-            ("1.5s", Duration::from_millis(1500)),
-            ("0s", Duration::ZERO),
-            ("2m", Duration::from_secs(120)),
-            ("100us", Duration::from_micros(100)),
-        ];
-        for (text, want) in good {
-            assert_eq!(parse_duration(text), Ok(want), "{text}");
-        }
-        for bad in ["1", "", "ms", "1h", "-1s", "1.2.3s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn flags_parse() {

@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+pub mod args;
 mod collector;
 pub mod connections;
 pub mod dashboard;

@@ -5,10 +5,13 @@
 //! It speaks plain ANSI escape codes (the alternate screen, cursor moves,
 //! erase to end of line), so it works in any terminal and over SSH; keys are
 //! read in non-canonical mode set with termios (no unsafe code, no terminal
-//! library). The terminal's size is asked with a cursor-position report
-//! (`ESC [ 6 n` after moving the cursor far down-right), which also works
-//! over SSH without an ioctl. When stdout is not a terminal it prints a
-//! plain block every interval instead.
+//! library). The terminal's size comes from `TIOCGWINSZ` (rustix's safe
+//! `tcgetwinsize`), read again before every frame and at least every
+//! 200 ms, so a resized window is redrawn to fit: every line is
+//! cut to the width, the header wraps onto more lines rather than being
+//! cut. Rows below the screen are reached with the arrow keys, PgUp/PgDn
+//! and Home/End. When stdout is not a terminal it prints a plain block
+//! every interval instead.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -100,7 +103,8 @@ pub fn run(mut collector: Collector, options: &TopOptions) -> Result<(), Error> 
     let mut view = View {
         sort: options.sort,
         per_process: options.per_process,
-        size: (24, 80),
+        size: terminal_size().unwrap_or((24, 80)),
+        scroll: 0,
     };
     let mut screen = if interactive {
         Some(Screen::enter().map_err(|e| terminal_error("set up", e))?)
@@ -112,11 +116,14 @@ pub fn run(mut collector: Collector, options: &TopOptions) -> Result<(), Error> 
         let pass = collector.collect()?;
         history.record(&pass);
         frames += 1;
+        if screen.is_some()
+            && let Some(size) = terminal_size()
+        {
+            view.size = size;
+        }
         let mut out = stdout.lock();
         let written = match &screen {
-            Some(_) => out
-                .write_all(render_screen(&pass, &history, &view).as_bytes())
-                .and_then(|()| out.write_all(SIZE_QUERY.as_bytes())),
+            Some(_) => out.write_all(render_screen(&pass, &history, &mut view).as_bytes()),
             None => out.write_all(render_plain(&pass, &history, &view).as_bytes()),
         }
         .and_then(|()| out.flush());
@@ -135,15 +142,28 @@ pub fn run(mut collector: Collector, options: &TopOptions) -> Result<(), Error> 
             Some(screen) => loop {
                 // Keys are answered at once (redrawn with the same pass),
                 // the next pass still comes on schedule.
-                match screen.wait_key(next) {
+                let page = view.page();
+                match screen.wait_key(next.min(Instant::now() + RESIZE_CHECK)) {
                     Key::Quit => return Ok(()),
-                    Key::Timeout => break,
+                    Key::Timeout if Instant::now() >= next => break,
+                    Key::Timeout => match terminal_size() {
+                        Some(size) if size != view.size => view.size = size,
+                        _ => continue,
+                    },
                     Key::Sort => view.sort = view.sort.next(),
                     Key::PerProcess => view.per_process = !view.per_process,
-                    Key::Size(rows, cols) => view.size = (rows, cols),
+                    Key::Scroll(Scroll::Up) => view.scroll = view.scroll.saturating_sub(1),
+                    Key::Scroll(Scroll::Down) => view.scroll = view.scroll.saturating_add(1),
+                    Key::Scroll(Scroll::PageUp) => view.scroll = view.scroll.saturating_sub(page),
+                    Key::Scroll(Scroll::PageDown) => {
+                        view.scroll = view.scroll.saturating_add(page);
+                    }
+                    Key::Scroll(Scroll::Home) => view.scroll = 0,
+                    // Clamped to the last full page when drawn.
+                    Key::Scroll(Scroll::End) => view.scroll = usize::MAX,
                     Key::Other => continue,
                 }
-                let frame = render_screen(&pass, &history, &view);
+                let frame = render_screen(&pass, &history, &mut view);
                 let mut out = stdout.lock();
                 out.write_all(frame.as_bytes())
                     .and_then(|()| out.flush())
@@ -162,15 +182,31 @@ fn terminal_error(action: &'static str, source: std::io::Error) -> Error {
     }
 }
 
-/// Asks the terminal for its size: save the cursor, move it as far down
-/// and right as it goes, report its position, restore it.
-const SIZE_QUERY: &str = "\x1b7\x1b[999;999H\x1b[6n\x1b8";
+/// How often the terminal's size is read again between passes, so a
+/// resized window is redrawn at once (no SIGWINCH handler: that would need
+/// a signal thread or unsafe code).
+const RESIZE_CHECK: Duration = Duration::from_millis(200);
+
+/// The terminal's rows and columns, if stdout is one that knows them.
+fn terminal_size() -> Option<(u16, u16)> {
+    let size = rustix::termios::tcgetwinsize(std::io::stdout()).ok()?;
+    (size.ws_row > 0 && size.ws_col > 0).then_some((size.ws_row, size.ws_col))
+}
 
 struct View {
     sort: SortBy,
     per_process: bool,
     /// Rows and columns.
     size: (u16, u16),
+    /// Rows scrolled past at the top (clamped when drawn).
+    scroll: usize,
+}
+
+impl View {
+    /// Rows a PgUp/PgDn moves: what a screen shows, less one for context.
+    fn page(&self) -> usize {
+        usize::from(self.size.0).saturating_sub(5).max(1)
+    }
 }
 
 /// One row: a stat (host-wide) or one process's share of it.
@@ -215,19 +251,46 @@ fn rows<'a>(latest: &'a [Latest], view: &View) -> Vec<Row<'a>> {
     rows
 }
 
-fn header(pass: &Pass, view: &View) -> String {
+/// The header's parts, in the order shown.
+fn header_parts(pass: &Pass, view: &View) -> Vec<String> {
     let clock = crate::export::unix_seconds(pass.started) as u64 % 86_400;
-    format!(
-        "stats-pipe top  {:02}:{:02}:{:02} UTC  sources {} ({} ok)  pass {:.1} ms  sort: {}  per-process: {}",
-        clock / 3600,
-        clock / 60 % 60,
-        clock % 60,
-        pass.sources.len(),
-        pass.ok_count(),
-        pass.duration.as_secs_f64() * 1e3,
-        view.sort.as_str(),
-        if view.per_process { "on" } else { "off" },
-    )
+    vec![
+        "stats-pipe top".to_owned(),
+        format!(
+            "{:02}:{:02}:{:02} UTC",
+            clock / 3600,
+            clock / 60 % 60,
+            clock % 60
+        ),
+        format!("sources {} ({} ok)", pass.sources.len(), pass.ok_count()),
+        format!("pass {:.1} ms", pass.duration.as_secs_f64() * 1e3),
+        format!("sort: {}", view.sort.as_str()),
+        format!(
+            "per-process: {}",
+            if view.per_process { "on" } else { "off" }
+        ),
+    ]
+}
+
+fn header(pass: &Pass, view: &View) -> String {
+    header_parts(pass, view).join("  ")
+}
+
+/// `parts` joined by two spaces into lines at most `cols` wide: a part that
+/// does not fit goes to the next line (one wider than a line is cut).
+fn wrap(parts: &[String], cols: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for part in parts {
+        let part = truncate(part, cols);
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 2 + part.chars().count() <= cols => {
+                line.push_str("  ");
+                line.push_str(&part);
+            }
+            _ => lines.push(part),
+        }
+    }
+    lines
 }
 
 /// Name column width for a terminal `cols` wide: what is left after the
@@ -279,6 +342,16 @@ fn format_stat_row(out: &mut String, row: &Row<'_>, width: usize) {
     );
 }
 
+/// [`format_row`] cut to `cols` (a terminal narrower than the columns).
+fn screen_row(label: &str, value: &str, rate: &str, width: usize, cols: usize) -> String {
+    let mut line = String::new();
+    format_row(&mut line, label, value, rate, width);
+    if line.chars().count() > cols {
+        line = line.chars().take(cols).collect();
+    }
+    line
+}
+
 fn rate_text(row: &Row<'_>) -> String {
     match (row.stat.counter, row.rate) {
         (true, Some(rate)) => format_number(rate),
@@ -287,39 +360,61 @@ fn rate_text(row: &Row<'_>) -> String {
     }
 }
 
-/// A full screen: the header, the column titles (inverse video), one row
-/// per stat, each line cleared to its end, and the rest of the screen
-/// cleared; starts from the top-left corner so it overwrites the last one.
-fn render_screen(pass: &Pass, history: &History, view: &View) -> String {
-    let (rows_on_screen, cols) = (usize::from(view.size.0), view.size.1);
-    let width = name_width(cols);
+/// A full screen: the header (wrapped to the width), the column titles
+/// (inverse video), a screenful of rows from `view.scroll` (clamped here
+/// to the last full page), each line cleared to its end, the rest of the
+/// screen cleared, and the key help with the rows shown on the last line;
+/// starts from the top-left corner so it overwrites the last one.
+fn render_screen(pass: &Pass, history: &History, view: &mut View) -> String {
+    let (rows_on_screen, cols) = (usize::from(view.size.0), usize::from(view.size.1));
+    let width = name_width(view.size.1);
     let latest = history.latest();
     let rows = rows(&latest, view);
+    let header = wrap(&header_parts(pass, view), cols);
     let mut out = String::with_capacity(8192);
     out.push_str("\x1b[H");
-    out.push_str(&truncate(&header(pass, view), usize::from(cols)));
-    out.push_str("\x1b[K\r\n\x1b[7m");
-    format_row(&mut out, "STAT", "VALUE", "RATE/s", width);
+    for line in &header {
+        out.push_str(line);
+        out.push_str("\x1b[K\r\n");
+    }
+    out.push_str("\x1b[7m");
+    out.push_str(&screen_row("STAT", "VALUE", "RATE/s", width, cols));
     out.push_str("\x1b[0m\x1b[K\r\n");
-    // Header, titles and the key help take three lines.
-    let room = rows_on_screen.saturating_sub(3);
-    for row in rows.iter().take(room) {
-        format_stat_row(&mut out, row, width);
+    // The header, the titles and the key help around the rows.
+    let room = rows_on_screen.saturating_sub(header.len() + 2).max(1);
+    view.scroll = view.scroll.min(rows.len().saturating_sub(room));
+    for row in rows.iter().skip(view.scroll).take(room) {
+        out.push_str(&screen_row(
+            &row.label,
+            &format_number(row.value),
+            &rate_text(row),
+            width,
+            cols,
+        ));
         out.push_str("\x1b[K\r\n");
     }
     if rows.is_empty() {
-        out.push_str("(no stats yet: no readable pipes)\x1b[K\r\n");
+        out.push_str(&truncate("(no stats yet: no readable pipes)", cols));
+        out.push_str("\x1b[K\r\n");
     }
     out.push_str("\x1b[J");
-    let help = if rows.len() > room {
-        format!(
-            "q quit  s sort  p per-process   ({} more rows below)",
-            rows.len() - room
-        )
-    } else {
-        "q quit  s sort  p per-process".to_owned()
-    };
-    let _ = write!(out, "\x1b[{};1H\x1b[2m{help}\x1b[0m\x1b[K", rows_on_screen);
+    // The position first: on a narrow terminal the key names are cut.
+    let mut help = String::new();
+    if rows.len() > room {
+        let last = (view.scroll + room).min(rows.len());
+        let _ = write!(
+            help,
+            "rows {}-{last} of {} ↑↓ PgUp PgDn  ",
+            view.scroll + 1,
+            rows.len()
+        );
+    }
+    help.push_str("q quit  s sort  p per-process");
+    let _ = write!(
+        out,
+        "\x1b[{rows_on_screen};1H\x1b[2m{}\x1b[0m\x1b[K",
+        truncate(&help, cols)
+    );
     out
 }
 
@@ -350,9 +445,20 @@ enum Key {
     Quit,
     Sort,
     PerProcess,
-    Size(u16, u16),
+    Scroll(Scroll),
     Timeout,
     Other,
+}
+
+/// A scrolling key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scroll {
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Home,
+    End,
 }
 
 /// The terminal in `top`'s mode: keys unbuffered and not echoed, on the
@@ -374,7 +480,6 @@ impl Screen {
         tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &keys)?;
         let mut out = std::io::stdout().lock();
         out.write_all(b"\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J")?;
-        out.write_all(SIZE_QUERY.as_bytes())?;
         out.flush()?;
         Ok(Screen {
             saved,
@@ -382,7 +487,7 @@ impl Screen {
         })
     }
 
-    /// The next key or size report before `deadline`.
+    /// The next key before `deadline`.
     fn wait_key(&mut self, deadline: Instant) -> Key {
         loop {
             if let Some(key) = parse_key(&mut self.pending) {
@@ -423,15 +528,20 @@ impl Drop for Screen {
     }
 }
 
-/// Takes one key (or a whole `ESC [ rows ; cols R` size report) off the
-/// front of `pending`; `None` when more bytes are needed.
+/// Takes one key (a byte, or a whole escape sequence: `ESC [ A` or
+/// `ESC O A` for an arrow, `ESC [ 5 ~` for PgUp...) off the front of
+/// `pending`; `None` when more bytes are needed.
 fn parse_key(pending: &mut Vec<u8>) -> Option<Key> {
     let first = *pending.first()?;
     if first == 0x1b {
-        if pending.len() < 2 {
-            return None;
+        let second = *pending.get(1)?;
+        if second == b'O' {
+            // SS3: ESC O plus one byte (arrows in "application" mode).
+            let third = *pending.get(2)?;
+            pending.drain(..3);
+            return Some(csi_key(&[], third));
         }
-        if pending[1] != b'[' {
+        if second != b'[' {
             pending.drain(..1);
             return Some(Key::Other);
         }
@@ -441,22 +551,35 @@ fn parse_key(pending: &mut Vec<u8>) -> Option<Key> {
             .position(|b| (0x40..=0x7e).contains(b))?
             + 2;
         let sequence: Vec<u8> = pending.drain(..=end).collect();
-        if sequence[end] == b'R'
-            && let Ok(body) = std::str::from_utf8(&sequence[2..end])
-            && let Some((rows, cols)) = body.split_once(';')
-            && let (Ok(rows), Ok(cols)) = (rows.parse(), cols.parse())
-        {
-            return Some(Key::Size(rows, cols));
-        }
-        return Some(Key::Other);
+        return Some(csi_key(&sequence[2..end], sequence[end]));
     }
     pending.drain(..1);
     Some(match first {
         b'q' | b'Q' | 0x03 | 0x04 => Key::Quit,
         b's' | b'S' => Key::Sort,
         b'p' | b'P' => Key::PerProcess,
+        b'k' => Key::Scroll(Scroll::Up),
+        b'j' => Key::Scroll(Scroll::Down),
+        b' ' => Key::Scroll(Scroll::PageDown),
+        b'g' => Key::Scroll(Scroll::Home),
+        b'G' => Key::Scroll(Scroll::End),
         _ => Key::Other,
     })
+}
+
+/// The key of an escape sequence with parameters `params` ending in
+/// `last` (xterm, VT220 and rxvt spellings of Home and End alike).
+fn csi_key(params: &[u8], last: u8) -> Key {
+    let scroll = match (params, last) {
+        (_, b'A') => Scroll::Up,
+        (_, b'B') => Scroll::Down,
+        (_, b'H') | (b"1" | b"7", b'~') => Scroll::Home,
+        (_, b'F') | (b"4" | b"8", b'~') => Scroll::End,
+        (b"5", b'~') => Scroll::PageUp,
+        (b"6", b'~') => Scroll::PageDown,
+        _ => return Key::Other,
+    };
+    Key::Scroll(scroll)
 }
 
 #[cfg(test)]
@@ -498,6 +621,7 @@ mod tests {
             sort: SortBy::Rate,
             per_process: false,
             size: (24, 80),
+            scroll: 0,
         };
         assert_eq!(
             labels(&rows(&stats, &view)),
@@ -521,21 +645,115 @@ mod tests {
     }
 
     #[test]
-    fn keys_and_size_reports() {
-        let mut pending = b"s\x1b[40;120Rpx\x1b[Aq".to_vec();
-        assert!(matches!(parse_key(&mut pending), Some(Key::Sort)));
-        assert!(matches!(parse_key(&mut pending), Some(Key::Size(40, 120))));
-        assert!(matches!(parse_key(&mut pending), Some(Key::PerProcess)));
-        assert!(matches!(parse_key(&mut pending), Some(Key::Other)));
-        assert!(matches!(parse_key(&mut pending), Some(Key::Other)));
-        assert!(matches!(parse_key(&mut pending), Some(Key::Quit)));
+    fn keys_and_scrolling_sequences() {
+        let mut pending = b"s\x1b[Apx\x1b[6~\x1b[5~\x1bOB\x1b[H\x1b[4~\x1b[Zq".to_vec();
+        let mut keys = Vec::new();
+        while let Some(key) = parse_key(&mut pending) {
+            keys.push(match key {
+                Key::Quit => "quit".to_owned(),
+                Key::Sort => "sort".to_owned(),
+                Key::PerProcess => "per-process".to_owned(),
+                Key::Scroll(scroll) => format!("{scroll:?}"),
+                Key::Timeout => "timeout".to_owned(),
+                Key::Other => "other".to_owned(),
+            });
+        }
+        assert_eq!(
+            keys,
+            [
+                "sort",
+                "Up",
+                "per-process",
+                "other",
+                "PageDown",
+                "PageUp",
+                "Down",
+                "Home",
+                "End",
+                "other",
+                "quit"
+            ]
+        );
+        // A sequence cut in two waits for its end.
+        let mut pending = b"\x1b[6".to_vec();
         assert!(parse_key(&mut pending).is_none());
-        // A report cut in two waits for its end.
-        let mut pending = b"\x1b[40;1".to_vec();
-        assert!(parse_key(&mut pending).is_none());
-        pending.extend_from_slice(b"20R");
-        assert!(matches!(parse_key(&mut pending), Some(Key::Size(40, 120))));
+        pending.extend_from_slice(b"~");
+        assert!(matches!(
+            parse_key(&mut pending),
+            Some(Key::Scroll(Scroll::PageDown))
+        ));
         assert!(matches!(parse_key(&mut b"\x03".to_vec()), Some(Key::Quit)));
+    }
+
+    #[test]
+    fn the_header_wraps_to_the_width_and_is_never_cut() {
+        let parts: Vec<String> = ["stats-pipe top", "12:00:00 UTC", "sources 3 (3 ok)"]
+            .map(str::to_owned)
+            .to_vec();
+        assert_eq!(
+            wrap(&parts, 80),
+            ["stats-pipe top  12:00:00 UTC  sources 3 (3 ok)"]
+        );
+        assert_eq!(
+            wrap(&parts, 30),
+            ["stats-pipe top  12:00:00 UTC", "sources 3 (3 ok)"]
+        );
+        assert_eq!(wrap(&parts, 10), ["stats-pip…", "12:00:00 …", "sources 3…"]);
+    }
+
+    #[test]
+    fn the_screen_scrolls_and_fits_its_width() {
+        let text: String = (0..50).map(|i| format!("stat.{i:02}: {i}\n")).collect();
+        let pass = Pass {
+            started: std::time::UNIX_EPOCH,
+            duration: Duration::ZERO,
+            sources: Vec::new(),
+            merged: stats_core::Snapshot::parse(text.as_bytes(), 1 << 20).0,
+            kinds: Default::default(),
+        };
+        let mut history = History::new(HistoryOptions::new());
+        history.record(&pass);
+        let mut view = View {
+            sort: SortBy::Name,
+            per_process: false,
+            size: (20, 60),
+            scroll: 0,
+        };
+        let visible =
+            |frame: &str| -> Vec<String> { frame.split("\r\n").map(strip_escapes).collect() };
+        let top = visible(&render_screen(&pass, &history, &mut view));
+        assert!(top.iter().any(|l| l.starts_with("stat.00 ")), "{top:#?}");
+        assert!(top.iter().any(|l| l.contains("rows 1-")), "{top:#?}");
+        view.scroll = usize::MAX;
+        let end = visible(&render_screen(&pass, &history, &mut view));
+        assert!(end.iter().any(|l| l.starts_with("stat.49 ")), "{end:#?}");
+        assert!(!end.iter().any(|l| l.starts_with("stat.00 ")), "{end:#?}");
+        assert!(
+            end.iter().any(|l| l.starts_with("rows 35-50 of 50 ")),
+            "{end:#?}"
+        );
+        assert!(view.scroll < 50 && view.scroll > 30, "{}", view.scroll);
+        for line in top.iter().chain(&end) {
+            assert!(line.chars().count() <= 60, "{line:?}");
+        }
+    }
+
+    fn strip_escapes(line: &str) -> String {
+        let mut out = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // CSI: up to the final byte.
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) && c != '[' {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
 
     #[test]

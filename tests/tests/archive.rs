@@ -375,14 +375,14 @@ fn sqlite_cron_loop_concurrent_runs_kill_and_lock() {
         || {
             let (status, _, err) = archive(
                 pipes.path(),
-                &[&base[..], &["--time", "3000", "--lock-timeout", "0.2"]].concat(),
+                &[&base[..], &["--time", "3000", "--lock-timeout", "200ms"]].concat(),
             );
             (!status.success()).then_some(err)
         },
     );
     let (status, out, err) = archive(
         pipes.path(),
-        &[&base[..], &["--time", "3000", "--lock-timeout", "0.3"]].concat(),
+        &[&base[..], &["--time", "3000", "--lock-timeout", "300ms"]].concat(),
     );
     assert_eq!(status.code(), Some(1), "{out}{err}");
     assert!(
@@ -503,7 +503,7 @@ fn postgres_two_hosts_into_one_database_and_a_server_stopped_mid_run() {
             "--time",
             "3000",
             "--lock-timeout",
-            "2",
+            "2s",
         ],
     );
     assert_eq!(status.code(), Some(1), "{err}");

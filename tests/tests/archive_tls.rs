@@ -29,7 +29,7 @@ fn archive(dir: &Path, url: &str, time: u32, home: &Path, env: &[(&str, &Path)])
         .arg(dir)
         .args(["archive", "--db", url, "--host", "tls-test", "--time"])
         .arg(time.to_string())
-        .args(["--lock-timeout", "5"])
+        .args(["--lock-timeout", "5s"])
         .env("HOME", home)
         .env_remove("SSL_CERT_FILE")
         .env_remove("SSL_CERT_DIR")
@@ -345,7 +345,7 @@ fn postgres_connection_errors_name_their_cause() {
         err.contains("error connecting to server: failed to lookup address information"),
         "{err}"
     );
-    // A bad sslmode is a usage error naming the accepted values.
+    // A bad sslmode is a usage error (exit 2) naming the accepted values.
     let bad = archive(
         pipes.path(),
         "postgres://u@127.0.0.1/db?sslmode=allow",
@@ -353,8 +353,9 @@ fn postgres_connection_errors_name_their_cause() {
         home.path(),
         &[],
     );
+    assert_eq!(bad.code, Some(2), "{}", bad.err);
     assert_eq!(
-        bad.failed().trim(),
+        bad.err.trim(),
         "host-aggregator: bad sslmode \"allow\": expected disable, prefer, require, verify-ca or verify-full"
     );
 }

@@ -367,6 +367,93 @@ fn top_in_a_terminal_sees_values_change_and_quits_on_q() {
     assert!(!screen.contains("RATE/s"), "{screen}");
 }
 
+/// The first visible row and the last, and how many there are, from the
+/// help line `rows A-B of N ...` of a `top` screen.
+fn rows_shown(screen: &str) -> Option<(usize, usize, usize)> {
+    let line = screen
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rows "))?;
+    let (range, rest) = line.split_once(" of ")?;
+    let (first, last) = range.split_once('-')?;
+    let total = rest.split_whitespace().next()?;
+    Some((first.parse().ok()?, last.parse().ok()?, total.parse().ok()?))
+}
+
+#[test]
+fn top_fits_an_80_column_terminal_and_scrolls_to_every_row() {
+    let dir = TempDir::new("top-scroll");
+    let mut feeder = Feeder::start(dir.path());
+    for i in 0..60 {
+        feeder.send(&format!("row.{i:02}: {i}"));
+    }
+    let top = workspace_binary("host-aggregator", "host-aggregator");
+    let command = format!(
+        "{} --pipe-dir {} top --interval 250ms --sort name; sleep 60",
+        top.display(),
+        dir.path().display()
+    );
+    // The case: an 80-column terminal, rows far below the screen.
+    let tmux = Tmux::start(&command, 80, 20);
+    let wait_rows = |what: &str, want: &dyn Fn((usize, usize, usize)) -> bool| {
+        wait_for(what, Duration::from_secs(30), || {
+            let screen = tmux.capture();
+            match rows_shown(&screen) {
+                Some(shown) if want(shown) => Ok((screen, shown)),
+                _ => Err(screen),
+            }
+        })
+    };
+    let (screen, (first, last, total)) =
+        wait_rows("top to show its rows", &|(_, _, total)| total >= 60);
+    assert_eq!(first, 1, "{screen}");
+    // The header is whole (wrapped, not cut) and no line is wider than 80.
+    for part in [
+        "stats-pipe top",
+        "UTC",
+        "sources 1 (1 ok)",
+        "ms",
+        "sort: name",
+        "per-process: off",
+    ] {
+        assert!(screen.contains(part), "{part:?} missing:\n{screen}");
+    }
+    let header: Vec<&str> = screen
+        .lines()
+        .take_while(|l| !l.starts_with("STAT"))
+        .collect();
+    assert!(
+        !header.concat().contains('…'),
+        "the header was cut:\n{screen}"
+    );
+    for line in screen.lines() {
+        assert!(line.chars().count() <= 80, "{line:?}");
+    }
+    let page = last - first + 1;
+    assert!(page < total, "{screen}");
+    // End: the last row is on screen, the first is not.
+    tmux.send_keys("End");
+    let (screen, _) = wait_rows("End", &|(_, last, total)| last == total);
+    assert!(screen.contains("row.59"), "{screen}");
+    assert!(!screen.contains("row.00 "), "{screen}");
+    // Home, then one row down, a page down and a page up.
+    tmux.send_keys("Home");
+    wait_rows("Home", &|(first, _, _)| first == 1);
+    tmux.send_keys("Down");
+    wait_rows("Down", &|(first, _, _)| first == 2);
+    tmux.send_keys("NPage");
+    let (_, (after_page_down, _, _)) = wait_rows("PgDn", &|(first, _, _)| first > 2);
+    assert!(
+        after_page_down > page / 2,
+        "{after_page_down} after a page of {page}"
+    );
+    tmux.send_keys("PPage");
+    wait_rows("PgUp", &|(first, _, _)| first == 2);
+    tmux.send_keys("Up");
+    let (screen, _) = wait_rows("Up", &|(first, _, _)| first == 1);
+    assert!(!screen.contains("row.59"), "{screen}");
+    drop(feeder);
+}
+
 #[test]
 fn top_without_a_terminal_prints_plain_blocks() {
     let dir = TempDir::new("top-plain");

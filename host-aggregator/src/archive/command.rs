@@ -11,17 +11,17 @@ use crate::{Collector, Error, ReadOptions};
 /// Flags of `host-aggregator archive`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ArchiveArgs {
-    /// Database: sqlite:PATH (the default, embedded:
+    /// Database: PATH or sqlite:PATH (the default, embedded:
     /// /var/lib/stats-pipe/archive.db for root, else
     /// $XDG_DATA_HOME or ~/.local/share/stats-pipe/archive.db) or
     /// postgres://USER:PASSWORD@HOST:PORT/DB (password and port optional;
     /// TLS as libpq: ?sslmode=disable|prefer|require|verify-ca|verify-full,
     /// default prefer, and sslrootcert=PATH|system, default
     /// ~/.postgresql/root.crt).
-    #[arg(long, value_name = "URL")]
-    pub db: Option<String>,
+    #[arg(long, value_name = "URL", value_parser = crate::args::Quiet(Database::parse))]
+    pub db: Option<Database>,
     /// Read a running aggregator (http://HOST:PORT) instead of the pipes.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = crate::args::Quiet(Remote::check_url))]
     pub from: Option<String>,
     /// File holding the bearer token the --from aggregator requires.
     #[arg(long, value_name = "PATH", requires = "from")]
@@ -38,10 +38,10 @@ pub struct ArchiveArgs {
     /// nothing, so repeating a failed run with its time is always safe.
     #[arg(long, value_name = "UNIX_SECONDS")]
     pub time: Option<i64>,
-    /// Seconds to wait for a database locked by another run (or to
-    /// connect) before giving up.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    pub lock_timeout: f64,
+    /// How long to wait for a database locked by another run (or to
+    /// connect) before giving up (e.g. 500ms, 10s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::args::duration)]
+    pub lock_timeout: Duration,
 }
 
 /// Runs `archive`: one pass (from the pipes under `read`, or `--from`) into
@@ -53,16 +53,8 @@ pub struct ArchiveArgs {
 /// locked, read-only or refuses the write ([`Error::Database`]: nothing of
 /// the run was stored).
 pub fn run(args: &ArchiveArgs, read: ReadOptions) -> Result<String, Error> {
-    let db = match &args.db {
-        Some(url) => Database::parse(url)?,
-        None => Database::default(),
-    };
-    let lock_timeout =
-        Duration::try_from_secs_f64(args.lock_timeout).map_err(|_| Error::BadArgument {
-            what: "--lock-timeout",
-            given: args.lock_timeout.to_string(),
-            expected: "a number of seconds, 0 or more",
-        })?;
+    let db = args.db.clone().unwrap_or_default();
+    let lock_timeout = args.lock_timeout;
     let host = args.host.clone().unwrap_or_else(local_host_name);
     if host.is_empty() {
         return Err(Error::BadArgument {

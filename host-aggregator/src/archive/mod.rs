@@ -133,29 +133,36 @@ pub enum Database {
 }
 
 impl Database {
-    /// Reads a `--db` value: `sqlite:PATH` (`sqlite:` alone: the default
-    /// path; `sqlite:///abs/path` also works) or `postgres://...` /
-    /// `postgresql://...`.
+    /// Reads a `--db` value: a plain `PATH` or `sqlite:PATH` (an SQLite
+    /// file; `sqlite:///abs/path` also works), or `postgres://...` /
+    /// `postgresql://...`. Leaving `--db` out is the way to the default
+    /// file: an empty path (`''`, `sqlite:`) is refused, not read as it.
     ///
     /// # Errors
-    /// [`Error::BadArgument`] for any other scheme.
+    /// [`Error::BadArgument`] for an empty path, any other `scheme://`
+    /// (`mysql://...`), or a libpq `key=value` string (only the URL form
+    /// is taken); the value is echoed with any password hidden.
     pub fn parse(url: &str) -> Result<Database, Error> {
-        if let Some(rest) = url.strip_prefix("sqlite:") {
-            let path = rest.strip_prefix("//").unwrap_or(rest);
-            return Ok(if path.is_empty() {
-                Database::default()
-            } else {
-                Database::Sqlite(PathBuf::from(path))
-            });
-        }
+        let bad = |expected| Error::BadArgument {
+            what: "--db",
+            given: redact(url),
+            expected,
+        };
+        const SCHEMES: &str = "PATH, sqlite:PATH or postgres://USER@HOST/DB (postgresql:// too)";
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Database::Postgres(url.to_owned()));
         }
-        Err(Error::BadArgument {
-            what: "database URL",
-            given: redact(url),
-            expected: "sqlite:PATH or postgres://USER@HOST/DB",
-        })
+        let path = match url.strip_prefix("sqlite:") {
+            Some(rest) => rest.strip_prefix("//").unwrap_or(rest),
+            None if has_scheme(url) || url.contains("password=") => return Err(bad(SCHEMES)),
+            None => url,
+        };
+        if path.trim().is_empty() {
+            return Err(bad(
+                "a non-empty path (leave --db out for the default file)",
+            ));
+        }
+        Ok(Database::Sqlite(PathBuf::from(path)))
     }
 
     /// The default SQLite file: `/var/lib/stats-pipe/archive.db` for root,
@@ -382,6 +389,16 @@ fn pending_migrations(db: &str, current: i64) -> Result<&'static [&'static str],
     })
 }
 
+/// Whether `text` starts with a URL scheme and `://` (`mysql://...`).
+fn has_scheme(text: &str) -> bool {
+    text.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
 /// `url` with any password replaced by `***`.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -400,13 +417,31 @@ fn redact(url: &str) -> String {
     };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
         },
-        None => url.to_owned(),
-    }
+        None => authority.to_owned(),
+    };
+    // The driver also takes `?password=...` in the query.
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|item| {
+                    if item.starts_with("password=") {
+                        "password=***"
+                    } else {
+                        item
+                    }
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 #[cfg(test)]
@@ -444,7 +479,18 @@ mod tests {
             Database::parse("sqlite:rel.db").unwrap(),
             Database::Sqlite("rel.db".into())
         );
-        assert_eq!(Database::parse("sqlite:").unwrap(), Database::default());
+        assert_eq!(
+            Database::parse("/x/plain.db").unwrap(),
+            Database::Sqlite("/x/plain.db".into())
+        );
+        assert_eq!(
+            Database::parse("rel.db").unwrap(),
+            Database::Sqlite("rel.db".into())
+        );
+        for empty in ["", "sqlite:", "sqlite://", " "] {
+            let err = Database::parse(empty).unwrap_err().to_string();
+            assert!(err.contains("non-empty path"), "{empty:?}: {err}");
+        }
         assert!(matches!(
             Database::parse("postgresql://u@h/db").unwrap(),
             Database::Postgres(_)
@@ -452,7 +498,14 @@ mod tests {
         let err = Database::parse("mysql://root:hunter2@h/db")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("sqlite:PATH"), "{err}");
+        assert!(
+            err.contains("sqlite:PATH") && err.contains("postgres://"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = Database::parse("host=h password=hunter2 user=u")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 
@@ -463,6 +516,14 @@ mod tests {
             "postgres://u:***@h:5/db?x=1"
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=require&password=pw&x=1"),
+            "postgres://u@h/db?sslmode=require&password=***&x=1"
+        );
+        assert_eq!(
+            redact("postgres://u:p@ss@h/db?password=pw"),
+            "postgres://u:***@h/db?password=***"
+        );
         assert_eq!(
             redact("host=/tmp password=pw user=u"),
             "host=/tmp password=*** user=u"

@@ -35,16 +35,9 @@ impl Remote {
     /// [`Error::BadArgument`] for another scheme (HTTPS is not spoken: put
     /// the archive on the aggregator's host, or a TLS proxy in front).
     pub fn new(url: &str, token: Option<String>, timeout: Duration) -> Result<Remote, Error> {
-        let bad = || Error::BadArgument {
-            what: "--from URL",
-            given: url.to_owned(),
-            expected: "http://HOST[:PORT] of a running host-aggregator",
-        };
-        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+        let rest = Remote::check_url(url)?;
+        let rest = rest.strip_prefix("http://").unwrap_or(&rest);
         let (authority, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        if authority.is_empty() {
-            return Err(bad());
-        }
         let has_port = authority
             .rsplit_once(':')
             .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
@@ -59,6 +52,35 @@ impl Remote {
             token,
             timeout,
         })
+    }
+
+    /// Checks a `--from` value (`http://HOST[:PORT][/prefix]`) and returns
+    /// it: the flag's parser, so a bad URL is a usage error before the run.
+    ///
+    /// # Errors
+    /// [`Error::BadArgument`] for another scheme, no scheme (`HOST:PORT`
+    /// alone), no host, a bad port or a user and password in the URL (the
+    /// token goes in --token-file; the URL is echoed with any password
+    /// hidden).
+    pub fn check_url(url: &str) -> Result<String, Error> {
+        let bad = || Error::BadArgument {
+            what: "--from URL",
+            given: super::redact(url),
+            expected: "http://HOST[:PORT] of a running host-aggregator (HTTPS is not spoken; a token goes in --token-file)",
+        };
+        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        let port_ok = match authority.rsplit_once(':') {
+            // An IPv6 literal's colons are inside its brackets.
+            Some((host, port)) if !port.contains(']') => {
+                !host.is_empty() && port.parse::<u16>().is_ok()
+            }
+            _ => true,
+        };
+        if authority.is_empty() || authority.contains('@') || !port_ok {
+            return Err(bad());
+        }
+        Ok(url.to_owned())
     }
 
     /// One batch from the aggregator: `/stats` for the host-wide sums and,

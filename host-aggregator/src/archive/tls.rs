@@ -250,7 +250,19 @@ impl TlsSettings {
             let mut kept = Vec::new();
             for item in query.split('&').filter(|item| !item.is_empty()) {
                 let (key, value) = item.split_once('=').unwrap_or((item, ""));
-                if !take(&percent_decode(key)?, percent_decode(value)?)? {
+                let key = percent_decode(key)?;
+                // A password that does not decode is not echoed.
+                let value = percent_decode(value).map_err(|e| match e {
+                    Error::BadArgument { what, expected, .. } if key == "password" => {
+                        Error::BadArgument {
+                            what,
+                            given: "password=***".to_owned(),
+                            expected,
+                        }
+                    }
+                    other => other,
+                })?;
+                if !take(&key, value)? {
                     kept.push(item);
                 }
             }

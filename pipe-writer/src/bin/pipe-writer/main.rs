@@ -53,8 +53,12 @@ LIFETIME:
   without --linger: removes the FIFO and exits 128+signal.
 
 EXAMPLE:
-  { echo 'jobs done += 1'; sleep 60; } | pipe-writer --dir /tmp/demo &
-  cat /tmp/demo/$!.stats";
+  path=$({ echo 'jobs done += 1'; sleep 60; } | pipe-writer --dir /tmp/demo --print-path &)
+  cat \"$path\"
+
+  --print-path prints the path once the FIFO is served, then closes stdout,
+  so the command substitution returns as soon as `cat` can open the path
+  (`cat /tmp/demo/$!.stats` right after `&` may run before the FIFO exists).";
 
 /// Serve stats read from stdin as a live FIFO at <dir>/<pid>.stats.
 #[derive(Parser, Debug)]
@@ -72,7 +76,8 @@ struct Args {
     #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
     mode: u32,
 
-    /// Print the FIFO's path on stdout once it is being served
+    /// Print the FIFO's path on stdout once it is being served, then close
+    /// stdout (so `path=$(... | pipe-writer --print-path &)` returns)
     #[arg(long)]
     print_path: bool,
 
@@ -93,6 +98,22 @@ fn parse_mode(text: &str) -> Result<u32, String> {
         Ok(mode) if mode <= 0o777 => Ok(mode),
         _ => Err(format!("{text:?} is not an octal mode between 000 and 777")),
     }
+}
+
+/// Prints the FIFO's path (it exists and is served: `start` returned), then
+/// points stdout at `/dev/null`. Nothing else is ever written to stdout,
+/// and closing it is what lets `path=$(... | pipe-writer --print-path &)`
+/// return: a command substitution waits for the end of its pipe, which
+/// the background writer would otherwise hold open until it exits.
+fn print_path_and_close_stdout(path: &Path) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    // A reader that went away (`| head -c0`) is not our failure.
+    let _ = writeln!(stdout, "{}", path.display()).and_then(|()| stdout.flush());
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("cannot open /dev/null to close stdout: {e}"))?;
+    nix::unistd::dup2_stdout(&null).map_err(|e| format!("cannot close stdout: {e}"))
 }
 
 /// How often the path is checked to still reach our FIFO.
@@ -138,9 +159,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     if args.print_path
         && let Some(server) = &server
     {
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{}", server.path().display());
-        let _ = stdout.flush();
+        print_path_and_close_stdout(server.path())?;
     }
 
     let (events, inbox) = crossbeam_channel::unbounded();
