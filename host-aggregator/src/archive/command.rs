@@ -46,7 +46,7 @@ pub struct ArchiveArgs {
 
 /// Runs `archive`: one pass (from the pipes under `read`, or `--from`) into
 /// the database, as one transaction, read once the database's lock is held
-/// (see [`super::retained`]). Returns the line to print.
+/// (kept in the database: see docs/ARCHIVE.md, "Counters across runs"). Returns the line to print.
 ///
 /// # Errors
 /// Bad flags, an unreadable pass or aggregator, or a database that is down,
