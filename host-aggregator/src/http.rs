@@ -480,41 +480,20 @@ fn into_response(reply: Reply) -> Response<Full<Bytes>> {
 mod tests {
     use std::io::{Read, Write};
     use std::net::TcpStream;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::{Instant, SystemTime};
-
-    use stats_core::{Entry, Snapshot, Value};
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
 
     use super::*;
-    use crate::{Pass, Source, Status};
+    use crate::pass_cache::tests::counting;
 
-    fn synthetic_pass(requests: i64) -> Pass {
-        let snapshot = Snapshot::from_entries([Entry {
-            name: "requests".into(),
-            value: Value::Int(requests),
-        }]);
-        let mut source = Source::new("/nowhere/77.stats".into());
-        source.status = Status::Ok;
-        source.snapshot = snapshot.clone();
-        Pass {
-            started: SystemTime::now(),
-            duration: Duration::from_millis(1),
-            sources: vec![source],
-            merged: snapshot,
-            kinds: Default::default(),
-        }
-    }
-
-    /// A collector that counts its calls and takes `delay` per pass.
-    fn counting(delay: Duration) -> (CollectFn, Arc<AtomicU64>) {
-        let calls = Arc::new(AtomicU64::new(0));
-        let seen = Arc::clone(&calls);
-        let collect: CollectFn = Box::new(move || {
-            let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
-            std::thread::sleep(delay);
-            Ok(synthetic_pass(n as i64))
-        });
-        (collect, calls)
+    /// A collector whose every pass fails as a missing directory does.
+    fn failing() -> CollectFn {
+        Box::new(|| {
+            Err(Error::Dir {
+                path: "/missing".into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            })
+        })
     }
 
     fn get(addr: SocketAddr, request: &str) -> (u16, String, String) {
@@ -635,41 +614,25 @@ mod tests {
     }
 
     #[test]
-    fn failed_pass_is_a_json_503() {
+    fn a_failed_pass_is_a_json_503_and_makes_healthz_failing() {
         let server = start(
-            ServeOptions::new(),
-            Box::new(|| {
-                Err(Error::Dir {
-                    path: "/missing".into(),
-                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
-                })
-            }),
+            ServeOptions {
+                history: Some(HistoryOptions {
+                    interval: Duration::from_secs(3600),
+                    ..HistoryOptions::new()
+                }),
+                ..ServeOptions::new()
+            },
+            failing(),
         );
-        let (status, _, body) = get(server.local_addr(), &request("GET", "/stats", ""));
+        let addr = server.local_addr();
+        let (status, _, body) = get(addr, &request("GET", "/stats", ""));
         assert_eq!(status, 503);
         let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert!(
             parsed["error"].as_str().unwrap().contains("/missing"),
             "{body}"
         );
-    }
-
-    #[test]
-    fn a_failed_pass_makes_healthz_failing_with_503() {
-        let server = start(
-            ServeOptions::new(),
-            Box::new(|| {
-                Err(Error::Dir {
-                    path: "/missing".into(),
-                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
-                })
-            }),
-        );
-        let addr = server.local_addr();
-        // Before any pass: nothing known to have failed.
-        let (status, _, body) = get(addr, &request("GET", "/healthz", ""));
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(get(addr, &request("GET", "/stats", "")).0, 503);
         let (status, _, body) = get(addr, &request("GET", "/healthz", ""));
         assert_eq!(status, 503, "{body}");
         let health: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -681,6 +644,11 @@ mod tests {
     fn other_http_versions_get_505_and_the_connection_closes() {
         let (collect, calls) = counting(Duration::ZERO);
         let server = start(ServeOptions::new(), collect);
+        // The one pass every server runs at start.
+        let started = Instant::now();
+        while calls.load(Ordering::SeqCst) == 0 && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         for line in [
             "GET /stats HTTP/2.0",
             "PRI * HTTP/2.0",
@@ -692,7 +660,7 @@ mod tests {
         }
         assert_eq!(
             calls.load(Ordering::SeqCst),
-            0,
+            1,
             "no pass for a refused request"
         );
     }

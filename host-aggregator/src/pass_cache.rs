@@ -138,9 +138,14 @@ impl PassCache {
         {
             return Arc::clone(latest);
         }
-        if state.collecting {
-            // Wait for the pass in flight to end, not for the cache to be
-            // idle: another pass may start the moment this one ends.
+        // Wait for the pass in flight to end, not for the cache to be idle:
+        // another pass may start the moment this one ends. Should it panic
+        // (no pass ended) while another caller started one, wait for that
+        // one too; else run one below.
+        for _ in 0..2 {
+            if !state.collecting {
+                break;
+            }
             let in_flight = state.passes + 1;
             state = self
                 .pass_done
@@ -150,20 +155,6 @@ impl PassCache {
                 && state.passes >= in_flight
             {
                 return Arc::clone(latest);
-            }
-            // The pass in flight panicked (no pass ended): run one below,
-            // unless another caller already started one.
-            if state.collecting {
-                let retry = state.passes + 1;
-                state = self
-                    .pass_done
-                    .wait_while(state, |s| s.passes < retry && s.collecting)
-                    .unwrap_or_else(PoisonError::into_inner);
-                if let Some(latest) = &state.latest
-                    && state.passes >= retry
-                {
-                    return Arc::clone(latest);
-                }
             }
         }
         state.collecting = true;
@@ -209,7 +200,7 @@ impl Drop for InFlight<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::SystemTime;
 
@@ -236,7 +227,7 @@ mod tests {
     }
 
     /// A collector that counts its calls and takes `delay` per pass.
-    fn counting(delay: Duration) -> (CollectFn, Arc<AtomicU64>) {
+    pub(crate) fn counting(delay: Duration) -> (CollectFn, Arc<AtomicU64>) {
         let calls = Arc::new(AtomicU64::new(0));
         let seen = Arc::clone(&calls);
         let collect: CollectFn = Box::new(move || {
