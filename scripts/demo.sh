@@ -4,6 +4,12 @@
 # 127.0.0.1:7828 (or the next free port). Prints the URLs to try, then runs
 # until Ctrl-C (or for --seconds N) and cleans up everything it started.
 #
+# It builds only what it runs (the demo-worker binary instead of an example,
+# so none of the dev-dependencies), in the `demo` profile (release without
+# optimisation). A first build compiles about 130 crates: FIRST_BUILD below,
+# measured in BENCHMARKS.md, "First build". Later runs start at once.
+# scripts/test.sh runs it and fails if it compiles a dev-dependency.
+#
 # Usage: scripts/demo.sh [--seconds N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,12 +20,17 @@ case "${1:-}" in
   *) echo "usage: scripts/demo.sh [--seconds N]" >&2; exit 2 ;;
 esac
 target=${CARGO_TARGET_DIR:-target}
+bin=$target/demo
+FIRST_BUILD="about 2 minutes on 2 cores"
 
-echo "== building (release)"
-cargo build --quiet --release -p host-aggregator -p pipe-writer --bin host-aggregator --bin pipe-writer --example worker
-
-echo "== the library: record stats and render what a pipe serves"
-cargo run --quiet --release -p stats-core --example record
+build=(cargo build --profile demo -p host-aggregator -p pipe-writer --features pipe-writer/demo
+  --bin host-aggregator --bin pipe-writer --bin demo-worker)
+if [ -x "$bin/host-aggregator" ] && [ -x "$bin/pipe-writer" ] && [ -x "$bin/demo-worker" ]; then
+  echo "== building (profile demo): already built, rebuilding what changed"
+else
+  echo "== first build (profile demo): ~130 crates, $FIRST_BUILD; cargo's progress follows"
+fi
+"${build[@]}"
 
 dir=$(mktemp -d /tmp/stats-pipe-demo.XXXXXX)
 pids=()
@@ -33,10 +44,11 @@ trap cleanup EXIT
 trap 'exit 0' INT TERM
 
 echo "== writers in $dir"
-for _ in 1 2; do
-  "$target/release/examples/worker" --dir "$dir" >/dev/null &
-  pids+=($!)
-done
+# The first worker prints its FIFO's path once it is served.
+"$bin/demo-worker" --dir "$dir" --print-path >"$dir/.worker.path" &
+pids+=($!)
+"$bin/demo-worker" --dir "$dir" >/dev/null &
+pids+=($!)
 # A shell script publishing through the pipe-writer binary: one line per
 # update on its stdin. ($! of a pipeline is its last command, pipe-writer;
 # the loop ends on SIGPIPE when pipe-writer is stopped.)
@@ -45,7 +57,7 @@ while true; do
   echo "shell.load avg: $((RANDOM % 100)).$((RANDOM % 10))"
   echo "http.requests[code=200,method=GET] += $((RANDOM % 5))"
   sleep 0.5
-done | "$target/release/pipe-writer" --dir "$dir" &
+done | "$bin/pipe-writer" --dir "$dir" &
 pids+=($!)
 
 echo "== aggregator"
@@ -53,7 +65,7 @@ port=7828
 addr=""
 for _ in $(seq 1 20); do
   out="$dir/.serve-$port.out"
-  "$target/release/host-aggregator" serve --listen "127.0.0.1:$port" --pipe-dir "$dir" >"$out" 2>&1 &
+  "$bin/host-aggregator" serve --listen "127.0.0.1:$port" --pipe-dir "$dir" >"$out" 2>&1 &
   pid=$!
   for _ in $(seq 1 50); do
     addr=$(sed -n 's|^listening on http://||p' "$out" | head -1)
@@ -71,10 +83,20 @@ done
 [ -n "$addr" ] || { echo "demo: no free port from 7828 up" >&2; exit 1; }
 sleep 1
 
+pipe=""
+for _ in $(seq 1 50); do
+  pipe=$(head -1 "$dir/.worker.path")
+  [ -n "$pipe" ] && break
+  sleep 0.1
+done
+[ -n "$pipe" ] || { echo "demo: the worker did not start serving" >&2; exit 1; }
+echo "== one process's stats, as its pipe serves them: cat $pipe"
+timeout 5 cat "$pipe"
+
 cat <<EOF
 
   Open http://$addr/ in a browser: the live dashboard (one line per process).
-  Or run: $target/release/host-aggregator top --pipe-dir $dir
+  Or run: $bin/host-aggregator top --pipe-dir $dir
 
   Try:
     curl $addr/stats          # host-wide sums: {"stats": {...}, "timestamp": ...}
@@ -82,7 +104,7 @@ cat <<EOF
     curl $addr/processes      # every pipe with its status
     curl $addr/stats/<pid>    # one process
     cat $dir/<pid>.stats      # one pipe, as a process serves it
-    $target/release/host-aggregator dump --pipe-dir $dir --format text
+    $bin/host-aggregator dump --pipe-dir $dir --format text
 
   Now:
 EOF

@@ -21,7 +21,8 @@
 #   STATS_ARCHIVE_LOCK     lock file; default /run/lock/stats-archive.lock
 #                          (root) or ${XDG_RUNTIME_DIR:-/tmp}/stats-archive.lock
 #   STATS_ARCHIVE_TIMEOUT  seconds a run may take; default 50
-#   HOST_AGGREGATOR        the binary; default: host-aggregator on PATH
+#   HOST_AGGREGATOR        the binary; default: the first of host-aggregator
+#                          beside this script, on PATH, in /usr/local/bin
 #
 # Exit codes: 0 archived (or that second was already archived), 1 the
 # archive failed (message logged), 2 bad usage or setup, 75 skipped because
@@ -30,10 +31,32 @@ set -uo pipefail
 
 log() { printf '%s stats-archive[%d]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*"; }
 
-bin=${HOST_AGGREGATOR:-host-aggregator}
-if ! command -v "$bin" >/dev/null 2>&1; then
-  log "error: $bin not found (set HOST_AGGREGATOR)"
-  exit 2
+# The binary: HOST_AGGREGATOR if set; else the one installed beside this
+# script (scripts/install.sh puts both in PREFIX/bin), then PATH, then
+# /usr/local/bin: cron's PATH is only /usr/bin:/bin.
+here=$(cd "$(dirname "$0")" 2>/dev/null && pwd -P) || here=$(dirname "$0")
+if [ -n "${HOST_AGGREGATOR:-}" ]; then
+  bin=$HOST_AGGREGATOR
+  if ! command -v "$bin" >/dev/null 2>&1; then
+    log "error: HOST_AGGREGATOR=$bin: no such program"
+    exit 2
+  fi
+else
+  bin=""
+  tried=()
+  for candidate in "$here/host-aggregator" PATH /usr/local/bin/host-aggregator; do
+    if [ "$candidate" = PATH ]; then
+      tried+=("host-aggregator on PATH ($PATH)")
+      found=$(command -v host-aggregator 2>/dev/null) && { bin=$found; break; }
+    else
+      tried+=("$candidate")
+      [ -x "$candidate" ] && [ ! -d "$candidate" ] && { bin=$candidate; break; }
+    fi
+  done
+  if [ -z "$bin" ]; then
+    log "error: host-aggregator not found; tried $(printf '%s, ' "${tried[@]}" | sed 's/, $//'). Install it (scripts/install.sh) or set HOST_AGGREGATOR=/path/to/host-aggregator"
+    exit 2
+  fi
 fi
 if [ "$(id -u)" -eq 0 ]; then
   default_lock=/run/lock/stats-archive.lock

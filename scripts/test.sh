@@ -13,3 +13,10 @@ echo "== cargo doc"
 RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --workspace --quiet
 echo "== cargo test"
 cargo test --workspace
+echo "== scripts/demo.sh (issue 13: builds only what it runs, shows its URLs)"
+demo_out=$(scripts/demo.sh --seconds 1 2>&1) || { echo "$demo_out"; echo "demo.sh failed" >&2; exit 1; }
+if grep -E "Compiling (criterion|proptest|metrics|metrics-util|prometheus-client) " <<<"$demo_out"; then
+  echo "demo.sh compiled a dev-dependency" >&2
+  exit 1
+fi
+grep -q "Open http://127.0.0.1:" <<<"$demo_out" || { echo "$demo_out"; echo "demo.sh printed no URL" >&2; exit 1; }

@@ -364,7 +364,7 @@ fn dump(
             match format {
                 Format::Json => json::process(&pass, source),
                 Format::Text => text(&source.snapshot),
-                Format::Prometheus => prometheus::render_typed(&source.snapshot, &source.kinds),
+                Format::Prometheus => prometheus::render_source(source),
                 Format::Influx => {
                     let (host, pid) = (local_host_name(), pid.to_string());
                     let tags = [(influx::HOST_TAG, host.as_str()), ("pid", pid.as_str())];

@@ -287,15 +287,26 @@ fn the_aggregator_sums_memory_keeps_cpu_counting_and_types_it_a_counter() {
         "max uptime {uptime}, first writer's {oldest}"
     );
 
+    // Host-wide sums under our prefix, typed, never under the names every
+    // Prometheus client uses for the one process it runs in (issue 13).
     let metrics = aggregator.get("/metrics").text();
+    for family in [
+        "stats_pipe_process_cpu_seconds_total counter",
+        "stats_pipe_process_rss_bytes gauge",
+        "stats_pipe_process_threads gauge",
+        "stats_pipe_process_open_fds gauge",
+        "stats_pipe_process_uptime_seconds gauge",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {family}\n")),
+            "{family}: {metrics}"
+        );
+    }
     assert!(
-        metrics.contains("# TYPE process_cpu_seconds_total counter\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("# TYPE process_rss_bytes gauge\n")
-            || metrics.contains("# TYPE process_rss_bytes untyped\n"),
-        "{metrics}"
+        !metrics.lines().any(|line| line.starts_with("process_")
+            || line.starts_with("# TYPE process_")
+            || line.starts_with("# HELP process_")),
+        "a standard single-process name: {metrics}"
     );
     let (code, said) = promtool_check_metrics(metrics.as_bytes());
     assert_eq!(code, 0, "promtool: {said}\n{metrics}");

@@ -14,6 +14,12 @@
 //!   `promtool check metrics` demands; a leading digit gets a `_` in front;
 //!   nothing left gives `_`. So `load avg` → `load_avg`, `a.b.c` → `a_b_c`,
 //!   `host:port` → `host_port`, `another[one]` → `another_one`.
+//! - A metric name starting with `process_` gets `stats_pipe_` in front:
+//!   `process.cpu_seconds` → `stats_pipe_process_cpu_seconds_total`. Every
+//!   Prometheus client exports the scraped process's own figures as
+//!   `process_cpu_seconds_total`, `process_open_fds`, ...; ours are sums
+//!   over every process on the host (FORMAT.md, "Process stats"), and
+//!   under the standard names they would read as the aggregator's own.
 //! - Label name ([`label_name`]): the same character mapping, case kept; a
 //!   leading `__` (reserved by Prometheus) becomes `_`, and names starting
 //!   with `stats_pipe_` (reserved here, see below) get a `_` in front. When
@@ -48,9 +54,16 @@
 //!   `.p99` lines are `gauge` families of their own (`lat_min`, `lat_p99`,
 //!   ...), and `.nan` a counter `lat_nan_total`. `histogram_quantile()` over
 //!   the buckets agrees with our `.pNN` within the bucket width (11.1 %).
-//! - Anything undeclared (a gauge of our writer, or any stat of a foreign
-//!   writer, which declares nothing) stays `untyped`: the aggregator cannot
-//!   tell a foreign counter from a gauge.
+//! - An undeclared stat of our writers is a `gauge`: they declare every
+//!   other kind.
+//! - A stat a foreign writer served (it declares nothing, so the aggregator
+//!   cannot tell its counters from its gauges) is `untyped`, and so is
+//!   every stat of [`render_snapshot`], whose origin is unknown.
+//! - A gauge whose metric name ends in `_total`, `_count`, `_sum` or
+//!   `_bucket` is written `untyped` too, under its own name: those suffixes
+//!   promise a counter or a histogram's sample, and `promtool check
+//!   metrics` flags them on a gauge, while renaming it would break the
+//!   queries that use its name. Prometheus treats `untyped` like a gauge.
 //!
 //! A plain stat whose metric name would land in a histogram's family (a
 //! foreign `lat` beside our histogram `lat`) gets `_value` appended, so the
@@ -63,13 +76,14 @@
 //! gauges: sources by status, bad lines, and the pass duration.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use stats_core::histogram_lines::{Part, classify};
 use stats_core::kinds::{Kinds, WireKind};
 use stats_core::{Snapshot, Value};
 
 use super::STATUS_WORDS;
-use crate::Pass;
+use crate::{Pass, Source};
 
 /// The label added to series whose names collide: the original stat name.
 pub const NAME_LABEL: &str = "stats_pipe_name";
@@ -83,7 +97,14 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The host-wide stats of a pass plus the aggregator's own `stats_pipe_*`
 /// gauges.
 pub fn render(pass: &Pass) -> Vec<u8> {
-    let mut series = stat_series(&pass.merged, &pass.kinds);
+    let foreign = pass
+        .sources
+        .iter()
+        .filter(|source| source.foreign && source.status.is_ok())
+        .flat_map(|source| source.snapshot.iter().map(|(name, _)| name))
+        .collect();
+    let undeclared = Undeclared::UntypedIfForeign(foreign);
+    let mut series = stat_series(&pass.merged, &pass.kinds, &undeclared);
     for word in STATUS_WORDS {
         let count = pass
             .sources
@@ -113,22 +134,74 @@ pub fn render(pass: &Pass) -> Vec<u8> {
     write_families(series)
 }
 
-/// The stats of one snapshot (one process, or any merge), all `untyped`,
+/// The stats of one snapshot of unknown origin (any merge), all `untyped`,
 /// with no aggregator gauges.
 pub fn render_snapshot(snapshot: &Snapshot) -> Vec<u8> {
-    render_typed(snapshot, &Kinds::new())
+    write_families(stat_series(snapshot, &Kinds::new(), &Undeclared::Untyped))
 }
 
-/// The stats of one snapshot typed by `kinds` (one process's declarations,
-/// or a merge's), with no aggregator gauges.
+/// The stats of one snapshot of our writers typed by `kinds` (one
+/// process's declarations, or a merge's; undeclared stats are gauges),
+/// with no aggregator gauges.
 pub fn render_typed(snapshot: &Snapshot, kinds: &Kinds) -> Vec<u8> {
-    write_families(stat_series(snapshot, kinds))
+    write_families(stat_series(snapshot, kinds, &Undeclared::Gauge))
 }
+
+/// The stats of one source: typed by its declarations if it is one of our
+/// writers ([`render_typed`]), all `untyped` if it is foreign
+/// ([`render_snapshot`]).
+pub fn render_source(source: &Source) -> Vec<u8> {
+    if source.foreign {
+        render_snapshot(&source.snapshot)
+    } else {
+        render_typed(&source.snapshot, &source.kinds)
+    }
+}
+
+/// How a stat that no writer declared is typed.
+enum Undeclared<'a> {
+    /// A `gauge`: the stats came from our writers, which declare all else.
+    Gauge,
+    /// `untyped`: the origin is unknown.
+    Untyped,
+    /// A pass: `untyped` if a foreign source served it, else `gauge`.
+    UntypedIfForeign(HashSet<&'a str>),
+}
+
+impl Undeclared<'_> {
+    /// The `# TYPE` of the undeclared stat `name`.
+    fn kind(&self, name: &str) -> &'static str {
+        match self {
+            Undeclared::Gauge => "gauge",
+            Undeclared::Untyped => "untyped",
+            Undeclared::UntypedIfForeign(foreign) if foreign.contains(name) => "untyped",
+            Undeclared::UntypedIfForeign(_) => "gauge",
+        }
+    }
+}
+
+/// Metric name endings that promise a counter (`_total`) or a histogram's
+/// sample; a gauge named so is written `untyped` (see the module docs).
+const NOT_GAUGE_SUFFIXES: [&str; 4] = ["_total", "_count", "_sum", "_bucket"];
+
+/// The prefix of single-process figures in every Prometheus client
+/// (`process_cpu_seconds_total`, `process_open_fds`, ...).
+const PROCESS_PREFIX: &str = "process_";
+
+/// Put in front of metric names that would otherwise start with
+/// [`PROCESS_PREFIX`]; also the prefix of the aggregator's own gauges.
+const OUR_PREFIX: &str = "stats_pipe_";
 
 /// Maps a stat's base name (its tags removed) to a valid, snake_case metric
-/// name (see the module docs for the rules).
+/// name, never one of the standard `process_*` names (see the module docs
+/// for the rules).
 pub fn metric_name(base: &str) -> String {
-    map_name(base, true)
+    let mapped = map_name(base, true);
+    if mapped.starts_with(PROCESS_PREFIX) {
+        format!("{OUR_PREFIX}{mapped}")
+    } else {
+        mapped
+    }
 }
 
 /// Maps a tag key to a valid label name (see the module docs for the rules).
@@ -278,7 +351,7 @@ struct HistogramLines {
     count: Option<Value>,
 }
 
-fn stat_series(snapshot: &Snapshot, kinds: &Kinds) -> Vec<Series> {
+fn stat_series(snapshot: &Snapshot, kinds: &Kinds, undeclared: &Undeclared) -> Vec<Series> {
     let mut series = Vec::with_capacity(snapshot.len());
     let mut histograms: std::collections::BTreeMap<String, HistogramLines> = Default::default();
     for (name, value) in snapshot.iter() {
@@ -307,7 +380,7 @@ fn stat_series(snapshot: &Snapshot, kinds: &Kinds) -> Vec<Series> {
                         Part::Min | Part::Max | Part::Quantile => "gauge",
                     }
                 }
-                None => "untyped",
+                None => undeclared.kind(name),
             },
         };
         if kind == "counter" && !metric.ends_with("_total") {
@@ -341,6 +414,9 @@ fn stat_series(snapshot: &Snapshot, kinds: &Kinds) -> Vec<Series> {
         if one.kind != "histogram" && taken(&one.family) {
             one.metric.push_str("_value");
             one.family.clone_from(&one.metric);
+        }
+        if one.kind == "gauge" && NOT_GAUGE_SUFFIXES.iter().any(|s| one.metric.ends_with(s)) {
+            one.kind = "untyped";
         }
     }
     series
@@ -563,6 +639,11 @@ mod tests {
             ("запросы", "_"),
             ("x:", "x"),
             ("ü-ber", "ber"),
+            ("process.cpu_seconds", "stats_pipe_process_cpu_seconds"),
+            ("process_open_fds", "stats_pipe_process_open_fds"),
+            ("process.rss bytes", "stats_pipe_process_rss_bytes"),
+            ("processes", "processes"),
+            ("my.process.threads", "my_process_threads"),
         ];
         for (base, want) in cases {
             assert_eq!(metric_name(base), want, "{base:?}");
@@ -676,10 +757,35 @@ mod tests {
                  requests_total 9\nrequests_total{code=\"200\"} 4\n",
             ),
             (
-                "max is a gauge, undeclared stays untyped",
+                "max is a gauge, and so is an undeclared stat of ours",
                 "#max jobs.highwater: 1\njobs.highwater: 3\nqueue: 2\n",
                 "# HELP jobs_highwater stat jobs.highwater\n# TYPE jobs_highwater gauge\njobs_highwater 3\n\
-                 # HELP queue stat queue\n# TYPE queue untyped\nqueue 2\n",
+                 # HELP queue stat queue\n# TYPE queue gauge\nqueue 2\n",
+            ),
+            (
+                "a gauge named like a counter or a histogram sample is untyped, name kept",
+                "#max peak_count: 1\npeak_count: 4\nbytes_total: 7\nitems.count: 2\nload.sum: 1.5\nx.bucket: 1\n",
+                "# HELP bytes_total stat bytes_total\n# TYPE bytes_total untyped\nbytes_total 7\n\
+                 # HELP items_count stat items.count\n# TYPE items_count untyped\nitems_count 2\n\
+                 # HELP load_sum stat load.sum\n# TYPE load_sum untyped\nload_sum 1.5\n\
+                 # HELP peak_count stat peak_count\n# TYPE peak_count untyped\npeak_count 4\n\
+                 # HELP x_bucket stat x.bucket\n# TYPE x_bucket untyped\nx_bucket 1\n",
+            ),
+            (
+                "the writer's process figures: our prefix, typed, never the standard names",
+                "#counter process.cpu_seconds: 1\n#max process.uptime_seconds: 1\n\
+                 process.cpu_seconds: 0.42\nprocess.open_fds: 9\nprocess.rss_bytes: 4231168\n\
+                 process.threads: 5\nprocess.uptime_seconds: 73.5\n",
+                "# HELP stats_pipe_process_cpu_seconds_total stat process.cpu_seconds\n\
+                 # TYPE stats_pipe_process_cpu_seconds_total counter\nstats_pipe_process_cpu_seconds_total 0.42\n\
+                 # HELP stats_pipe_process_open_fds stat process.open_fds\n\
+                 # TYPE stats_pipe_process_open_fds gauge\nstats_pipe_process_open_fds 9\n\
+                 # HELP stats_pipe_process_rss_bytes stat process.rss_bytes\n\
+                 # TYPE stats_pipe_process_rss_bytes gauge\nstats_pipe_process_rss_bytes 4231168\n\
+                 # HELP stats_pipe_process_threads stat process.threads\n\
+                 # TYPE stats_pipe_process_threads gauge\nstats_pipe_process_threads 5\n\
+                 # HELP stats_pipe_process_uptime_seconds stat process.uptime_seconds\n\
+                 # TYPE stats_pipe_process_uptime_seconds gauge\nstats_pipe_process_uptime_seconds 73.5\n",
             ),
             (
                 "histogram: cumulative buckets, +Inf, sum, count; gauges beside",
@@ -695,11 +801,12 @@ mod tests {
                  # HELP lat_p50 histogram lat.p50\n# TYPE lat_p50 gauge\nlat_p50{route=\"/a\"} 0.125\n",
             ),
             (
-                "negative and overflow buckets; a plain stat in the family is renamed",
+                "negative and overflow buckets; a plain stat in the family is renamed \
+                 (a gauge; the histogram's own name as a plain line is of no known kind)",
                 "#histogram d: 1\nd.count: 4\nd.sum: 1e30\nd.bucket[le=-1.0]: 1\nd.bucket[le=2.0]: 2\nd.bucket[le=inf]: 1\nd: 5\nd_count: 6\n",
                 "# HELP d histogram d\n# TYPE d histogram\nd_bucket{le=\"-1.0\"} 1\nd_bucket{le=\"2.0\"} 3\n\
                  d_bucket{le=\"+Inf\"} 4\nd_sum 1e30\nd_count 4\n\
-                 # HELP d_count_value stat d_count\n# TYPE d_count_value untyped\nd_count_value 6\n\
+                 # HELP d_count_value stat d_count\n# TYPE d_count_value gauge\nd_count_value 6\n\
                  # HELP d_value stat d\n# TYPE d_value untyped\nd_value 5\n",
             ),
             (
@@ -765,10 +872,7 @@ mod tests {
             "{got}"
         );
         // A stat with the same name as an own gauge: both kept, told apart.
-        assert!(
-            got.contains("# TYPE stats_pipe_bad_lines untyped\n"),
-            "{got}"
-        );
+        assert!(got.contains("# TYPE stats_pipe_bad_lines gauge\n"), "{got}");
         assert!(
             got.contains("stats_pipe_bad_lines{stats_pipe_name=\"stats_pipe_bad_lines\"} 9\n"),
             "{got}"
@@ -777,6 +881,70 @@ mod tests {
             got.contains("stats_pipe_bad_lines{stats_pipe_name=\"#stats_pipe_bad_lines\"} 6\n"),
             "{got}"
         );
+    }
+
+    /// A source read `Ok` from `text` (a foreign one has no metadata).
+    fn source(pid: u32, foreign: bool, text: &str) -> Source {
+        let (snapshot, kinds, errors) = Snapshot::parse_with_kinds(text.as_bytes(), 4096);
+        assert!(errors.is_empty(), "{errors:?}");
+        Source {
+            path: PathBuf::from(format!("/d/{pid}.stats")),
+            pid: Some(pid),
+            status: Status::Ok,
+            snapshot,
+            kinds,
+            header: None,
+            foreign,
+            lines: 0,
+            bad_lines: 0,
+            first_errors: Vec::new(),
+            attempts: 1,
+            bytes: 0,
+            last_seen: None,
+        }
+    }
+
+    /// Host-wide, an undeclared stat is a gauge unless a foreign writer
+    /// served it (then nobody knows its kind); declared kinds always win.
+    #[test]
+    fn a_pass_types_our_gauges_and_leaves_foreign_stats_untyped() {
+        let ours = source(
+            10,
+            false,
+            "#counter requests: 1\nrequests: 5\nqueue: 2\nshared: 1\n",
+        );
+        let foreign = source(11, true, "requests: 7\nshared: 3\nlegacy: 4\n");
+        let (merged, kinds) = {
+            let text = "#counter requests: 1\nrequests: 12\nqueue: 2\nshared: 4\nlegacy: 4\n";
+            let (merged, kinds, _) = Snapshot::parse_with_kinds(text.as_bytes(), 4096);
+            (merged, kinds)
+        };
+        let pass = Pass {
+            started: SystemTime::now(),
+            duration: Duration::from_millis(1),
+            sources: vec![ours.clone(), foreign.clone()],
+            merged,
+            kinds,
+        };
+        let got = text(render(&pass));
+        for want in [
+            "# TYPE requests_total counter\nrequests_total 12\n",
+            "# TYPE queue gauge\nqueue 2\n",
+            "# TYPE shared untyped\nshared 4\n",
+            "# TYPE legacy untyped\nlegacy 4\n",
+        ] {
+            assert!(got.contains(want), "{want:?} in\n{got}");
+        }
+        // One source: ours typed by its declarations, a foreign one untyped.
+        let one = text(render_source(&ours));
+        assert!(one.contains("# TYPE shared gauge\nshared 1\n"), "{one}");
+        assert!(one.contains("# TYPE requests_total counter\n"), "{one}");
+        let one = text(render_source(&foreign));
+        assert!(
+            one.contains("# TYPE requests untyped\nrequests 7\n"),
+            "{one}"
+        );
+        assert!(one.contains("# TYPE shared untyped\nshared 3\n"), "{one}");
     }
 
     /// Names the reader refuses (issue 12) still come out clean if a

@@ -1,8 +1,9 @@
 //! A small worker app that records a few stats as it runs and serves them
 //! with `pipe_writer::start()`: `cat <dir>/<pid>.stats` shows them live.
+//! The demo's writer (scripts/demo.sh); glue, not a library.
 //!
 //! ```sh
-//! cargo run -p pipe-writer --example worker -- --dir /tmp/demo --seconds 30 &
+//! cargo run -p pipe-writer --features demo --bin demo-worker -- --dir /tmp/demo --seconds 30 &
 //! cat /tmp/demo/*.stats
 //! ```
 //!
