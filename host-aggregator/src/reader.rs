@@ -72,29 +72,27 @@ const ENVELOPED_MAX: usize = 65_536;
 pub(crate) struct Enveloped(HashMap<u32, SystemTime>);
 
 impl Enveloped {
-    /// Notes that `pid` served (part of) an envelope.
-    fn saw(&mut self, pid: u32) {
-        // One `stat` of `/proc/<pid>`; the start time itself is cached.
-        let Ok(seen) = procfs::look(pid) else {
-            return;
-        };
+    /// Notes that `pid`, a process started at `started`, served (part of)
+    /// an envelope.
+    fn saw(&mut self, pid: u32, started: SystemTime) {
         if self.0.len() >= ENVELOPED_MAX && !self.0.contains_key(&pid) {
             self.0.clear();
         }
-        self.0.insert(pid, seen.started);
+        self.0.insert(pid, started);
     }
 
-    /// Whether the process now holding `pid` is one that served an
-    /// envelope before.
-    fn serves_envelopes(&mut self, pid: u32) -> bool {
-        let Some(&started) = self.0.get(&pid) else {
-            return false;
-        };
-        if procfs::look(pid).is_ok_and(|seen| seen.started == started) {
-            return true;
+    /// Whether `pid`, a process started at `started`, is one that served
+    /// an envelope before. A different start time: the PID was reused, and
+    /// the earlier process is forgotten.
+    fn serves_envelopes(&mut self, pid: u32, started: SystemTime) -> bool {
+        match self.0.get(&pid) {
+            Some(&then) if then == started => true,
+            Some(_) => {
+                self.0.remove(&pid);
+                false
+            }
+            None => false,
         }
-        self.0.remove(&pid);
-        false
     }
 
     /// Forgets every PID `keep` does not want (those whose pipes were not
@@ -182,6 +180,9 @@ struct Slot {
     silent_before: bool,
     /// When it is given up (set at open, for `silent_before` slots).
     give_up_at: Option<Instant>,
+    /// The start time of the process the pipe is named after, from the
+    /// checks before its last open (`None` where `/proc` did not say).
+    started: Option<SystemTime>,
 }
 
 impl Slot {
@@ -246,6 +247,7 @@ impl<'o> PassState<'o> {
                 },
                 bytes: Vec::new(),
                 give_up_at: None,
+                started: None,
             })
             .collect();
         Ok(PassState {
@@ -341,7 +343,8 @@ impl<'o> PassState<'o> {
         let slot = &mut self.slots[i];
         slot.source.attempts += 1;
         match attempt_open(&slot.source) {
-            Opened::Reading(file, id) => {
+            Opened::Reading(file, id, started) => {
+                slot.started = started;
                 if let Err(e) = self
                     .epoll
                     .add(&file, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
@@ -427,10 +430,11 @@ impl<'o> PassState<'o> {
         };
         slot.source.bytes = bytes.len();
         let verdict = envelope::verify(bytes);
-        if let (Verdict::Complete { .. } | Verdict::Incomplete(_), Some(pid)) =
-            (&verdict, slot.source.pid)
+        let writer = slot.source.pid.zip(slot.started);
+        if let (Verdict::Complete { .. } | Verdict::Incomplete(_), Some((pid, started))) =
+            (&verdict, writer)
         {
-            self.enveloped.saw(pid);
+            self.enveloped.saw(pid, started);
         }
         let torn = match verdict {
             Verdict::Complete { header, .. } => {
@@ -441,10 +445,8 @@ impl<'o> PassState<'o> {
             // A piece with no envelope line from a writer that serves
             // envelopes: the middle of a snapshot split between readers.
             Verdict::Foreign => {
-                let ours = slot
-                    .source
-                    .pid
-                    .is_some_and(|pid| self.enveloped.serves_envelopes(pid));
+                let ours = writer
+                    .is_some_and(|(pid, started)| self.enveloped.serves_envelopes(pid, started));
                 slot.source.foreign = !ours;
                 ours
             }
@@ -582,7 +584,9 @@ impl<'o> PassState<'o> {
 
 /// What one open attempt gave.
 enum Opened {
-    Reading(File, (u64, u64)),
+    /// Open; the FIFO's (device, inode), and the start time of the
+    /// process it is named after.
+    Reading(File, (u64, u64), Option<SystemTime>),
     Refused(Status),
     /// Listed but not there (now).
     Missing,
@@ -598,9 +602,10 @@ fn attempt_open(source: &Source) -> Opened {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Opened::Missing,
         Err(e) => return Opened::Refused(open_error(&e, "lstat")),
     };
-    if let Err(refused) = check_listed(source, &listed) {
-        return Opened::Refused(refused);
-    }
+    let started = match check_listed(source, &listed) {
+        Ok(started) => started,
+        Err(refused) => return Opened::Refused(refused),
+    };
     let file = match OpenOptions::new()
         .read(true)
         .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW).bits())
@@ -617,7 +622,7 @@ fn attempt_open(source: &Source) -> Opened {
     };
     match file.metadata() {
         Ok(opened) if (opened.dev(), opened.ino()) == (listed.dev(), listed.ino()) => {
-            Opened::Reading(file, (opened.dev(), opened.ino()))
+            Opened::Reading(file, (opened.dev(), opened.ino()), started)
         }
         Ok(_) => Opened::Replaced,
         Err(e) => Opened::Refused(open_error(&e, "fstat")),
@@ -627,7 +632,7 @@ fn attempt_open(source: &Source) -> Opened {
 /// The checks made on the listed path before opening it: a FIFO, named
 /// `<pid>.stats`, of a live process that started before the FIFO was made,
 /// owned by that process's user.
-fn check_listed(source: &Source, listed: &Metadata) -> Result<(), Status> {
+fn check_listed(source: &Source, listed: &Metadata) -> Result<Option<SystemTime>, Status> {
     let kind = listed.file_type();
     if kind.is_symlink() {
         return Err(Status::Refused(RefuseReason::Symlink));

@@ -86,7 +86,13 @@ fn passes_under_a_storm(n: usize) -> usize {
                 "pass {pass}: ok with a partial stat count"
             );
         } else {
-            assert_eq!(source.status, Status::Incomplete, "pass {pass}");
+            // Retried until the retries or the deadline ran out (a 3 MB
+            // snapshot built in a debug build under a storm may take it).
+            assert!(
+                matches!(source.status, Status::Incomplete | Status::TimedOut),
+                "pass {pass}: {:?}",
+                source.status
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
