@@ -11,7 +11,7 @@ use stats_core::merge::TypedMerger;
 
 use crate::discovery::discover;
 use crate::error::Error;
-use crate::reader::read_all;
+use crate::reader::{Enveloped, read_all};
 use crate::retention::Retention;
 use crate::rules::MergeOverrides;
 use crate::source::{Pass, ReadOptions, Status};
@@ -37,6 +37,9 @@ pub struct Collector {
     retention: Retention,
     /// One shared set of kind declarations per distinct text, across passes.
     kinds: KindsCache,
+    /// Writers that have served an envelope: a piece without one from them
+    /// is torn, never foreign (see [`Enveloped`]).
+    enveloped: Enveloped,
 }
 
 impl Collector {
@@ -50,6 +53,7 @@ impl Collector {
             overrides: MergeOverrides::new(),
             retention: Retention::new(),
             kinds: KindsCache::new(),
+            enveloped: Enveloped::default(),
         }
     }
 
@@ -118,7 +122,12 @@ impl Collector {
             &self.silent_last_pass,
             &self.options,
             &mut self.kinds,
+            &mut self.enveloped,
         );
+        let mut pids: Vec<u32> = sources.iter().filter_map(|s| s.pid).collect();
+        pids.sort_unstable();
+        self.enveloped
+            .retain(|pid| pids.binary_search(&pid).is_ok());
         self.kinds.sweep();
         let mut merger = TypedMerger::new();
         let overrides = &self.overrides;

@@ -43,8 +43,9 @@ pub enum GcOutcome {
 
 /// Finds the stale pipes in `dir` and removes them (or only lists them when
 /// `dry_run`). Stale: a FIFO named `<pid>.stats` (or one of the writer's
-/// spares, `.<pid>.stats.tmp` and `.<pid>.stats.<n>.tmp`) whose PID is
-/// dead, or whose ctime is older than the start of the process now holding
+/// spares, `.<pid>.stats.tmp` and `.<pid>.stats.<n>.tmp`, in a spare
+/// directory `.spares-<uid>` of `dir` or, left by older writers, in `dir`
+/// itself) whose PID is dead, or whose ctime is older than the start of the process now holding
 /// the PID (see [`procfs::STALE_MARGIN`]).
 ///
 /// Only FIFOs are removed: never a symlink (links are never followed), a
@@ -63,45 +64,93 @@ pub enum GcOutcome {
 pub fn gc(dir: &Path, dry_run: bool) -> Result<Vec<GcAction>, Error> {
     let mut actions = Vec::new();
     for path in list(dir)? {
-        let Some(pid) = pipe_pid(&path) else {
-            continue;
-        };
-        let Ok(listed) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if !listed.file_type().is_fifo() {
+        if is_spare_dir(&path) {
+            gc_spare_dir(&path, dry_run, &mut actions);
             continue;
         }
-        let Some(reason) = procfs::staleness(pid, changed_at(&listed)) else {
-            continue;
-        };
-        // A reused PID's process that holds the FIFO open is its writer
-        // (every pipe-writer holds its FIFOs by descriptor), whatever the
-        // clock says: a clock stepped forward makes a live writer's FIFO
-        // look older than its process. Unreadable: not judged.
-        if reason == Staleness::Reused
-            && pipe_writer::leftovers::holds_file(pid, listed.dev(), listed.ino()) != Some(false)
-        {
-            continue;
-        }
-        let outcome = if dry_run {
-            GcOutcome::WouldRemove
-        } else {
-            match remove_if_unchanged(&path, &listed) {
-                Ok(true) => GcOutcome::Removed,
-                // Changed or gone meanwhile: not ours to judge any more.
-                Ok(false) => continue,
-                Err(e) => GcOutcome::Failed(e.to_string()),
-            }
-        };
-        actions.push(GcAction {
-            path,
-            pid,
-            reason,
-            outcome,
-        });
+        judge(&path, &path, dry_run, &mut actions);
     }
     Ok(actions)
+}
+
+/// Whether `path` (an entry of the pipe directory) is a writers' private
+/// spare directory, `.spares-<uid>` ([`pipe_writer::spare_dir_name`]): a
+/// real directory, not a link to one.
+fn is_spare_dir(path: &Path) -> bool {
+    let named = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.strip_prefix(pipe_writer::SPARE_DIR_PREFIX))
+        .is_some_and(|uid| !uid.is_empty() && uid.bytes().all(|b| b.is_ascii_digit()));
+    named && std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_dir())
+}
+
+/// [`gc`] over the spares in a writers' spare directory. It is held by a
+/// descriptor opened without following links, and every name in it is
+/// reached through `/proc/self/fd/N/<name>`, so a directory swapped for a
+/// link meanwhile leads nowhere else. Best effort: a directory we may not
+/// list (another user's, and we are not root) is skipped.
+fn gc_spare_dir(shown: &Path, dry_run: bool, actions: &mut Vec<GcAction>) {
+    let Ok(held) = open(
+        shown,
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let at = PathBuf::from(format!("/proc/self/fd/{}", held.as_raw_fd()));
+    let Ok(entries) = std::fs::read_dir(&at) else {
+        return;
+    };
+    let mut names: Vec<_> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.file_name()))
+        .collect();
+    names.sort_unstable();
+    for name in names {
+        judge(&at.join(&name), &shown.join(&name), dry_run, actions);
+    }
+}
+
+/// Judges the entry at `path` (shown as `shown`) and, if it is a stale pipe,
+/// removes it (or, when `dry_run`, only says so).
+fn judge(path: &Path, shown: &Path, dry_run: bool, actions: &mut Vec<GcAction>) {
+    let Some(pid) = pipe_pid(path) else {
+        return;
+    };
+    let Ok(listed) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if !listed.file_type().is_fifo() {
+        return;
+    }
+    let Some(reason) = procfs::staleness(pid, changed_at(&listed)) else {
+        return;
+    };
+    // A reused PID's process that holds the FIFO open is its writer
+    // (every pipe-writer holds its FIFOs by descriptor), whatever the
+    // clock says: a clock stepped forward makes a live writer's FIFO
+    // look older than its process. Unreadable: not judged.
+    if reason == Staleness::Reused
+        && pipe_writer::leftovers::holds_file(pid, listed.dev(), listed.ino()) != Some(false)
+    {
+        return;
+    }
+    let outcome = if dry_run {
+        GcOutcome::WouldRemove
+    } else {
+        match remove_if_unchanged(path, &listed) {
+            Ok(true) => GcOutcome::Removed,
+            // Changed or gone meanwhile: not ours to judge any more.
+            Ok(false) => return,
+            Err(e) => GcOutcome::Failed(e.to_string()),
+        }
+    };
+    actions.push(GcAction {
+        path: shown.to_path_buf(),
+        pid,
+        reason,
+        outcome,
+    });
 }
 
 /// The PID of a pipe name or of one of the writer's temporary FIFOs.
@@ -185,5 +234,56 @@ mod tests {
         assert_eq!(pipe_pid(Path::new("/d/.x.stats.7.tmp")), None);
         assert_eq!(pipe_pid(Path::new("/d/x.stats")), None);
         assert_eq!(pipe_pid(Path::new("/d/042.stats")), None);
+    }
+
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    fn mkfifo(path: &Path) {
+        nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600)).unwrap();
+    }
+
+    #[test]
+    fn dead_spares_in_spare_directories_go_and_links_are_not_followed() {
+        let dir = std::env::temp_dir().join(format!("gc-spares-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let spares = dir.join(pipe_writer::spare_dir_name(1000));
+        std::fs::create_dir(&spares).unwrap();
+        let elsewhere = dir.join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join(pipe_writer::spare_dir_name(1001)))
+            .unwrap();
+        let (dead, me) = (dead_pid(), std::process::id());
+        let gone = [
+            spares.join(format!(".{dead}.stats.tmp")),
+            spares.join(format!(".{dead}.stats.2.tmp")),
+            dir.join(format!("{dead}.stats")),
+        ];
+        let kept = [
+            spares.join(format!(".{me}.stats.tmp")),
+            elsewhere.join(format!(".{dead}.stats.tmp")),
+        ];
+        for path in gone.iter().chain(&kept) {
+            mkfifo(path);
+        }
+        let actions = gc(&dir, false).unwrap();
+        let mut removed: Vec<&Path> = actions.iter().map(|a| a.path.as_path()).collect();
+        removed.sort_unstable();
+        let mut want: Vec<&Path> = gone.iter().map(PathBuf::as_path).collect();
+        want.sort_unstable();
+        assert_eq!(removed, want, "{actions:?}");
+        assert!(actions.iter().all(|a| a.outcome == GcOutcome::Removed));
+        for path in &gone {
+            assert!(std::fs::symlink_metadata(path).is_err(), "{path:?} stayed");
+        }
+        for path in &kept {
+            assert!(std::fs::symlink_metadata(path).is_ok(), "{path:?} went");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

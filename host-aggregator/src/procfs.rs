@@ -213,22 +213,29 @@ pub enum PipeFault {
 /// answer. (A root-owned pipe of a non-dumpable process is accepted: root
 /// can do anything to the pipe directory anyway.)
 ///
+/// Returns the process's start time when `/proc/<pid>` gave it (the reader
+/// tells a writer from a later holder of its PID by it).
+///
 /// # Errors
 /// The fault found.
-pub fn check_pipe(pid: u32, fifo_uid: u32, changed: SystemTime) -> Result<(), PipeFault> {
+pub fn check_pipe(
+    pid: u32,
+    fifo_uid: u32,
+    changed: SystemTime,
+) -> Result<Option<SystemTime>, PipeFault> {
     let seen = match look(pid) {
         Ok(seen) => seen,
         Err(_) if !is_alive(pid) => return Err(PipeFault::Stale(Staleness::Dead)),
         // Hidden from us: the slow path says what it can.
-        Err(_) => return check_owner_slowly(pid, fifo_uid),
+        Err(_) => return check_owner_slowly(pid, fifo_uid).map(|()| None),
     };
     if let Some(stale) = stale_by_start(changed, seen.started) {
         return Err(PipeFault::Stale(stale));
     }
-    if seen.dir_uid == fifo_uid {
-        return Ok(());
+    if seen.dir_uid != fifo_uid {
+        check_owner_slowly(pid, fifo_uid)?;
     }
-    check_owner_slowly(pid, fifo_uid)
+    Ok(Some(seen.started))
 }
 
 fn check_owner_slowly(pid: u32, fifo_uid: u32) -> Result<(), PipeFault> {

@@ -13,6 +13,7 @@
 //! - pipestatic's writer unlinks and re-creates its FIFO after every read,
 //!   so a path that was listed but is missing at open is retried too.
 
+use std::collections::HashMap;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 
@@ -56,6 +57,51 @@ const MAX_IN_FLIGHT: usize = 64;
 /// waiting on one, take the whole deadline (issue 12).
 pub(crate) const SILENT_GRACE: Duration = Duration::from_millis(50);
 
+/// Sources remembered by [`Enveloped`], at most; past this it starts afresh
+/// (more than the default `pid_max` ever needs).
+const ENVELOPED_MAX: usize = 65_536;
+
+/// The writers, each a PID and its process's start time, that have served
+/// an envelope (issue 15, "torn pieces are never stats"). A read without
+/// any envelope line from such a writer is not a foreign snapshot but the
+/// middle piece of one of its snapshots split between three or more
+/// readers: it is incomplete and retried, never taken as stats. A PID now
+/// held by another process (another start time) is forgotten, so a
+/// pipestatic writer that reuses the PID is read as foreign again.
+#[derive(Debug, Default)]
+pub(crate) struct Enveloped(HashMap<u32, SystemTime>);
+
+impl Enveloped {
+    /// Notes that `pid`, a process started at `started`, served (part of)
+    /// an envelope.
+    fn saw(&mut self, pid: u32, started: SystemTime) {
+        if self.0.len() >= ENVELOPED_MAX && !self.0.contains_key(&pid) {
+            self.0.clear();
+        }
+        self.0.insert(pid, started);
+    }
+
+    /// Whether `pid`, a process started at `started`, is one that served
+    /// an envelope before. A different start time: the PID was reused, and
+    /// the earlier process is forgotten.
+    fn serves_envelopes(&mut self, pid: u32, started: SystemTime) -> bool {
+        match self.0.get(&pid) {
+            Some(&then) if then == started => true,
+            Some(_) => {
+                self.0.remove(&pid);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets every PID `keep` does not want (those whose pipes were not
+    /// listed in a pass).
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
+        self.0.retain(|pid, _| keep(*pid));
+    }
+}
+
 /// Reads one pipe through the safe reader (for `show PID`): the same checks,
 /// limits and retries as a pass, with `options.deadline` for this one pipe.
 /// `options.dir` is not used.
@@ -65,6 +111,7 @@ pub fn read_one(path: &Path, options: &ReadOptions) -> Source {
         &[],
         options,
         &mut KindsCache::new(),
+        &mut Enveloped::default(),
     )
     .pop()
     .unwrap_or_else(|| Source::new(path.to_path_buf()))
@@ -75,7 +122,9 @@ pub fn read_one(path: &Path, options: &ReadOptions) -> Source {
 /// Paths in `silent_before` (sorted) sent nothing in the last pass: they
 /// are given up after [`SILENT_GRACE`] unless they send something.
 /// Sources whose writers declare the same kinds share one [`Kinds`] set
-/// from `kinds` (see [`KindsCache`]).
+/// from `kinds` (see [`KindsCache`]). A read with no envelope from a
+/// writer in `enveloped` is retried, never taken as a foreign snapshot; the
+/// writers that serve envelopes in this pass are added to it.
 ///
 /// [`Kinds`]: stats_core::kinds::Kinds
 pub(crate) fn read_all(
@@ -83,8 +132,9 @@ pub(crate) fn read_all(
     silent_before: &[PathBuf],
     options: &ReadOptions,
     kinds: &mut KindsCache,
+    enveloped: &mut Enveloped,
 ) -> Vec<Source> {
-    match PassState::new(paths.clone(), silent_before, options, kinds) {
+    match PassState::new(paths.clone(), silent_before, options, kinds, enveloped) {
         Ok(mut pass) => {
             pass.run();
             pass.slots.into_iter().map(Slot::into_source).collect()
@@ -130,6 +180,9 @@ struct Slot {
     silent_before: bool,
     /// When it is given up (set at open, for `silent_before` slots).
     give_up_at: Option<Instant>,
+    /// The start time of the process the pipe is named after, from the
+    /// checks before its last open (`None` where `/proc` did not say).
+    started: Option<SystemTime>,
 }
 
 impl Slot {
@@ -150,6 +203,8 @@ struct PassState<'o> {
     slots: Vec<Slot>,
     options: &'o ReadOptions,
     kinds: &'o mut KindsCache,
+    /// Writers known to serve envelopes (see [`Enveloped`]).
+    enveloped: &'o mut Enveloped,
     deadline: Instant,
     /// One epoll set for the whole pass: a wake-up costs O(ready), not
     /// O(open pipes) as `poll` would with a thousand pipes.
@@ -177,6 +232,7 @@ impl<'o> PassState<'o> {
         silent_before: &[PathBuf],
         options: &'o ReadOptions,
         kinds: &'o mut KindsCache,
+        enveloped: &'o mut Enveloped,
     ) -> io::Result<PassState<'o>> {
         let now = Instant::now();
         let slots = paths
@@ -191,12 +247,14 @@ impl<'o> PassState<'o> {
                 },
                 bytes: Vec::new(),
                 give_up_at: None,
+                started: None,
             })
             .collect();
         Ok(PassState {
             slots,
             options,
             kinds,
+            enveloped,
             deadline: now + options.deadline,
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
             done: 0,
@@ -285,7 +343,8 @@ impl<'o> PassState<'o> {
         let slot = &mut self.slots[i];
         slot.source.attempts += 1;
         match attempt_open(&slot.source) {
-            Opened::Reading(file, id) => {
+            Opened::Reading(file, id, started) => {
+                slot.started = started;
                 if let Err(e) = self
                     .epoll
                     .add(&file, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
@@ -370,17 +429,33 @@ impl<'o> PassState<'o> {
             &slot.bytes[..]
         };
         slot.source.bytes = bytes.len();
-        match envelope::verify(bytes) {
+        let verdict = envelope::verify(bytes);
+        let writer = slot.source.pid.zip(slot.started);
+        if let (Verdict::Complete { .. } | Verdict::Incomplete(_), Some((pid, started))) =
+            (&verdict, writer)
+        {
+            self.enveloped.saw(pid, started);
+        }
+        let torn = match verdict {
             Verdict::Complete { header, .. } => {
                 slot.source.header = Some(header);
                 slot.source.foreign = false;
+                false
             }
-            Verdict::Foreign => slot.source.foreign = true,
-            Verdict::Empty | Verdict::Incomplete(_) => {
-                slot.bytes = Vec::new();
-                let at = Instant::now() + self.options.retry_delay;
-                return self.retry(i, at, Status::Incomplete);
+            // A piece with no envelope line from a writer that serves
+            // envelopes: the middle of a snapshot split between readers.
+            Verdict::Foreign => {
+                let ours = writer
+                    .is_some_and(|(pid, started)| self.enveloped.serves_envelopes(pid, started));
+                slot.source.foreign = !ours;
+                ours
             }
+            Verdict::Empty | Verdict::Incomplete(_) => true,
+        };
+        if torn {
+            slot.bytes = Vec::new();
+            let at = Instant::now() + self.options.retry_delay;
+            return self.retry(i, at, Status::Incomplete);
         }
         parse_into(&mut slot.source, bytes, self.options.max_line, self.kinds);
         slot.bytes = Vec::new();
@@ -509,7 +584,9 @@ impl<'o> PassState<'o> {
 
 /// What one open attempt gave.
 enum Opened {
-    Reading(File, (u64, u64)),
+    /// Open; the FIFO's (device, inode), and the start time of the
+    /// process it is named after.
+    Reading(File, (u64, u64), Option<SystemTime>),
     Refused(Status),
     /// Listed but not there (now).
     Missing,
@@ -525,9 +602,10 @@ fn attempt_open(source: &Source) -> Opened {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Opened::Missing,
         Err(e) => return Opened::Refused(open_error(&e, "lstat")),
     };
-    if let Err(refused) = check_listed(source, &listed) {
-        return Opened::Refused(refused);
-    }
+    let started = match check_listed(source, &listed) {
+        Ok(started) => started,
+        Err(refused) => return Opened::Refused(refused),
+    };
     let file = match OpenOptions::new()
         .read(true)
         .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW).bits())
@@ -544,7 +622,7 @@ fn attempt_open(source: &Source) -> Opened {
     };
     match file.metadata() {
         Ok(opened) if (opened.dev(), opened.ino()) == (listed.dev(), listed.ino()) => {
-            Opened::Reading(file, (opened.dev(), opened.ino()))
+            Opened::Reading(file, (opened.dev(), opened.ino()), started)
         }
         Ok(_) => Opened::Replaced,
         Err(e) => Opened::Refused(open_error(&e, "fstat")),
@@ -554,7 +632,7 @@ fn attempt_open(source: &Source) -> Opened {
 /// The checks made on the listed path before opening it: a FIFO, named
 /// `<pid>.stats`, of a live process that started before the FIFO was made,
 /// owned by that process's user.
-fn check_listed(source: &Source, listed: &Metadata) -> Result<(), Status> {
+fn check_listed(source: &Source, listed: &Metadata) -> Result<Option<SystemTime>, Status> {
     let kind = listed.file_type();
     if kind.is_symlink() {
         return Err(Status::Refused(RefuseReason::Symlink));

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, open, openat, renameat};
-use nix::sys::stat::{FchmodatFlags, FileStat, Mode, SFlag, fchmod, fchmodat, fstat, fstatat};
+use nix::sys::stat::{
+    FchmodatFlags, FileStat, Mode, SFlag, fchmod, fchmodat, fstat, fstatat, mkdirat,
+};
 use nix::unistd::{Uid, UnlinkatFlags, User, geteuid, mkdir, mkfifoat, unlinkat};
 
 use crate::error::Error;
@@ -31,6 +33,21 @@ pub const DEFAULT_DIR: &str = "/tmp/stats-pipe";
 pub const DIR_ENV: &str = "STATS_PIPE_DIR";
 /// Mode of a directory we create: world-writable and sticky, like `/tmp`.
 pub const DIR_MODE: u32 = 0o1777;
+/// How the private directory of a user's spare FIFOs is named in the pipe
+/// directory: this prefix, then the user ID (`.spares-1000`). Readers of the
+/// pipe directory never look in it; see [`spare_dir_name`].
+pub const SPARE_DIR_PREFIX: &str = ".spares-";
+/// Mode of a spare directory: only its owner may enter, list or change it.
+pub const SPARE_DIR_MODE: u32 = 0o700;
+
+/// The name, in the pipe directory, of the private directory where the
+/// writers of user `uid` keep their spare FIFOs (`.spares-<uid>`). It is
+/// on the pipe directory's filesystem, so a spare can be exchanged with the
+/// FIFO at `<pid>.stats` by one `renameat2`, and it keeps everything but
+/// `<pid>.stats` out of a listing of the pipe directory.
+pub fn spare_dir_name(uid: u32) -> String {
+    format!("{SPARE_DIR_PREFIX}{uid}")
+}
 
 /// Whether a pipe directory may be trusted, given its owner and `st_mode`:
 /// like OpenSSH's `StrictModes`, it must be owned by root or by our
@@ -86,13 +103,25 @@ pub(crate) fn resolve(given: Option<PathBuf>) -> PathBuf {
     chosen.components().collect()
 }
 
-/// An open pipe directory.
+/// An open pipe directory, with our user's private spare directory in it.
 #[derive(Debug)]
 pub(crate) struct PipeDir {
     path: PathBuf,
     fd: OwnedFd,
+    /// `<path>/.spares-<uid>`, held by descriptor too.
+    spares_path: PathBuf,
+    spares: OwnedFd,
     uid: Uid,
     id: FileId,
+}
+
+/// Which of the two directories a name is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Area {
+    /// The pipe directory: `<pid>.stats`.
+    Pipes,
+    /// Our private spare directory: the spare FIFOs.
+    Spares,
 }
 
 /// What sits at a name we want.
@@ -136,12 +165,29 @@ impl PipeDir {
             errno,
         })?;
         check_dir(&path, stat.st_uid, stat.st_mode)?;
+        let uid = geteuid();
+        let (spares, spares_path) = open_spare_dir(&fd, &path, uid)?;
         Ok(PipeDir {
             path,
             fd,
-            uid: geteuid(),
+            spares_path,
+            spares,
+            uid,
             id: FileId::of(&stat),
         })
+    }
+
+    /// The descriptor and path of `area`.
+    fn area(&self, area: Area) -> (&OwnedFd, &Path) {
+        match area {
+            Area::Pipes => (&self.fd, &self.path),
+            Area::Spares => (&self.spares, &self.spares_path),
+        }
+    }
+
+    /// The path of `name` in `area`, for messages.
+    pub(crate) fn join_in(&self, area: Area, name: &str) -> PathBuf {
+        self.area(area).1.join(name)
     }
 
     pub(crate) fn id(&self) -> FileId {
@@ -163,63 +209,63 @@ impl PipeDir {
 
     /// Checks what sits at `name` without following a symlink: nothing, our
     /// own FIFO, or an error for anything we must leave alone.
-    pub(crate) fn inspect(&self, name: &str) -> Result<Existing, Error> {
-        let stat = match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+    pub(crate) fn inspect(&self, area: Area, name: &str) -> Result<Existing, Error> {
+        let stat = match fstatat(self.area(area).0, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(stat) => stat,
             Err(Errno::ENOENT) => return Ok(Existing::Nothing),
             Err(errno) => {
                 return Err(Error::Fifo {
-                    path: self.join(name),
+                    path: self.join_in(area, name),
                     op: "inspect",
                     errno,
                 });
             }
         };
-        self.check_ours(name, &stat)?;
+        self.check_ours(area, name, &stat)?;
         Ok(Existing::OurFifo)
     }
 
     /// Opens our FIFO at `name` as an `O_PATH` descriptor (no reader or
     /// writer is created) and checks it is a FIFO of ours.
-    pub(crate) fn open_fifo(&self, name: &str) -> Result<Fifo, Error> {
+    pub(crate) fn open_fifo(&self, area: Area, name: &str) -> Result<Fifo, Error> {
         let fail = |errno| Error::Fifo {
-            path: self.join(name),
+            path: self.join_in(area, name),
             op: "open",
             errno,
         };
         let fd = openat(
-            &self.fd,
+            self.area(area).0,
             name,
             OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
         .map_err(fail)?;
         let stat = fstat(&fd).map_err(fail)?;
-        self.check_ours(name, &stat)?;
+        self.check_ours(area, name, &stat)?;
         Ok(Fifo::new(fd, FileId::of(&stat)))
     }
 
-    /// Creates a FIFO with exactly `mode` at `name` (a temporary name). A
-    /// stale FIFO of ours already there is removed first; anything else there
-    /// is an error.
-    pub(crate) fn make_fifo(&self, name: &str, mode: u32) -> Result<Fifo, Error> {
+    /// Creates a FIFO with exactly `mode` at the spare name `name` in our
+    /// spare directory. A stale FIFO of ours already there is removed first;
+    /// anything else there is an error.
+    pub(crate) fn make_spare(&self, name: &str, mode: u32) -> Result<Fifo, Error> {
         let perm = Mode::from_bits_truncate(mode);
-        let made = match mkfifoat(&self.fd, name, perm) {
-            Err(Errno::EEXIST) if self.inspect(name)? == Existing::OurFifo => {
-                self.remove(name, None);
-                mkfifoat(&self.fd, name, perm)
+        let made = match mkfifoat(&self.spares, name, perm) {
+            Err(Errno::EEXIST) if self.inspect(Area::Spares, name)? == Existing::OurFifo => {
+                self.remove(Area::Spares, name, None);
+                mkfifoat(&self.spares, name, perm)
             }
             other => other,
         };
         made.map_err(|errno| Error::Fifo {
-            path: self.join(name),
+            path: self.join_in(Area::Spares, name),
             op: "mkfifo",
             errno,
         })?;
-        let fifo = self.open_fifo(name)?;
+        let fifo = self.open_fifo(Area::Spares, name)?;
         // mkfifo's mode passed through the umask; set the mode asked for.
         let stat = fstat(fifo.path_fd()).map_err(|errno| Error::Fifo {
-            path: self.join(name),
+            path: self.join_in(Area::Spares, name),
             op: "stat",
             errno,
         })?;
@@ -231,7 +277,7 @@ impl PipeDir {
                 FchmodatFlags::FollowSymlink,
             )
             .map_err(|errno| Error::Fifo {
-                path: self.join(name),
+                path: self.join_in(Area::Spares, name),
                 op: "chmod",
                 errno,
             })?;
@@ -239,19 +285,20 @@ impl PipeDir {
         Ok(fifo)
     }
 
-    /// Atomically replaces `to` with `from` (both names in this directory).
-    pub(crate) fn rename(&self, from: &str, to: &str) -> Result<(), Errno> {
-        renameat(&self.fd, from, &self.fd, to)
+    /// Atomically replaces `to` in the pipe directory with the spare `from`.
+    pub(crate) fn rename_spare(&self, from: &str, to: &str) -> Result<(), Errno> {
+        renameat(&self.spares, from, &self.fd, to)
     }
 
-    /// Atomically swaps the files at `a` and `b` (both names in this
-    /// directory, both must exist): neither name is ever missing.
-    /// `EINVAL` where the filesystem cannot (`renameat2(RENAME_EXCHANGE)`),
-    /// `ENOSYS` where the platform cannot.
-    pub(crate) fn exchange(&self, a: &str, b: &str) -> Result<(), Errno> {
+    /// Atomically swaps the spare `a` with the file at `b` in the pipe
+    /// directory (both must exist; the two directories are on one
+    /// filesystem): neither name is ever missing. `EINVAL` where the
+    /// filesystem cannot (`renameat2(RENAME_EXCHANGE)`), `ENOSYS` where the
+    /// platform cannot.
+    pub(crate) fn exchange_spare(&self, a: &str, b: &str) -> Result<(), Errno> {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         return nix::fcntl::renameat2(
-            &self.fd,
+            &self.spares,
             a,
             &self.fd,
             b,
@@ -267,13 +314,14 @@ impl PipeDir {
     /// Removes `name` if it is still the file `id` (any file of ours when
     /// `id` is `None`). Best effort: a name that is gone or someone else's is
     /// left as it is.
-    pub(crate) fn remove(&self, name: &str, id: Option<FileId>) {
-        let Ok(stat) = fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
+    pub(crate) fn remove(&self, area: Area, name: &str, id: Option<FileId>) {
+        let at = self.area(area).0;
+        let Ok(stat) = fstatat(at, name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
             return;
         };
         let ours = stat.st_uid == self.uid.as_raw();
         if ours && id.is_none_or(|id| id == FileId::of(&stat)) {
-            let _ = unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir);
+            let _ = unlinkat(at, name, UnlinkatFlags::NoRemoveDir);
         }
     }
 
@@ -281,9 +329,12 @@ impl PipeDir {
     /// (`None` where the filesystem does not say), listed through our
     /// descriptor: the very directory we serve in, whatever its path names
     /// now. Names that are not UTF-8 are left out (none of ours is).
-    pub(crate) fn entries(&self) -> Result<Vec<(String, Option<nix::dir::Type>)>, Errno> {
+    pub(crate) fn entries(
+        &self,
+        area: Area,
+    ) -> Result<Vec<(String, Option<nix::dir::Type>)>, Errno> {
         let mut listing = nix::dir::Dir::openat(
-            &self.fd,
+            self.area(area).0,
             ".",
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
@@ -298,23 +349,23 @@ impl PipeDir {
         Ok(names)
     }
 
-    /// `fstatat` of `name`, not following a symlink.
-    pub(crate) fn stat(&self, name: &str) -> Result<FileStat, Errno> {
-        fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+    /// `fstatat` of `name` in `area`, not following a symlink.
+    pub(crate) fn stat(&self, area: Area, name: &str) -> Result<FileStat, Errno> {
+        fstatat(self.area(area).0, name, AtFlags::AT_SYMLINK_NOFOLLOW)
     }
 
     /// Removes the FIFO of ours at `name` if it is still the very FIFO
     /// `seen` describes (same device, inode and change time), then releases
     /// readers blocked in opening it: they read end-of-file instead of
     /// waiting for a writer that is gone. True if it was removed.
-    pub(crate) fn remove_leftover(&self, name: &str, seen: &FileStat) -> bool {
+    pub(crate) fn remove_leftover(&self, area: Area, name: &str, seen: &FileStat) -> bool {
         let same = |stat: &FileStat| {
             FileId::of(stat) == FileId::of(seen)
                 && (stat.st_ctime, stat.st_ctime_nsec) == (seen.st_ctime, seen.st_ctime_nsec)
         };
         // Held by descriptor (and checked to be a FIFO of ours), so the
         // readers released below are this FIFO's, whatever the name holds.
-        let Ok(fifo) = self.open_fifo(name) else {
+        let Ok(fifo) = self.open_fifo(area, name) else {
             return false;
         };
         if fifo.id() != FileId::of(seen) {
@@ -322,18 +373,18 @@ impl PipeDir {
         }
         // Checked again just before the unlink: a FIFO put at the name
         // meanwhile (a new process with the PID) is not ours to remove.
-        if !self.stat(name).is_ok_and(|now| same(&now)) {
+        if !self.stat(area, name).is_ok_and(|now| same(&now)) {
             return false;
         }
-        if unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir).is_err() {
+        if unlinkat(self.area(area).0, name, UnlinkatFlags::NoRemoveDir).is_err() {
             return false;
         }
         drop(fifo.open_if_reader());
         true
     }
 
-    fn check_ours(&self, name: &str, stat: &FileStat) -> Result<(), Error> {
-        check_fifo_of(&self.join(name), stat, self.uid)
+    fn check_ours(&self, area: Area, name: &str, stat: &FileStat) -> Result<(), Error> {
+        check_fifo_of(&self.join_in(area, name), stat, self.uid)
     }
 }
 
@@ -358,6 +409,70 @@ pub(crate) fn check_fifo_of(path: &Path, stat: &FileStat, uid: Uid) -> Result<()
         path: path.to_path_buf(),
         found,
     })
+}
+
+/// Opens (creating it if missing, mode [`SPARE_DIR_MODE`]) our user's
+/// private spare directory in the pipe directory `dir`, and checks it as
+/// strictly as the pipe directory: not a symbolic link (never followed), a
+/// directory, owned by our effective user, and entered by nobody else (no
+/// permission bits for group or others). Anything else is refused: another
+/// user who could write in it could swap a FIFO of theirs in at our path.
+fn open_spare_dir(dir: &OwnedFd, dir_path: &Path, uid: Uid) -> Result<(OwnedFd, PathBuf), Error> {
+    let name = spare_dir_name(uid.as_raw());
+    let path = dir_path.join(&name);
+    let created = match mkdirat(dir, name.as_str(), Mode::from_bits_truncate(SPARE_DIR_MODE)) {
+        Ok(()) => true,
+        Err(Errno::EEXIST) => false,
+        Err(errno) => {
+            return Err(Error::Dir {
+                path,
+                op: "create",
+                errno,
+            });
+        }
+    };
+    let fd = match openat(
+        dir,
+        name.as_str(),
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(errno) => {
+            let kind = fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map(|stat| SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()));
+            return Err(match kind {
+                Ok(SFlag::S_IFLNK) => Error::DirIsSymlink { path },
+                Ok(kind) if kind != SFlag::S_IFDIR => Error::NotADirectory { path },
+                _ => Error::Dir {
+                    path,
+                    op: "open",
+                    errno,
+                },
+            });
+        }
+    };
+    let stat = fstat(&fd).map_err(|errno| Error::Dir {
+        path: path.clone(),
+        op: "stat",
+        errno,
+    })?;
+    if created && stat.st_uid == uid.as_raw() && stat.st_mode & 0o7777 != SPARE_DIR_MODE {
+        // mkdir's mode passed through the umask.
+        fchmod(&fd, Mode::from_bits_truncate(SPARE_DIR_MODE)).map_err(|errno| Error::Dir {
+            path: path.clone(),
+            op: "chmod",
+            errno,
+        })?;
+    } else if stat.st_uid != uid.as_raw() || stat.st_mode & 0o077 != 0 {
+        return Err(Error::SpareDir {
+            path,
+            owner: stat.st_uid,
+            mode: stat.st_mode & 0o7777,
+            uid: uid.as_raw(),
+        });
+    }
+    Ok((fd, path))
 }
 
 fn dir_open_error(path: &Path, errno: Errno) -> Error {

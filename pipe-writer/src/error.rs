@@ -49,6 +49,20 @@ pub enum Error {
         /// Our effective user ID.
         uid: u32,
     },
+    /// Our user's private spare directory in the pipe directory
+    /// (`.spares-<uid>`, see [`crate::spare_dir_name`]) is owned by another
+    /// user or may be entered by others: whoever may write in it could swap
+    /// a FIFO of theirs in at our path, so it is refused.
+    SpareDir {
+        /// The spare directory.
+        path: PathBuf,
+        /// Its owner's user ID.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+        /// Our effective user ID.
+        uid: u32,
+    },
     /// Our `<pid>.stats` name belongs to another user (squatted).
     Squatted {
         /// The FIFO path.
@@ -166,6 +180,18 @@ impl std::fmt::Display for Error {
                      so it is refused (make root own it, or use another directory)"
                 )
             }
+            Error::SpareDir {
+                path,
+                owner,
+                mode,
+                uid,
+            } => write!(
+                f,
+                "spare FIFO directory {} is owned by user {owner} with mode {mode:o}; it must be \
+                 ours (user {uid}) with no access for others (mode 700), so it is refused \
+                 (remove it: a writer makes it anew)",
+                path.display()
+            ),
             Error::Squatted { path, owner, uid } => write!(
                 f,
                 "{} belongs to user {owner}, not to us (user {uid}): another user squats our name",

@@ -5,9 +5,12 @@
 //! of waiting for a writer that is gone. The aggregator's `serve` does the
 //! same for every user's pipes, every few seconds (issue 13).
 //!
-//! One directory listing per start, then work only for names a writer
-//! makes: `<pid>.stats` and its spares `.<pid>.stats.tmp` and
-//! `.<pid>.stats.<n>.tmp`. A FIFO is removed only if it is owned by our
+//! Two directory listings per start (the pipe directory and our user's
+//! private spare directory in it, `.spares-<uid>`), then work only for
+//! names a writer makes: `<pid>.stats` and its spares `.<pid>.stats.tmp`
+//! and `.<pid>.stats.<n>.tmp` (in the spare directory; in the pipe
+//! directory itself where writers from before the spare directory left
+//! them). A FIFO is removed only if it is owned by our
 //! effective user, is not a symbolic link (never followed), and its PID is
 //! dead or now held by a process that started after the FIFO last changed
 //! ([`STALE_MARGIN`]) and does not hold it open ([`holds_file`]: every
@@ -25,7 +28,7 @@ use nix::sys::signal::kill;
 use nix::sys::stat::{FileStat, SFlag};
 use nix::unistd::Pid;
 
-use crate::dir::PipeDir;
+use crate::dir::{Area, PipeDir};
 use crate::process_stats::start_time;
 
 /// How much older than the start of the process now holding its PID a FIFO
@@ -76,11 +79,29 @@ pub(crate) fn remove_dead(dir: &PipeDir, own_pid: u32) -> usize {
     if nested_pid_namespace() {
         return 0;
     }
-    let Ok(entries) = dir.entries() else {
-        return 0;
-    };
     let uid = dir.uid().as_raw();
     let mut holders: HashMap<u32, Holder> = HashMap::new();
+    let mut removed = 0;
+    // The pipe directory (`<pid>.stats`, and spares of writers from before
+    // the spare directory), then our private spare directory.
+    for area in [Area::Pipes, Area::Spares] {
+        let Ok(entries) = dir.entries(area) else {
+            continue;
+        };
+        removed += remove_dead_in(dir, area, entries, own_pid, uid, &mut holders);
+    }
+    removed
+}
+
+/// [`remove_dead`] over the listing `entries` of `area`.
+fn remove_dead_in(
+    dir: &PipeDir,
+    area: Area,
+    entries: Vec<(String, Option<nix::dir::Type>)>,
+    own_pid: u32,
+    uid: u32,
+    holders: &mut HashMap<u32, Holder>,
+) -> usize {
     let mut removed = 0;
     for (name, kind) in entries {
         let Some(pid) = leftover_pid(&name) else {
@@ -89,7 +110,7 @@ pub(crate) fn remove_dead(dir: &PipeDir, own_pid: u32) -> usize {
         if pid == own_pid || kind.is_some_and(|kind| kind != nix::dir::Type::Fifo) {
             continue;
         }
-        let Ok(stat) = dir.stat(&name) else {
+        let Ok(stat) = dir.stat(area, &name) else {
             continue;
         };
         let is_fifo =
@@ -98,7 +119,7 @@ pub(crate) fn remove_dead(dir: &PipeDir, own_pid: u32) -> usize {
             continue;
         }
         let holder = *holders.entry(pid).or_insert_with(|| Holder::of(pid));
-        if holder.left(pid, &stat) && dir.remove_leftover(&name, &stat) {
+        if holder.left(pid, &stat) && dir.remove_leftover(area, &name, &stat) {
             removed += 1;
         }
     }
@@ -238,10 +259,21 @@ mod tests {
             .spawn()
             .unwrap();
         let live = sleeper.id();
+        // Spares in our private spare directory, and (older writers) in
+        // the pipe directory itself.
+        let spare_dir = crate::spare_dir_name(nix::unistd::geteuid().as_raw());
+        std::fs::create_dir(dir.join(&spare_dir)).unwrap();
+        std::fs::set_permissions(
+            dir.join(&spare_dir),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         let gone = [
             format!("{dead}.stats"),
             format!(".{dead}.stats.tmp"),
             format!(".{dead}.stats.2.tmp"),
+            format!("{spare_dir}/.{dead}.stats.tmp"),
+            format!("{spare_dir}/.{dead}.stats.1.tmp"),
         ];
         for name in &gone {
             mkfifo(&dir.join(name));
@@ -255,8 +287,9 @@ mod tests {
             format!("{other}.stats"),
             format!(".{other}.stats.tmp"),
             format!(".{other}.stats.1.tmp"),
+            format!("{spare_dir}/.{live}.stats.tmp"),
         ];
-        for name in &kept[..3] {
+        for name in kept[..3].iter().chain(&kept[6..]) {
             mkfifo(&dir.join(name));
         }
         std::fs::write(dir.join(&kept[3]), "planted: 1\n").unwrap();

@@ -77,6 +77,8 @@ mod snapshot;
 mod sweep;
 
 pub use counters::ServeStats;
-pub use dir::{DEFAULT_DIR, DIR_ENV, DIR_MODE, check_dir};
+pub use dir::{
+    DEFAULT_DIR, DIR_ENV, DIR_MODE, SPARE_DIR_MODE, SPARE_DIR_PREFIX, check_dir, spare_dir_name,
+};
 pub use error::Error;
 pub use server::{Builder, DEFAULT_MODE, DEFAULT_STALL_TIMEOUT, Server, start};

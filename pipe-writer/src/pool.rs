@@ -10,16 +10,18 @@
 //! that is not drained stays with the orphan sweeper and is replaced by a
 //! fresh FIFO under its name (what every serve did before the pool).
 //!
-//! Spare names are dot-files, `.<pid>.stats.tmp` and `.<pid>.stats.<n>.tmp`
-//! (readers only consider `<digits>.stats`); a name another user squats is
-//! stepped around.
+//! Spares live in our user's private spare directory in the pipe directory
+//! (`<dir>/.spares-<uid>`, mode 0700: see [`crate::spare_dir_name`]), under
+//! `.<pid>.stats.tmp` and `.<pid>.stats.<n>.tmp`, so a listing of the pipe
+//! directory shows only the `<pid>.stats` of live writers; a name found
+//! taken by something not ours is stepped around.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use nix::errno::Errno;
 
-use crate::dir::PipeDir;
+use crate::dir::{Area, PipeDir};
 use crate::error::Error;
 use crate::fifo::Fifo;
 
@@ -68,8 +70,8 @@ impl Pool {
     /// FIFO of ours there). Returns it, current.
     pub(crate) fn start(&self, dir: &PipeDir, name: &str, mode: u32) -> Result<Arc<Fifo>, Error> {
         let first = self.fresh(dir, mode)?;
-        if let Err(errno) = dir.rename(&self.name(first.index), name) {
-            dir.remove(&self.name(first.index), Some(first.fifo.id()));
+        if let Err(errno) = dir.rename_spare(&self.name(first.index), name) {
+            dir.remove(Area::Spares, &self.name(first.index), Some(first.fifo.id()));
             return Err(swap_error(dir, name, errno));
         }
         first.fifo.make_current();
@@ -84,7 +86,7 @@ impl Pool {
             if self.spares.iter().any(|s| s.index == index) {
                 continue;
             }
-            match dir.make_fifo(&self.name(index), mode) {
+            match dir.make_spare(&self.name(index), mode) {
                 Ok(fifo) => {
                     return Ok(Spare {
                         index,
@@ -99,7 +101,7 @@ impl Pool {
         }
         // Every free name is squatted (the pool itself holds at most SPARES).
         Err(squatted.unwrap_or_else(|| Error::Fifo {
-            path: dir.join(&self.name(0)),
+            path: dir.join_in(Area::Spares, &self.name(0)),
             op: "find a free spare name for",
             errno: Errno::EEXIST,
         }))
@@ -119,7 +121,11 @@ impl Pool {
             return Ok(());
         }
         if let Some(oldest) = self.spares.pop_front() {
-            dir.remove(&self.name(oldest.index), Some(oldest.fifo.id()));
+            dir.remove(
+                Area::Spares,
+                &self.name(oldest.index),
+                Some(oldest.fifo.id()),
+            );
         }
         let fresh = self.fresh(dir, mode)?;
         self.spares.push_front(fresh);
@@ -152,7 +158,7 @@ impl Pool {
         };
         let spare_name = self.name(spare.index);
         if self.exchange {
-            match dir.exchange(&spare_name, name) {
+            match dir.exchange_spare(&spare_name, name) {
                 Ok(()) => {
                     self.spares.push_back(Spare {
                         index: spare.index,
@@ -166,7 +172,7 @@ impl Pool {
                 Err(errno) => return Err(self.give_back(dir, spare, name, errno)),
             }
         }
-        match dir.rename(&spare_name, name) {
+        match dir.rename_spare(&spare_name, name) {
             Ok(()) => Ok(spare.fifo),
             Err(errno) => Err(self.give_back(dir, spare, name, errno)),
         }
@@ -183,7 +189,7 @@ impl Pool {
     /// the spares with end-of-file (stopping).
     pub(crate) fn remove_all(&mut self, dir: &PipeDir) {
         while let Some(spare) = self.spares.pop_front() {
-            dir.remove(&self.name(spare.index), Some(spare.fifo.id()));
+            dir.remove(Area::Spares, &self.name(spare.index), Some(spare.fifo.id()));
             drop(spare.fifo.open_if_reader());
         }
     }

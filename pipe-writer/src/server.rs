@@ -13,7 +13,7 @@ use nix::sys::stat::{SFlag, lstat};
 use stats_core::Registry;
 
 use crate::counters::{Counters, ServeStats};
-use crate::dir::{Existing, PipeDir, check_dir, check_fifo_of, resolve};
+use crate::dir::{Area, Existing, PipeDir, check_dir, check_fifo_of, resolve};
 use crate::error::Error;
 use crate::fifo::{Fifo, FileId, check_proc};
 use crate::leftovers;
@@ -135,8 +135,8 @@ impl Builder {
         let claim = DirClaim::new(dir.id(), dir.join(&name))?;
         // Dead writers of our user leave FIFOs a `cat` would hang on.
         leftovers::remove_dead(&dir, pid);
-        let stale = match dir.inspect(&name)? {
-            Existing::OurFifo => Some(dir.open_fifo(&name)?),
+        let stale = match dir.inspect(Area::Pipes, &name)? {
+            Existing::OurFifo => Some(dir.open_fifo(Area::Pipes, &name)?),
             Existing::Nothing => None,
         };
         let pool = Pool::new(pid);
@@ -191,7 +191,7 @@ impl Builder {
                 );
             })
             .map_err(|e| {
-                dir.remove(&name, Some(first.id()));
+                dir.remove(Area::Pipes, &name, Some(first.id()));
                 spawn_failed(e)
             })?;
 
@@ -217,7 +217,7 @@ impl Builder {
                 // The closure (and with it the sweeper's inbox sender) is
                 // gone, so the sweeper ends by itself.
                 let _ = sweeping.join();
-                dir.remove(&name, None);
+                dir.remove(Area::Pipes, &name, None);
                 return Err(spawn_failed(e));
             }
         };
@@ -384,7 +384,7 @@ impl Server {
             let _ = sweeping.join();
         }
         if joined.is_err() {
-            self.dir.remove(&self.name, None);
+            self.dir.remove(Area::Pipes, &self.name, None);
             lock(&self.shared.error).get_or_insert(Error::Panicked {
                 path: self.path.clone(),
             });
@@ -440,7 +440,8 @@ struct ServeLoop {
 impl ServeLoop {
     fn run(mut self, delivery: &Delivery) {
         let result = self.serve(delivery);
-        self.dir.remove(&self.name, Some(self.current.id()));
+        self.dir
+            .remove(Area::Pipes, &self.name, Some(self.current.id()));
         self.pool.remove_all(&self.dir);
         // Readers that opened the path just before it went get end-of-file
         // rather than a wait for a writer that is gone.

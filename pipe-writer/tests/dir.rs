@@ -348,3 +348,100 @@ fn check_finds_our_fifo_and_nothing_else_at_our_path() {
     share_as(dir.path(), 0);
     server.stop().unwrap();
 }
+
+fn spare_dir(dir: &Path) -> std::path::PathBuf {
+    dir.join(pipe_writer::spare_dir_name(nix::unistd::geteuid().as_raw()))
+}
+
+#[test]
+fn spares_live_in_a_private_directory_and_the_listing_shows_only_the_pipe() {
+    let dir = TempDir::new("spare-dir");
+    let server = start_in(dir.path()).unwrap();
+    for _ in 0..20 {
+        complete_body(&read_once(server.path(), std::time::Duration::from_secs(1)).unwrap());
+    }
+    let shown: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    assert_eq!(shown, [format!("{}.stats", std::process::id())]);
+    let spares = spare_dir(dir.path());
+    let meta = std::fs::symlink_metadata(&spares).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.mode() & 0o7777, 0o700);
+    assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+    let held = std::fs::read_dir(&spares).unwrap().count();
+    assert!(held >= 3, "{held} spares");
+    server.stop().unwrap();
+    assert_eq!(std::fs::read_dir(&spares).unwrap().count(), 0);
+}
+
+#[test]
+fn a_spare_directory_others_could_enter_or_another_user_owns_or_a_link_is_refused() {
+    // Open to others: refused, left as it is.
+    let dir = TempDir::new("spare-open");
+    let spares = spare_dir(dir.path());
+    std::fs::create_dir(&spares).unwrap();
+    std::fs::set_permissions(&spares, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = start_in(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::SpareDir { mode: 0o755, .. }), "{err}");
+    assert!(
+        err.to_string().contains(&spares.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::symlink_metadata(&spares).unwrap().mode() & 0o7777,
+        0o755
+    );
+    assert!(!our_path(dir.path()).exists());
+
+    // Another user's, mode 0700: refused too.
+    let dir = TempDir::new("spare-owner");
+    let spares = spare_dir(dir.path());
+    std::fs::create_dir(&spares).unwrap();
+    std::fs::set_permissions(&spares, std::fs::Permissions::from_mode(0o700)).unwrap();
+    chown(
+        &spares,
+        Some(Uid::from_raw(OTHER_USER)),
+        Some(Gid::from_raw(OTHER_USER)),
+    )
+    .unwrap();
+    let err = start_in(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::SpareDir {
+                owner: OTHER_USER,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // A symlink to a directory of ours: never followed.
+    let dir = TempDir::new("spare-link");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, spare_dir(dir.path())).unwrap();
+    let err = start_in(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::DirIsSymlink { .. }), "{err}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
+
+#[test]
+fn a_spare_directory_made_under_a_strict_umask_still_gets_mode_0700() {
+    let dir = TempDir::new("spare-umask");
+    // A child process, so the umask does not leak into other tests' threads.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 277; echo 'x: 1' | \"$0\" --dir \"$1\" & sleep 0.5; kill $!; wait")
+        .arg(env!("CARGO_BIN_EXE_pipe-writer"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let meta = std::fs::symlink_metadata(spare_dir(dir.path()))
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(meta.mode() & 0o7777, 0o700);
+}

@@ -128,13 +128,22 @@ fn stop_joins_quickly_and_removes_the_fifo() {
     // The FIFO, and the spares made ahead by the serving thread.
     assert!(eventually(Duration::from_secs(1), || dir.list().len() > 1));
     let ours = format!("{}.stats", std::process::id());
-    let spares = format!(".{}.stats.", std::process::id());
+    // The spares are in our private spare directory, never beside the pipe.
+    let spare_dir = pipe_writer::spare_dir_name(nix::unistd::geteuid().as_raw());
+    let spares = format!("{spare_dir}/.{}.stats.", std::process::id());
     assert!(
         dir.list()
             .iter()
             .all(|n| *n == ours || (n.starts_with(&spares) && n.ends_with(".tmp"))),
         "{:?}",
         dir.list()
+    );
+    let mode = std::fs::symlink_metadata(dir.path().join(&spare_dir))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o7777,
+        0o700
     );
     let started = Instant::now();
     server.stop().unwrap();

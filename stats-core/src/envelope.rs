@@ -69,7 +69,12 @@ pub enum Verdict {
         /// Byte range of the lines between header and trailer.
         body: std::ops::Range<usize>,
     },
-    /// No envelope at all: a foreign writer. Use every line as it is.
+    /// No envelope at all: a foreign writer, whose lines are used as they
+    /// are; or the middle piece of a snapshot split between three or more
+    /// readers, which holds no envelope line either. The bytes cannot tell
+    /// the two apart: a reader that has seen this writer (PID and process
+    /// start time) serve an envelope before must take it as incomplete and
+    /// retry (the aggregator does; FORMAT.md).
     Foreign,
     /// Nothing was read.
     Empty,

@@ -119,19 +119,37 @@ pub fn read_rest(mut fifo: std::fs::File, mut bytes: Vec<u8>) -> Vec<u8> {
 }
 
 /// The names in `dir` that belong to `pid`: its pipe and the writer's
-/// spare FIFOs (`.<pid>.stats.tmp`, `.<pid>.stats.<n>.tmp`).
+/// spare FIFOs (`.<pid>.stats.tmp`, `.<pid>.stats.<n>.tmp`), which live in
+/// the spare directory of their user (listed as `.spares-<uid>/<name>`), or
+/// in `dir` itself (writers from before the spare directory).
 ///
 /// # Panics
 /// If `dir` cannot be listed.
 pub fn entries_of(dir: &Path, pid: u32) -> Vec<String> {
     let pipe = format!("{pid}.stats");
     let spare = format!(".{pid}.stats.");
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)
         .expect("list the pipe directory")
         .filter_map(|entry| entry.ok())
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| *name == pipe || name.starts_with(&spare))
-        .collect();
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+        if is_dir && name.starts_with(pipe_writer::SPARE_DIR_PREFIX) {
+            let Ok(spares) = std::fs::read_dir(entry.path()) else {
+                continue;
+            };
+            names.extend(
+                spares
+                    .filter_map(|entry| entry.ok())
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .filter(|inner| inner.starts_with(&spare))
+                    .map(|inner| format!("{name}/{inner}")),
+            );
+        } else if name == pipe || name.starts_with(&spare) {
+            names.push(name);
+        }
+    }
     names.sort();
     names
 }

@@ -37,12 +37,24 @@ impl TempDir {
         &self.0
     }
 
-    /// Names in the directory, sorted.
+    /// Names in the directory, sorted; a writers' spare directory
+    /// (`.spares-<uid>`) is not listed itself, its entries are, as
+    /// `.spares-<uid>/<name>` (so an empty one is left out).
     pub fn list(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.0).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry.file_type().unwrap().is_dir();
+            if is_dir && name.starts_with(pipe_writer::SPARE_DIR_PREFIX) {
+                for spare in std::fs::read_dir(entry.path()).unwrap() {
+                    let spare = spare.unwrap().file_name();
+                    names.push(format!("{name}/{}", spare.to_string_lossy()));
+                }
+            } else {
+                names.push(name);
+            }
+        }
         names.sort();
         names
     }
