@@ -196,10 +196,9 @@ pub unsafe extern "C" fn stats_pipe_start(dir: *const c_char) -> c_int {
 }
 
 /// Stops serving and removes this process's FIFO; recording goes on, but
-/// no longer starts serving by itself. If the pipe was ever read, first
-/// waits up to `linger_seconds` for a reader to take a snapshot made after
-/// this call (so an aggregator sees the last counts of an exiting process);
-/// 0 stops at once.
+/// no longer starts serving by itself. First waits up to `linger_seconds`
+/// for a reader to take a snapshot made after this call (so an aggregator
+/// sees the last counts of an exiting process); 0 stops at once.
 ///
 /// Returns 0, or -1 if serving had ended with an error (see
 /// `stats_pipe_last_error`). Thread-safe.

@@ -25,11 +25,12 @@ use crate::fork::{self, Gate, PerProcess};
 
 /// Environment variable: `0` turns serving on the first record off.
 pub const AUTOSTART_ENV: &str = "STATS_PIPE_AUTOSTART";
-/// Environment variable: how long, in seconds, an exiting process that has
-/// been read before waits for one more read of its pipe (see [`stop`]).
+/// Environment variable: how long, in seconds, an exiting process waits for
+/// one more read of its pipe (see [`stop_at_exit`]).
 pub const LINGER_ENV: &str = "STATS_PIPE_LINGER";
-/// The linger when [`LINGER_ENV`] is unset: a reader every second (`serve`'s
-/// default `--interval`) reads a process twice within it.
+/// The linger when [`LINGER_ENV`] is unset, for a pipe that was read
+/// before: a reader every second (`serve`'s default `--interval`) reads a
+/// process twice within it.
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(2500);
 
 /// One process's stats.
@@ -199,20 +200,24 @@ pub fn start(dir: Option<&Path>) -> Result<PathBuf, Error> {
 /// Stops serving and removes the FIFO; recording goes on and no longer
 /// starts serving by itself (until [`start`]).
 ///
-/// If the pipe was read at least once, first waits up to `linger` until a
-/// reader has taken a snapshot made after this call, so what was recorded
-/// last is seen (an aggregator keeps an exited process's counters at their
-/// last read value). Nobody ever read it: no wait.
+/// First waits up to `linger` until a reader has taken a snapshot made
+/// after this call, so what was recorded last is seen (an aggregator keeps
+/// an exited process's counters at their last read value).
 ///
 /// # Errors
 ///
 /// [`Error::Serve`]: the error that had ended serving early.
 pub fn stop(linger: Duration) -> Result<(), Error> {
+    stop_when(linger, false)
+}
+
+/// [`stop`], lingering only if the pipe was read before when `if_read`.
+fn stop_when(linger: Duration, if_read: bool) -> Result<(), Error> {
     let runtime = current();
     runtime.settled.store(true, Release);
     // Waiting holds neither the gate nor the slot: forks and records go on.
     let served = runtime.slot().server.as_ref().map(|s| s.stats().snapshots);
-    if let Some(before) = served.filter(|&n| n > 0 && !linger.is_zero()) {
+    if let Some(before) = served.filter(|&n| (n > 0 || !if_read) && !linger.is_zero()) {
         let deadline = Instant::now() + linger;
         // Two more whole snapshots: the first may have been built before
         // this call and sent after it; the second was built after.
@@ -236,19 +241,25 @@ pub fn stop(linger: Duration) -> Result<(), Error> {
     }
 }
 
-/// [`stop`] with the linger of `STATS_PIPE_LINGER` (seconds) or
-/// [`DEFAULT_LINGER`]: what a process does at exit.
+/// What a process does at exit: [`stop`], lingering `STATS_PIPE_LINGER`
+/// seconds if set; if not, [`DEFAULT_LINGER`] but only if the pipe was read
+/// before (a script nobody reads exits at once). A worker that lives less
+/// than a reader's interval was never read: set `STATS_PIPE_LINGER` (say to
+/// twice the interval) so its last counts are seen.
 ///
 /// # Errors
 ///
 /// As [`stop`].
 pub fn stop_at_exit() -> Result<(), Error> {
-    let linger = std::env::var(LINGER_ENV)
+    let set = std::env::var(LINGER_ENV)
         .ok()
         .and_then(|s| s.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map_or(DEFAULT_LINGER, Duration::from_secs_f64);
-    stop(linger)
+        .map(Duration::from_secs_f64);
+    match set {
+        Some(linger) => stop_when(linger, false),
+        None => stop_when(DEFAULT_LINGER, true),
+    }
 }
 
 /// The path being served, if serving.

@@ -96,8 +96,8 @@ fn start(dir: Option<PathBuf>) -> PyResult<String> {
         .map_err(serve_error)
 }
 
-/// Stops serving and removes the FIFO; if the pipe was ever read, first
-/// waits up to `linger` seconds for one more read.
+/// Stops serving and removes the FIFO, first waiting up to `linger`
+/// seconds for a reader to take a snapshot made after this call.
 #[pyfunction]
 #[pyo3(signature = (linger = 0.0))]
 fn stop(py: Python<'_>, linger: f64) -> PyResult<()> {
@@ -109,7 +109,8 @@ fn stop(py: Python<'_>, linger: f64) -> PyResult<()> {
 }
 
 /// What the process does at exit: stop, lingering `STATS_PIPE_LINGER`
-/// seconds (default 2.5) for a last read if the pipe was ever read.
+/// seconds for a last read (unset: 2.5 s, and only if the pipe was read
+/// before).
 #[pyfunction]
 fn _at_exit(py: Python<'_>) {
     let _ = py.detach(runtime::stop_at_exit);

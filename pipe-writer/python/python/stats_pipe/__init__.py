@@ -26,9 +26,11 @@ Fork-safe: a child made by ``fork`` (gunicorn workers, ``multiprocessing``
 with the fork start method) starts from an empty registry and serves its
 own pipe as soon as it records; handles made before the fork record into
 the child's stats. ``STATS_PIPE_AUTOSTART=0`` turns serving on the first
-record off (then call ``start()``). At exit, a process whose pipe was read
-waits up to ``STATS_PIPE_LINGER`` seconds (default 2.5) for one more read,
-so an aggregator sees its last counts.
+record off (then call ``start()``). At exit a process waits up to
+``STATS_PIPE_LINGER`` seconds for one more read of its pipe, so an
+aggregator sees its last counts (unset: 2.5 s, and only if the pipe was
+read before; short-lived workers want it set, e.g. to twice the
+aggregator's interval).
 """
 
 import atexit
