@@ -224,3 +224,56 @@ fn pipestatic_example_runs_unchanged_with_the_import_changed() {
     assert!(!status.success());
     assert!(!path.exists(), "{} left behind", path.display());
 }
+
+#[test]
+fn forks_while_the_parent_serves_and_records_never_deadlock() {
+    let python = python();
+    let pipes = TempDir::new("py-fork-storm");
+    let mut child = Command::new(&python)
+        .arg(workspace().join("tests/python/fork_storm.py"))
+        .env("STATS_PIPE_DIR", pipes.path())
+        .env("STATS_PIPE_LINGER", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start fork_storm.py");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let path = lines
+        .next()
+        .and_then(Result::ok)
+        .expect("fork_storm.py prints its path");
+    // Two readers take snapshots back to back for as long as the storm
+    // lasts; each read must end (a child holding a copy of the write end
+    // would keep `cat` waiting).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (path, done) = (path.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let out = Command::new("timeout")
+                        .args(["10", "cat", &path])
+                        .output()
+                        .expect("run timeout cat");
+                    assert_ne!(out.status.code(), Some(124), "cat on {path} hung");
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    writeln!(stdin, "go").expect("start the storm");
+    let verdict = lines.next().and_then(Result::ok).unwrap_or_default();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads: u32 = readers
+        .into_iter()
+        .map(|r| r.join().expect("a reader failed"))
+        .sum();
+    assert_eq!(verdict, "ok 300");
+    assert!(reads > 0);
+    drop(stdin);
+    assert!(child.wait().expect("wait for fork_storm.py").success());
+}
