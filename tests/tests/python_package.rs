@@ -166,7 +166,15 @@ fn multiprocessing_pool_of_8_forked_workers_sums_exactly() {
     drop(stdin);
     let status = child.wait().expect("wait for pool_sum.py");
     assert!(status.success(), "pool_sum.py: {status}");
-    // The workers and the parent are gone; their counters are retained.
+    // The workers (through multiprocessing's exit finalizers) and the
+    // parent (atexit) stopped and removed their FIFOs; their counters are
+    // retained.
+    let left: Vec<_> = std::fs::read_dir(pipes.path())
+        .expect("list the pipe dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(host_stat(&aggregator, "jobs"), Some(20_900.into()));
 }
