@@ -11,6 +11,7 @@ import json
 import multiprocessing as mp
 import os
 import sys
+import time
 
 import stats_pipe
 
@@ -22,6 +23,18 @@ def work(i):
     jobs.incr(i)
     stats_pipe.stats.set("worker.pid", os.getpid())
     return os.getpid(), i, stats_pipe.path()
+
+
+def read_snapshot(path):
+    """One complete snapshot: a read that raced another reader (the
+    aggregator) may come back empty or torn (FORMAT.md); retry it."""
+    for _ in range(100):
+        with open(path) as pipe:
+            text = pipe.read()
+        if text.startswith("#stats-pipe:") and "\n#end: " in text:
+            return text
+        time.sleep(0.005)
+    raise SystemExit(f"no complete snapshot from {path}: {text!r}")
 
 
 def parse(text):
@@ -45,16 +58,14 @@ def main():
         paths[pid] = path
     problems = []
     for pid, expected in per_worker.items():
-        with open(paths[pid]) as pipe:
-            seen = parse(pipe.read())
+        seen = parse(read_snapshot(paths[pid]))
         if seen.get("jobs") != str(expected):
             problems.append(f"worker {pid}: jobs {seen.get('jobs')} != {expected}")
         if "parent.only" in seen:
             problems.append(f"worker {pid} shows the parent's parent.only")
         if paths[pid] == parent_path or not paths[pid].endswith(f"/{pid}.stats"):
             problems.append(f"worker {pid} serves {paths[pid]}")
-    with open(parent_path) as pipe:
-        parent = parse(pipe.read())
+    parent = parse(read_snapshot(parent_path))
     if parent.get("jobs") != str(PARENT_JOBS) or parent.get("parent.only") != "42":
         problems.append(f"parent's pipe: {parent}")
     print(json.dumps({

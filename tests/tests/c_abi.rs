@@ -44,8 +44,17 @@ fn compile(dir: &Path) -> PathBuf {
 }
 
 fn read_pipe(path: &Path) -> HashMap<String, String> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    // A read that raced another reader (the aggregator) may come back
+    // empty or torn (FORMAT.md, "What a reader can rely on"): retry.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        if text.starts_with("#stats-pipe:") && text.contains("\n#end: ") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| line.rsplit_once(':'))

@@ -28,8 +28,17 @@ fn host_stat(aggregator: &Aggregator, name: &str) -> Option<serde_json::Value> {
 
 /// `name: value` lines of one read of a pipe (metadata lines left out).
 fn read_pipe(path: &Path) -> Vec<(String, String)> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    // A read that raced another reader (the aggregator) may come back
+    // empty or torn (FORMAT.md, "What a reader can rely on"): retry.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        if text.starts_with("#stats-pipe:") && text.contains("\n#end: ") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| line.rsplit_once(':'))
