@@ -32,8 +32,11 @@ pub const DEFAULT_MODE: u32 = 0o600;
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Directories this process serves in: a second server there would take
-/// the first one's FIFO for a stale leftover and replace it.
-static SERVED_DIRS: Mutex<Vec<FileId>> = Mutex::new(Vec::new());
+/// the first one's FIFO for a stale leftover and replace it. Each claim
+/// carries the PID that made it: a child made by `fork` inherits its
+/// parent's claims (and its `Server`s, whose threads it does not have), and
+/// must still be able to serve its own `<pid>.stats` there.
+static SERVED_DIRS: Mutex<Vec<(u32, FileId)>> = Mutex::new(Vec::new());
 
 /// Starts serving the process-wide registry ([`Registry::global`]) at
 /// `<dir>/<pid>.stats`, `dir` being `STATS_PIPE_DIR` or `/tmp/stats-pipe`.
@@ -403,16 +406,17 @@ impl Drop for Server {
 }
 
 /// This process's claim on a directory, released on drop.
-struct DirClaim(FileId);
+struct DirClaim((u32, FileId));
 
 impl DirClaim {
     fn new(dir: FileId, path: PathBuf) -> Result<DirClaim, Error> {
+        let claim = (std::process::id(), dir);
         let mut dirs = lock(&SERVED_DIRS);
-        if dirs.contains(&dir) {
+        if dirs.contains(&claim) {
             return Err(Error::AlreadyServing { path });
         }
-        dirs.push(dir);
-        Ok(DirClaim(dir))
+        dirs.push(claim);
+        Ok(DirClaim(claim))
     }
 }
 

@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+pub mod bindings;
 pub mod faults;
 pub mod hostile;
 pub mod http_client;
