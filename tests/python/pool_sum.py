@@ -20,6 +20,9 @@ PARENT_JOBS = 1000
 
 
 def work(i):
+    # A little time per task, so the tasks spread over the workers even
+    # when the machine is busy (one fast worker could take them all).
+    time.sleep(0.01)
     jobs.incr(i)
     stats_pipe.stats.set("worker.pid", os.getpid())
     return os.getpid(), i, stats_pipe.path()

@@ -126,6 +126,8 @@ fn gunicorn_workers_replaced_every_50_requests_count_all_1000() {
                 .expect("list the pipe dir")
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                // The pipes only: spares live in `.spares-<uid>/` (kept).
+                .filter(|name| name.ends_with(".stats"))
                 .collect();
             left.is_empty().then_some(())
         },
@@ -181,9 +183,25 @@ fn multiprocessing_pool_of_8_forked_workers_sums_exactly() {
     let left: Vec<_> = std::fs::read_dir(pipes.path())
         .expect("list the pipe dir")
         .flatten()
-        .map(|e| e.file_name())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        // The pipes only: spares live in `.spares-<uid>/` (kept).
+        .filter(|name| name.ends_with(".stats"))
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+    // And no spare either: each writer removed its own.
+    let spares: Vec<_> = std::fs::read_dir(pipes.path())
+        .expect("list the pipe dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".spares-"))
+        .flat_map(|dir| {
+            std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|e| e.file_name())
+        .collect();
+    assert!(spares.is_empty(), "spares left behind: {spares:?}");
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(host_stat(&aggregator, "jobs"), Some(20_900.into()));
 }
