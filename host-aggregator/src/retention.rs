@@ -429,7 +429,7 @@ impl Retention {
 pub fn is_counter_line(kinds: &Kinds, line: &str) -> Option<bool> {
     match kinds.get(line) {
         Some(WireKind::Counter) => return Some(true),
-        Some(_) => return Some(false),
+        Some(WireKind::Histogram | WireKind::Max) => return Some(false),
         None => {}
     }
     let (histogram, part) = classify(line)?;

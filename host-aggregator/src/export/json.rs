@@ -19,6 +19,34 @@ use stats_core::{Snapshot, Value};
 use super::unix_seconds;
 use crate::{Pass, RefuseReason, Source, Status};
 
+/// The JSON format: [`stats`] for a pass, [`process`] for one source;
+/// served at `/stats` (and `/stats/<pid>`).
+pub struct Json;
+
+impl super::Format for Json {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+    fn about(&self) -> &'static str {
+        "`{\"stats\": {...}, \"timestamp\": ...}` (pipestatic's shape)"
+    }
+    fn path(&self) -> Option<&'static str> {
+        Some("/stats")
+    }
+    fn content_type(&self) -> &'static str {
+        CONTENT_TYPE
+    }
+    fn render(&self, pass: &Pass) -> Vec<u8> {
+        stats(pass)
+    }
+    fn render_source(&self, pass: &Pass, source: &Source) -> Vec<u8> {
+        process(pass, source)
+    }
+}
+
+/// The HTTP content type of every JSON answer.
+pub const CONTENT_TYPE: &str = "application/json";
+
 /// How a NaN value is written.
 pub const NAN: &str = "\"NaN\"";
 /// How positive infinity is written.

@@ -82,8 +82,31 @@ use stats_core::histogram_lines::{Part, classify};
 use stats_core::kinds::{Kinds, WireKind};
 use stats_core::{Snapshot, Value};
 
-use super::STATUS_WORDS;
-use crate::{Pass, Source};
+use crate::{Pass, Source, Status};
+
+/// The Prometheus text exposition format, served at `/metrics`.
+pub struct Prometheus;
+
+impl super::Format for Prometheus {
+    fn name(&self) -> &'static str {
+        "prometheus"
+    }
+    fn about(&self) -> &'static str {
+        "Prometheus text exposition"
+    }
+    fn path(&self) -> Option<&'static str> {
+        Some("/metrics")
+    }
+    fn content_type(&self) -> &'static str {
+        CONTENT_TYPE
+    }
+    fn render(&self, pass: &Pass) -> Vec<u8> {
+        render(pass)
+    }
+    fn render_source(&self, _: &Pass, source: &Source) -> Vec<u8> {
+        render_source(source)
+    }
+}
 
 /// The label added to series whose names collide: the original stat name.
 pub const NAME_LABEL: &str = "stats_pipe_name";
@@ -105,7 +128,7 @@ pub fn render(pass: &Pass) -> Vec<u8> {
         .collect();
     let undeclared = Undeclared::UntypedIfForeign(foreign);
     let mut series = stat_series(&pass.merged, &pass.kinds, &undeclared);
-    for word in STATUS_WORDS {
+    for &word in Status::WORDS {
         let count = pass
             .sources
             .iter()

@@ -1,8 +1,8 @@
 //! Tests of the history: rings, rates across restarts, memory bounds.
 
 use super::*;
-use stats_core::Value;
 use serde_json::Value as Json;
+use stats_core::Value;
 
 fn options(points: usize, max_series: usize) -> HistoryOptions {
     HistoryOptions {
