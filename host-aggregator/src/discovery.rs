@@ -8,19 +8,10 @@ use walkdir::WalkDir;
 
 use crate::error::Error;
 
-/// Environment variable naming the pipe directory (the writer reads it too).
-pub const DIR_ENV: &str = "STATS_PIPE_DIR";
-
-/// The pipe directory when [`DIR_ENV`] is not set.
-pub const FALLBACK_DIR: &str = "/tmp/stats-pipe";
-
 /// The pipe directory: `$STATS_PIPE_DIR` if set and not empty, else
-/// `/tmp/stats-pipe` (the same rule as the writer).
+/// `/tmp/stats-pipe`: the writer's own rule ([`pipe_writer::default_dir`]).
 pub fn default_dir() -> PathBuf {
-    match std::env::var_os(DIR_ENV) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(FALLBACK_DIR),
-    }
+    pipe_writer::default_dir()
 }
 
 /// Refuses a pipe directory another user could take over, by the writer's

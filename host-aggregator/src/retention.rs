@@ -364,6 +364,7 @@ impl Retention {
 
     /// What it holds, to [`Retention::restore`] later; sorted (processes by
     /// PID, lines by name) so equal states compare equal.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))] // archive's command only
     pub(crate) fn state(&self) -> RetainedState {
         let lines = |held: &Held| -> Vec<HeldLine> {
             let counters = held
