@@ -4,8 +4,6 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use walkdir::WalkDir;
-
 use crate::error::Error;
 
 /// The pipe directory: `$STATS_PIPE_DIR` if set and not empty, else
@@ -52,6 +50,8 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 }
 
 /// Every entry directly in `dir`, sorted by path; links are not followed.
+/// (walkdir did this before: for one level with no recursion it earned
+/// nothing over `read_dir`.)
 ///
 /// # Errors
 /// [`Error::Dir`] if `dir` cannot be listed; [`Error::UntrustedDir`] if
@@ -60,24 +60,19 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 pub(crate) fn list(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     check_dir(dir)?;
     let mut found = Vec::new();
-    for entry in WalkDir::new(dir)
-        .min_depth(1)
-        .max_depth(1)
-        .follow_links(false)
-        .follow_root_links(true)
-    {
-        match entry {
-            Ok(entry) => found.push(entry.into_path()),
-            Err(e) if e.depth() == 0 => {
-                return Err(Error::Dir {
-                    path: dir.to_path_buf(),
-                    source: e.into(),
-                });
-            }
-            // A child that vanished between readdir and its lstat.
-            Err(_) => {}
-        }
-    }
+    let dir_error = |source| Error::Dir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    // One level, so std's `read_dir` does it: it follows `dir` itself if it
+    // is a link (checked above) and never an entry.
+    // An entry that cannot be read (it vanished) is skipped.
+    found.extend(
+        std::fs::read_dir(dir)
+            .map_err(dir_error)?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path()),
+    );
     found.sort_unstable();
     Ok(found)
 }

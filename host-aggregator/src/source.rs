@@ -218,9 +218,9 @@ impl ReadOptions {
     /// sane process, small enough that a hostile writer cannot exhaust memory.
     pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
     /// Default retries: three, enough for 4 concurrent readers in the
-    /// measurements of FIFO-NOTES.md.
+    /// measurements of docs/FIFO.md.
     pub const DEFAULT_RETRIES: u32 = 3;
-    /// Default wait between retries (~2 ms, as measured in FIFO-NOTES.md).
+    /// Default wait between retries (~2 ms, as measured in docs/FIFO.md).
     pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(2);
 
     /// Options for reading `dir` with the defaults above and

@@ -42,8 +42,7 @@
 //! was counted over an unknown time). The host-wide rate is the sum of the
 //! per-process rates, so a restart never shows as a negative spike.
 //!
-//! Which stats are counters: a [`CounterHint`], when set, decides first;
-//! then the kinds our writers declared in the last recorded pass
+//! Which stats are counters: the kinds our writers declared in the last recorded pass
 //! ([`Pass::kinds`]): a declared counter and a histogram's `.count`, `.sum`
 //! and bucket lines are counters, everything else our writers serve is a
 //! gauge. For a foreign writer's stats (which declare nothing) a stat
@@ -119,10 +118,6 @@ impl Default for HistoryOptions {
     }
 }
 
-/// Tells whether a stat is a counter (`Some(true)`), a gauge
-/// (`Some(false)`), or unknown (`None`: the history's own guess applies).
-pub type CounterHint = Box<dyn Fn(&str) -> Option<bool> + Send + Sync>;
-
 /// Which process a per-process series belongs to: its PID and start time,
 /// so a restarted process or a reused PID is a new series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -169,7 +164,6 @@ pub struct Latest {
 /// Bounded history of passes (see the module docs).
 pub struct History {
     options: HistoryOptions,
-    hint: Option<CounterHint>,
     /// Collection time of each retained tick, Unix seconds.
     times: Ring,
     /// The number the next recorded tick gets.
@@ -193,7 +187,6 @@ impl History {
         History {
             times: Ring::new(options.points),
             options,
-            hint: None,
             next_tick: 0,
             stats: HashMap::new(),
             series: 0,
@@ -202,11 +195,6 @@ impl History {
             declared: stats_core::kinds::Kinds::new(),
             our_gauges: std::collections::HashSet::new(),
         }
-    }
-
-    /// Uses `hint` to tell counters from gauges where it knows.
-    pub fn set_counter_hint(&mut self, hint: CounterHint) {
-        self.hint = Some(hint);
     }
 
     /// The limits.
@@ -253,10 +241,7 @@ impl History {
 
     /// Whether `name` is taken as a counter (see the module docs).
     pub fn is_counter(&self, name: &str) -> bool {
-        self.hint
-            .as_ref()
-            .and_then(|hint| hint(name))
-            .or_else(|| crate::retention::is_counter_line(&self.declared, name))
+        crate::retention::is_counter_line(&self.declared, name)
             .or_else(|| self.our_gauges.contains(name).then_some(false))
             .unwrap_or_else(|| self.stats.get(name).is_some_and(|stat| !stat.decreased))
     }

@@ -288,7 +288,9 @@ fn rates_across_a_restart_never_go_negative() {
 #[test]
 fn a_counter_reset_within_a_process_counts_its_new_value() {
     let mut history = History::new(options(100, 100));
-    history.set_counter_hint(Box::new(|name| Some(name == "c")));
+    history
+        .declared
+        .declare("c", stats_core::kinds::WireKind::Counter);
     let p = key(5, 10);
     for (i, value) in [100.0, 150.0, 4.0, 10.0].into_iter().enumerate() {
         tick(
