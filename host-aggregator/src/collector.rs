@@ -58,7 +58,7 @@ impl Collector {
     }
 
     /// Merges stats matched by `overrides` by their rule instead of their
-    /// kind (see [`crate::rules`]).
+    /// kind (see [`crate::MergeOverrides`]).
     pub fn with_overrides(mut self, overrides: MergeOverrides) -> Collector {
         self.overrides = overrides;
         self

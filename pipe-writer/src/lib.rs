@@ -61,7 +61,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 // Without the `writer` feature only the directory rules, the `/proc`
 // figures and the error type are built: what the aggregator shares.

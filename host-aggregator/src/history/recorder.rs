@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// A thread that runs `tick` every interval on a fixed schedule (a slow
 /// tick delays the next one, never shifts every later one) until dropped.
-/// `serve` records a pass into its [`History`] on each tick.
+/// `serve` records a pass into its [`History`](super::History) on each tick.
 pub struct Recorder {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
