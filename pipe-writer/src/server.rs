@@ -374,7 +374,7 @@ impl Server {
         self.shared.stop.store(true, SeqCst);
         // A reader of our own releases the thread from its blocking open; it
         // stays open until the join, or the wake-up can be lost
-        // (FIFO-NOTES.md).
+        // (docs/FIFO.md).
         let waker = lock(&self.shared.current)
             .as_ref()
             .and_then(|fifo| fifo.open_wake_reader().ok());
@@ -475,7 +475,7 @@ impl ServeLoop {
                 // moment reads end-of-file.
                 return Ok(());
             }
-            // Replace before writing (FIFO-NOTES.md, the duplicate trap):
+            // Replace before writing (docs/FIFO.md, the duplicate trap):
             // readers from now on open another FIFO, so this writer never
             // reopens the one its reader is still reading.
             let swapped = {

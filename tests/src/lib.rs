@@ -1,6 +1,5 @@
 //! Shared helpers for the end-to-end tests in `tests/tests/`.
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 pub mod archive;
 pub mod bindings;
