@@ -57,7 +57,12 @@
 //!
 //! server.stop()?; // joins the serving thread and removes the FIFO
 //! assert!(!path.exists());
-//! std::fs::remove_dir(&dir)?;
+//! // Only our private spare directory is left (shared by our writers).
+//! for entry in std::fs::read_dir(&dir)? {
+//!     let name = entry?.file_name();
+//!     assert!(name.to_string_lossy().starts_with(pipe_writer::SPARE_DIR_PREFIX), "{name:?}");
+//! }
+//! std::fs::remove_dir_all(&dir)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
