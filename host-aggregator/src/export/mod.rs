@@ -51,20 +51,45 @@ use stats_core::Value;
 
 use crate::{Pass, Source};
 
+/// What a format is, apart from how it renders: the one place its
+/// name, help line, path and content type are written.
+#[derive(Debug)]
+pub struct FormatInfo {
+    /// Its name for `dump --format` (lower case, one word).
+    pub name: &'static str,
+    /// One line for `dump --help`.
+    pub about: &'static str,
+    /// The path `serve` answers it at, if it is served.
+    pub path: Option<&'static str>,
+    /// The HTTP `Content-Type` of its output.
+    pub content_type: &'static str,
+}
+
 /// One output format of a read pass: what every module here offers.
 pub trait Format: Sync {
-    /// Its name for `dump --format` (lower case, one word).
-    fn name(&self) -> &'static str;
-    /// One line for `dump --help`.
-    fn about(&self) -> &'static str;
-    /// The path `serve` answers it at, if it is served.
-    fn path(&self) -> Option<&'static str>;
-    /// The HTTP `Content-Type` of its output.
-    fn content_type(&self) -> &'static str;
+    /// Its name, help line, path and content type.
+    fn info(&self) -> &'static FormatInfo;
     /// The host-wide view of `pass`.
     fn render(&self, pass: &Pass) -> Vec<u8>;
     /// One source of `pass` (`dump --pid`).
     fn render_source(&self, pass: &Pass, source: &Source) -> Vec<u8>;
+
+    /// [`FormatInfo::name`].
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
+    /// [`FormatInfo::about`].
+    fn about(&self) -> &'static str {
+        self.info().about
+    }
+    /// [`FormatInfo::path`].
+    fn path(&self) -> Option<&'static str> {
+        self.info().path
+    }
+    /// [`FormatInfo::content_type`].
+    fn content_type(&self) -> &'static str {
+        self.info().content_type
+    }
 }
 
 /// Every output format, in the order `dump --help` lists them. The one
@@ -139,6 +164,38 @@ fn control_len(bytes: &[u8], at: usize) -> usize {
     }
 }
 
+/// Appends `text` byte by byte: `escape(buf, bytes, at)` writes the
+/// format's escape for the byte at `at` and returns `true`, or returns
+/// `false` to leave it to the default, which copies the byte, or writes
+/// `_` for a whole control character ([`control_len`]). The one walker
+/// behind the Prometheus and InfluxDB escapers, so neither can let a raw
+/// control through.
+#[inline]
+fn escape_with(
+    buf: &mut Vec<u8>,
+    text: &str,
+    mut escape: impl FnMut(&mut Vec<u8>, &[u8], usize) -> bool,
+) {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        if escape(buf, bytes, at) {
+            at += 1;
+            continue;
+        }
+        match control_len(bytes, at) {
+            0 => {
+                buf.push(bytes[at]);
+                at += 1;
+            }
+            control => {
+                buf.push(b'_');
+                at += control;
+            }
+        }
+    }
+}
+
 /// Test helper: whether `bytes` holds a byte below 0x20 other than `\n`,
 /// DEL, or a C1 control.
 #[cfg(test)]
@@ -167,17 +224,13 @@ mod tests {
     struct Count;
 
     impl Format for Count {
-        fn name(&self) -> &'static str {
-            "count"
-        }
-        fn about(&self) -> &'static str {
-            "How many stats."
-        }
-        fn path(&self) -> Option<&'static str> {
-            Some("/count")
-        }
-        fn content_type(&self) -> &'static str {
-            "text/plain"
+        fn info(&self) -> &'static FormatInfo {
+            &FormatInfo {
+                name: "count",
+                about: "How many stats.",
+                path: Some("/count"),
+                content_type: "text/plain",
+            }
         }
         fn render(&self, pass: &Pass) -> Vec<u8> {
             format!("{}\n", pass.merged.len()).into_bytes()
