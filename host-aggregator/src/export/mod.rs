@@ -47,7 +47,11 @@ pub mod text;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+// Every format writes numbers as the wire format does, with its own
+// spellings for NaN and the infinities.
+#[cfg(test)]
 use stats_core::Value;
+use stats_core::format::write_number;
 
 use crate::{Pass, Source};
 
@@ -125,22 +129,6 @@ impl std::fmt::Debug for dyn Format {
 pub fn unix_seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64())
-}
-
-/// Appends a number the way every format here wants it: an integer exact
-/// (`itoa`), a finite float as the shortest text that reads back to the same
-/// bits and always has a `.` or an exponent (`ryu`: `3.0`, `1e-7`), and the
-/// given spellings for NaN, +infinity and -infinity.
-fn write_number(buf: &mut Vec<u8>, value: Value, [nan, inf, neg_inf]: [&str; 3]) {
-    match value {
-        Value::Int(i) => buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
-        Value::Float(f) if f.is_finite() => {
-            buf.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
-        }
-        Value::Float(f) if f.is_nan() => buf.extend_from_slice(nan.as_bytes()),
-        Value::Float(f) if f > 0.0 => buf.extend_from_slice(inf.as_bytes()),
-        Value::Float(_) => buf.extend_from_slice(neg_inf.as_bytes()),
-    }
 }
 
 /// How many bytes of `bytes` from `at` on make a control character: 1 for
