@@ -57,7 +57,8 @@
 //!
 //! server.stop()?; // joins the serving thread and removes the FIFO
 //! assert!(!path.exists());
-//! std::fs::remove_dir(&dir)?;
+//! // The private spare directory (`.spares-<uid>`) stays for other servers.
+//! std::fs::remove_dir_all(&dir)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]

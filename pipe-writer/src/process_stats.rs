@@ -204,9 +204,10 @@ pub const OPEN_FDS: &str = "process.open_fds";
 /// See [`RSS_BYTES`]; a `#max` (host-wide: the oldest live process).
 pub const UPTIME_SECONDS: &str = "process.uptime_seconds";
 
-/// How often a writer that is being read re-reads its own figures (on its
-/// orphan-sweeper thread, not on a reader's clock): the figures in a
-/// snapshot are at most about this old. Uptime is exact: it is worked out
+/// How often at most a writer that is being read re-reads its own figures
+/// (on its orphan-sweeper thread when it wakes for a probe, not on a
+/// reader's clock): read once a second, the figures in a snapshot are about
+/// this old, and never older than [`STALE`]. Uptime is exact: it is worked out
 /// when the snapshot is.
 pub(crate) const REFRESH: Duration = Duration::from_secs(1);
 
@@ -262,12 +263,6 @@ impl OwnFigures {
             self.refresh();
         }
         wanted
-    }
-
-    /// Whether a snapshot used the figures since the last background
-    /// refresh (the sweeper keeps its refresh tick only while one did).
-    pub(crate) fn is_wanted(&self) -> bool {
-        self.wanted.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Latest> {
@@ -415,14 +410,11 @@ mod tests {
     #[test]
     fn figures_are_refreshed_in_the_background_only_while_used() {
         let own = OwnFigures::default();
-        assert!(!own.is_wanted());
         assert!(!own.refresh_if_wanted(), "nobody used them: no read");
         // The first snapshot reads them on the spot.
         let lines = own.lines();
         assert!(lines.iter().flatten().any(|l| l.name == THREADS));
-        assert!(own.is_wanted());
         assert!(own.refresh_if_wanted());
-        assert!(!own.is_wanted());
         assert!(!own.refresh_if_wanted());
     }
 }

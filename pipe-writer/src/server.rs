@@ -204,6 +204,7 @@ impl Builder {
             current: first,
             snapshotter: Snapshotter::new(self.source, pid, seq, own),
             retire,
+            sweeper: sweeping.thread().clone(),
         };
         let serving = std::thread::Builder::new()
             .name("stats-pipe".into())
@@ -294,7 +295,8 @@ impl Server {
 
     /// Checks that readers of [`Server::path`] still reach this server; call
     /// it now and then to keep a pipe published (the `pipe-writer` binary
-    /// does once a second and serves afresh when it fails). It checks that
+    /// does whenever its pipe directory changes, or once a second where it
+    /// cannot watch the directory, and serves afresh when it fails). It checks that
     /// the serving thread runs, that the directory at its path may still be
     /// trusted ([`check_dir`]), and that the path names the very FIFO this
     /// server serves now: a FIFO of another user there is a squat, never
@@ -435,6 +437,8 @@ struct ServeLoop {
     current: Arc<Fifo>,
     snapshotter: Snapshotter,
     retire: Sender<Retired>,
+    /// The orphan sweeper, unparked only by a flood of retirements.
+    sweeper: std::thread::Thread,
 }
 
 impl ServeLoop {
@@ -502,6 +506,9 @@ impl ServeLoop {
                     closed_at: Instant::now(),
                     may_serve: sent != Sent::Stalled,
                 });
+                if self.retire.len() > sweep::MAX_RETIRED {
+                    self.sweeper.unpark();
+                }
             }
         }
     }
