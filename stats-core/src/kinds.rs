@@ -163,6 +163,10 @@ pub struct KindsCache {
     /// Kind-line names, each ending in `\n` → the kinds they declare, and
     /// whether a source used them since the last [`KindsCache::sweep`].
     by_text: HashMap<Box<[u8]>, (Kinds, bool), foldhash::fast::RandomState>,
+    /// Whole blocks of kind lines, as sent (`#counter requests: 1\n...`),
+    /// that parsed cleanly → the kinds they declare, and whether used since
+    /// the last sweep: a block seen again is not parsed again.
+    by_block: HashMap<Box<[u8]>, (Kinds, bool), foldhash::fast::RandomState>,
 }
 
 impl KindsCache {
@@ -194,10 +198,28 @@ impl KindsCache {
         kinds
     }
 
-    /// Forgets the texts not asked for since the last sweep (call it once
-    /// per read pass).
+    /// The kinds of a block of whole kind lines, as sent, if
+    /// [`KindsCache::remember_block`] was told of the same bytes.
+    pub fn known_block(&mut self, block: &[u8]) -> Option<Kinds> {
+        let (kinds, used) = self.by_block.get_mut(block)?;
+        *used = true;
+        Some(kinds.clone())
+    }
+
+    /// Remembers that `block`, whole kind lines as sent, every one of them
+    /// good, declares `kinds` (the caller parsed it).
+    pub fn remember_block(&mut self, block: &[u8], kinds: &Kinds) {
+        if self.by_block.len() >= KINDS_CACHE_LIMIT {
+            self.by_block.clear();
+        }
+        self.by_block.insert(block.into(), (kinds.clone(), true));
+    }
+
+    /// Forgets the texts and blocks not asked for since the last sweep
+    /// (call it once per read pass).
     pub fn sweep(&mut self) {
         self.by_text.retain(|_, (_, used)| std::mem::take(used));
+        self.by_block.retain(|_, (_, used)| std::mem::take(used));
     }
 
     /// Distinct texts held.
