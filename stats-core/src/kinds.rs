@@ -4,7 +4,7 @@
 //! gauge (a foreign writer's stats are all gauges): summed over live
 //! processes, gone when its process is.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::format::write_line;
@@ -145,6 +145,11 @@ impl Kinds {
 /// without bound.
 const KINDS_CACHE_LIMIT: usize = 1024;
 
+/// Names a [`KindsCache`] interns at most; past it, new names are allocated
+/// each time (a writer making ever new names cannot grow the table, only
+/// its own snapshots).
+const NAMES_LIMIT: usize = 1 << 20;
+
 /// Builds [`Kinds`] once per distinct text of kind lines and hands out
 /// shared copies: a reader of a thousand processes of one program holds one
 /// set of declarations, not a thousand, and parses them once.
@@ -167,6 +172,9 @@ pub struct KindsCache {
     /// that parsed cleanly → the kinds they declare, and whether used since
     /// the last sweep: a block seen again is not parsed again.
     by_block: HashMap<Box<[u8]>, (Kinds, bool), foldhash::fast::RandomState>,
+    /// Stat names interned across sources: a thousand processes of one
+    /// program send the same names, held once ([`KindsCache::intern`]).
+    names: HashSet<Arc<str>, foldhash::fast::RandomState>,
 }
 
 impl KindsCache {
@@ -215,11 +223,26 @@ impl KindsCache {
         self.by_block.insert(block.into(), (kinds.clone(), true));
     }
 
-    /// Forgets the texts and blocks not asked for since the last sweep
-    /// (call it once per read pass).
+    /// `name` as a shared string: the one held already if any snapshot
+    /// still alive has that name, so parsing a stat costs a hash lookup,
+    /// not an allocation, and a thousand sources hold one copy of it.
+    pub fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(held) = self.names.get(name) {
+            return Arc::clone(held);
+        }
+        let fresh: Arc<str> = Arc::from(name);
+        if self.names.len() < NAMES_LIMIT {
+            self.names.insert(Arc::clone(&fresh));
+        }
+        fresh
+    }
+
+    /// Forgets the texts and blocks not asked for since the last sweep, and
+    /// the names no snapshot holds any more (call it once per read pass).
     pub fn sweep(&mut self) {
         self.by_text.retain(|_, (_, used)| std::mem::take(used));
         self.by_block.retain(|_, (_, used)| std::mem::take(used));
+        self.names.retain(|name| Arc::strong_count(name) > 1);
     }
 
     /// Distinct texts held.

@@ -1,5 +1,7 @@
 //! `Snapshot`: every stat of one source at one moment, sorted by name.
 
+use std::sync::Arc;
+
 use crate::format::write_line;
 use crate::kinds::{Kinds, KindsCache, parse_kind_line};
 use crate::name::is_metadata;
@@ -10,7 +12,7 @@ use crate::value::Value;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     /// The stat's name (valid: see [`crate::name`]).
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// Its value.
     pub value: Value,
 }
@@ -63,7 +65,7 @@ impl Snapshot {
     /// Reads `name: value` lines, skipping metadata (`#...`) lines and
     /// counting bad ones. Lines longer than `max_line` bytes are skipped.
     pub fn parse(bytes: &[u8], max_line: usize) -> (Snapshot, ErrorLog) {
-        Snapshot::parse_noting_metadata(bytes, max_line, |_| {})
+        Snapshot::parse_parts(&[bytes], 0, max_line, |name| Arc::from(name), |_| {})
     }
 
     /// Like [`Snapshot::parse`], also keeping the kind declarations
@@ -97,6 +99,7 @@ impl Snapshot {
                 &[&bytes[..block.bytes.start], &bytes[block.bytes.end..]],
                 block.lines,
                 max_line,
+                |name| cache.intern(name),
                 |name| elsewhere |= parse_kind_line(name).is_some(),
             );
             if !elsewhere {
@@ -105,13 +108,19 @@ impl Snapshot {
         }
         let mut kind_lines = Vec::new();
         let mut declared = 0;
-        let (snapshot, errors) = Snapshot::parse_noting_metadata(bytes, max_line, |name| {
-            if parse_kind_line(name).is_some() {
-                kind_lines.extend_from_slice(name.as_bytes());
-                kind_lines.push(b'\n');
-                declared += 1;
-            }
-        });
+        let (snapshot, errors) = Snapshot::parse_parts(
+            &[bytes],
+            0,
+            max_line,
+            |name| cache.intern(name),
+            |name| {
+                if parse_kind_line(name).is_some() {
+                    kind_lines.extend_from_slice(name.as_bytes());
+                    kind_lines.push(b'\n');
+                    declared += 1;
+                }
+            },
+        );
         let kinds = cache.get(&kind_lines);
         // Remembered only when parsing it gave exactly what skipping it will:
         // every line of the block a good kind line, and no other anywhere.
@@ -125,25 +134,37 @@ impl Snapshot {
     }
 
     /// Parses `parts` as one stream with `skipped` lines left out between
-    /// the first part and the second (line numbers count them).
+    /// the first part and the second (line numbers count them): stats kept
+    /// under the names `intern` gives, each metadata (`#`) line's name
+    /// handed to `metadata`, bad lines counted.
     fn parse_parts(
         parts: &[&[u8]],
         skipped: u64,
         max_line: usize,
+        mut intern: impl FnMut(&str) -> Arc<str>,
         mut metadata: impl FnMut(&str),
     ) -> (Snapshot, ErrorLog) {
         let mut parser = Parser::new(max_line);
+        // One entry per line at most, not counting metadata lines (our
+        // writer's kind lines can be half of them, and a reader holds a
+        // thousand snapshots): no regrowth while parsing, little slack.
         let lines: usize = parts
             .iter()
             .map(|p| memchr::memchr_iter(b'\n', p).count())
             .sum();
-        let mut entries = Vec::with_capacity(lines + 1);
+        let metadata_lines: usize = parts
+            .iter()
+            .map(|p| {
+                memchr::memmem::find_iter(p, b"\n#").count() + usize::from(p.first() == Some(&b'#'))
+            })
+            .sum();
+        let mut entries = Vec::with_capacity((lines + 1).saturating_sub(metadata_lines));
         let mut keep = |name: &str, value: Value| {
             if is_metadata(name) {
                 metadata(name);
             } else {
                 entries.push(Entry {
-                    name: name.to_owned(),
+                    name: intern(name),
                     value,
                 });
             }
@@ -158,40 +179,10 @@ impl Snapshot {
         (Snapshot::from_entries(entries), parser.take_errors())
     }
 
-    /// The one parse loop: stats kept, each metadata (`#`) line's name
-    /// handed to `metadata`, bad lines counted.
-    fn parse_noting_metadata(
-        bytes: &[u8],
-        max_line: usize,
-        mut metadata: impl FnMut(&str),
-    ) -> (Snapshot, ErrorLog) {
-        let mut parser = Parser::new(max_line);
-        // One entry per line at most, not counting metadata lines (our
-        // writer's kind lines can be half of them, and a reader holds a
-        // thousand snapshots): no regrowth while parsing, little slack.
-        let metadata_lines = memchr::memmem::find_iter(bytes, b"\n#").count()
-            + usize::from(bytes.first() == Some(&b'#'));
-        let lines = memchr::memchr_iter(b'\n', bytes).count() + 1;
-        let mut entries = Vec::with_capacity(lines - metadata_lines);
-        let mut keep = |name: &str, value: Value| {
-            if is_metadata(name) {
-                metadata(name);
-            } else {
-                entries.push(Entry {
-                    name: name.to_owned(),
-                    value,
-                });
-            }
-        };
-        parser.feed(bytes, &mut keep);
-        parser.finish(&mut keep);
-        (Snapshot::from_entries(entries), parser.take_errors())
-    }
-
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<Value> {
         self.entries
-            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .binary_search_by(|e| (*e.name).cmp(name))
             .ok()
             .map(|i| self.entries[i].value)
     }
@@ -208,7 +199,7 @@ impl Snapshot {
 
     /// Iterates `(name, value)` in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Value)> {
-        self.entries.iter().map(|e| (e.name.as_str(), e.value))
+        self.entries.iter().map(|e| (&*e.name, e.value))
     }
 
     /// Number of stats.
@@ -396,5 +387,19 @@ mod tests {
         assert_eq!((b.bytes, b.lines), (8..18, 1));
         // A last line with no newline is not part of a block.
         assert_eq!(kind_block(b"#counter a: 1"), None);
+    }
+
+    #[test]
+    fn names_are_interned_across_sources_until_no_snapshot_holds_them() {
+        let mut cache = KindsCache::new();
+        let (a, _, _) = Snapshot::parse_with_kinds_cached(b"x y: 1\nz: 2\n", 4096, &mut cache);
+        let (b, _, _) = Snapshot::parse_with_kinds_cached(b"x y: 3\n", 4096, &mut cache);
+        assert!(Arc::ptr_eq(&a.entries()[0].name, &b.entries()[0].name));
+        assert_eq!(b.get("x y"), Some(Value::Int(3)));
+        drop((a, b));
+        cache.sweep();
+        // Nothing holds them: a new parse makes fresh ones.
+        let (c, _, _) = Snapshot::parse_with_kinds_cached(b"x y: 4\n", 4096, &mut cache);
+        assert_eq!(Arc::strong_count(&c.entries()[0].name), 2);
     }
 }
