@@ -24,8 +24,8 @@
 //! a second by the bare reader (`paced-bare`), then ours by `GET /stats`
 //! once a second (`paced-stats`, the aggregator's pace), then nobody reads
 //! either (`idle`). CPU is the sum over every thread of every writer process
-//! (`/proc/<pid>/task/*/schedstat`, nanoseconds), as is the count of times
-//! a writer thread was scheduled in (its wake-ups).
+//! (`/proc/<pid>/task/*/schedstat`, nanoseconds), as are the wake-ups (each
+//! thread's voluntary context switches: sleeps that ended).
 //!
 //! Prints `pass <reader> N <median ms> <best ms> <cpu ms per pass> <peak RSS
 //! KiB>` per reader and `writers <phase> <set> N <cpu ms per s> <wake-ups
@@ -91,24 +91,36 @@ fn peak_rss_kib(pid: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time (ns) and times scheduled in, summed over every thread of `pid`.
+/// CPU time (ns, `schedstat`) and wake-ups (voluntary context switches:
+/// each a sleep that ended; a `sched_yield` is not one), summed over every
+/// thread of `pid`.
 fn task_totals(pid: u32) -> (u64, u64) {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return (0, 0);
     };
-    let (mut ns, mut runs) = (0, 0);
+    let (mut ns, mut sleeps) = (0, 0);
     for task in tasks.flatten() {
-        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
-            continue;
-        };
-        let mut fields = text
-            .split_whitespace()
-            .map(|f| f.parse::<u64>().unwrap_or(0));
-        ns += fields.next().unwrap_or(0);
-        fields.next();
-        runs += fields.next().unwrap_or(0);
+        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+            ns += text
+                .split_whitespace()
+                .next()
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        if let Ok(text) = std::fs::read_to_string(task.path().join("status")) {
+            sleeps += text
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
     }
-    (ns, runs)
+    (ns, sleeps)
+}
+
+/// CPU time of every thread of `pid` (ns).
+fn cpu_ns(pid: u32) -> u64 {
+    task_totals(pid).0
 }
 
 fn set_totals(pids: &[u32]) -> (u64, u64) {
@@ -431,10 +443,10 @@ fn main() {
     for _ in 0..passes {
         // stats: the aggregator's CPU, all its threads.
         std::thread::sleep(pause);
-        let (clock, before) = (Instant::now(), task_totals(serve_pid).0);
+        let (clock, before) = (Instant::now(), cpu_ns(serve_pid));
         get_stats(addr);
         rows[0].1.walls.push(clock.elapsed());
-        rows[0].1.cpu += Duration::from_nanos(task_totals(serve_pid).0 - before);
+        rows[0].1.cpu += Duration::from_nanos(cpu_ns(serve_pid) - before);
         std::thread::sleep(pause);
         dump(Some(&mut rows[1].1));
         // One pass alive at a time, as in `dump`: peak RSS is one pass's.
