@@ -387,9 +387,10 @@ fn main() {
         .spawn()
         .expect("host-aggregator serve");
     let mut line = String::new();
-    BufReader::new(serve.stdout.take().expect("serve stdout"))
-        .read_line(&mut line)
-        .expect("serve's address");
+    let mut said = BufReader::new(serve.stdout.take().expect("serve stdout"));
+    said.read_line(&mut line).expect("serve's address");
+    // Whatever else it says is read and dropped: a closed stdout would end it.
+    std::thread::spawn(move || std::io::copy(&mut said, &mut std::io::sink()));
     let addr: SocketAddr = line
         .trim()
         .strip_prefix("listening on http://")

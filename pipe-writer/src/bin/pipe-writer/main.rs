@@ -49,9 +49,10 @@ LIFETIME:
   cause is reported on stderr and it is served afresh there, with the same
   stats: at once when the directory or a name in it was removed, or the
   directory's mode or owner changed (inotify; a FIFO renamed away or over by
-  hand, which only its owner or root can do, goes unnoticed); where no
-  inotify instance is left, the path is checked every second. A watched
-  writer nobody reads wakes for nothing. A FIFO of another user put at the path is
+  hand, which only its owner or root can do, goes unnoticed). Where no
+  inotify instance is left (128 per user by default), the path is checked
+  every second while it is read, and ever less often (up to every 32 s)
+  while nobody reads it. A watched writer nobody reads wakes for nothing. A FIFO of another user put at the path is
   reported (path and user ID) and never written to; serving resumes there
   once it is removed. A pipe directory owned by a user other than root and
   us, or writable by others without the sticky bit, is refused.
@@ -123,9 +124,26 @@ fn print_path_and_close_stdout(path: &Path) -> Result<(), String> {
     nix::unistd::dup2_stdout(&null).map_err(|e| format!("cannot close stdout: {e}"))
 }
 
-/// How often the path is checked to still reach our FIFO when the pipe
-/// directory cannot be watched, or while serving cannot resume.
+/// How often the path is checked to still reach our FIFO while serving
+/// cannot resume, and, where the pipe directory cannot be watched, while
+/// the pipe is being read.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Unwatched and unread, the gap between checks doubles up to this: a
+/// writer nobody reads has nobody to lose (a reader that finds the pipe
+/// again makes the gap 1 s once more), so it notices a lost path within
+/// the time since its last read, at most this.
+const CHECK_IDLE_MAX: Duration = Duration::from_secs(32);
+
+/// How long a change in the pipe directory settles before the check.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Every reader handed something: a read since the last check.
+fn reads(server: Option<&pipe_writer::Server>) -> u64 {
+    server.map_or(0, |s| {
+        let stats = s.stats();
+        stats.snapshots + stats.readers_gone + stats.stalls + stats.write_errors
+    })
+}
 
 /// What of the pipe directory is watched: everything that can cut readers
 /// off from our FIFO (the directory removed or renamed, its mode or owner
@@ -250,19 +268,48 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
+    let (mut gap, mut reads_seen) = (CHECK_EVERY, 0);
+    // An event taken while a directory change settled.
+    let mut pending = None;
     let code = loop {
         // Watched, a writer nobody reads wakes for nothing; otherwise the
-        // path is checked every second.
-        let event = if watching {
+        // path is checked every second while it is read or lost, and ever
+        // less often while nobody reads it.
+        let event = if let Some(event) = pending.take() {
+            Ok(event)
+        } else if watching {
             inbox.recv().map_err(|_| RecvTimeoutError::Disconnected)
         } else {
-            inbox.recv_timeout(CHECK_EVERY)
+            inbox.recv_timeout(gap)
         };
         match event {
             Err(RecvTimeoutError::Timeout) | Ok(Event::DirChanged) => {
+                if matches!(event, Ok(Event::DirChanged)) {
+                    // Let a burst settle (`rm -r` of the directory is one
+                    // event per name), and let whoever removed a name put
+                    // what they meant there first, as a timed check would.
+                    std::thread::sleep(SETTLE);
+                    loop {
+                        match inbox.try_recv() {
+                            Ok(Event::DirChanged) => {}
+                            Ok(other) => {
+                                pending = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
                 serve_again_if_unreachable(&mut server, &builder);
                 // Again after every check: the directory may be a new one.
                 watching = watch_dir(watch.as_deref(), server.as_ref());
+                let now_seen = reads(server.as_ref());
+                gap = if server.is_none() || now_seen != reads_seen {
+                    CHECK_EVERY
+                } else {
+                    (gap * 2).min(CHECK_IDLE_MAX)
+                };
+                reads_seen = now_seen;
             }
             Ok(Event::WatchFailed) => {
                 watch = None;
