@@ -225,6 +225,65 @@ pub(crate) struct OwnFigures {
     latest: Mutex<Latest>,
     /// A snapshot used the figures since the last background refresh.
     wanted: AtomicBool,
+    /// `/proc/self/stat` and `/proc/self/fd`, opened at the first refresh
+    /// and kept: a refresh is then one `pread` and one listing, with no
+    /// path lookup in `/proc` (issue 15: a lighter writer).
+    files: Mutex<Option<SelfFiles>>,
+}
+
+/// What a refresh reads, kept open.
+struct SelfFiles {
+    stat: std::fs::File,
+    fds: nix::dir::Dir,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for SelfFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SelfFiles")
+    }
+}
+
+impl SelfFiles {
+    fn open() -> Option<SelfFiles> {
+        let stat = std::fs::File::open("/proc/self/stat").ok()?;
+        let fds = nix::dir::Dir::open(
+            "/proc/self/fd",
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        Some(SelfFiles {
+            stat,
+            fds,
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    /// The figures now; `None` if `/proc/self/stat` cannot be read.
+    fn read(&mut self) -> Option<Figures> {
+        use std::os::unix::fs::FileExt;
+        // A proc file is generated afresh by each read from offset 0.
+        self.buf.clear();
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = self.stat.read_at(&mut chunk, self.buf.len() as u64).ok()?;
+            if n == 0 {
+                break;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        let fields = StatFields::parse(&self.buf)?;
+        // Every entry but `.`, `..` and the listing's own descriptor (each
+        // `iter` rewinds when it ends, so the next refresh lists afresh).
+        let entries = self.fds.iter().filter(Result::is_ok).count() as u64;
+        Some(Figures {
+            fields,
+            open_fds: Some(entries.saturating_sub(3)),
+        })
+    }
 }
 
 /// What the last read of `/proc/self` gave, and when it was made.
@@ -245,10 +304,21 @@ impl OwnFigures {
     /// Re-reads `/proc/self`; on failure the lines are left out until a
     /// read succeeds again, rather than served stale.
     pub(crate) fn refresh(&self) {
-        let figures = StatFields::read("self").ok().map(|fields| Figures {
-            fields,
-            open_fds: count_entries("/proc/self/fd").map(|n| n.saturating_sub(1)),
-        });
+        let figures = {
+            let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+            if files.is_none() {
+                *files = SelfFiles::open();
+            }
+            match files.as_mut().map(SelfFiles::read) {
+                Some(Some(figures)) => Some(figures),
+                // Opened but unreadable: opened again next time.
+                Some(None) => {
+                    *files = None;
+                    None
+                }
+                None => None,
+            }
+        };
         *self.lock() = Latest {
             figures,
             read_at: Some(Instant::now()),

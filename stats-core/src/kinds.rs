@@ -7,9 +7,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::format::write_line;
-use crate::value::Value;
-
 /// What a reader must know about a stat to merge it right.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WireKind {
@@ -42,14 +39,15 @@ impl WireKind {
     }
 }
 
-/// Appends `#<kind> <name>: 1`.
+/// Appends `#<kind> <name>: 1` (the bytes of
+/// [`crate::format::write_line`]`("#<kind> <name>", 1)`, with no allocation: a writer
+/// renders every declaration in every snapshot).
 pub fn write_kind_line(buf: &mut Vec<u8>, kind: WireKind, name: &str) {
-    let mut line_name = String::with_capacity(name.len() + 12);
-    line_name.push('#');
-    line_name.push_str(kind.word());
-    line_name.push(' ');
-    line_name.push_str(name);
-    write_line(buf, &line_name, Value::Int(1));
+    buf.push(b'#');
+    buf.extend_from_slice(kind.word().as_bytes());
+    buf.push(b' ');
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b": 1\n");
 }
 
 /// Reads a metadata line's name as a kind declaration, if it is one.
@@ -259,6 +257,7 @@ impl KindsCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::Value;
 
     #[test]
     fn kind_lines_round_trip_and_stay_plain_lines() {
