@@ -24,9 +24,12 @@
 //! The thread parks until the next probe is due and is never woken by the
 //! serving thread to learn of a retirement (a send to a channel with no
 //! waiting receiver is a plain push): every later retirement is due later.
-//! Only when it watches nothing does it block on the channel, and only a
-//! flood of retirements ([`MAX_RETIRED`]) unparks it early. A writer
-//! nobody reads makes no wake-up at all.
+//! When its last watch ends it stays parked one [`ORPHAN_WAIT`] more (a
+//! writer read once a second retires its next FIFO meanwhile, unseen), and
+//! only then, watching nothing, blocks on the channel: one wake-up per read
+//! of a writer read once a second. Only a flood of retirements
+//! ([`MAX_RETIRED`]) unparks it early. A writer nobody reads makes no
+//! wake-up at all.
 //!
 //! The writer side cannot always tell an orphan from a slow reader still
 //! finishing the snapshot it was served. A reader found while bytes of the
@@ -122,9 +125,20 @@ pub(crate) fn run(
         next_probe: retired.closed_at + ORPHAN_WAIT,
         retired,
     };
+    // Whether the last watch just ended (see below).
+    let mut expecting = false;
     loop {
         let mut hung_up = false;
         match watched.front() {
+            // The last watch just ended: a writer read once a second retires
+            // its next FIFO within the second, so wait that long parked
+            // (that retirement is a plain push, no wake-up) rather than on
+            // the channel, which the next retirement would wake: one
+            // wake-up per read, not two.
+            None if expecting => {
+                expecting = false;
+                std::thread::park_timeout(ORPHAN_WAIT);
+            }
             // Nothing to watch and nobody reading: sleep until the next
             // retirement (a read), with no wake-up in between.
             None => match inbox.recv() {
@@ -166,7 +180,9 @@ pub(crate) fn run(
                 sweeper.probe(&mut w.retired, settled);
             }
         }
+        let mut probed = false;
         while watched.front().is_some_and(|w| w.next_probe <= now) {
+            probed = true;
             let Some(mut w) = watched.pop_front() else {
                 break;
             };
@@ -175,6 +191,9 @@ pub(crate) fn run(
                 w.next_probe = now + ORPHAN_WAIT;
                 watched.push_back(w);
             }
+        }
+        if watched.is_empty() && probed {
+            expecting = true;
         }
         if let Some(own) = own
             && now >= next_refresh
