@@ -7,7 +7,8 @@
 //! thread had written X and closed it, waits for a writer that never comes
 //! (FIFO-NOTES.md: two `cat`s stuck 15 minutes). The serving thread hands
 //! every retired FIFO to this thread, which opens it again once, with
-//! `O_WRONLY | O_NONBLOCK`, [`ORPHAN_WAIT`] after its snapshot: `ENXIO`
+//! `O_WRONLY | O_NONBLOCK`, [`EARLIEST_PROBE`] to about two seconds after
+//! its snapshot (see below): `ENXIO`
 //! means nobody is there (the FIFO is then drained, ready to go back to
 //! our path); success means a reader is, and it gets a snapshot of its own.
 //!
@@ -24,10 +25,12 @@
 //! The thread parks until the next probe is due and is never woken by the
 //! serving thread to learn of a retirement (a send to a channel with no
 //! waiting receiver is a plain push): every later retirement is due later.
-//! When its last watch ends it stays parked one [`ORPHAN_WAIT`] more (a
-//! writer read once a second retires its next FIFO meanwhile, unseen), and
-//! only then, watching nothing, blocks on the channel: one wake-up per read
-//! of a writer read once a second. Only a flood of retirements
+//! When its last watch ends it stays parked two [`ORPHAN_WAIT`]s more (a
+//! writer read once a second retires its next FIFOs meanwhile, unseen), and
+//! only then, watching nothing, blocks on the channel; awake, it probes
+//! every FIFO at least [`EARLIEST_PROBE`] old. So a writer read once a
+//! second wakes it about once every two reads, and an orphan is served
+//! within about two seconds. Only a flood of retirements
 //! ([`MAX_RETIRED`]) unparks it early. A writer nobody reads makes no
 //! wake-up at all.
 //!
@@ -35,9 +38,9 @@
 //! finishing the snapshot it was served. A reader found while bytes of the
 //! snapshot are still unread in the pipe is that slow reader, and is left
 //! alone (an aggregator busy with a thousand pipes). A reader found with
-//! the pipe empty a whole [`ORPHAN_WAIT`] after its snapshot is taken for an
-//! orphan and served, unless the FIFO's readers stalled; a reader that has
-//! read everything but is still attached a second later (a `cat` blocked on
+//! the pipe empty at least [`EARLIEST_PROBE`] after its snapshot is taken
+//! for an orphan and served, unless the FIFO's readers stalled; a reader
+//! that has read everything but is still attached that much later (a `cat` blocked on
 //! a slow terminal) can so be sent one extra snapshot (its read shows two
 //! envelopes: recognisably not one complete snapshot); never more than one.
 //!
@@ -64,6 +67,10 @@ use crate::snapshot::Snapshotter;
 /// How long after a FIFO's last snapshot it is probed for an orphan: the
 /// readers it was served to have left by then, and an orphan has come.
 pub(crate) const ORPHAN_WAIT: Duration = Duration::from_secs(1);
+/// A FIFO this old is probed when the thread is awake for another one:
+/// probes are batched, half a second being still long enough for the
+/// readers of its snapshot to have left.
+pub(crate) const EARLIEST_PROBE: Duration = Duration::from_millis(500);
 /// How long a FIFO whose reader is still reading at its probe is watched.
 pub(crate) const KEEP: Duration = Duration::from_secs(5);
 /// How many retired FIFOs wait for their probe at most (each holds one
@@ -90,7 +97,10 @@ pub(crate) struct Retired {
 
 struct Watched {
     retired: Retired,
+    /// When the thread wakes for it.
     next_probe: Instant,
+    /// From when it is probed if the thread is awake anyway.
+    probe_from: Instant,
 }
 
 /// What a probe found.
@@ -123,6 +133,7 @@ pub(crate) fn run(
     let mut next_refresh = Instant::now() + REFRESH;
     let watch = |retired: Retired| Watched {
         next_probe: retired.closed_at + ORPHAN_WAIT,
+        probe_from: retired.closed_at + EARLIEST_PROBE,
         retired,
     };
     // Whether the last watch just ended (see below).
@@ -137,7 +148,7 @@ pub(crate) fn run(
             // wake-up per read, not two.
             None if expecting => {
                 expecting = false;
-                std::thread::park_timeout(ORPHAN_WAIT);
+                std::thread::park_timeout(2 * ORPHAN_WAIT);
             }
             // Nothing to watch and nobody reading: sleep until the next
             // retirement (a read), with no wake-up in between.
@@ -181,7 +192,7 @@ pub(crate) fn run(
             }
         }
         let mut probed = false;
-        while watched.front().is_some_and(|w| w.next_probe <= now) {
+        while watched.front().is_some_and(|w| w.probe_from <= now) {
             probed = true;
             let Some(mut w) = watched.pop_front() else {
                 break;
@@ -189,6 +200,7 @@ pub(crate) fn run(
             let reading = sweeper.probe(&mut w.retired, true) == Found::Reading;
             if reading && now - w.retired.closed_at < KEEP {
                 w.next_probe = now + ORPHAN_WAIT;
+                w.probe_from = w.next_probe;
                 watched.push_back(w);
             }
         }
