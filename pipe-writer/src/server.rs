@@ -105,9 +105,9 @@ impl Builder {
     /// default): `process.rss_bytes`, `process.cpu_seconds`,
     /// `process.threads`, `process.open_fds` and `process.uptime_seconds`
     /// (see [`crate::process_stats`]). They are read from `/proc/self` in the
-    /// background, once a second while the pipe is being read, so they are
-    /// at most about a second old (uptime is exact); only the first snapshot
-    /// after a pause of over 2 s reads them itself.
+    /// background, at most once a second, when the orphan sweeper wakes
+    /// after reads, so they are at most 2 s old (uptime is exact): a
+    /// snapshot that would carry older figures reads them itself.
     pub fn process_stats(mut self, on: bool) -> Builder {
         self.process_stats = on;
         self
