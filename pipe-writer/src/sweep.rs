@@ -5,7 +5,7 @@
 //! A reader whose path lookup found FIFO X just before the serving thread
 //! swapped a spare in over it, but whose `open` completed only after the
 //! thread had written X and closed it, waits for a writer that never comes
-//! (FIFO-NOTES.md: two `cat`s stuck 15 minutes). The serving thread hands
+//! (docs/FIFO.md: two `cat`s stuck 15 minutes). The serving thread hands
 //! every retired FIFO to this thread, which opens it again once, with
 //! `O_WRONLY | O_NONBLOCK`, [`EARLIEST_PROBE`] to about two seconds after
 //! its snapshot (see below): `ENXIO`
