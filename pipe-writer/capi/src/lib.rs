@@ -18,7 +18,7 @@
 //! assert!(text.contains("\n#counter requests: 1\n") && text.contains("\nrequests: 2\n"));
 //! stats_pipe::runtime::stop(std::time::Duration::ZERO)?;
 //! assert!(!path.exists());
-//! # std::fs::remove_dir(&dir)?;
+//! # std::fs::remove_dir_all(&dir)?; // and our private spare directory
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(unsafe_code)]
