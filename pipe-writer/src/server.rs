@@ -499,8 +499,10 @@ impl ServeLoop {
                 .ok()
                 .map(|fresh| std::mem::replace(&mut self.current, Arc::clone(fresh)));
             let sent = delivery.send(&writer, self.snapshotter.build(), &stop);
-            drop(writer);
+            // Counted before the close that gives the reader its end of
+            // file, so whoever has read a snapshot finds it counted.
             self.shared.counters.record(sent, false);
+            drop(writer);
             swapped?;
             if let Some(old) = old {
                 let retirement = old.retire();
