@@ -28,8 +28,11 @@
 # SECOND_WRITER=path/to/pipe-writer-before runs another build of our writer
 # as the second set instead of the minimal one (its name must start with
 # `pipe-writer`; rows `other`): our writers before and after a change.
+# SECOND_AGGREGATOR=path/to/host-aggregator-before times another build's
+# `GET /stats` and `dump` in the same rounds (rows `stats-other`,
+# `dump-other`): the aggregator before and after a change.
 #
-# Usage: [TMPDIR=/dev/shm] [PAUSE_MS=N] [PASSES=20] [STATS=180] [PACED_SECONDS=10]
+# Usage: [TMPDIR=/dev/shm] [PAUSE_MS=N] [SECOND_WRITER=..] [SECOND_AGGREGATOR=..] [PASSES=20] [STATS=180] [PACED_SECONDS=10]
 #        scripts/bench-aggregate.sh [COUNTS...]   (default: 10 100 1000 3000)
 set -euo pipefail
 cd "$(dirname "$0")/.."

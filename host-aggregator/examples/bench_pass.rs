@@ -34,6 +34,10 @@
 //! The second writer set may instead be another build of `pipe-writer`
 //! (a binary whose name starts with `pipe-writer`, e.g. `pipe-writer-before`):
 //! its rows are then named `other`, to compare writers side by side.
+//! `SECOND_AGGREGATOR=path` likewise runs another build of the aggregator
+//! over our writers, its `serve` and `dump` timed right after ours in each
+//! round (rows `stats-other` and `dump-other`; the `dump` rows' peak RSS is
+//! that of both builds' `dump`s): the aggregator before and after a change.
 //!
 //! Usage: `bench_pass PIPE_WRITER MINIMAL_WRITER HOST_AGGREGATOR N [PASSES]
 //! [STATS] [SECONDS]` (run by `scripts/bench-aggregate.sh`; `PAUSE_MS=N`
@@ -309,6 +313,36 @@ fn spawn_writers(bin: &Path, args: &[&std::ffi::OsStr], input: &Path, n: usize) 
     children
 }
 
+/// Starts `serve --max-age 0s --no-history` over `dir`; its address and PID.
+fn start_serve(aggregator: &Path, dir: &Path) -> (Children, SocketAddr, u32) {
+    let mut serve = Command::new(aggregator)
+        .arg("--pipe-dir")
+        .arg(dir)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-age",
+            "0s",
+            "--no-history",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("host-aggregator serve");
+    let mut line = String::new();
+    let mut said = BufReader::new(serve.stdout.take().expect("serve stdout"));
+    said.read_line(&mut line).expect("serve's address");
+    // Whatever else it says is read and dropped: a closed stdout would end it.
+    std::thread::spawn(move || std::io::copy(&mut said, &mut std::io::sink()));
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("serve said {line:?}"));
+    let pid = serve.id();
+    (Children(vec![serve]), addr, pid)
+}
+
 fn wait_for_paths(dir: &Path, writers: &Children) {
     let until = Instant::now() + Duration::from_secs(300);
     for pid in writers.pids() {
@@ -372,39 +406,18 @@ fn main() {
     wait_for_paths(&min_dir, &minimal);
     let (ours_pids, min_pids) = (ours.pids(), minimal.pids());
 
-    let mut serve = Command::new(&aggregator)
-        .arg("--pipe-dir")
-        .arg(&ours_dir)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--max-age",
-            "0s",
-            "--no-history",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("host-aggregator serve");
-    let mut line = String::new();
-    let mut said = BufReader::new(serve.stdout.take().expect("serve stdout"));
-    said.read_line(&mut line).expect("serve's address");
-    // Whatever else it says is read and dropped: a closed stdout would end it.
-    std::thread::spawn(move || std::io::copy(&mut said, &mut std::io::sink()));
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("serve said {line:?}"));
-    let serve_pid = serve.id();
-    let _serve = Children(vec![serve]);
+    let (_serve, addr, serve_pid) = start_serve(&aggregator, &ours_dir);
+    // SECOND_AGGREGATOR: another build of the aggregator, whose `stats` and
+    // `dump` rows (`stats-other`, `dump-other`) run interleaved with ours.
+    let other: Option<PathBuf> = std::env::var_os("SECOND_AGGREGATOR").map(PathBuf::from);
+    let other_serve = other.as_ref().map(|bin| start_serve(bin, &ours_dir));
     let mut python = Python::start(n);
 
     let mut collector = Collector::new(ReadOptions::new(&ours_dir));
     let mut chunk = vec![0u8; 128 * 1024];
-    let dump = |row: Option<&mut Row>| {
+    let dump = |aggregator: &Path, row: Option<&mut Row>| {
         let (clock, cpu_before) = (Instant::now(), cpu_of(UsageWho::RUSAGE_CHILDREN));
-        let status = Command::new(&aggregator)
+        let status = Command::new(aggregator)
             .arg("--pipe-dir")
             .arg(&ours_dir)
             .arg("dump")
@@ -421,7 +434,11 @@ fn main() {
     // Warm-up: first-touch page faults in the writers and the aggregator.
     for _ in 0..3 {
         get_stats(addr);
-        dump(None);
+        dump(&aggregator, None);
+        if let (Some(bin), Some((_, other_addr, _))) = (&other, &other_serve) {
+            get_stats(*other_addr);
+            dump(bin, None);
+        }
         collector.collect().expect("pass");
         bare_pass(&ours_dir, &mut chunk);
         bare_pass(&min_dir, &mut chunk);
@@ -434,6 +451,8 @@ fn main() {
         "bare-ours",
         "bare-min",
         "python",
+        "stats-other",
+        "dump-other",
     ]
     .into_iter()
     .map(|name| (name, Row::default()))
@@ -449,7 +468,16 @@ fn main() {
         rows[0].1.walls.push(clock.elapsed());
         rows[0].1.cpu += Duration::from_nanos(cpu_ns(serve_pid) - before);
         std::thread::sleep(pause);
-        dump(Some(&mut rows[1].1));
+        dump(&aggregator, Some(&mut rows[1].1));
+        if let (Some(bin), Some((_, other_addr, other_pid))) = (&other, &other_serve) {
+            std::thread::sleep(pause);
+            let (clock, before) = (Instant::now(), cpu_ns(*other_pid));
+            get_stats(*other_addr);
+            rows[6].1.walls.push(clock.elapsed());
+            rows[6].1.cpu += Duration::from_nanos(cpu_ns(*other_pid) - before);
+            std::thread::sleep(pause);
+            dump(bin, Some(&mut rows[7].1));
+        }
         // One pass alive at a time, as in `dump`: peak RSS is one pass's.
         drop(last.take());
         std::thread::sleep(pause);
@@ -481,8 +509,15 @@ fn main() {
         .unwrap_or(0);
     rows[2].1.rss = collect_rss;
     rows[5].1.rss = python.finish();
+    if let Some((_, _, other_pid)) = &other_serve {
+        rows[6].1.rss = peak_rss_kib(&other_pid.to_string());
+        // The children's peak covers both builds' `dump`s.
+        rows[7].1.rss = rows[1].1.rss;
+    }
     for (name, row) in &mut rows {
-        row.print(name, n);
+        if !row.walls.is_empty() {
+            row.print(name, n);
+        }
     }
     eprintln!(
         "bench_pass: {} bytes per minimal snapshot",
