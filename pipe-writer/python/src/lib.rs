@@ -153,43 +153,72 @@ fn tagged(base: &str, tags: Vec<(String, String)>) -> String {
     stats_core::tags::join(base, &pairs)
 }
 
-/// A counter handle: `incr(n=1)` is one atomic add.
-#[pyclass(module = "stats_pipe", name = "Counter")]
-struct PyCounter {
+/// A handle of a stat that is looked up again after a `fork`: a child
+/// records into its own registry (the fork epoch changes there), never
+/// into the copy of its parent's. Shared by every Python handle class.
+struct PerFork<H> {
     epoch: u64,
     name: String,
-    inner: Counter,
+    inner: H,
+    lookup: fn(&str) -> H,
 }
+
+impl<H> PerFork<H> {
+    fn new(name: String, lookup: fn(&str) -> H) -> PerFork<H> {
+        PerFork {
+            epoch: fork::epoch(),
+            inner: lookup(&name),
+            name,
+            lookup,
+        }
+    }
+
+    /// The handle to record with: this process's serving is started if it
+    /// is not yet (the first record does it, as in the library).
+    #[inline]
+    fn recording(&mut self) -> &H {
+        runtime::recording();
+        self.current()
+    }
+
+    /// The handle of this process, to read with (serving is not started).
+    #[inline]
+    fn current(&mut self) -> &H {
+        if self.epoch != fork::epoch() {
+            self.inner = (self.lookup)(&self.name);
+            self.epoch = fork::epoch();
+        }
+        &self.inner
+    }
+}
+
+/// A counter handle: `incr(n=1)` is one atomic add.
+#[pyclass(module = "stats_pipe", name = "Counter")]
+struct PyCounter(PerFork<Counter>);
 
 #[pymethods]
 impl PyCounter {
     #[new]
     fn new(name: String) -> PyCounter {
-        let inner = runtime::current().registry().counter(&name);
-        PyCounter {
-            epoch: fork::epoch(),
-            name,
-            inner,
-        }
+        PyCounter(PerFork::new(name, |name| {
+            runtime::current().registry().counter(name)
+        }))
     }
 
     /// Adds `n` (default 1; an int or float >= 0).
     #[pyo3(signature = (n = None))]
     #[inline]
     fn incr(&mut self, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let runtime = runtime::recording();
-        if self.epoch != fork::epoch() {
-            self.inner = runtime.registry().counter(&self.name);
-            self.epoch = fork::epoch();
-        }
-        match n.map(value).transpose()? {
-            None => self.inner.incr(),
+        let n = n.map(value).transpose()?;
+        let counter = self.0.recording();
+        match n {
+            None => counter.incr(),
             Some(Value::Int(n)) => match u64::try_from(n) {
-                Ok(n) => self.inner.incr_by(n),
-                Err(_) => return Err(negative(&self.name, n as f64)),
+                Ok(n) => counter.incr_by(n),
+                Err(_) => return Err(negative(&self.0.name, n as f64)),
             },
-            Some(Value::Float(f)) if f >= 0.0 => self.inner.incr_by_float(f),
-            Some(Value::Float(f)) => return Err(negative(&self.name, f)),
+            Some(Value::Float(f)) if f >= 0.0 => counter.incr_by_float(f),
+            Some(Value::Float(f)) => return Err(negative(&self.0.name, f)),
         }
         Ok(())
     }
@@ -197,17 +226,13 @@ impl PyCounter {
     /// The current value in this process.
     #[getter]
     fn value(&mut self, py: Python<'_>) -> Py<PyAny> {
-        if self.epoch != fork::epoch() {
-            self.inner = runtime::current().registry().counter(&self.name);
-            self.epoch = fork::epoch();
-        }
-        to_py(py, self.inner.value())
+        to_py(py, self.0.current().value())
     }
 
     /// The stat's name.
     #[getter]
     fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 }
 
@@ -219,40 +244,21 @@ fn negative(name: &str, n: f64) -> PyErr {
 
 /// A gauge handle: `set(v)`, `add(n)`.
 #[pyclass(module = "stats_pipe", name = "Gauge")]
-struct PyGauge {
-    epoch: u64,
-    name: String,
-    inner: Gauge,
-}
-
-impl PyGauge {
-    #[inline]
-    fn fresh(&mut self) -> &Gauge {
-        let runtime = runtime::recording();
-        if self.epoch != fork::epoch() {
-            self.inner = runtime.registry().gauge(&self.name);
-            self.epoch = fork::epoch();
-        }
-        &self.inner
-    }
-}
+struct PyGauge(PerFork<Gauge>);
 
 #[pymethods]
 impl PyGauge {
     #[new]
     fn new(name: String) -> PyGauge {
-        let inner = runtime::current().registry().gauge(&name);
-        PyGauge {
-            epoch: fork::epoch(),
-            name,
-            inner,
-        }
+        PyGauge(PerFork::new(name, |name| {
+            runtime::current().registry().gauge(name)
+        }))
     }
 
     /// Sets the value (an int stays an int until a float is set).
     fn set(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = value(v)?;
-        self.fresh().set(v);
+        self.0.recording().set(v);
         Ok(())
     }
 
@@ -260,59 +266,40 @@ impl PyGauge {
     #[pyo3(signature = (n = None))]
     fn add(&mut self, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let n = n.map(value).transpose()?.unwrap_or(Value::Int(1));
-        self.fresh().add(n);
+        self.0.recording().add(n);
         Ok(())
     }
 
     /// The current value in this process.
     #[getter]
     fn value(&mut self, py: Python<'_>) -> Py<PyAny> {
-        to_py(py, self.fresh().value())
+        to_py(py, self.0.current().value())
     }
 
     /// The stat's name.
     #[getter]
     fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 }
 
 /// A histogram handle: `observe(v)`; the package's subclass adds `time()`.
 #[pyclass(module = "stats_pipe", name = "Histogram", subclass)]
-struct PyHistogram {
-    epoch: u64,
-    name: String,
-    inner: Histogram,
-}
-
-impl PyHistogram {
-    #[inline]
-    fn fresh(&mut self) -> &Histogram {
-        let runtime = runtime::recording();
-        if self.epoch != fork::epoch() {
-            self.inner = runtime.registry().histogram(&self.name);
-            self.epoch = fork::epoch();
-        }
-        &self.inner
-    }
-}
+struct PyHistogram(PerFork<Histogram>);
 
 #[pymethods]
 impl PyHistogram {
     #[new]
     fn new(name: String) -> PyHistogram {
-        let inner = runtime::current().registry().histogram(&name);
-        PyHistogram {
-            epoch: fork::epoch(),
-            name,
-            inner,
-        }
+        PyHistogram(PerFork::new(name, |name| {
+            runtime::current().registry().histogram(name)
+        }))
     }
 
     /// Records one value (an int or a float; durations in seconds).
     fn observe(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = value(v)?;
-        let h = self.fresh();
+        let h = self.0.recording();
         match v {
             Value::Int(n) => h.record(n),
             Value::Float(f) => h.record_float(f),
@@ -323,51 +310,37 @@ impl PyHistogram {
     /// How many values this process recorded.
     #[getter]
     fn count(&mut self) -> u64 {
-        self.fresh().distribution().count
+        self.0.current().distribution().count
     }
 
     /// The histogram's name.
     #[getter]
     fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 }
 
 /// A task handle (monkit's `mon.Task()`): `begin()` starts a run.
 #[pyclass(module = "stats_pipe", name = "TaskHandle")]
-struct PyTask {
-    epoch: u64,
-    name: String,
-    inner: &'static Task,
-}
+struct PyTask(PerFork<&'static Task>);
 
 #[pymethods]
 impl PyTask {
     #[new]
     fn new(name: String) -> PyTask {
-        let inner = runtime::current().task(&name);
-        PyTask {
-            epoch: fork::epoch(),
-            name,
-            inner,
-        }
+        PyTask(PerFork::new(name, |name| runtime::current().task(name)))
     }
 
     /// Starts a run: `.current` goes up and the clock starts.
     fn begin(&mut self) -> PyRun {
-        let runtime = runtime::recording();
-        if self.epoch != fork::epoch() {
-            self.inner = runtime.task(&self.name);
-            self.epoch = fork::epoch();
-        }
         PyRun {
-            guard: Some(self.inner.start()),
+            guard: Some(self.0.recording().start()),
         }
     }
 
     /// Completed runs in this process: `(success, errors, panics)`.
-    fn outcomes(&self) -> (i64, i64, i64) {
-        let o = self.inner.outcomes();
+    fn outcomes(&mut self) -> (i64, i64, i64) {
+        let o = self.0.current().outcomes();
         (o.success, o.errors, o.panics)
     }
 }
