@@ -53,6 +53,7 @@ print(
             "job": job.outcomes(),
             "coro": coro.outcomes(),
             "pipe": stats_pipe.path(),
+            "names": [latency.name, stats_pipe.counter("c").name, stats_pipe.gauge("g").name],
         }
     ),
     flush=True,

@@ -340,6 +340,7 @@ fn decorators_count_outcomes_for_functions_and_interleaved_coroutines() {
         report["gathered"],
         serde_json::json!(["0.05", "KeyError('missing')", "0.02"])
     );
+    assert_eq!(report["names"], serde_json::json!(["latency", "c", "g"]));
     // (success, errors, panics): a raise is an error, never a panic.
     assert_eq!(report["job"], serde_json::json!([3, 2, 0]));
     assert_eq!(report["coro"], serde_json::json!([2, 1, 0]));

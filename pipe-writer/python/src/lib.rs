@@ -158,17 +158,15 @@ fn tagged(base: &str, tags: Vec<(String, String)>) -> String {
 /// into the copy of its parent's. Shared by every Python handle class.
 struct PerFork<H> {
     epoch: u64,
-    name: String,
     inner: H,
     lookup: fn(&str) -> H,
 }
 
 impl<H> PerFork<H> {
-    fn new(name: String, lookup: fn(&str) -> H) -> PerFork<H> {
+    fn new(name: &str, lookup: fn(&str) -> H) -> PerFork<H> {
         PerFork {
             epoch: fork::epoch(),
-            inner: lookup(&name),
-            name,
+            inner: lookup(name),
             lookup,
         }
     }
@@ -176,16 +174,16 @@ impl<H> PerFork<H> {
     /// The handle to record with: this process's serving is started if it
     /// is not yet (the first record does it, as in the library).
     #[inline]
-    fn recording(&mut self) -> &H {
+    fn recording(&mut self, name: &str) -> &H {
         runtime::recording();
-        self.current()
+        self.current(name)
     }
 
     /// The handle of this process, to read with (serving is not started).
     #[inline]
-    fn current(&mut self) -> &H {
+    fn current(&mut self, name: &str) -> &H {
         if self.epoch != fork::epoch() {
-            self.inner = (self.lookup)(&self.name);
+            self.inner = (self.lookup)(name);
             self.epoch = fork::epoch();
         }
         &self.inner
@@ -194,15 +192,21 @@ impl<H> PerFork<H> {
 
 /// A counter handle: `incr(n=1)` is one atomic add.
 #[pyclass(module = "stats_pipe", name = "Counter")]
-struct PyCounter(PerFork<Counter>);
+struct PyCounter {
+    /// The stat's name.
+    #[pyo3(get)]
+    name: String,
+    handle: PerFork<Counter>,
+}
 
 #[pymethods]
 impl PyCounter {
     #[new]
     fn new(name: String) -> PyCounter {
-        PyCounter(PerFork::new(name, |name| {
-            runtime::current().registry().counter(name)
-        }))
+        PyCounter {
+            handle: PerFork::new(&name, |name| runtime::current().registry().counter(name)),
+            name,
+        }
     }
 
     /// Adds `n` (default 1; an int or float >= 0).
@@ -210,15 +214,15 @@ impl PyCounter {
     #[inline]
     fn incr(&mut self, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let n = n.map(value).transpose()?;
-        let counter = self.0.recording();
+        let counter = self.handle.recording(&self.name);
         match n {
             None => counter.incr(),
             Some(Value::Int(n)) => match u64::try_from(n) {
                 Ok(n) => counter.incr_by(n),
-                Err(_) => return Err(negative(&self.0.name, n as f64)),
+                Err(_) => return Err(negative(&self.name, n as f64)),
             },
             Some(Value::Float(f)) if f >= 0.0 => counter.incr_by_float(f),
-            Some(Value::Float(f)) => return Err(negative(&self.0.name, f)),
+            Some(Value::Float(f)) => return Err(negative(&self.name, f)),
         }
         Ok(())
     }
@@ -226,13 +230,7 @@ impl PyCounter {
     /// The current value in this process.
     #[getter]
     fn value(&mut self, py: Python<'_>) -> Py<PyAny> {
-        to_py(py, self.0.current().value())
-    }
-
-    /// The stat's name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.0.name
+        to_py(py, self.handle.current(&self.name).value())
     }
 }
 
@@ -244,21 +242,27 @@ fn negative(name: &str, n: f64) -> PyErr {
 
 /// A gauge handle: `set(v)`, `add(n)`.
 #[pyclass(module = "stats_pipe", name = "Gauge")]
-struct PyGauge(PerFork<Gauge>);
+struct PyGauge {
+    /// The stat's name.
+    #[pyo3(get)]
+    name: String,
+    handle: PerFork<Gauge>,
+}
 
 #[pymethods]
 impl PyGauge {
     #[new]
     fn new(name: String) -> PyGauge {
-        PyGauge(PerFork::new(name, |name| {
-            runtime::current().registry().gauge(name)
-        }))
+        PyGauge {
+            handle: PerFork::new(&name, |name| runtime::current().registry().gauge(name)),
+            name,
+        }
     }
 
     /// Sets the value (an int stays an int until a float is set).
     fn set(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = value(v)?;
-        self.0.recording().set(v);
+        self.handle.recording(&self.name).set(v);
         Ok(())
     }
 
@@ -266,43 +270,41 @@ impl PyGauge {
     #[pyo3(signature = (n = None))]
     fn add(&mut self, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let n = n.map(value).transpose()?.unwrap_or(Value::Int(1));
-        self.0.recording().add(n);
+        self.handle.recording(&self.name).add(n);
         Ok(())
     }
 
     /// The current value in this process.
     #[getter]
     fn value(&mut self, py: Python<'_>) -> Py<PyAny> {
-        to_py(py, self.0.current().value())
-    }
-
-    /// The stat's name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.0.name
+        to_py(py, self.handle.current(&self.name).value())
     }
 }
 
 /// A histogram handle: `observe(v)`; the package's subclass adds `time()`.
 #[pyclass(module = "stats_pipe", name = "Histogram", subclass)]
-struct PyHistogram(PerFork<Histogram>);
+struct PyHistogram {
+    /// The stat's name.
+    #[pyo3(get)]
+    name: String,
+    handle: PerFork<Histogram>,
+}
 
 #[pymethods]
 impl PyHistogram {
     #[new]
     fn new(name: String) -> PyHistogram {
-        PyHistogram(PerFork::new(name, |name| {
-            runtime::current().registry().histogram(name)
-        }))
+        PyHistogram {
+            handle: PerFork::new(&name, |name| runtime::current().registry().histogram(name)),
+            name,
+        }
     }
 
     /// Records one value (an int or a float; durations in seconds).
     fn observe(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        let v = value(v)?;
-        let h = self.0.recording();
-        match v {
-            Value::Int(n) => h.record(n),
-            Value::Float(f) => h.record_float(f),
+        match value(v)? {
+            Value::Int(n) => self.handle.recording(&self.name).record(n),
+            Value::Float(f) => self.handle.recording(&self.name).record_float(f),
         }
         Ok(())
     }
@@ -310,37 +312,39 @@ impl PyHistogram {
     /// How many values this process recorded.
     #[getter]
     fn count(&mut self) -> u64 {
-        self.0.current().distribution().count
-    }
-
-    /// The histogram's name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.0.name
+        self.handle.current(&self.name).distribution().count
     }
 }
 
 /// A task handle (monkit's `mon.Task()`): `begin()` starts a run.
 #[pyclass(module = "stats_pipe", name = "TaskHandle")]
-struct PyTask(PerFork<&'static Task>);
+struct PyTask {
+    /// The stat's name.
+    #[pyo3(get)]
+    name: String,
+    handle: PerFork<&'static Task>,
+}
 
 #[pymethods]
 impl PyTask {
     #[new]
     fn new(name: String) -> PyTask {
-        PyTask(PerFork::new(name, |name| runtime::current().task(name)))
+        PyTask {
+            handle: PerFork::new(&name, |name| runtime::current().task(name)),
+            name,
+        }
     }
 
     /// Starts a run: `.current` goes up and the clock starts.
     fn begin(&mut self) -> PyRun {
         PyRun {
-            guard: Some(self.0.recording().start()),
+            guard: Some(self.handle.recording(&self.name).start()),
         }
     }
 
     /// Completed runs in this process: `(success, errors, panics)`.
     fn outcomes(&mut self) -> (i64, i64, i64) {
-        let o = self.0.current().outcomes();
+        let o = self.handle.current(&self.name).outcomes();
         (o.success, o.errors, o.panics)
     }
 }
