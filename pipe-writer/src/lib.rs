@@ -57,7 +57,7 @@
 //!
 //! server.stop()?; // joins the serving thread and removes the FIFO
 //! assert!(!path.exists());
-//! std::fs::remove_dir(&dir)?;
+//! std::fs::remove_dir_all(&dir)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -75,6 +75,7 @@ mod send;
 mod server;
 mod snapshot;
 mod sweep;
+mod traces;
 
 pub use counters::ServeStats;
 pub use dir::{
@@ -82,3 +83,4 @@ pub use dir::{
 };
 pub use error::Error;
 pub use server::{Builder, DEFAULT_MODE, DEFAULT_STALL_TIMEOUT, Server, start};
+pub use traces::{TRACES_DIR, TracesRead, verify_traces};
