@@ -32,6 +32,7 @@ pub mod dashboard;
 pub mod discovery;
 mod error;
 pub mod export;
+pub mod funcs;
 pub mod gc;
 pub mod gc_sweeper;
 pub mod glob;

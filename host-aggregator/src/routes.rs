@@ -19,7 +19,7 @@ use crate::pass_cache::{CachedPass, PassCache, Rendering};
 pub const MAX_TARGET_BYTES: usize = 8 << 10;
 
 /// The paths served, for routing and for the index at `/`.
-const PATHS: [&str; 8] = [
+const PATHS: [&str; 11] = [
     "/",
     "/stats",
     "/stats/<pid>",
@@ -28,6 +28,9 @@ const PATHS: [&str; 8] = [
     "/influx",
     "/healthz",
     "/history",
+    "/funcs",
+    "/funcs.json",
+    "/funcs.dot",
 ];
 
 /// What a request path names.
@@ -53,6 +56,9 @@ pub enum Route {
     Health,
     /// `/history`: the recorded series.
     History,
+    /// `/funcs`, `/funcs.json`, `/funcs.dot`: the call graph (`?pid=`: one
+    /// process's).
+    Funcs(crate::funcs::Format),
 }
 
 impl Route {
@@ -67,6 +73,7 @@ impl Route {
                 | Route::Metrics
                 | Route::Influx
                 | Route::History
+                | Route::Funcs(_)
         )
     }
 }
@@ -105,6 +112,9 @@ fn route(path: &str) -> Option<Route> {
         "/healthz" => Route::Health,
         "/history" => Route::History,
         other => {
+            if let Some(format) = crate::funcs::Format::at(other) {
+                return Some(Route::Funcs(format));
+            }
             if let Some(asset) = dashboard::Asset::at(other) {
                 return Some(Route::Asset(asset));
             }
@@ -236,6 +246,7 @@ pub fn answer(route: Route, query: &str, accepts_html: bool, context: &Context) 
         Route::Stats | Route::Process(_) | Route::Processes | Route::Metrics | Route::Influx => {
             from_pass(route, &context.cache.get())
         }
+        Route::Funcs(format) => crate::funcs::answer(format, query, &context.cache.get()),
     }
 }
 
@@ -275,7 +286,7 @@ fn from_pass(route: Route, cached: &CachedPass) -> Reply {
             Some(source) => Reply::json(200, json::process(pass, source)),
             None => Reply::error(404, &format!("no stats pipe for PID {pid}")),
         },
-        Route::Index | Route::Asset(_) | Route::Health | Route::History => {
+        Route::Index | Route::Asset(_) | Route::Health | Route::History | Route::Funcs(_) => {
             Reply::error(500, "not a pass route")
         }
     };
