@@ -9,6 +9,10 @@ echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== host-aggregator without its optional parts (no database engine, no CLI)"
+cargo clippy -p host-aggregator --no-default-features --all-targets -- -D warnings
+cargo build -p host-aggregator --no-default-features
+cargo clippy -p pipe-writer --no-default-features -- -D warnings
 echo "== cargo doc"
 RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --workspace --quiet
 echo "== cargo test"

@@ -14,7 +14,8 @@
 
 use std::time::Duration;
 
-use host_aggregator::history::{History, HistoryOptions, ProcessKey, Query, glob_match};
+use host_aggregator::glob::glob_match;
+use host_aggregator::history::{History, HistoryOptions, ProcessKey, Query};
 use host_aggregator::http::{Route, target};
 use libfuzzer_sys::fuzz_target;
 

@@ -431,7 +431,7 @@
       const cls = s.status === "ok" ? "ok" : (s.status === "stale" || s.status === "timed_out" || s.status === "incomplete") ? "warn" : "bad";
       const seen = s.last_seen === null ? "never" : fmtDuration(Math.max(0, now - s.last_seen)) + " ago";
       return "<tr data-pid=\"" + (s.pid === null ? "" : s.pid) + "\"><td>" + (s.pid === null ? "–" : s.pid) + "</td>" +
-        '<td><span class="badge ' + cls + '" title="' + escapeHtml(s.path) + '">' + escapeHtml(s.detail) + "</span>" +
+        '<td><span class="badge ' + cls + '" title="' + escapeHtml(s.path) + '">' + escapeHtml(s.summary) + "</span>" +
         (s.foreign ? ' <span class="muted small">foreign</span>' : "") + "</td>" +
         "<td>" + seen + "</td><td>" + s.lines + "</td><td>" + s.bad_lines + "</td>" +
         "<td>" + (p ? fmtBytes(p.rss_bytes) : "–") + "</td><td>" + cpu + "</td>" +

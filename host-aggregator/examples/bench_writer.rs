@@ -1,6 +1,6 @@
 //! A minimal stand-in writer for the read benchmark: serves ~N stats at
 //! `<dir>/<pid>.stats` with the envelope, replacing its FIFO by rename each
-//! time (the protocol of FORMAT.md and FIFO-NOTES.md). Not a library: the
+//! time (the protocol of FORMAT.md and docs/FIFO.md). Not a library: the
 //! real writer is the `pipe-writer` crate; this keeps the benchmark's 1,000
 //! processes small and independent of it.
 //!

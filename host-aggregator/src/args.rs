@@ -82,8 +82,10 @@ pub fn listen_address(text: &str) -> Result<SocketAddr, Error> {
 /// which for `--db postgres://user:PASSWORD@...` or a `--from` URL would
 /// print the password; ours echoes values with passwords hidden.
 #[derive(Clone, Copy)]
+#[cfg(feature = "cli")]
 pub struct Quiet<T>(pub fn(&str) -> Result<T, Error>);
 
+#[cfg(feature = "cli")]
 impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Quiet<T> {
     type Value = T;
 

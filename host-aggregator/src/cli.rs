@@ -8,10 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use host_aggregator::archive::local_host_name;
 use host_aggregator::args::{duration as parse_duration, listen_address};
-use host_aggregator::export::influx::{self, Influx};
-use host_aggregator::export::{json, prometheus};
+use host_aggregator::export::{self, FORMATS, Format};
 use host_aggregator::history::HistoryOptions;
 use host_aggregator::http::{ConnectionLimits, ServeOptions, Server};
 use host_aggregator::procfs::Staleness;
@@ -54,8 +52,8 @@ enum Command {
     #[command(after_help = EXIT_CODES)]
     Dump {
         /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Json)]
-        format: Format,
+        #[arg(long, default_value = "json", value_parser = format_parser())]
+        format: &'static dyn Format,
         /// Only this process's stats.
         #[arg(long)]
         pid: Option<u32>,
@@ -170,16 +168,16 @@ struct ServeArgs {
     gc_interval: Duration,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Format {
-    /// `{"stats": {...}, "timestamp": ...}` (pipestatic's shape).
-    Json,
-    /// `name: value` lines, as a pipe serves them.
-    Text,
-    /// Prometheus text exposition.
-    Prometheus,
-    /// InfluxDB line protocol (tags `host`, and `pid` with --pid).
-    Influx,
+/// `--format`: one of the names in [`FORMATS`], each with its line of help.
+fn format_parser() -> impl clap::builder::TypedValueParser<Value = &'static dyn Format> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(
+        FORMATS
+            .iter()
+            .map(|format| PossibleValue::new(format.name()).help(format.about())),
+    )
+    // The parser lets only the names above through.
+    .map(|name| export::format(&name).expect("a format of the table"))
 }
 
 /// Parses the command line, runs it, and turns the outcome into an exit code.
@@ -344,7 +342,7 @@ fn read_token(path: &Path) -> Result<String, Failure> {
 
 fn dump(
     read: ReadOptions,
-    format: Format,
+    format: &dyn Format,
     pid: Option<u32>,
     rules: Vec<MergeOverride>,
 ) -> Result<ExitCode, Failure> {
@@ -353,29 +351,13 @@ fn dump(
         .with_overrides(MergeOverrides::from_rules(rules))
         .collect()?;
     let body = match pid {
-        None => match format {
-            Format::Json => json::stats(&pass),
-            Format::Text => text(&pass.merged),
-            Format::Prometheus => prometheus::render(&pass),
-            Format::Influx => Influx::new().pass(&pass, &local_host_name()),
-        },
+        None => format.render(&pass),
         Some(pid) => {
             let source = pass.source(pid).ok_or_else(|| no_pipe(pid, &dir))?;
-            match format {
-                Format::Json => json::process(&pass, source),
-                Format::Text => text(&source.snapshot),
-                Format::Prometheus => prometheus::render_source(source),
-                Format::Influx => {
-                    let (host, pid) = (local_host_name(), pid.to_string());
-                    let tags = [(influx::HOST_TAG, host.as_str()), ("pid", pid.as_str())];
-                    let mut buf = Vec::new();
-                    Influx::new().render(&mut buf, &source.snapshot, &tags, pass.started);
-                    buf
-                }
-            }
+            format.render_source(&pass, source)
         }
     };
-    write_out(&body, format)?;
+    write_out(&body)?;
     match pid.and_then(|pid| pass.source(pid)) {
         Some(source) if !source.status.is_ok() => {
             report_not_ok(&pass, pid.unwrap_or_default());
@@ -411,7 +393,7 @@ fn show(read: &ReadOptions, pid: u32) -> Result<ExitCode, Failure> {
             source.status
         )));
     }
-    write_out(&text(&source.snapshot), Format::Text)?;
+    write_out(&export::text::lines(&source.snapshot))?;
     if source.bad_lines > 0 {
         eprintln!(
             "host-aggregator: {}: skipped {} bad line(s)",
@@ -441,7 +423,7 @@ fn gc(dir: &Path, dry_run: bool) -> Result<ExitCode, Failure> {
             }
         }
     }
-    write_out(&out, Format::Text)?;
+    write_out(&out)?;
     Ok(if failed {
         ExitCode::from(1)
     } else {
@@ -449,17 +431,12 @@ fn gc(dir: &Path, dry_run: bool) -> Result<ExitCode, Failure> {
     })
 }
 
-fn text(snapshot: &stats_core::Snapshot) -> Vec<u8> {
-    let mut buf = Vec::new();
-    snapshot.render_into(&mut buf);
-    buf
-}
-
-fn write_out(body: &[u8], format: Format) -> Result<(), Failure> {
+/// Writes `body` to stdout, ending it with a newline if it has none (JSON
+/// is one line; shells print the prompt on the next one).
+fn write_out(body: &[u8]) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     out.write_all(body)?;
-    // JSON is one line; end it so shells print the prompt on the next one.
-    if matches!(format, Format::Json) {
+    if body.last().is_some_and(|&last| last != b'\n') {
         out.write_all(b"\n")?;
     }
     out.flush()?;

@@ -58,7 +58,7 @@ impl Collector {
     }
 
     /// Merges stats matched by `overrides` by their rule instead of their
-    /// kind (see [`crate::rules`]).
+    /// kind (see [`crate::MergeOverrides`]).
     pub fn with_overrides(mut self, overrides: MergeOverrides) -> Collector {
         self.overrides = overrides;
         self
@@ -66,12 +66,14 @@ impl Collector {
 
     /// Starts from `retention` (a one-shot run restores what the last run
     /// kept) instead of an empty one.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))] // archive's command only
     pub(crate) fn with_retention(mut self, retention: Retention) -> Collector {
         self.retention = retention;
         self
     }
 
     /// The counters and histograms it retains, as of the last pass.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))] // archive's command only
     pub(crate) fn retention(&self) -> &Retention {
         &self.retention
     }

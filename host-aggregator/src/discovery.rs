@@ -4,23 +4,12 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use walkdir::WalkDir;
-
 use crate::error::Error;
 
-/// Environment variable naming the pipe directory (the writer reads it too).
-pub const DIR_ENV: &str = "STATS_PIPE_DIR";
-
-/// The pipe directory when [`DIR_ENV`] is not set.
-pub const FALLBACK_DIR: &str = "/tmp/stats-pipe";
-
 /// The pipe directory: `$STATS_PIPE_DIR` if set and not empty, else
-/// `/tmp/stats-pipe` (the same rule as the writer).
+/// `/tmp/stats-pipe`: the writer's own rule ([`pipe_writer::default_dir`]).
 pub fn default_dir() -> PathBuf {
-    match std::env::var_os(DIR_ENV) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(FALLBACK_DIR),
-    }
+    pipe_writer::default_dir()
 }
 
 /// Refuses a pipe directory another user could take over, by the writer's
@@ -61,6 +50,8 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 }
 
 /// Every entry directly in `dir`, sorted by path; links are not followed.
+/// (walkdir did this before: for one level with no recursion it earned
+/// nothing over `read_dir`.)
 ///
 /// # Errors
 /// [`Error::Dir`] if `dir` cannot be listed; [`Error::UntrustedDir`] if
@@ -69,24 +60,19 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 pub(crate) fn list(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     check_dir(dir)?;
     let mut found = Vec::new();
-    for entry in WalkDir::new(dir)
-        .min_depth(1)
-        .max_depth(1)
-        .follow_links(false)
-        .follow_root_links(true)
-    {
-        match entry {
-            Ok(entry) => found.push(entry.into_path()),
-            Err(e) if e.depth() == 0 => {
-                return Err(Error::Dir {
-                    path: dir.to_path_buf(),
-                    source: e.into(),
-                });
-            }
-            // A child that vanished between readdir and its lstat.
-            Err(_) => {}
-        }
-    }
+    let dir_error = |source| Error::Dir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    // One level, so std's `read_dir` does it: it follows `dir` itself if it
+    // is a link (checked above) and never an entry.
+    // An entry that cannot be read (it vanished) is skipped.
+    found.extend(
+        std::fs::read_dir(dir)
+            .map_err(dir_error)?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path()),
+    );
     found.sort_unstable();
     Ok(found)
 }

@@ -388,18 +388,6 @@ pub enum Format {
     Dot,
 }
 
-impl Format {
-    /// The format a path names, if it is one of the `/funcs` paths.
-    pub fn at(path: &str) -> Option<Format> {
-        Some(match path {
-            "/funcs" => Format::Text,
-            "/funcs.json" => Format::Json,
-            "/funcs.dot" => Format::Dot,
-            _ => return None,
-        })
-    }
-}
-
 /// `pid=N` from a query string, if given: `Err` names a bad value.
 fn pid_param(query: &str) -> Result<Option<u32>, String> {
     for pair in query.split('&') {

@@ -21,7 +21,7 @@
 //!   a bearer token can be required on every path but `/healthz`.
 //! - Connections are bounded, idle ones make room for new ones, and a
 //!   client that does not read is let go after the write timeout (see
-//!   [`connections`]).
+//!   `connections.rs`).
 //! - An `accept` failure never stops the listener: out of descriptors, the
 //!   quietest idle connection is closed and accepting goes on; any other
 //!   lasting failure ends [`Server::wait`] with an error (`serve` exits 1,

@@ -22,13 +22,12 @@
 //! std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 pub mod archive;
 pub mod args;
 mod collector;
-pub mod connections;
-pub mod dashboard;
+mod connections;
+mod dashboard;
 pub mod discovery;
 mod error;
 pub mod export;
@@ -38,12 +37,12 @@ pub mod gc_sweeper;
 pub mod glob;
 pub mod history;
 pub mod http;
-pub mod pass_cache;
+mod pass_cache;
 pub mod procfs;
 mod reader;
-pub mod retention;
-pub mod routes;
-pub mod rules;
+mod retention;
+mod routes;
+mod rules;
 mod source;
 pub mod top;
 

@@ -1,7 +1,6 @@
 //! `host-aggregator`, the binary: flags in, [`cli::main`] runs them. Not a
 //! library; everything it does lives in the `host_aggregator` crate.
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 mod cli;
 

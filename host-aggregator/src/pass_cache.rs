@@ -36,26 +36,12 @@ pub struct CachedPass {
     pub started: Instant,
     /// What the pass read, or why it failed.
     pub result: Result<Pass, Error>,
-    renderings: [OnceLock<Arc<[u8]>>; Rendering::COUNT],
+    /// Each rendering by name (a format's, or `processes`), made once.
+    renderings: Mutex<Vec<(&'static str, Slot)>>,
 }
 
-/// The renderings of a pass that requests share (each is megabytes at
-/// 1,000 writers: answers waiting on slow clients share one copy).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rendering {
-    /// `/stats`.
-    StatsJson,
-    /// `/metrics`.
-    Prometheus,
-    /// `/influx`.
-    Influx,
-    /// `/processes`.
-    Processes,
-}
-
-impl Rendering {
-    const COUNT: usize = 4;
-}
+/// One rendering of a pass, made at most once.
+type Slot = Arc<OnceLock<Arc<[u8]>>>;
 
 impl CachedPass {
     /// A pass as the cache stores it.
@@ -64,19 +50,36 @@ impl CachedPass {
             number,
             started,
             result,
-            renderings: Default::default(),
+            renderings: Mutex::new(Vec::new()),
         }
     }
 
-    /// `which` rendering of `pass` (this pass's result), made by `render`
-    /// the first time it is asked for.
+    /// The rendering named `which` (a format's name, or `processes`) of
+    /// `pass` (this pass's result), made by `render` the first time it is
+    /// asked for. Renderings are megabytes at 1,000 writers: answers
+    /// waiting on slow clients share one copy. Two renderings are made at
+    /// the same time; a second request for one being made waits for it.
     pub fn rendered(
         &self,
-        which: Rendering,
+        which: &'static str,
         pass: &Pass,
         render: impl FnOnce(&Pass) -> Vec<u8>,
     ) -> Arc<[u8]> {
-        Arc::clone(self.renderings[which as usize].get_or_init(|| render(pass).into()))
+        let slot = {
+            let mut renderings = self
+                .renderings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match renderings.iter().find(|(name, _)| *name == which) {
+                Some((_, slot)) => Arc::clone(slot),
+                None => {
+                    let slot = Arc::new(OnceLock::new());
+                    renderings.push((which, Arc::clone(&slot)));
+                    slot
+                }
+            }
+        };
+        Arc::clone(slot.get_or_init(|| render(pass).into()))
     }
 }
 

@@ -3,7 +3,7 @@
 //! deadline, with a byte cap, a line cap and retries.
 //!
 //! The rules it follows come from measured FIFO behaviour
-//! (`shared/FIFO-NOTES.md`):
+//! (`docs/FIFO.md`):
 //! - a non-blocking read-only open of a FIFO never blocks, writer or not;
 //! - before a writer has connected, `read` returns 0 (a false end of file)
 //!   while `poll` reports nothing, so a 0 is trusted only right after `poll`

@@ -364,6 +364,7 @@ impl Retention {
 
     /// What it holds, to [`Retention::restore`] later; sorted (processes by
     /// PID, lines by name) so equal states compare equal.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))] // archive's command only
     pub(crate) fn state(&self) -> RetainedState {
         let lines = |held: &Held| -> Vec<HeldLine> {
             let counters = held
@@ -429,7 +430,7 @@ impl Retention {
 pub fn is_counter_line(kinds: &Kinds, line: &str) -> Option<bool> {
     match kinds.get(line) {
         Some(WireKind::Counter) => return Some(true),
-        Some(_) => return Some(false),
+        Some(WireKind::Histogram | WireKind::Max) => return Some(false),
         None => {}
     }
     let (histogram, part) = classify(line)?;

@@ -9,29 +9,14 @@ use hyper::header::{self, HeaderName};
 
 use crate::connections::Registry;
 use crate::dashboard;
-use crate::export::{influx, json, prometheus};
+use crate::export::{FORMATS, Format, json};
 use crate::history::{History, Query};
-use crate::pass_cache::{CachedPass, PassCache, Rendering};
+use crate::pass_cache::{CachedPass, PassCache};
 
 /// Longest request target (path and query) answered; longer ones get
 /// `414`. Far above any real query (a `/history` with many globs), far
 /// below what would make parsing it costly.
 pub const MAX_TARGET_BYTES: usize = 8 << 10;
-
-/// The paths served, for routing and for the index at `/`.
-const PATHS: [&str; 11] = [
-    "/",
-    "/stats",
-    "/stats/<pid>",
-    "/processes",
-    "/metrics",
-    "/influx",
-    "/healthz",
-    "/history",
-    "/funcs",
-    "/funcs.json",
-    "/funcs.dot",
-];
 
 /// What a request path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,16 +27,13 @@ pub enum Route {
     /// dashboard's parts (separate files, so its content security policy
     /// needs no inline script).
     Asset(dashboard::Asset),
-    /// `/stats`: the host-wide sums.
-    Stats,
+    /// A format of [`FORMATS`] at its path: `/stats` (JSON), `/metrics`
+    /// (Prometheus), `/influx` (InfluxDB line protocol).
+    Export(&'static dyn Format),
     /// `/stats/<pid>`: one source.
     Process(u32),
     /// `/processes`: every source with its status.
     Processes,
-    /// `/metrics`: Prometheus text.
-    Metrics,
-    /// `/influx`: InfluxDB line protocol.
-    Influx,
     /// `/healthz`: answered without reading pipes.
     Health,
     /// `/history`: the recorded series.
@@ -61,20 +43,33 @@ pub enum Route {
     Funcs(crate::funcs::Format),
 }
 
+/// Every fixed path and its route; with the formats' paths (in
+/// [`FORMATS`]) and `/stats/<pid>`, the routing and the index at `/`.
+const FIXED: [(&str, Route); 7] = [
+    ("/", Route::Index),
+    ("/processes", Route::Processes),
+    ("/healthz", Route::Health),
+    ("/history", Route::History),
+    ("/funcs", Route::Funcs(crate::funcs::Format::Text)),
+    ("/funcs.json", Route::Funcs(crate::funcs::Format::Json)),
+    ("/funcs.dot", Route::Funcs(crate::funcs::Format::Dot)),
+];
+
+/// The path of [`Route::Process`], as the index shows it.
+const PROCESS_PATH: &str = "/stats/<pid>";
+
 impl Route {
     /// Whether answering needs the shared pass or the history (work done
     /// off the connection threads), rather than only what is in memory.
     pub fn is_slow(self) -> bool {
-        matches!(
-            self,
-            Route::Stats
-                | Route::Process(_)
-                | Route::Processes
-                | Route::Metrics
-                | Route::Influx
-                | Route::History
-                | Route::Funcs(_)
-        )
+        match self {
+            Route::Export(_)
+            | Route::Process(_)
+            | Route::Processes
+            | Route::History
+            | Route::Funcs(_) => true,
+            Route::Index | Route::Asset(_) | Route::Health => false,
+        }
     }
 }
 
@@ -103,28 +98,40 @@ pub fn target(url: &str) -> Target<'_> {
 }
 
 fn route(path: &str) -> Option<Route> {
-    Some(match path {
-        "/" => Route::Index,
-        "/stats" | "/stats/" => Route::Stats,
-        "/processes" => Route::Processes,
-        "/metrics" => Route::Metrics,
-        "/influx" => Route::Influx,
-        "/healthz" => Route::Health,
-        "/history" => Route::History,
-        other => {
-            if let Some(format) = crate::funcs::Format::at(other) {
-                return Some(Route::Funcs(format));
-            }
-            if let Some(asset) = dashboard::Asset::at(other) {
-                return Some(Route::Asset(asset));
-            }
-            let pid = other.strip_prefix("/stats/")?;
-            if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            Route::Process(pid.parse().ok()?)
-        }
-    })
+    route_in(path, FORMATS)
+}
+
+/// The route `path` names, with `formats` as the table of formats.
+pub(crate) fn route_in(path: &str, formats: &[&'static dyn Format]) -> Option<Route> {
+    // `/stats/` as `/stats`: a trailing slash some clients add.
+    let trimmed = match path {
+        "/stats/" => "/stats",
+        other => other,
+    };
+    if let Some((_, route)) = FIXED.iter().find(|(fixed, _)| *fixed == trimmed) {
+        return Some(*route);
+    }
+    if let Some(format) = formats.iter().find(|f| f.path() == Some(trimmed)) {
+        return Some(Route::Export(*format));
+    }
+    if let Some(asset) = dashboard::Asset::at(path) {
+        return Some(Route::Asset(asset));
+    }
+    let pid = path.strip_prefix("/stats/")?;
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(Route::Process(pid.parse().ok()?))
+}
+
+/// Every path served, for the index and the 404 message: the fixed ones,
+/// the formats' and `/stats/<pid>`.
+fn paths() -> Vec<&'static str> {
+    let mut paths: Vec<&str> = FORMATS.iter().filter_map(|f| f.path()).collect();
+    paths.push(PROCESS_PATH);
+    paths.extend(FIXED.iter().map(|(path, _)| *path));
+    paths.sort_unstable();
+    paths
 }
 
 /// What the routes need of a request: its method, target and the two
@@ -162,7 +169,7 @@ impl Reply {
     pub fn json(status: u16, body: impl Into<Arc<[u8]>>) -> Reply {
         Reply {
             status,
-            content_type: "application/json",
+            content_type: json::CONTENT_TYPE,
             body: body.into(),
             pass: None,
             extra: None,
@@ -203,7 +210,7 @@ pub fn precheck(head: &RequestHead, context: &Context) -> Result<(Route, String)
     let Some(route) = route else {
         return Err(Reply::error(
             404,
-            &format!("no such path: {path} (try {})", PATHS.join(", ")),
+            &format!("no such path: {path} (try {})", paths().join(", ")),
         ));
     };
     if !matches!(head.method.as_str(), "GET" | "HEAD") {
@@ -243,7 +250,7 @@ pub fn answer(route: Route, query: &str, accepts_html: bool, context: &Context) 
         },
         Route::History => history(query, context),
         Route::Health => health(context),
-        Route::Stats | Route::Process(_) | Route::Processes | Route::Metrics | Route::Influx => {
+        Route::Export(_) | Route::Process(_) | Route::Processes => {
             from_pass(route, &context.cache.get())
         }
         Route::Funcs(format) => crate::funcs::answer(format, query, &context.cache.get()),
@@ -260,28 +267,14 @@ fn from_pass(route: Route, cached: &CachedPass) -> Reply {
         }
     };
     let mut reply = match route {
-        Route::Stats => Reply::json(
-            200,
-            cached.rendered(Rendering::StatsJson, pass, json::stats),
-        ),
-        Route::Metrics => Reply {
-            content_type: prometheus::CONTENT_TYPE,
+        Route::Export(format) => Reply {
+            content_type: format.content_type(),
             ..Reply::json(
                 200,
-                cached.rendered(Rendering::Prometheus, pass, prometheus::render),
+                cached.rendered(format.name(), pass, |pass| format.render(pass)),
             )
         },
-        Route::Influx => Reply {
-            content_type: influx::CONTENT_TYPE,
-            ..Reply::json(
-                200,
-                cached.rendered(Rendering::Influx, pass, influx::served),
-            )
-        },
-        Route::Processes => Reply::json(
-            200,
-            cached.rendered(Rendering::Processes, pass, json::processes),
-        ),
+        Route::Processes => Reply::json(200, cached.rendered("processes", pass, json::processes)),
         Route::Process(pid) => match pass.source(pid) {
             Some(source) => Reply::json(200, json::process(pass, source)),
             None => Reply::error(404, &format!("no stats pipe for PID {pid}")),
@@ -296,7 +289,7 @@ fn from_pass(route: Route, cached: &CachedPass) -> Reply {
 
 fn index() -> Vec<u8> {
     let mut buf = b"{\"paths\":[".to_vec();
-    for (i, path) in PATHS.iter().enumerate() {
+    for (i, path) in paths().iter().enumerate() {
         if i > 0 {
             buf.push(b',');
         }
@@ -428,15 +421,23 @@ mod tests {
     fn route_table() {
         let cases = [
             ("/", Some(Route::Index)),
-            ("/stats", Some(Route::Stats)),
-            ("/stats/", Some(Route::Stats)),
+            ("/stats", Some(Route::Export(&json::Json))),
+            ("/stats/", Some(Route::Export(&json::Json))),
             ("/stats/42", Some(Route::Process(42))),
             ("/stats/-1", None),
             ("/stats/+1", None),
             ("/stats/99999999999", None),
             ("/stats/42/x", None),
             ("/processes", Some(Route::Processes)),
-            ("/metrics", Some(Route::Metrics)),
+            (
+                "/metrics",
+                Some(Route::Export(&crate::export::prometheus::Prometheus)),
+            ),
+            (
+                "/influx",
+                Some(Route::Export(&crate::export::influx::INFLUX)),
+            ),
+            ("/history", Some(Route::History)),
             ("/healthz", Some(Route::Health)),
             (
                 "/dashboard.js",

@@ -65,23 +65,39 @@ pub enum Status {
     Failed(String),
 }
 
-impl Status {
-    /// A short snake_case word for JSON and logs: `ok`, `timed_out`,
-    /// `incomplete`, `too_large`, `refused`, `stale`, `vanished`, `failed`
-    /// (the refusal's reason is [`RefuseReason::as_str`]).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::TimedOut => "timed_out",
-            Status::Incomplete => "incomplete",
-            Status::TooLarge => "too_large",
-            Status::Refused(_) => "refused",
-            Status::Stale => "stale",
-            Status::Vanished => "vanished",
-            Status::Failed(_) => "failed",
-        }
-    }
+/// Defines [`Status::as_str`] and [`Status::WORDS`] from one list, so the
+/// words cannot drift apart from the variants (the match is exhaustive).
+macro_rules! status_words {
+    ($($variant:pat => $word:literal,)*) => {
+        impl Status {
+            /// Every [`Status::as_str`] word, in the order the variants are
+            /// declared (the Prometheus source counts list them so).
+            pub const WORDS: &[&str] = &[$($word),*];
 
+            /// A short snake_case word for JSON and logs: `ok`, `timed_out`,
+            /// `incomplete`, `too_large`, `refused`, `stale`, `vanished`,
+            /// `failed` (the refusal's reason is [`RefuseReason::as_str`]).
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $($variant => $word,)*
+                }
+            }
+        }
+    };
+}
+
+status_words! {
+    Status::Ok => "ok",
+    Status::TimedOut => "timed_out",
+    Status::Incomplete => "incomplete",
+    Status::TooLarge => "too_large",
+    Status::Refused(_) => "refused",
+    Status::Stale => "stale",
+    Status::Vanished => "vanished",
+    Status::Failed(_) => "failed",
+}
+
+impl Status {
     /// Whether the source's stats were read and count in the merge.
     pub fn is_ok(&self) -> bool {
         *self == Status::Ok
@@ -202,9 +218,9 @@ impl ReadOptions {
     /// sane process, small enough that a hostile writer cannot exhaust memory.
     pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
     /// Default retries: three, enough for 4 concurrent readers in the
-    /// measurements of FIFO-NOTES.md.
+    /// measurements of docs/FIFO.md.
     pub const DEFAULT_RETRIES: u32 = 3;
-    /// Default wait between retries (~2 ms, as measured in FIFO-NOTES.md).
+    /// Default wait between retries (~2 ms, as measured in docs/FIFO.md).
     pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(2);
 
     /// Options for reading `dir` with the defaults above and

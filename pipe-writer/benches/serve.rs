@@ -25,7 +25,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{mkfifo, read, write};
 use stats_core::Registry;
 
-/// The careful reader of FIFO-NOTES.md: non-blocking open, poll, read until
+/// The careful reader of docs/FIFO.md: non-blocking open, poll, read until
 /// end-of-file after an event. Returns the bytes read.
 fn open_to_eof(path: &Path, chunk: &mut [u8]) -> usize {
     let fd = open(

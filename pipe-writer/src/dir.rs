@@ -88,6 +88,13 @@ pub(crate) fn user_name(uid: u32) -> Option<String> {
         .map(|u| u.name)
 }
 
+/// The pipe directory every writer and reader uses unless told another:
+/// `STATS_PIPE_DIR` if set and not empty, else [`DEFAULT_DIR`], trailing
+/// slashes dropped.
+pub fn default_dir() -> PathBuf {
+    resolve(None)
+}
+
 /// The directory from the builder, else `STATS_PIPE_DIR` (if set and not
 /// empty), else [`DEFAULT_DIR`]; trailing slashes dropped, because a path
 /// ending in `/` makes the kernel follow a final symlink even with

@@ -57,30 +57,51 @@
 //!
 //! server.stop()?; // joins the serving thread and removes the FIFO
 //! assert!(!path.exists());
+//! // Only our private spare directory is left (shared by our writers).
+//! for entry in std::fs::read_dir(&dir)? {
+//!     let name = entry?.file_name();
+//!     assert!(name.to_string_lossy().starts_with(pipe_writer::SPARE_DIR_PREFIX), "{name:?}");
+//! }
 //! std::fs::remove_dir_all(&dir)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
+// Without the `writer` feature only the directory rules, the `/proc`
+// figures and the error type are built: what the aggregator shares.
+#[cfg(feature = "writer")]
 mod counters;
+#[cfg_attr(not(feature = "writer"), allow(dead_code))]
 mod dir;
 mod error;
+#[cfg_attr(not(feature = "writer"), allow(dead_code))]
 mod fifo;
+#[cfg(feature = "writer")]
 pub mod input;
+#[cfg_attr(not(feature = "writer"), allow(dead_code))] // `holds_file` is shared
 pub mod leftovers;
+#[cfg(feature = "writer")]
 mod pool;
+#[cfg_attr(not(feature = "writer"), allow(dead_code))] // its own-figures part serves
 pub mod process_stats;
+#[cfg(feature = "writer")]
 mod send;
+#[cfg(feature = "writer")]
 mod server;
+#[cfg(feature = "writer")]
 mod snapshot;
+#[cfg(feature = "writer")]
 mod sweep;
+#[cfg_attr(not(feature = "writer"), allow(dead_code))] // `verify_traces` is shared
 mod traces;
 
+#[cfg(feature = "writer")]
 pub use counters::ServeStats;
 pub use dir::{
-    DEFAULT_DIR, DIR_ENV, DIR_MODE, SPARE_DIR_MODE, SPARE_DIR_PREFIX, check_dir, spare_dir_name,
+    DEFAULT_DIR, DIR_ENV, DIR_MODE, SPARE_DIR_MODE, SPARE_DIR_PREFIX, check_dir, default_dir,
+    spare_dir_name,
 };
 pub use error::Error;
+#[cfg(feature = "writer")]
 pub use server::{Builder, DEFAULT_MODE, DEFAULT_STALL_TIMEOUT, Server, start};
 pub use traces::{TRACES_DIR, TracesRead, verify_traces};

@@ -13,7 +13,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::write;
 
-/// A pipe's buffer before `F_SETPIPE_SZ` (FIFO-NOTES.md: 65,536 bytes).
+/// A pipe's buffer before `F_SETPIPE_SZ` (docs/FIFO.md: 65,536 bytes).
 const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
 /// The cap on pipe growth when `/proc/sys/fs/pipe-max-size` cannot be read
 /// (the kernel's default).
@@ -52,7 +52,7 @@ pub(crate) struct Delivery {
 impl Delivery {
     /// Blocks `SIGPIPE` in the calling thread, for good: a write to a pipe
     /// whose readers left then returns `EPIPE` instead of killing a host
-    /// process that restored `SIGPIPE`'s default action (FIFO-NOTES.md).
+    /// process that restored `SIGPIPE`'s default action (docs/FIFO.md).
     /// Call it first thing in each serving thread.
     pub(crate) fn for_this_thread(stall: Duration, pipe_max: usize) -> Delivery {
         let mut set = SigSet::empty();
@@ -109,7 +109,7 @@ impl Delivery {
 
     /// Grows the pipe so the whole snapshot fits in one write: readers that
     /// open in the same instant then split it all-or-nothing instead of
-    /// tearing it (FIFO-NOTES.md). Failure (the per-user pipe page limit) only
+    /// tearing it (docs/FIFO.md). Failure (the per-user pipe page limit) only
     /// costs that guarantee, so it is ignored.
     fn grow_pipe(&self, fd: &OwnedFd, len: usize) {
         if len > DEFAULT_PIPE_SIZE {

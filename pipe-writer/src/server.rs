@@ -33,8 +33,11 @@ pub const DEFAULT_MODE: u32 = 0o600;
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Directories this process serves in: a second server there would take
-/// the first one's FIFO for a stale leftover and replace it.
-static SERVED_DIRS: Mutex<Vec<FileId>> = Mutex::new(Vec::new());
+/// the first one's FIFO for a stale leftover and replace it. Each claim
+/// carries the PID that made it: a child made by `fork` inherits its
+/// parent's claims (and its `Server`s, whose threads it does not have), and
+/// must still be able to serve its own `<pid>.stats` there.
+static SERVED_DIRS: Mutex<Vec<(u32, FileId)>> = Mutex::new(Vec::new());
 
 /// Starts serving the process-wide registry ([`Registry::global`]) at
 /// `<dir>/<pid>.stats`, `dir` being `STATS_PIPE_DIR` or `/tmp/stats-pipe`.
@@ -410,7 +413,7 @@ impl Server {
         self.shared.stop.store(true, SeqCst);
         // A reader of our own releases the thread from its blocking open; it
         // stays open until the join, or the wake-up can be lost
-        // (FIFO-NOTES.md).
+        // (docs/FIFO.md).
         let waker = lock(&self.shared.current)
             .as_ref()
             .and_then(|fifo| fifo.open_wake_reader().ok());
@@ -442,16 +445,17 @@ impl Drop for Server {
 }
 
 /// This process's claim on a directory, released on drop.
-struct DirClaim(FileId);
+struct DirClaim((u32, FileId));
 
 impl DirClaim {
     fn new(dir: FileId, path: PathBuf) -> Result<DirClaim, Error> {
+        let claim = (std::process::id(), dir);
         let mut dirs = lock(&SERVED_DIRS);
-        if dirs.contains(&dir) {
+        if dirs.contains(&claim) {
             return Err(Error::AlreadyServing { path });
         }
-        dirs.push(dir);
-        Ok(DirClaim(dir))
+        dirs.push(claim);
+        Ok(DirClaim(claim))
     }
 }
 
@@ -510,7 +514,7 @@ impl ServeLoop {
                 // moment reads end-of-file.
                 return Ok(());
             }
-            // Replace before writing (FIFO-NOTES.md, the duplicate trap):
+            // Replace before writing (docs/FIFO.md, the duplicate trap):
             // readers from now on open another FIFO, so this writer never
             // reopens the one its reader is still reading.
             let swapped = {

@@ -5,7 +5,7 @@
 //! A reader whose path lookup found FIFO X just before the serving thread
 //! renamed a fresh FIFO over it, but whose `open` completed only after the
 //! thread had written X and closed it, waits for a writer that never comes
-//! (FIFO-NOTES.md: two `cat`s stuck 15 minutes). The serving thread hands
+//! (docs/FIFO.md: two `cat`s stuck 15 minutes). The serving thread hands
 //! every retired FIFO to this thread, which keeps it for [`KEEP`] (at most
 //! [`MAX_RETIRED`] of them) and now and then opens it again with
 //! `O_WRONLY | O_NONBLOCK`: `ENXIO` means nobody is there; success means a

@@ -40,6 +40,20 @@ pub enum Kind {
     Gauge,
 }
 
+impl Kind {
+    /// What a reader is told of a scalar of this kind: a counter declares
+    /// itself (`#counter NAME: 1`), a gauge needs no line (an undeclared
+    /// stat is a gauge). The two enums stay apart because a scalar can only
+    /// be one of these two, while [`crate::kinds::WireKind`] also names
+    /// histograms and task high-water marks, which are not scalars.
+    pub fn wire(self) -> Option<crate::kinds::WireKind> {
+        match self {
+            Kind::Counter => Some(crate::kinds::WireKind::Counter),
+            Kind::Gauge => None,
+        }
+    }
+}
+
 const COUNTER: u8 = 0;
 const GAUGE: u8 = 1;
 

@@ -5,31 +5,9 @@
 
 use crate::value::Value;
 
-/// Spelling of a float NaN on the wire; Python's `float()` reads it.
-pub const NAN: &str = "nan";
-/// Spelling of positive infinity on the wire; Python's `float()` reads it.
-pub const INFINITY: &str = "inf";
-/// Spelling of negative infinity on the wire; Python's `float()` reads it.
-pub const NEG_INFINITY: &str = "-inf";
-
-/// Appends the wire spelling of `value` to `buf`.
-///
-/// Integers are plain decimals. Finite floats use the shortest representation
-/// that reads back to the same bits, always with a `.` or an exponent so they
-/// read back as floats (`3.0`, `1e-7`, `-0.0`); NaN and infinities are `nan`,
-/// `inf`, `-inf`.
-#[inline]
-pub fn write_value(buf: &mut Vec<u8>, value: Value) {
-    match value {
-        Value::Int(i) => buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
-        Value::Float(f) if f.is_finite() => {
-            buf.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
-        }
-        Value::Float(f) if f.is_nan() => buf.extend_from_slice(NAN.as_bytes()),
-        Value::Float(f) if f > 0.0 => buf.extend_from_slice(INFINITY.as_bytes()),
-        Value::Float(_) => buf.extend_from_slice(NEG_INFINITY.as_bytes()),
-    }
-}
+// The spellings and `write_value` live with `Value` (its `Display` writes
+// them), so this module depends on `value` and not the other way round.
+pub use crate::value::{INFINITY, NAN, NEG_INFINITY, write_value};
 
 /// Two decimal digits for every number below 100: `"00"` … `"99"`.
 const DIGIT_PAIRS: &[u8; 200] = b"\

@@ -39,7 +39,6 @@
 //! assert_eq!(host.get("load avg"), Some(Value::Float(1.5)));
 //! ```
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 pub mod buckets;
 mod cell;

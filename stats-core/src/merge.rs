@@ -229,7 +229,9 @@ impl TypedMerger {
             let kind = kinds.get(name);
             let rule = override_rule(name).unwrap_or(match kind {
                 Some(WireKind::Max) => Rule::Max,
-                _ => Rule::Sum,
+                // A histogram's lines reach here only when its base line is
+                // not declared as one: summed, as the rebuilder would.
+                Some(WireKind::Counter | WireKind::Histogram) | None => Rule::Sum,
             });
             if let Some(kind) = kind {
                 // A lookup, no allocation, once the name is declared.

@@ -389,10 +389,11 @@ impl Registry {
     pub fn render_kinds_into(&self, buf: &mut Vec<u8>) {
         for metric in self.sorted().iter() {
             match metric {
-                Metric::Scalar(scalar) if scalar.kind() == Kind::Counter => {
-                    write_kind_line(buf, WireKind::Counter, scalar.name());
+                Metric::Scalar(scalar) => {
+                    if let Some(kind) = scalar.kind().wire() {
+                        write_kind_line(buf, kind, scalar.name());
+                    }
                 }
-                Metric::Scalar(_) => {}
                 Metric::Histogram(cell) => write_kind_line(buf, WireKind::Histogram, cell.name()),
                 Metric::Task(task) => {
                     for counter in task.outcome_counters() {

@@ -162,16 +162,6 @@ impl Snapshot {
             write_line(buf, &entry.name, entry.value);
         }
     }
-
-    /// Writes every stat as `name: value\n` lines to `out`.
-    ///
-    /// # Errors
-    /// Whatever `out` returns.
-    pub fn write_to(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
-        let mut buf = Vec::new();
-        self.render_into(&mut buf);
-        out.write_all(&buf)
-    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,32 @@
 
 use std::fmt;
 
+/// Spelling of a float NaN on the wire; Python's `float()` reads it.
+pub const NAN: &str = "nan";
+/// Spelling of positive infinity on the wire; Python's `float()` reads it.
+pub const INFINITY: &str = "inf";
+/// Spelling of negative infinity on the wire; Python's `float()` reads it.
+pub const NEG_INFINITY: &str = "-inf";
+
+/// Appends the wire spelling of `value` to `buf`.
+///
+/// Integers are plain decimals. Finite floats use the shortest representation
+/// that reads back to the same bits, always with a `.` or an exponent so they
+/// read back as floats (`3.0`, `1e-7`, `-0.0`); NaN and infinities are `nan`,
+/// `inf`, `-inf`.
+#[inline]
+pub fn write_value(buf: &mut Vec<u8>, value: Value) {
+    match value {
+        Value::Int(i) => buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        Value::Float(f) if f.is_finite() => {
+            buf.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
+        }
+        Value::Float(f) if f.is_nan() => buf.extend_from_slice(NAN.as_bytes()),
+        Value::Float(f) if f > 0.0 => buf.extend_from_slice(INFINITY.as_bytes()),
+        Value::Float(_) => buf.extend_from_slice(NEG_INFINITY.as_bytes()),
+    }
+}
+
 /// The value of one stat: an integer or a float.
 ///
 /// Arithmetic follows pipestatic: integer plus integer stays an integer, any
@@ -71,7 +97,7 @@ impl fmt::Display for Value {
     /// Writes the wire spelling (see `FORMAT.md`): `3`, `3.0`, `1e-7`, `nan`, `-inf`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut buf = Vec::with_capacity(24);
-        crate::format::write_value(&mut buf, *self);
+        write_value(&mut buf, *self);
         f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
     }
 }

@@ -1,8 +1,8 @@
 //! Shared helpers for the end-to-end tests in `tests/tests/`.
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 pub mod archive;
+pub mod bindings;
 pub mod faults;
 pub mod hostile;
 pub mod http_client;

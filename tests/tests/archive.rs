@@ -372,12 +372,16 @@ fn sqlite_cron_loop_concurrent_runs_kill_and_lock() {
     wait_until(
         Duration::from_secs(10),
         "the sqlite3 shell to hold the write lock",
+        // Probed with a second sqlite3 shell that writes nothing: a probe
+        // by `archive --time 3000` could itself archive that second before
+        // the shell took the lock (under load), and then never fail.
         || {
-            let (status, _, err) = archive(
-                pipes.path(),
-                &[&base[..], &["--time", "3000", "--lock-timeout", "200ms"]].concat(),
-            );
-            (!status.success()).then_some(err)
+            let probe = Command::new(require_binary("sqlite3", &[]))
+                .arg(&db)
+                .arg("BEGIN IMMEDIATE; ROLLBACK;")
+                .output()
+                .expect("run sqlite3");
+            (!probe.status.success()).then_some(())
         },
     );
     let (status, out, err) = archive(

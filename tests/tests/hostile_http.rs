@@ -372,3 +372,38 @@ fn healthz_says_failing_while_the_pipe_directory_is_missing() {
     let health = wait_for_health(server.addr(), 200);
     assert_eq!(health["status"], "ok", "{health}");
 }
+
+#[test]
+fn an_endless_request_body_is_never_read_and_the_connection_closes() {
+    let dir = TempDir::new("endless-body");
+    let mut processes = Processes::new();
+    spawn_pipestatic_writer(&mut processes, dir.path(), &["requests=1"]);
+    let mut server = Aggregator::serve(dir.path(), &["--no-history"]);
+    let addr = server.addr();
+    let before = server.rss_bytes();
+    let chunk = vec![b'a'; 1 << 20];
+    // A body of 500 MB announced on a method we do not take.
+    let (answer, _) = stream_endless_head(
+        addr,
+        b"POST /stats HTTP/1.1\r\nHost: x\r\nContent-Length: 500000000\r\n\r\n",
+        &chunk,
+        500 << 20,
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 405"), "{text:?}");
+    // An endless chunked body on a GET: answered, the body never read.
+    let mut chunked = b"100000\r\n".to_vec();
+    chunked.extend_from_slice(&chunk);
+    chunked.extend_from_slice(b"\r\n");
+    let (answer, _) = stream_endless_head(
+        addr,
+        b"GET /stats HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        &chunked,
+        500 << 20,
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    let after = server.rss_bytes();
+    assert!(after < before + (10 << 20), "RSS {before} -> {after}");
+    assert!(server.is_running());
+}

@@ -9,13 +9,22 @@
 //! `int` to `float`: once a stat was a float, every later sample of it is
 //! stored as a float, whatever a restarted writer or another host sends.
 //! The schema is documented in `docs/ARCHIVE.md`.
+//!
+//! Each engine is a cargo feature (`sqlite`, `postgres`; both on by
+//! default); a build without one refuses its `--db` with a message.
+// The shared writing plan is used by the engines only.
+#![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 
+#[cfg(feature = "cli")]
 mod command;
+#[cfg(feature = "postgres")]
 mod postgres;
 pub mod remote;
 mod retained;
 mod schema;
+#[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "postgres")]
 mod tls;
 
 use std::collections::HashMap;
@@ -27,6 +36,7 @@ use stats_core::Value;
 use crate::retention::{RetainedState, Retention};
 use crate::{Error, Pass, Status};
 
+#[cfg(feature = "cli")]
 pub use command::{ArchiveArgs, run};
 pub use schema::VERSION as SCHEMA_VERSION;
 
@@ -228,8 +238,19 @@ impl Database {
             Ok::<_, Error>((batch, rows))
         };
         match self {
+            #[cfg(feature = "sqlite")]
             Database::Sqlite(path) => sqlite::write(path, &self.describe(), host, options, read),
+            #[cfg(feature = "postgres")]
             Database::Postgres(url) => postgres::write(url, &self.describe(), host, options, read),
+            #[allow(unreachable_patterns)]
+            _ => {
+                let _ = (host, options, read);
+                Err(Error::BadArgument {
+                    what: "--db",
+                    given: self.describe(),
+                    expected: "a database engine this build has (features `sqlite`, `postgres`)",
+                })
+            }
         }
     }
 }

@@ -1,9 +1,7 @@
 //! `archive --from http://HOST:PORT`: reads a running aggregator's `/stats`
-//! (and `/processes` + `/stats/<pid>` per process) over a minimal HTTP/1.0
-//! GET client, keeping each value's int/float type from the JSON spelling.
+//! (and `/processes` + `/stats/<pid>` per process) with ureq's blocking
+//! client, keeping each value's int/float type from the JSON spelling.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use serde_json::Value as Json;
@@ -174,107 +172,46 @@ impl Remote {
             .map_err(|e| self.fetch_error(path, format!("the answer is not JSON: {e}")))
     }
 
-    /// One `GET`, returning the body of a 200 answer.
+    /// One `GET`, returning the body of a 200 answer (at most
+    /// [`MAX_RESPONSE`] bytes, within the timeout).
     fn get(&self, path: &str) -> Result<Vec<u8>, String> {
-        let addrs = self
-            .authority
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {}: {e}", self.authority))?;
-        let mut last = format!("{} resolves to no address", self.authority);
-        let mut stream = None;
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, self.timeout) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(self.timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        let mut request = agent
+            .get(self.url(path))
+            .header("Accept", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.call().map_err(|e| match e {
+            ureq::Error::Io(e) => format!("cannot connect to {} or read: {e}", self.authority),
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                format!("cannot connect to {}: {e}", self.authority)
+            }
+            e => format!("cannot read the answer: {e}"),
+        })?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => {
+                    format!("the answer is larger than {MAX_RESPONSE} bytes")
                 }
-                Err(e) => last = format!("cannot connect to {addr}: {e}"),
-            }
+                e => format!("cannot read the answer: {e}"),
+            })?;
+        if status != 200 {
+            let text = String::from_utf8_lossy(&body);
+            let text: String = text.chars().take(200).collect();
+            return Err(format!("HTTP {status}: {}", text.trim()));
         }
-        let mut stream = stream.ok_or(last)?;
-        stream
-            .set_read_timeout(Some(self.timeout))
-            .and_then(|()| stream.set_write_timeout(Some(self.timeout)))
-            .map_err(|e| format!("cannot set timeouts: {e}"))?;
-        let auth = self
-            .token
-            .as_ref()
-            .map(|token| format!("Authorization: Bearer {token}\r\n"))
-            .unwrap_or_default();
-        let request = format!(
-            "GET {}{path} HTTP/1.0\r\nHost: {}\r\nAccept: application/json\r\n{auth}Connection: close\r\n\r\n",
-            self.prefix, self.authority
-        );
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|e| format!("cannot send the request: {e}"))?;
-        let mut response = Vec::new();
-        stream
-            .take(MAX_RESPONSE + 1)
-            .read_to_end(&mut response)
-            .map_err(|e| format!("cannot read the answer: {e}"))?;
-        if response.len() as u64 > MAX_RESPONSE {
-            return Err(format!("the answer is larger than {MAX_RESPONSE} bytes"));
-        }
-        parse_response(&response)
-    }
-}
-
-/// Splits an HTTP/1.x response into status and body; only 200 is success.
-fn parse_response(response: &[u8]) -> Result<Vec<u8>, String> {
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("the answer has no end of headers")?;
-    let head = String::from_utf8_lossy(&response[..split]);
-    let mut body = response[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status_line = lines.next().unwrap_or_default();
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let mut chunked = false;
-    for line in lines {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let (key, value) = (key.trim(), value.trim());
-        if key.eq_ignore_ascii_case("content-length") {
-            if let Ok(length) = value.parse::<usize>() {
-                body.truncate(length);
-            }
-        } else if key.eq_ignore_ascii_case("transfer-encoding")
-            && value.eq_ignore_ascii_case("chunked")
-        {
-            chunked = true;
-        }
-    }
-    if chunked {
-        body = dechunk(&body).ok_or("bad chunked encoding")?;
-    }
-    if status != 200 {
-        let text = String::from_utf8_lossy(&body);
-        let text: String = text.chars().take(200).collect();
-        return Err(format!("HTTP {status}: {}", text.trim()));
-    }
-    Ok(body)
-}
-
-/// Decodes a chunked body (a server may use it despite HTTP/1.0).
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len());
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
+        Ok(body)
     }
 }
 
@@ -328,24 +265,6 @@ mod tests {
         assert_eq!(r.url("/stats"), "http://h:99/agg/stats");
         assert!(Remote::new("https://h", None, Duration::from_secs(1)).is_err());
         assert!(Remote::new("http://", None, Duration::from_secs(1)).is_err());
-    }
-
-    #[test]
-    fn responses() {
-        assert_eq!(
-            parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}xx").unwrap(),
-            b"{}"
-        );
-        assert_eq!(
-            parse_response(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
-            )
-            .unwrap(),
-            b"{}"
-        );
-        let err = parse_response(b"HTTP/1.1 404 Not Found\r\n\r\n{\"error\":\"no\"}").unwrap_err();
-        assert!(err.contains("404") && err.contains("no"), "{err}");
-        assert!(parse_response(b"garbage").is_err());
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use stats_core::{Snapshot, Value};
 
-use crate::Pass;
+use crate::{Pass, Source};
 
 /// The field key holding every stat's value.
 pub const FIELD: &str = "value";
@@ -40,18 +40,58 @@ pub const HOST_TAG: &str = "host";
 /// The HTTP content type of line protocol.
 pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
-/// The server's rendering of a pass (`GET /influx`): this host's name as
-/// `host`, and one float memory for the whole process, so a stat keeps its
-/// field type for as long as the server runs.
-pub fn served(pass: &Pass) -> Vec<u8> {
-    static MEMORY: OnceLock<Mutex<Influx>> = OnceLock::new();
-    static HOST: OnceLock<String> = OnceLock::new();
-    let host = HOST.get_or_init(crate::archive::local_host_name);
-    MEMORY
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .pass(pass, host)
+/// The line-protocol format, served at `/influx`: this host's name as
+/// `host` (and the PID as `pid` for one source), and one float memory
+/// ([`Influx`]) for the whole process, so a stat keeps its field type for
+/// as long as the server runs.
+pub struct InfluxFormat {
+    memory: OnceLock<Mutex<Influx>>,
+    host: OnceLock<String>,
+}
+
+/// The one [`InfluxFormat`], listed in [`super::FORMATS`].
+pub static INFLUX: InfluxFormat = InfluxFormat {
+    memory: OnceLock::new(),
+    host: OnceLock::new(),
+};
+
+impl InfluxFormat {
+    fn host(&self) -> &str {
+        self.host.get_or_init(crate::archive::local_host_name)
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Influx> {
+        self.memory
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl super::Format for InfluxFormat {
+    fn name(&self) -> &'static str {
+        "influx"
+    }
+    fn about(&self) -> &'static str {
+        "InfluxDB line protocol (tags `host`, and `pid` with --pid)"
+    }
+    fn path(&self) -> Option<&'static str> {
+        Some("/influx")
+    }
+    fn content_type(&self) -> &'static str {
+        CONTENT_TYPE
+    }
+    fn render(&self, pass: &Pass) -> Vec<u8> {
+        self.memory().pass(pass, self.host())
+    }
+    fn render_source(&self, pass: &Pass, source: &Source) -> Vec<u8> {
+        let pid = source.pid.map(|pid| pid.to_string()).unwrap_or_default();
+        let tags = [(HOST_TAG, self.host()), ("pid", pid.as_str())];
+        let mut buf = Vec::new();
+        self.memory()
+            .render(&mut buf, &source.snapshot, &tags, pass.started);
+        buf
+    }
 }
 
 /// What a render wrote.

@@ -19,6 +19,34 @@ use stats_core::{Snapshot, Value};
 use super::unix_seconds;
 use crate::{Pass, RefuseReason, Source, Status};
 
+/// The JSON format: [`stats`] for a pass, [`process`] for one source;
+/// served at `/stats` (and `/stats/<pid>`).
+pub struct Json;
+
+impl super::Format for Json {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+    fn about(&self) -> &'static str {
+        "`{\"stats\": {...}, \"timestamp\": ...}` (pipestatic's shape)"
+    }
+    fn path(&self) -> Option<&'static str> {
+        Some("/stats")
+    }
+    fn content_type(&self) -> &'static str {
+        CONTENT_TYPE
+    }
+    fn render(&self, pass: &Pass) -> Vec<u8> {
+        stats(pass)
+    }
+    fn render_source(&self, pass: &Pass, source: &Source) -> Vec<u8> {
+        process(pass, source)
+    }
+}
+
+/// The HTTP content type of every JSON answer.
+pub const CONTENT_TYPE: &str = "application/json";
+
 /// How a NaN value is written.
 pub const NAN: &str = "\"NaN\"";
 /// How positive infinity is written.
@@ -65,16 +93,9 @@ pub fn processes(pass: &Pass) -> Vec<u8> {
     write_time(&mut buf, Some(pass.started));
     buf.extend_from_slice(b",\"duration\":");
     write_value(&mut buf, Value::Float(pass.duration.as_secs_f64()));
-    buf.extend_from_slice(b",\"processes\":[");
-    for (i, source) in pass.sources.iter().enumerate() {
-        if i > 0 {
-            buf.push(b',');
-        }
-        buf.push(b'{');
-        write_source_fields(&mut buf, source);
-        buf.push(b'}');
-    }
-    buf.extend_from_slice(b"]}");
+    buf.extend_from_slice(b",\"processes\":");
+    write_sources(&mut buf, pass);
+    buf.push(b'}');
     buf
 }
 
@@ -190,6 +211,21 @@ pub fn write_process_figures(buf: &mut Vec<u8>, source: &Source) {
     buf.push(b'}');
 }
 
+/// Appends `[{...}, ...]`: every source of `pass` as `/processes` lists it
+/// (the one JSON rendering of a source; `/history?sources=1` uses it too).
+pub fn write_sources(buf: &mut Vec<u8>, pass: &Pass) {
+    buf.push(b'[');
+    for (i, source) in pass.sources.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        buf.push(b'{');
+        write_source_fields(buf, source);
+        buf.push(b'}');
+    }
+    buf.push(b']');
+}
+
 /// Writes the fields shared by `/processes` entries and `/stats/<pid>`
 /// (including the process figures of [`write_process_figures`]), without
 /// the surrounding braces.
@@ -223,6 +259,8 @@ fn write_source_fields(buf: &mut Vec<u8>, source: &Source) {
         }
         _ => buf.extend_from_slice(b"null"),
     }
+    write_field_name(buf, "summary");
+    write_string(buf, &source.status.to_string());
     write_field_name(buf, "foreign");
     buf.extend_from_slice(if source.foreign { b"true" } else { b"false" });
     write_u64_field(buf, "stats_count", source.snapshot.len() as u64);
@@ -436,7 +474,7 @@ mod tests {
             list[0],
             json!({
                 "path": "/run/stats/20.stats", "pid": 20, "status": "ok", "reason": null,
-                "foreign": false, "stats_count": 1, "lines": 1, "bad_lines": 2,
+                "summary": "ok", "foreign": false, "stats_count": 1, "lines": 1, "bad_lines": 2,
                 "first_errors": [{"line": 3, "error": "not valid UTF-8"}],
                 "attempts": 1, "bytes": 10, "last_seen": 2.0, "seq": 7, "snapshot_time": 1.5,
             })
@@ -445,6 +483,10 @@ mod tests {
         assert_eq!(list[1]["reason"], "wrong_owner");
         assert_eq!(list[1]["fifo_uid"], 1000);
         assert_eq!(list[1]["process_uid"], 0);
+        assert_eq!(
+            list[1]["summary"],
+            "refused (wrong owner: FIFO uid 1000, process uid 0)"
+        );
         assert_eq!(list[2]["reason"], "symlink");
         assert_eq!(list[2]["pid"], json!(null));
         assert_eq!(list[2]["path"], "/run/stats/\"odd\".stats");

@@ -1,5 +1,13 @@
 //! Renderings of a read pass for the outside world: JSON (pipestatic's
-//! `/stats` shape and the per-source views) and Prometheus text exposition.
+//! `/stats` shape and the per-source views), `name: value` text,
+//! Prometheus text exposition and InfluxDB line protocol.
+//!
+//! Every output format is one module with a type implementing [`Format`]
+//! (its name, its content type, the path it is served at, and how it
+//! renders a pass and one source), listed once in [`FORMATS`]: `serve`
+//! routes each format's path and `dump --format` offers each name from
+//! that table, so a new format is one new file plus one line there (see
+//! `docs/ARCHITECTURE.md`).
 //!
 //! Every renderer appends to a `Vec<u8>` and never fails: whatever a writer
 //! sent (odd names, NaN, huge integers) comes out as valid output.
@@ -35,29 +43,64 @@
 pub mod influx;
 pub mod json;
 pub mod prometheus;
+pub mod text;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use stats_core::Value;
+
+use crate::{Pass, Source};
+
+/// One output format of a read pass: what every module here offers.
+pub trait Format: Sync {
+    /// Its name for `dump --format` (lower case, one word).
+    fn name(&self) -> &'static str;
+    /// One line for `dump --help`.
+    fn about(&self) -> &'static str;
+    /// The path `serve` answers it at, if it is served.
+    fn path(&self) -> Option<&'static str>;
+    /// The HTTP `Content-Type` of its output.
+    fn content_type(&self) -> &'static str;
+    /// The host-wide view of `pass`.
+    fn render(&self, pass: &Pass) -> Vec<u8>;
+    /// One source of `pass` (`dump --pid`).
+    fn render_source(&self, pass: &Pass, source: &Source) -> Vec<u8>;
+}
+
+/// Every output format, in the order `dump --help` lists them. The one
+/// table `serve`'s routes and `dump --format` read.
+pub static FORMATS: &[&dyn Format] = &[
+    &json::Json,
+    &text::Text,
+    &prometheus::Prometheus,
+    &influx::INFLUX,
+];
+
+/// The format named `name` in [`FORMATS`].
+pub fn format(name: &str) -> Option<&'static dyn Format> {
+    FORMATS.iter().copied().find(|format| format.name() == name)
+}
+
+/// Formats are told apart by name (routes compare them).
+impl PartialEq for dyn Format {
+    fn eq(&self, other: &dyn Format) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for dyn Format {}
+
+impl std::fmt::Debug for dyn Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Format({})", self.name())
+    }
+}
 
 /// Unix seconds of `time` as a float; a time before 1970 reads as `0.0`.
 pub fn unix_seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64())
 }
-
-/// Every [`crate::Status::as_str`] word, in the order the Prometheus
-/// source counts list them.
-pub const STATUS_WORDS: [&str; 8] = [
-    "ok",
-    "timed_out",
-    "incomplete",
-    "too_large",
-    "refused",
-    "stale",
-    "vanished",
-    "failed",
-];
 
 /// Appends a number the way every format here wants it: an integer exact
 /// (`itoa`), a finite float as the shortest text that reads back to the same
@@ -110,4 +153,70 @@ fn snapshot(pairs: &[(&str, Value)]) -> stats_core::Snapshot {
         name: (*name).into(),
         value: *value,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    /// A toy format, as a new one would be added: this type in its own
+    /// file, plus its line in [`FORMATS`]. Here it is put in a table of
+    /// its own, the way the routes and `dump` read [`FORMATS`].
+    struct Count;
+
+    impl Format for Count {
+        fn name(&self) -> &'static str {
+            "count"
+        }
+        fn about(&self) -> &'static str {
+            "How many stats."
+        }
+        fn path(&self) -> Option<&'static str> {
+            Some("/count")
+        }
+        fn content_type(&self) -> &'static str {
+            "text/plain"
+        }
+        fn render(&self, pass: &Pass) -> Vec<u8> {
+            format!("{}\n", pass.merged.len()).into_bytes()
+        }
+        fn render_source(&self, _: &Pass, source: &Source) -> Vec<u8> {
+            format!("{}\n", source.snapshot.len()).into_bytes()
+        }
+    }
+
+    static COUNT: Count = Count;
+
+    #[test]
+    fn a_registered_format_is_routed_and_rendered() {
+        let table: Vec<&'static dyn Format> =
+            FORMATS.iter().copied().chain([&COUNT as _]).collect();
+        let route = crate::routes::route_in("/count", &table);
+        assert_eq!(route, Some(crate::routes::Route::Export(&COUNT)));
+        assert_eq!(crate::routes::route_in("/count", FORMATS), None);
+        let pass = Pass {
+            started: UNIX_EPOCH,
+            duration: std::time::Duration::ZERO,
+            sources: Vec::new(),
+            merged: snapshot(&[("a", Value::Int(1)), ("b", Value::Int(2))]),
+            kinds: Default::default(),
+        };
+        let Some(crate::routes::Route::Export(format)) = route else {
+            panic!("not a format route");
+        };
+        assert_eq!(format.render(&pass), b"2\n");
+        assert_eq!(format.content_type(), "text/plain");
+    }
+
+    #[test]
+    fn the_built_in_formats_have_distinct_names_and_paths() {
+        let names: Vec<&str> = FORMATS.iter().map(|f| f.name()).collect();
+        assert_eq!(names, ["json", "text", "prometheus", "influx"]);
+        let paths: Vec<&str> = FORMATS.iter().filter_map(|f| f.path()).collect();
+        assert_eq!(paths, ["/stats", "/metrics", "/influx"]);
+        assert_eq!(format("prometheus").map(|f| f.name()), Some("prometheus"));
+        assert!(format("xml").is_none());
+    }
 }

@@ -1,5 +1,5 @@
 //! Helpers for the pipe-writer tests: unique temp dirs, a safe FIFO reader
-//! (non-blocking open, poll with a deadline, per FIFO-NOTES.md), child
+//! (non-blocking open, poll with a deadline, per docs/FIFO.md), child
 //! processes that are killed if a test fails, and registries to serve.
 #![allow(dead_code)]
 

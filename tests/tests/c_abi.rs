@@ -1,0 +1,151 @@
+//! The C ABI (issue 17): a C program compiled with `cc` against
+//! `include/stats_pipe.h` and `libstats_pipe.a` publishes stats that a real
+//! `host-aggregator serve` sums, and forks a child that publishes its own
+//! through the same handles.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use stats_pipe_tests::archive::wait_until;
+use stats_pipe_tests::bindings::c_library;
+use stats_pipe_tests::hostile::{TempDir, fixture};
+use stats_pipe_tests::serve::Aggregator;
+
+/// Compiles `tests/fixtures/c/fork_publish.c` into `dir`.
+fn compile(dir: &Path) -> PathBuf {
+    let (include, library) = c_library();
+    let exe = dir.join("fork_publish");
+    let output = Command::new("cc")
+        .args([
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-D_POSIX_C_SOURCE=200809L",
+        ])
+        .arg("-I")
+        .arg(&include)
+        .arg(fixture("c/fork_publish.c"))
+        .arg(&library)
+        // What a Rust staticlib needs from the system.
+        .args(["-lpthread", "-ldl", "-lm", "-lrt", "-lgcc_s", "-o"])
+        .arg(&exe)
+        .output()
+        .expect("run cc (scripts/install-test-deps.sh installs it)");
+    assert!(
+        output.status.success(),
+        "cc failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    exe
+}
+
+fn read_pipe(path: &Path) -> HashMap<String, String> {
+    // A read that raced another reader (the aggregator) may come back
+    // empty or torn (FORMAT.md, "What a reader can rely on"): retry.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        if text.starts_with("#stats-pipe:") && text.contains("\n#end: ") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_c_program_and_its_forked_child_publish_their_own_stats() {
+    let build = TempDir::new("c-abi-build");
+    let exe = compile(build.path());
+    let pipes = TempDir::new("c-abi");
+    let aggregator = Aggregator::serve(pipes.path(), &["--interval", "200ms", "--max-age", "0s"]);
+    let mut program = Command::new(&exe)
+        .env("STATS_PIPE_DIR", pipes.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run fork_publish");
+    let mut lines = BufReader::new(program.stdout.take().expect("piped stdout")).lines();
+    let mut paths = HashMap::new();
+    for _ in 0..2 {
+        let line = lines
+            .next()
+            .and_then(Result::ok)
+            .expect("fork_publish reports parent and child");
+        let mut words = line.split(' ');
+        let (Some(role), Some(pid), Some(path)) = (words.next(), words.next(), words.next()) else {
+            panic!("unexpected line {line:?}");
+        };
+        assert_eq!(
+            Path::new(path),
+            pipes.join(format!("{pid}.stats")),
+            "{role} serves its own <pid>.stats"
+        );
+        paths.insert(role.to_owned(), PathBuf::from(path));
+    }
+
+    let parent = read_pipe(&paths["parent"]);
+    let child = read_pipe(&paths["child"]);
+    let get = |stats: &HashMap<String, String>, name: &str| stats.get(name).cloned();
+    for (name, value) in [
+        ("c.requests", "5"),
+        ("c.by_name", "2"),
+        ("c.parent_only", "1.5"),
+        ("c.queue", "3"),
+        ("c.latency.count", "2"),
+        ("c.job.success", "1"),
+        ("c.job.errors", "1"),
+    ] {
+        assert_eq!(
+            get(&parent, name).as_deref(),
+            Some(value),
+            "parent {name}: {parent:?}"
+        );
+    }
+    assert_eq!(get(&parent, "c.child_only"), None);
+    for (name, value) in [
+        ("c.requests", "7"),
+        ("c.child_only", "1"),
+        ("c.queue", "1"),
+        ("c.latency.count", "1"),
+    ] {
+        assert_eq!(
+            get(&child, name).as_deref(),
+            Some(value),
+            "child {name}: {child:?}"
+        );
+    }
+    // Nothing of the parent's in the child's pipe.
+    for name in ["c.by_name", "c.parent_only", "c.job.success"] {
+        assert_eq!(
+            get(&child, name),
+            None,
+            "child shows the parent's {name}: {child:?}"
+        );
+    }
+
+    // The aggregator sums the two processes.
+    let answer = wait_until(Duration::from_secs(10), "c.requests summed", || {
+        let stats = aggregator.get("/stats").json()["stats"].clone();
+        (stats["c.requests"] == 12).then_some(stats)
+    });
+    assert_eq!(answer["c.latency.count"], 3);
+    assert_eq!(answer["c.queue"], 4);
+    assert_eq!(answer["c.child_only"], 1);
+
+    // Closing stdin ends both; each removes its own FIFO.
+    drop(program.stdin.take());
+    let status = program.wait().expect("wait for fork_publish");
+    assert!(status.success(), "fork_publish: {status}");
+    assert!(!paths["parent"].exists() && !paths["child"].exists());
+}
