@@ -401,6 +401,37 @@ fn pid_param(query: &str) -> Result<Option<u32>, String> {
     Ok(None)
 }
 
+impl Format {
+    /// The `Content-Type` of this rendering.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => crate::export::json::CONTENT_TYPE,
+            Format::Text => "text/plain; charset=utf-8",
+            Format::Dot => "text/vnd.graphviz; charset=utf-8",
+        }
+    }
+}
+
+/// The call graph of `pass` (only process `pid`'s, if given) rendered in
+/// `format`: what `/funcs*` serve and `host-aggregator funcs` prints.
+///
+/// # Errors
+/// A message naming the PID when the pass has no pipe for it.
+pub fn render(format: Format, pass: &crate::Pass, pid: Option<u32>) -> Result<Vec<u8>, String> {
+    let graph = match pid {
+        None => Graph::of(&pass.merged),
+        Some(pid) => match pass.source(pid) {
+            Some(source) => Graph::of(&source.snapshot),
+            None => return Err(format!("no stats pipe for PID {pid}")),
+        },
+    };
+    Ok(match format {
+        Format::Json => graph.to_json(),
+        Format::Text => graph.to_text().into_bytes(),
+        Format::Dot => graph.to_dot().into_bytes(),
+    })
+}
+
 /// The answer to a `/funcs` route from the shared pass.
 pub(crate) fn answer(
     format: Format,
@@ -412,24 +443,16 @@ pub(crate) fn answer(
         Ok(pass) => pass,
         Err(error) => return Reply::error(503, &error.to_string()),
     };
-    let graph = match pid_param(query) {
+    let pid = match pid_param(query) {
         Err(message) => return Reply::error(400, &message),
-        Ok(None) => Graph::of(&pass.merged),
-        Ok(Some(pid)) => match pass.source(pid) {
-            Some(source) => Graph::of(&source.snapshot),
-            None => return Reply::error(404, &format!("no stats pipe for PID {pid}")),
-        },
+        Ok(pid) => pid,
     };
-    let mut reply = match format {
-        Format::Json => Reply::json(200, graph.to_json()),
-        Format::Text => Reply {
-            content_type: "text/plain; charset=utf-8",
-            ..Reply::json(200, graph.to_text().into_bytes())
+    let mut reply = match render(format, pass, pid) {
+        Ok(body) => Reply {
+            content_type: format.content_type(),
+            ..Reply::json(200, body)
         },
-        Format::Dot => Reply {
-            content_type: "text/vnd.graphviz; charset=utf-8",
-            ..Reply::json(200, graph.to_dot().into_bytes())
-        },
+        Err(message) => Reply::error(404, &message),
     };
     reply.pass = Some(cached.number);
     reply

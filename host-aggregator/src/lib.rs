@@ -45,6 +45,7 @@ mod routes;
 mod rules;
 mod source;
 pub mod top;
+pub mod traces;
 
 pub use collector::Collector;
 pub use discovery::default_dir;

@@ -127,7 +127,7 @@ impl std::fmt::Display for Status {
 pub struct Source {
     /// Path of the pipe.
     pub path: PathBuf,
-    /// PID from the file name, if it is `<pid>.stats`.
+    /// PID from the file name, if it is `<pid>.stats` (`<pid>.traces`).
     pub pid: Option<u32>,
     /// The outcome.
     pub status: Status,
@@ -179,10 +179,14 @@ impl Source {
     }
 }
 
-/// The PID in a `<pid>.stats` file name: decimal digits only, no sign, no
-/// leading zero, not 0, and within `u32`.
+/// The PID in a `<pid>.stats` (or a trace FIFO's `<pid>.traces`) file
+/// name: decimal digits only, no sign, no leading zero, not 0, and within
+/// `u32`.
 pub fn pid_from_path(path: &std::path::Path) -> Option<u32> {
-    let digits = path.file_name()?.to_str()?.strip_suffix(".stats")?;
+    let name = path.file_name()?.to_str()?;
+    let digits = name
+        .strip_suffix(".stats")
+        .or_else(|| name.strip_suffix(".traces"))?;
     if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
