@@ -10,3 +10,4 @@ pub mod kinds;
 pub mod live;
 pub mod ports;
 pub mod serve;
+pub mod traced;
