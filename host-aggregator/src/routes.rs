@@ -49,7 +49,7 @@ pub enum Route {
     /// (the timeline).
     Trace(u32, u64, TraceFormat),
     /// `/trace/next.json`, `/trace/next.svg`: wait for the next trace whose
-    /// root matches `task=` (answered by [`crate::traces::next::wait`]).
+    /// root matches `task=` (answered asynchronously by `traces::next::wait`).
     TraceNext(TraceFormat),
 }
 

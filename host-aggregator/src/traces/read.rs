@@ -4,7 +4,7 @@
 //! answer's JSON lines parsed into [`Record`]s. A torn answer is retried
 //! and then counted, never parsed; a line that is not a trace is skipped
 //! and counted; a FIFO with no writer costs the deadline once and
-//! [`crate::reader::SILENT_GRACE`] on later reads.
+//! a 50 ms grace (the reader's `SILENT_GRACE`) on later reads.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -76,8 +76,8 @@ impl TraceSet {
 
 /// Reads trace FIFOs on demand, remembering across reads which ones sent
 /// nothing (a FIFO with no writer, which any local user can make), so they
-/// cost [`crate::reader::SILENT_GRACE`] instead of the whole deadline each
-/// time, as in a pass.
+/// cost a 50 ms grace (the reader's `SILENT_GRACE`) instead of the whole
+/// deadline each time, as in a pass.
 #[derive(Debug)]
 pub struct TraceReader {
     options: ReadOptions,
