@@ -327,6 +327,31 @@ fn next_trace_is_one_started_after_the_request_and_504_when_none_comes() {
         assert_eq!(reply.status, 400, "{bad}: {}", reply.text());
         assert!(reply.json()["error"].is_string(), "{bad}");
     }
+    // At most 8 wait at once: the ninth is told to come back, at once.
+    let addr = aggregator.addr();
+    let waiting: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                stats_pipe_tests::serve::request(
+                    addr,
+                    "GET",
+                    "/trace/next.json?task=request&timeout=3s",
+                    &[],
+                )
+                .status
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    let ninth = aggregator.get("/trace/next.json?task=request&timeout=3s");
+    assert_eq!(ninth.status, 503, "{}", ninth.text());
+    assert_eq!(
+        aggregator.get("/healthz").status,
+        200,
+        "the server answers while 8 wait"
+    );
+    let statuses: Vec<u16> = waiting.into_iter().map(|w| w.join().unwrap()).collect();
+    assert_eq!(statuses, [504; 8]);
     let unknown = aggregator.get("/trace/next.json?task=%5Enope%24").json();
     assert!(
         unknown["error"].as_str().unwrap().contains("no known task"),
