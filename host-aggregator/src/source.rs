@@ -269,3 +269,26 @@ impl Pass {
         self.sources.iter().filter(|s| s.status.is_ok()).count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_from_stats_and_traces_names() {
+        let pid = |name: &str| pid_from_path(std::path::Path::new(name));
+        assert_eq!(pid("/d/42.stats"), Some(42));
+        assert_eq!(pid("/d/traces/42.traces"), Some(42));
+        for bad in [
+            "0.stats",
+            "042.traces",
+            "+1.stats",
+            "42.trace",
+            "42",
+            ".traces",
+            "x.traces",
+        ] {
+            assert_eq!(pid(bad), None, "{bad}");
+        }
+    }
+}
