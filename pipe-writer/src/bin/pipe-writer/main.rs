@@ -38,8 +38,9 @@ SPANS (a task run that just ended, e.g. a step of a shell pipeline):
   NAME.calls[caller=PARENT,outcome=...]. DURATION is a number and a unit:
   ns, us, ms, s, m, h ('12ms', '1.5s'). Report a step when it ends, the
   outer step last: a span without parent= is a root, captured as a trace
-  (one root in 100 unless the library's sampling is changed) with the
-  spans reported under it while it ran. Quote a name with spaces:
+  (one root in --sample-every; the first one always) with the spans
+  reported under it while it ran; traces are served at
+  <dir>/traces/<pid>.traces. Quote a name with spaces:
   #span \"nightly backup\" 2.5s outcome=error. Bad #span lines are reported
   and skipped like any other.
 
@@ -98,6 +99,11 @@ struct Args {
     /// open fds, uptime)
     #[arg(long)]
     no_process_stats: bool,
+
+    /// Capture one root span in N as a trace (#span lines without
+    /// parent=): 1 keeps every one, 0 none
+    #[arg(long, value_name = "N", default_value_t = stats_core::trace::DEFAULT_SAMPLE_EVERY)]
+    sample_every: u64,
 
     /// Restore SIGPIPE's default action first (tests: a host program that
     /// does so must survive readers that hang up)
@@ -162,6 +168,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         .thread_block()
         .map_err(|e| format!("cannot block SIGINT/SIGTERM: {e}"))?;
 
+    Registry::global()
+        .tracer()
+        .set_sample_every(args.sample_every);
     let mut builder = pipe_writer::Builder::new()
         .mode(args.mode)
         .process_stats(!args.no_process_stats);
