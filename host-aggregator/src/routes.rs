@@ -24,9 +24,9 @@ pub const MAX_TARGET_BYTES: usize = 8 << 10;
 pub enum Route {
     /// `/`: the dashboard or the list of paths.
     Index,
-    /// `/dashboard.css`, `/dashboard.js`, `/dashboard-errors.js`: the
-    /// dashboard's parts (separate files, so its content security policy
-    /// needs no inline script).
+    /// `/dashboard.css`, `/dashboard*.js`: the dashboard's parts
+    /// (separate files, so its content security policy needs no inline
+    /// script).
     Asset(dashboard::Asset),
     /// A format of [`FORMATS`] at its path: `/stats` (JSON), `/metrics`
     /// (Prometheus), `/influx` (InfluxDB line protocol).

@@ -91,6 +91,10 @@ mod server;
 #[cfg(feature = "writer")]
 mod snapshot;
 #[cfg(feature = "writer")]
+pub mod span_line;
+#[cfg(feature = "writer")]
+pub mod span_reports;
+#[cfg(feature = "writer")]
 mod sweep;
 #[cfg_attr(not(feature = "writer"), allow(dead_code))] // `verify_traces` is shared
 mod traces;

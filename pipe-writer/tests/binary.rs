@@ -101,7 +101,13 @@ fn lines_on_stdin_become_stats_and_eof_removes_the_fifo() {
     ] {
         assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
     }
-    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+    // One line per skipped line, and the count at the end of input.
+    assert!(stderr.contains("(3 so far)"), "{stderr}");
+    assert!(
+        stderr.ends_with("pipe-writer: end of stdin: 3 of 9 lines skipped\n"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 4, "{stderr}");
 }
 
 #[test]

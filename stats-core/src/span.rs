@@ -111,6 +111,12 @@ impl Edges {
     }
 }
 
+/// Counts one call from `caller` into `callee` that ended with `outcome`
+/// (a run reported after the fact, [`crate::Task::record_finished`]).
+pub(crate) fn count_edge(callee: &Arc<TaskCell>, caller: &Arc<TaskCell>, outcome: Outcome) {
+    callee.edges().get(callee, caller).count(outcome);
+}
+
 /// Where a run's parent is: the caller's task and, when the caller is part
 /// of a captured trace, its span in it.
 ///

@@ -173,7 +173,11 @@ impl TaskCell {
 
     #[inline]
     fn end(&self, outcome: Outcome, started: clock::Instant, ended: clock::Instant) {
-        let elapsed = clock::delta(started, ended);
+        self.end_after(outcome, clock::delta(started, ended));
+    }
+
+    #[inline]
+    fn end_after(&self, outcome: Outcome, elapsed: std::time::Duration) {
         self.current.fetch_sub(1, Relaxed);
         let slot = outcome.slot();
         self.outcomes[slot].add_int(1);
@@ -239,6 +243,25 @@ impl Task {
             task: &self.cell,
             started,
             outcome: None,
+        }
+    }
+
+    /// Records a run that happened elsewhere and is reported only once it
+    /// ended (a shell pipeline's step, given to the `pipe-writer` binary as
+    /// a `#span` line): counted as [`Task::run`] counts one (its outcome,
+    /// its duration, the most at once at least 1) and, with a `caller`, as
+    /// a call from that task (FORMAT.md, "Call edges"). It is in no trace:
+    /// the reporter assembles those ([`Tracer::record_finished`]).
+    pub fn record_finished(
+        &self,
+        duration: std::time::Duration,
+        outcome: Outcome,
+        caller: Option<&Task>,
+    ) {
+        self.cell.begin();
+        self.cell.end_after(outcome, duration);
+        if let Some(caller) = caller {
+            span::count_edge(&self.cell, &caller.cell, outcome);
         }
     }
 

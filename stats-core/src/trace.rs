@@ -228,6 +228,14 @@ impl Tracer {
         id
     }
 
+    /// Whether a root run starting now on this thread is to be captured,
+    /// by the sampling ([`Tracer::set_sample_every`]); counts it as seen.
+    /// For roots recorded after the fact ([`Tracer::record_finished`]), so
+    /// they are sampled like the ones run here.
+    pub fn sample_root(&self) -> bool {
+        self.sample()
+    }
+
     fn sample(&self) -> bool {
         match self.sample_every.load(Relaxed) {
             0 => false,

@@ -23,14 +23,24 @@ impl KindsWriter {
     /// # Panics
     /// If it cannot be built, started, or does not say it is serving.
     pub fn start(dir: &Path) -> KindsWriter {
-        let mut child = Command::new(workspace_binary("stats-pipe-tests", "kinds_writer"))
+        KindsWriter::start_binary("kinds_writer", dir)
+    }
+
+    /// Starts another of this package's writers that speaks the same
+    /// protocol (`serving <path>`, then `ok` per command), such as
+    /// `calls_writer`.
+    ///
+    /// # Panics
+    /// As [`KindsWriter::start`].
+    pub fn start_binary(binary: &str, dir: &Path) -> KindsWriter {
+        let mut child = Command::new(workspace_binary("stats-pipe-tests", binary))
             .arg("--dir")
             .arg(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn kinds_writer");
+            .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut writer = KindsWriter {
@@ -42,7 +52,7 @@ impl KindsWriter {
         let first = writer.line();
         writer.path = first
             .strip_prefix("serving ")
-            .unwrap_or_else(|| panic!("kinds_writer said {first:?}"))
+            .unwrap_or_else(|| panic!("{binary} said {first:?}"))
             .into();
         writer
     }

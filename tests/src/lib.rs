@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod bindings;
+pub mod calls;
 pub mod faults;
 pub mod hostile;
 pub mod http_client;
