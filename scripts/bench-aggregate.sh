@@ -1,49 +1,55 @@
 #!/usr/bin/env bash
-# The aggregator's read benchmark: one read pass over 10, 100 and 1,000
-# writer processes with ~180 stats each, side by side in one run with
-#  - `floor`: the bare FIFO round trip with the same writers (open, read to
-#    end of file, close; no checks, no parsing), interleaved pass by pass
-#    with ours, and
-#  - `python`: prometheus_client's multiprocess mode on the same counts.
-# Writers (children of bench_pass, killed when it exits): WRITER=pipe-writer
-# (default) runs the real `pipe-writer --linger` binary fed 180 lines on
-# stdin; WRITER=stand-in runs host-aggregator/examples/bench_writer.rs, the
-# same stats and envelope without kind lines, spare pool or orphan sweeper
-# (see BENCHMARKS.md for why both are measured).
-# Prints a table: wall (median and best of the passes), CPU per pass, peak
-# RSS of the reading process. For `floor`, the `stats` column is bytes per
-# snapshot and its peak RSS is the same process's as `rust` (ignore it).
+# The aggregator's read benchmark (issue 15, point 5), one run per process
+# count, each reader interleaved pass by pass with the others (see
+# host-aggregator/examples/bench_pass.rs for exactly what each does):
+#  - stats:    GET /stats from `host-aggregator serve --max-age 0s
+#              --no-history` (a fresh pass per request) over our writers;
+#  - dump:     `host-aggregator dump`, a fresh process per pass;
+#  - collect:  the library's Collector::collect in the driver;
+#  - bare-ours: a bare reader (open non-blocking, epoll, read to end of
+#              file, close; no checks, no parsing) over our writers;
+#  - bare-min: the same over minimal writers (pipe-writer/examples/
+#              minimal_writer.rs: one FIFO and one spare swapped by
+#              RENAME_EXCHANGE, no sweeper, no process stats);
+#  - python:   prometheus_client multiprocess, MultiProcessCollector +
+#              generate_latest over N processes' files.
+# Writers: N real `pipe-writer --linger` fed STATS lines, and N minimal
+# writers fed the same lines. Then the writers' CPU (every thread of every
+# writer process) while the bare reader reads both sets once a second, while
+# `GET /stats` reads ours once a second, and while nobody reads.
 #
-# Both sides work in $TMPDIR (default /tmp: ext4 here). Run with
-# TMPDIR=/dev/shm for tmpfs, as /tmp is on most hosts.
+# Output: `pass <reader> <procs> <median ms> <best ms> <reader CPU ms/pass>
+# <peak RSS KiB>` and `writers <phase> <set> <procs> <CPU ms/s> <wake-ups/s>`.
+# `collect` and the bare readers run in the driver: its peak RSS is the
+# collect row's. The load average is printed before and after each count.
 #
-# PAUSE_MS=N rests N ms before every timed read (rust and floor alike), so
-# each read finds the writers idle, as `serve` reading once a second does;
-# the default 0 reads back to back, the writers' worst case (see
-# BENCHMARKS.md).
+# Both sides work in $TMPDIR (default /tmp: ext4 here).
+# PAUSE_MS=N rests N ms before every timed read (default 0: back to back).
+# SECOND_WRITER=path/to/pipe-writer-before runs another build of our writer
+# as the second set instead of the minimal one (its name must start with
+# `pipe-writer`; rows `other`): our writers before and after a change.
+# SECOND_AGGREGATOR=path/to/host-aggregator-before times another build's
+# `GET /stats` and `dump` in the same rounds (rows `stats-other`,
+# `dump-other`): the aggregator before and after a change.
 #
-# Usage: [TMPDIR=/dev/shm] [WRITER=pipe-writer|stand-in] [PAUSE_MS=N] scripts/bench-aggregate.sh [COUNTS...]
-#        (default counts: 10 100 1000)
+# Usage: [TMPDIR=/dev/shm] [PAUSE_MS=N] [SECOND_WRITER=..] [SECOND_AGGREGATOR=..] [PASSES=20] [STATS=180] [PACED_SECONDS=10]
+#        scripts/bench-aggregate.sh [COUNTS...]   (default: 10 100 1000 3000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-counts=("${@:-10 100 1000}")
+counts=("${@:-10 100 1000 3000}")
 read -r -a counts <<<"${counts[*]}"
 target=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet -p pipe-writer --bin pipe-writer
-cargo build --release --quiet -p host-aggregator --example bench_pass --example bench_writer
-case ${WRITER:-pipe-writer} in
-  pipe-writer) writer=$target/release/pipe-writer ;;
-  stand-in) writer=$target/release/examples/bench_writer ;;
-  *) echo "WRITER must be pipe-writer or stand-in" >&2; exit 2 ;;
-esac
-ulimit -n 8192 2>/dev/null || true
-printf '%-7s %6s %10s %9s %12s %13s %8s %6s %6s\n' reader procs median_ms best_ms cpu_ms/pass peak_rss_KiB stats ok opens
+cargo build --release --quiet -p pipe-writer --bin pipe-writer --example minimal_writer
+cargo build --release --quiet -p host-aggregator --bin host-aggregator --example bench_pass
+python3 -c 'import prometheus_client' 2>/dev/null || pip install --quiet prometheus_client
+# 3,000 writers of each kind, each holding a few descriptors, and the
+# aggregator's 64 in flight.
+ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 for n in "${counts[@]}"; do
-  rust=$("$target/release/examples/bench_pass" "$writer" "$n" 20 180)
-  py=$(python3 scripts/bench/prom_multiproc.py "$n" 10)
-  while read -r line; do
-    # shellcheck disable=SC2086
-    printf '%-7s %6s %10s %9s %12s %13s %8s %6s %6s\n' $line
-  done <<<"$rust
-$py"
+  echo "# $n processes; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  "$target/release/examples/bench_pass" "$target/release/pipe-writer" \
+    "${SECOND_WRITER:-$target/release/examples/minimal_writer}" "$target/release/host-aggregator" \
+    "$n" "${PASSES:-20}" "${STATS:-180}" "${PACED_SECONDS:-10}" |
+    column -t
 done
+echo "# done; load average: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -436,8 +436,6 @@ impl<'o> PassState<'o> {
             }
             Opened::Refused(status) => self.finish(i, status),
             Opened::Missing => self.retry(i, now + self.options.retry_delay, Status::Vanished),
-            // pipestatic re-creates its FIFO: check the new one at once.
-            Opened::Replaced => self.retry(i, now, Status::Vanished),
             Opened::OutOfFds => {
                 slot.source.attempts -= 1;
                 self.out_of_fds = true;
@@ -670,25 +668,26 @@ enum Opened {
     Refused(Status),
     /// Listed but not there (now).
     Missing,
-    /// The path was replaced between the checks and the open.
-    Replaced,
     OutOfFds,
 }
 
+/// Opens the path first and checks what was opened (issue 15: one
+/// `fstat` of the descriptor instead of an `lstat` of the path before the
+/// open and an `fstat` after it to see that both are the same file; a
+/// thousand pipes a pass). Every check is still made before a byte is
+/// read: `O_NOFOLLOW` refuses a symbolic link (`ELOOP`), and the descriptor
+/// must be a FIFO named after a live process of its owner
+/// ([`check_listed`]). Opening what is then refused costs nothing: a
+/// non-blocking read-only open neither waits nor changes a FIFO, a
+/// directory or a regular file, and `O_NOCTTY` keeps a terminal from
+/// becoming ours. A device node cannot be put in the pipe directory
+/// without root's `CAP_MKNOD` (a hard link to one needs the same
+/// filesystem as `/dev` and, with `protected_hardlinks`, access to it).
+/// Where the open fails, an `lstat` says why in the same words as before.
 fn attempt_open(source: &Source) -> Opened {
-    // lstat first: never open a symlink, directory or device.
-    let listed = match std::fs::symlink_metadata(&source.path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Opened::Missing,
-        Err(e) => return Opened::Refused(open_error(&e, "lstat")),
-    };
-    let started = match check_listed(source, &listed) {
-        Ok(started) => started,
-        Err(refused) => return Opened::Refused(refused),
-    };
     let file = match OpenOptions::new()
         .read(true)
-        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW).bits())
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY).bits())
         .open(&source.path)
     {
         Ok(file) => file,
@@ -696,22 +695,37 @@ fn attempt_open(source: &Source) -> Opened {
             return match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
                 Errno::ENOENT => Opened::Missing,
                 Errno::EMFILE | Errno::ENFILE => Opened::OutOfFds,
-                _ => Opened::Refused(open_error(&e, "open")),
+                _ => refused_unopened(source, &e),
             };
         }
     };
-    match file.metadata() {
-        Ok(opened) if (opened.dev(), opened.ino()) == (listed.dev(), listed.ino()) => {
-            Opened::Reading(file, (opened.dev(), opened.ino()), started)
-        }
-        Ok(_) => Opened::Replaced,
-        Err(e) => Opened::Refused(open_error(&e, "fstat")),
+    let opened = match file.metadata() {
+        Ok(opened) => opened,
+        Err(e) => return Opened::Refused(open_error(&e, "fstat")),
+    };
+    match check_listed(source, &opened) {
+        Ok(started) => Opened::Reading(file, (opened.dev(), opened.ino()), started),
+        Err(refused) => Opened::Refused(refused),
     }
 }
 
-/// The checks made on the listed path before opening it: a FIFO, named
-/// `<pid>.stats` (or `<pid>.traces`), of a live process that started before the FIFO was made,
-/// owned by that process's user.
+/// Why a path could not be opened: what the checks say of it (a socket,
+/// say, gives `ENXIO`, an unreadable regular file `EACCES`: both are not
+/// FIFOs), else the open's error.
+fn refused_unopened(source: &Source, e: &io::Error) -> Opened {
+    match std::fs::symlink_metadata(&source.path) {
+        Ok(listed) => match check_listed(source, &listed) {
+            Err(refused) => Opened::Refused(refused),
+            Ok(_) => Opened::Refused(open_error(e, "open")),
+        },
+        Err(gone) if gone.kind() == io::ErrorKind::NotFound => Opened::Missing,
+        Err(_) => Opened::Refused(open_error(e, "open")),
+    }
+}
+
+/// The checks made on what a path holds before it is read: a FIFO, named
+/// `<pid>.stats` (or `<pid>.traces`), of a live process that started before
+/// the FIFO was made, owned by that process's user.
 fn check_listed(source: &Source, listed: &Metadata) -> Result<Option<SystemTime>, Status> {
     let kind = listed.file_type();
     if kind.is_symlink() {

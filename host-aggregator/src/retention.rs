@@ -55,7 +55,7 @@ impl Held {
         for (name, value) in &self.counters {
             kinds.declare(name, WireKind::Counter);
             entries.push(Entry {
-                name: name.clone(),
+                name: name.as_str().into(),
                 value: *value,
             });
         }
@@ -64,7 +64,7 @@ impl Held {
                 kinds.declare(&histogram, WireKind::Histogram);
             }
             entries.push(Entry {
-                name: name.clone(),
+                name: name.as_str().into(),
                 value: *value,
             });
         }
@@ -277,7 +277,7 @@ impl Retention {
         for (name, value) in &self.counters {
             kinds.declare(name, WireKind::Counter);
             entries.push(Entry {
-                name: name.clone(),
+                name: name.as_str().into(),
                 value: *value,
             });
         }
@@ -375,7 +375,7 @@ impl Retention {
             let mut lines: Vec<HeldLine> = counters
                 .chain(histogram)
                 .map(|(name, histogram, value)| HeldLine {
-                    name: name.clone(),
+                    name: name.as_str().into(),
                     histogram,
                     value: *value,
                 })
@@ -397,7 +397,7 @@ impl Retention {
             .counters
             .iter()
             .map(|(name, value)| HeldLine {
-                name: name.clone(),
+                name: name.as_str().into(),
                 histogram: false,
                 value: *value,
             })

@@ -147,17 +147,7 @@ impl PipeDir {
         let fd = match open(&path, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
-                let created = match mkdir(&path, Mode::from_bits_truncate(DIR_MODE)) {
-                    Ok(()) => true,
-                    Err(Errno::EEXIST) => false,
-                    Err(errno) => {
-                        return Err(Error::Dir {
-                            path,
-                            op: "create",
-                            errno,
-                        });
-                    }
-                };
+                let created = made(mkdir(&path, Mode::from_bits_truncate(DIR_MODE)), &path)?;
                 let fd = open(&path, flags, Mode::empty()).map_err(|e| dir_open_error(&path, e))?;
                 if created {
                     set_shared_mode(&path, &fd)?;
@@ -418,6 +408,20 @@ pub(crate) fn check_fifo_of(path: &Path, stat: &FileStat, uid: Uid) -> Result<()
     })
 }
 
+/// Whether a `mkdir` of `path` made it: `false` if it was already there
+/// (another process may have made it first), an error otherwise.
+fn made(mkdir: nix::Result<()>, path: &Path) -> Result<bool, Error> {
+    match mkdir {
+        Ok(()) => Ok(true),
+        Err(Errno::EEXIST) => Ok(false),
+        Err(errno) => Err(Error::Dir {
+            path: path.to_path_buf(),
+            op: "create",
+            errno,
+        }),
+    }
+}
+
 /// Opens (creating it if missing, mode [`SPARE_DIR_MODE`]) our user's
 /// private spare directory in the pipe directory `dir`, and checks it as
 /// strictly as the pipe directory: not a symbolic link (never followed), a
@@ -427,17 +431,10 @@ pub(crate) fn check_fifo_of(path: &Path, stat: &FileStat, uid: Uid) -> Result<()
 fn open_spare_dir(dir: &OwnedFd, dir_path: &Path, uid: Uid) -> Result<(OwnedFd, PathBuf), Error> {
     let name = spare_dir_name(uid.as_raw());
     let path = dir_path.join(&name);
-    let created = match mkdirat(dir, name.as_str(), Mode::from_bits_truncate(SPARE_DIR_MODE)) {
-        Ok(()) => true,
-        Err(Errno::EEXIST) => false,
-        Err(errno) => {
-            return Err(Error::Dir {
-                path,
-                op: "create",
-                errno,
-            });
-        }
-    };
+    let created = made(
+        mkdirat(dir, name.as_str(), Mode::from_bits_truncate(SPARE_DIR_MODE)),
+        &path,
+    )?;
     let fd = match openat(
         dir,
         name.as_str(),

@@ -357,7 +357,7 @@ mod tests {
         // the clock says.
         let held = nix::fcntl::open(
             &path,
-            nix::fcntl::OFlag::O_PATH,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .unwrap();

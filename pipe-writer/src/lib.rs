@@ -13,9 +13,9 @@
 //! `process.*` lines ([`process_stats`]): `process.rss_bytes`,
 //! `process.cpu_seconds` (a `#counter`), `process.threads`,
 //! `process.open_fds` and `process.uptime_seconds` (a `#max`). They are read
-//! from `/proc/self` in the background once a second while the pipe is
-//! being read, so they are at most about a second old (uptime is exact);
-//! only the first snapshot after a pause of over 2 s reads them itself. [`Builder::process_stats`]`(false)` leaves them out.
+//! from `/proc/self` in the background, at most once a second, when the
+//! orphan sweeper wakes after reads, so they are at most 2 s old (uptime is
+//! exact): a snapshot that would carry older figures reads them itself. [`Builder::process_stats`]`(false)` leaves them out.
 //!
 //! ```
 //! use std::sync::Arc;

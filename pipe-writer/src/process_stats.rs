@@ -204,9 +204,10 @@ pub const OPEN_FDS: &str = "process.open_fds";
 /// See [`RSS_BYTES`]; a `#max` (host-wide: the oldest live process).
 pub const UPTIME_SECONDS: &str = "process.uptime_seconds";
 
-/// How often a writer that is being read re-reads its own figures (on its
-/// orphan-sweeper thread, not on a reader's clock): the figures in a
-/// snapshot are at most about this old. Uptime is exact: it is worked out
+/// How often at most a writer that is being read re-reads its own figures
+/// (on its orphan-sweeper thread when it wakes for a probe, not on a
+/// reader's clock): read once a second, the figures in a snapshot are about
+/// this old, and never older than [`STALE`]. Uptime is exact: it is worked out
 /// when the snapshot is.
 pub(crate) const REFRESH: Duration = Duration::from_secs(1);
 
@@ -224,6 +225,65 @@ pub(crate) struct OwnFigures {
     latest: Mutex<Latest>,
     /// A snapshot used the figures since the last background refresh.
     wanted: AtomicBool,
+    /// `/proc/self/stat` and `/proc/self/fd`, opened at the first refresh
+    /// and kept: a refresh is then one `pread` and one listing, with no
+    /// path lookup in `/proc` (issue 15: a lighter writer).
+    files: Mutex<Option<SelfFiles>>,
+}
+
+/// What a refresh reads, kept open.
+struct SelfFiles {
+    stat: std::fs::File,
+    fds: nix::dir::Dir,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for SelfFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SelfFiles")
+    }
+}
+
+impl SelfFiles {
+    fn open() -> Option<SelfFiles> {
+        let stat = std::fs::File::open("/proc/self/stat").ok()?;
+        let fds = nix::dir::Dir::open(
+            "/proc/self/fd",
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        Some(SelfFiles {
+            stat,
+            fds,
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    /// The figures now; `None` if `/proc/self/stat` cannot be read.
+    fn read(&mut self) -> Option<Figures> {
+        use std::os::unix::fs::FileExt;
+        // A proc file is generated afresh by each read from offset 0.
+        self.buf.clear();
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = self.stat.read_at(&mut chunk, self.buf.len() as u64).ok()?;
+            if n == 0 {
+                break;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        let fields = StatFields::parse(&self.buf)?;
+        // Every entry but `.`, `..` and the listing's own descriptor (each
+        // `iter` rewinds when it ends, so the next refresh lists afresh).
+        let entries = self.fds.iter().filter(Result::is_ok).count() as u64;
+        Some(Figures {
+            fields,
+            open_fds: Some(entries.saturating_sub(3)),
+        })
+    }
 }
 
 /// What the last read of `/proc/self` gave, and when it was made.
@@ -244,10 +304,21 @@ impl OwnFigures {
     /// Re-reads `/proc/self`; on failure the lines are left out until a
     /// read succeeds again, rather than served stale.
     pub(crate) fn refresh(&self) {
-        let figures = StatFields::read("self").ok().map(|fields| Figures {
-            fields,
-            open_fds: count_entries("/proc/self/fd").map(|n| n.saturating_sub(1)),
-        });
+        let figures = {
+            let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+            if files.is_none() {
+                *files = SelfFiles::open();
+            }
+            match files.as_mut().map(SelfFiles::read) {
+                Some(Some(figures)) => Some(figures),
+                // Opened but unreadable: opened again next time.
+                Some(None) => {
+                    *files = None;
+                    None
+                }
+                None => None,
+            }
+        };
         *self.lock() = Latest {
             figures,
             read_at: Some(Instant::now()),
@@ -262,12 +333,6 @@ impl OwnFigures {
             self.refresh();
         }
         wanted
-    }
-
-    /// Whether a snapshot used the figures since the last background
-    /// refresh (the sweeper keeps its refresh tick only while one did).
-    pub(crate) fn is_wanted(&self) -> bool {
-        self.wanted.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Latest> {
@@ -415,14 +480,11 @@ mod tests {
     #[test]
     fn figures_are_refreshed_in_the_background_only_while_used() {
         let own = OwnFigures::default();
-        assert!(!own.is_wanted());
         assert!(!own.refresh_if_wanted(), "nobody used them: no read");
         // The first snapshot reads them on the spot.
         let lines = own.lines();
         assert!(lines.iter().flatten().any(|l| l.name == THREADS));
-        assert!(own.is_wanted());
         assert!(own.refresh_if_wanted());
-        assert!(!own.is_wanted());
         assert!(!own.refresh_if_wanted());
     }
 }

@@ -113,9 +113,9 @@ impl Builder {
     /// default): `process.rss_bytes`, `process.cpu_seconds`,
     /// `process.threads`, `process.open_fds` and `process.uptime_seconds`
     /// (see [`crate::process_stats`]). They are read from `/proc/self` in the
-    /// background, once a second while the pipe is being read, so they are
-    /// at most about a second old (uptime is exact); only the first snapshot
-    /// after a pause of over 2 s reads them itself.
+    /// background, at most once a second, when the orphan sweeper wakes
+    /// after reads, so they are at most 2 s old (uptime is exact): a
+    /// snapshot that would carry older figures reads them itself.
     pub fn process_stats(mut self, on: bool) -> Builder {
         self.process_stats = on;
         self
@@ -234,6 +234,7 @@ impl Builder {
             current: first,
             snapshotter: Snapshotter::new(self.source, pid, seq, own).serving(self.content),
             retire,
+            sweeper: sweeping.thread().clone(),
         };
         let serving = std::thread::Builder::new()
             .name("stats-pipe".into())
@@ -333,7 +334,8 @@ impl Server {
 
     /// Checks that readers of [`Server::path`] still reach this server; call
     /// it now and then to keep a pipe published (the `pipe-writer` binary
-    /// does once a second and serves afresh when it fails). It checks that
+    /// does whenever its pipe directory changes, or once a second where it
+    /// cannot watch the directory, and serves afresh when it fails). It checks that
     /// the serving thread runs, that the directory at its path may still be
     /// trusted ([`check_dir`]), and that the path names the very FIFO this
     /// server serves now: a FIFO of another user there is a squat, never
@@ -478,6 +480,8 @@ struct ServeLoop {
     current: Arc<Fifo>,
     snapshotter: Snapshotter,
     retire: Sender<Retired>,
+    /// The orphan sweeper, unparked only by a flood of retirements.
+    sweeper: std::thread::Thread,
 }
 
 impl ServeLoop {
@@ -534,8 +538,10 @@ impl ServeLoop {
                 .ok()
                 .map(|fresh| std::mem::replace(&mut self.current, Arc::clone(fresh)));
             let sent = delivery.send(&writer, self.snapshotter.build(), &stop);
-            drop(writer);
+            // Counted before the close that gives the reader its end of
+            // file, so whoever has read a snapshot finds it counted.
             self.shared.counters.record(sent, false);
+            drop(writer);
             swapped?;
             if let Some(old) = old {
                 let retirement = old.retire();
@@ -545,6 +551,9 @@ impl ServeLoop {
                     closed_at: Instant::now(),
                     may_serve: sent != Sent::Stalled,
                 });
+                if self.retire.len() > sweep::MAX_RETIRED {
+                    self.sweeper.unpark();
+                }
             }
         }
     }

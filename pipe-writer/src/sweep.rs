@@ -3,47 +3,59 @@
 //! waiting forever.
 //!
 //! A reader whose path lookup found FIFO X just before the serving thread
-//! renamed a fresh FIFO over it, but whose `open` completed only after the
+//! swapped a spare in over it, but whose `open` completed only after the
 //! thread had written X and closed it, waits for a writer that never comes
 //! (docs/FIFO.md: two `cat`s stuck 15 minutes). The serving thread hands
-//! every retired FIFO to this thread, which keeps it for [`KEEP`] (at most
-//! [`MAX_RETIRED`] of them) and now and then opens it again with
-//! `O_WRONLY | O_NONBLOCK`: `ENXIO` means nobody is there; success means a
-//! reader is, and it gets a snapshot of its own.
+//! every retired FIFO to this thread, which opens it again once, with
+//! `O_WRONLY | O_NONBLOCK`, [`EARLIEST_PROBE`] to about two seconds after
+//! its snapshot (see below): `ENXIO`
+//! means nobody is there (the FIFO is then drained, ready to go back to
+//! our path); success means a reader is, and it gets a snapshot of its own.
 //!
-//! Probes come [`SETTLE`] after the FIFO's last snapshot and then at gaps
-//! growing [`BACKOFF`]-fold (100, 200, 600 and 2,200 ms after it, and once
-//! more when the watch ends at [`KEEP`]): orphans arrive within moments of a
-//! retirement, so the early probes serve them well inside a second, and a
-//! retired FIFO costs five probes instead of one every few milliseconds.
-//! While watching, the thread parks until the next probe is due but never
-//! longer than [`WAKE_GAP`], the longest a newly retired FIFO waits to be
-//! noticed. That matters at scale: a host with a thousand writers read
-//! every second retires a thousand FIFOs a second; probing each every
-//! 20 ms took 88 % of all CPU at 1,000 writers, and doubling gaps with a
-//! wake-up every 100 ms still took 45 % of a core.
+//! One probe per retirement (issue 15): the race that makes an orphan is
+//! one `open` system call wide, so the orphan is there well within a
+//! second; before, each retired FIFO was probed five times (100 ms to 5 s
+//! after its snapshot) and the thread woke every 250 ms while it watched,
+//! which with a thousand writers read once a second took 18.5 % of both
+//! cores (BENCHMARKS.md). A FIFO also goes back to our path after a few
+//! serves (the spare pool), where a reader still blocked on it is served
+//! like any other. Only a FIFO whose reader is still reading its snapshot
+//! at the probe is probed again, every [`ORPHAN_WAIT`], until [`KEEP`].
+//!
+//! The thread parks until the next probe is due and is never woken by the
+//! serving thread to learn of a retirement (a send to a channel with no
+//! waiting receiver is a plain push): every later retirement is due later.
+//! When its last watch ends it stays parked two [`ORPHAN_WAIT`]s more (a
+//! writer read once a second retires its next FIFOs meanwhile, unseen), and
+//! only then, watching nothing, blocks on the channel; awake, it probes
+//! every FIFO at least [`EARLIEST_PROBE`] old. So a writer read once a
+//! second wakes it about once every two reads, and an orphan is served
+//! within about two seconds. Only a flood of retirements
+//! ([`MAX_RETIRED`]) unparks it early. A writer nobody reads makes no
+//! wake-up at all.
 //!
 //! The writer side cannot always tell an orphan from a slow reader still
 //! finishing the snapshot it was served. A reader found while bytes of the
 //! snapshot are still unread in the pipe is that slow reader, and is left
-//! alone (an aggregator busy with a thousand pipes). Otherwise a FIFO is
-//! served again only once a probe has seen it empty (`ENXIO`) or on the
-//! first probe after a snapshot, so a reader that has read everything but
-//! is still attached [`SETTLE`] later (a `cat` blocked on a slow terminal)
-//! can be sent one extra snapshot (its read shows two envelopes:
-//! recognisably not one complete snapshot); never more than one.
+//! alone (an aggregator busy with a thousand pipes). A reader found with
+//! the pipe empty at least [`EARLIEST_PROBE`] after its snapshot is taken
+//! for an orphan and served, unless the FIFO's readers stalled; a reader
+//! that has read everything but is still attached that much later (a `cat` blocked on
+//! a slow terminal) can so be sent one extra snapshot (its read shows two
+//! envelopes: recognisably not one complete snapshot); never more than one.
 //!
 //! The same thread keeps the process's own figures fresh (the `process.*`
-//! lines, [`crate::process_stats`]): while snapshots are being served it
-//! re-reads `/proc/self` every [`REFRESH`], so readers do not wait for
-//! `/proc`; a writer nobody reads sleeps with no wake-up at all.
+//! lines, [`crate::process_stats`]): when it wakes for a probe and a
+//! snapshot used the figures since the last refresh, it re-reads
+//! `/proc/self` (at most every [`REFRESH`]), so readers do not wait for
+//! `/proc` and the refresh costs no wake-up of its own.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use nix::errno::Errno;
 
 use crate::counters::Counters;
@@ -52,22 +64,22 @@ use crate::process_stats::{OwnFigures, REFRESH};
 use crate::send::Delivery;
 use crate::snapshot::Snapshotter;
 
-/// How long a retired FIFO is watched for orphans.
+/// How long after a FIFO's last snapshot it is probed for an orphan: the
+/// readers it was served to have left by then, and an orphan has come.
+pub(crate) const ORPHAN_WAIT: Duration = Duration::from_secs(1);
+/// A FIFO this old is probed when the thread is awake for another one:
+/// probes are batched, half a second being still long enough for the
+/// readers of its snapshot to have left.
+pub(crate) const EARLIEST_PROBE: Duration = Duration::from_millis(500);
+/// How long a FIFO whose reader is still reading at its probe is watched.
 pub(crate) const KEEP: Duration = Duration::from_secs(5);
-/// How many retired FIFOs are watched at most (each holds one descriptor);
-/// the oldest goes first. A flood of opens retires thousands a second, but
-/// orphans come within milliseconds of a retirement.
+/// How many retired FIFOs wait for their probe at most (each holds one
+/// descriptor): past it the serving thread unparks the sweeper and the
+/// oldest are probed at once. A flood of opens retires thousands a second.
 pub(crate) const MAX_RETIRED: usize = 128;
-/// Time after a FIFO's last snapshot before it is first probed, so the
-/// readers it was served to have left; also the first gap between probes,
-/// each later gap [`BACKOFF`] times the one before.
+/// A FIFO probed early (the flood) may be served only this long after its
+/// snapshot, so the readers it was served to have left.
 pub(crate) const SETTLE: Duration = Duration::from_millis(100);
-/// How much each gap between probes grows.
-const BACKOFF: u32 = 4;
-/// The longest the thread parks while it watches FIFOs: FIFOs retired
-/// meanwhile are seen within it, so their first probe comes [`SETTLE`] to
-/// `SETTLE + WAKE_GAP` after their snapshot.
-const WAKE_GAP: Duration = Duration::from_millis(250);
 
 /// A FIFO the serving thread has replaced.
 #[derive(Debug)]
@@ -78,51 +90,30 @@ pub(crate) struct Retired {
     pub(crate) retirement: u64,
     /// When its last snapshot ended.
     pub(crate) closed_at: Instant,
-    /// Whether a reader found there may be sent a snapshot without a
-    /// probe seeing it empty first: false when its readers stalled.
+    /// Whether a reader found there may be sent a snapshot: false when its
+    /// readers stalled.
     pub(crate) may_serve: bool,
 }
 
 struct Watched {
     retired: Retired,
-    since: Instant,
-    /// When to probe next, and the gap after that.
+    /// When the thread wakes for it.
     next_probe: Instant,
-    gap: Duration,
+    /// From when it is probed if the thread is awake anyway.
+    probe_from: Instant,
 }
 
-impl Watched {
-    fn new(retired: Retired, now: Instant) -> Watched {
-        let next_probe = retired.closed_at + SETTLE;
-        Watched {
-            retired,
-            since: now,
-            next_probe,
-            gap: SETTLE,
-        }
-    }
-
-    /// Probes if due; false once the FIFO is no longer this watch's.
-    fn probe_if_due(&mut self, sweeper: &mut Sweeper<'_>, now: Instant) -> bool {
-        if now < self.next_probe {
-            return true;
-        }
-        let served_before = self.retired.closed_at;
-        let keep = sweeper.probe(&mut self.retired, true);
-        if self.retired.closed_at == served_before {
-            self.next_probe = now + self.gap;
-            self.gap *= BACKOFF;
-        } else {
-            // It just served an orphan: start over, as after any snapshot.
-            self.next_probe = self.retired.closed_at + SETTLE;
-            self.gap = SETTLE;
-        }
-        keep
-    }
+/// What a probe found.
+#[derive(Debug, PartialEq)]
+enum Found {
+    /// Nothing more to watch: drained, served, released, or taken back.
+    Done,
+    /// A reader still reading its snapshot: probe again later.
+    Reading,
 }
 
 /// Runs until the serving thread drops its end of `inbox`, refreshing `own`
-/// every [`REFRESH`] if given.
+/// on its wake-ups (at most every [`REFRESH`]) if given.
 pub(crate) fn run(
     inbox: &Receiver<Retired>,
     snapshotter: &mut Snapshotter,
@@ -140,36 +131,44 @@ pub(crate) fn run(
     };
     // The server read the figures once as it started.
     let mut next_refresh = Instant::now() + REFRESH;
+    let watch = |retired: Retired| Watched {
+        next_probe: retired.closed_at + ORPHAN_WAIT,
+        probe_from: retired.closed_at + EARLIEST_PROBE,
+        retired,
+    };
+    // Whether the last watch just ended (see below).
+    let mut expecting = false;
     loop {
         let mut hung_up = false;
-        if watched.is_empty() {
+        match watched.front() {
+            // The last watch just ended: a writer read once a second retires
+            // its next FIFO within the second, so wait that long parked
+            // (that retirement is a plain push, no wake-up) rather than on
+            // the channel, which the next retirement would wake: one
+            // wake-up per read, not two.
+            None if expecting => {
+                expecting = false;
+                std::thread::park_timeout(2 * ORPHAN_WAIT);
+            }
             // Nothing to watch and nobody reading: sleep until the next
             // retirement (a read), with no wake-up in between.
-            let received = match own {
-                Some(own) if own.is_wanted() => inbox.recv_deadline(next_refresh),
-                _ => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match received {
-                Ok(retired) => watched.push_back(Watched::new(retired, Instant::now())),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => hung_up = true,
+            None => match inbox.recv() {
+                Ok(retired) => watched.push_back(watch(retired)),
+                Err(_) => hung_up = true,
+            },
+            // Parked, not waiting on the channel. Probes are due in the
+            // order of retirement (a re-probe goes to the back, due later
+            // than all before it), so the front is the next one due.
+            Some(first) => {
+                let wait = first.next_probe.saturating_duration_since(Instant::now());
+                if !wait.is_zero() {
+                    std::thread::park_timeout(wait);
+                }
             }
-        } else {
-            // Parked, not waiting on the channel: a send to a channel with
-            // no waiting receiver is a plain push, so the serving thread
-            // never pays a wake-up per snapshot. Shutdown unparks us. FIFOs
-            // retired meanwhile are seen within WAKE_GAP.
-            let now = Instant::now();
-            let mut due = watched.iter().map(|w| w.next_probe).min().unwrap_or(now);
-            if own.is_some() {
-                due = due.min(next_refresh);
-            }
-            std::thread::park_timeout(due.saturating_duration_since(now).min(WAKE_GAP));
         }
-        let now = Instant::now();
         loop {
             match inbox.try_recv() {
-                Ok(retired) => watched.push_back(Watched::new(retired, now)),
+                Ok(retired) => watched.push_back(watch(retired)),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     hung_up = true;
@@ -185,18 +184,33 @@ pub(crate) fn run(
             }
             return;
         }
-        while watched.len() > MAX_RETIRED || watched.front().is_some_and(|w| now - w.since >= KEEP)
-        {
+        let now = Instant::now();
+        while watched.len() > MAX_RETIRED {
             if let Some(mut w) = watched.pop_front() {
                 let settled = now - w.retired.closed_at >= SETTLE;
                 sweeper.probe(&mut w.retired, settled);
             }
         }
-        watched.retain_mut(|w| w.probe_if_due(&mut sweeper, now));
+        let mut probed = false;
+        while watched.front().is_some_and(|w| w.probe_from <= now) {
+            probed = true;
+            let Some(mut w) = watched.pop_front() else {
+                break;
+            };
+            let reading = sweeper.probe(&mut w.retired, true) == Found::Reading;
+            if reading && now - w.retired.closed_at < KEEP {
+                w.next_probe = now + ORPHAN_WAIT;
+                w.probe_from = w.next_probe;
+                watched.push_back(w);
+            }
+        }
+        if watched.is_empty() && probed {
+            expecting = true;
+        }
         if let Some(own) = own
             && now >= next_refresh
+            && own.refresh_if_wanted()
         {
-            own.refresh_if_wanted();
             next_refresh = Instant::now() + REFRESH;
         }
     }
@@ -211,21 +225,21 @@ struct Sweeper<'a> {
 
 impl Sweeper<'_> {
     /// Looks for a reader on a retired FIFO and serves it if allowed
-    /// (`serve`); otherwise a reader found only sees end-of-file. False when
-    /// the FIFO is no longer this watch's: the serving thread took it back.
-    fn probe(&mut self, retired: &mut Retired, serve: bool) -> bool {
+    /// (`serve`); otherwise a reader found only sees end-of-file.
+    fn probe(&mut self, retired: &mut Retired, serve: bool) -> Found {
         // Held while serving, so the FIFO is not taken back meanwhile.
         let mut turn = retired.fifo.turn();
         if turn.current || turn.retirement != retired.retirement {
-            return false;
+            return Found::Done;
         }
         let found = retired.fifo.open_if_reader();
         turn.drained = matches!(found, Err(Errno::ENXIO));
         match found {
-            Err(Errno::ENXIO) => retired.may_serve = true,
-            Err(_) => retired.may_serve = false,
+            Err(Errno::ENXIO) => Found::Done,
+            // EMFILE and the like: the pool probes it again before reuse.
+            Err(_) => Found::Done,
             // Its last snapshot is still being read: that reader is no orphan.
-            Ok(writer) if unread_bytes(&writer) > 0 => {}
+            Ok(writer) if unread_bytes(&writer) > 0 => Found::Reading,
             Ok(writer) if serve && retired.may_serve => {
                 let sent = self
                     .delivery
@@ -234,10 +248,10 @@ impl Sweeper<'_> {
                 drop(writer);
                 retired.may_serve = false;
                 retired.closed_at = Instant::now();
+                Found::Done
             }
-            Ok(_released) => {}
+            Ok(_released) => Found::Done,
         }
-        true
     }
 }
 

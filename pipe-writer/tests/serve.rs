@@ -24,6 +24,12 @@ use util::{
 };
 
 const READ_DEADLINE: Duration = Duration::from_secs(1);
+// Every descriptor these tests open is close-on-exec: the tests run in
+// parallel threads of one process and several spawn `cat`, which would
+// otherwise inherit another test's reader and hold it open for its whole
+// life, so that writer waits a stall timeout for a reader that never reads
+// (the hang-up test failed so in CI behind the orphan test's `cat`, which
+// waits 0.5 to 2 s for its batched probe).
 
 fn serve(dir: &TempDir, registry: &Arc<Registry>) -> pipe_writer::Server {
     Builder::new()
@@ -100,7 +106,11 @@ fn the_path_never_goes_missing_while_serving() {
         if std::fs::symlink_metadata(&path).is_err() {
             missing += 1;
         }
-        match open(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()) {
+        match open(
+            &path,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
             Err(Errno::ENOENT) => missing += 1,
             Err(e) => panic!("probe open: {e}"),
             Ok(_) => {}
@@ -172,7 +182,7 @@ fn a_stalled_reader_holds_the_writer_no_longer_than_the_stall_timeout() {
     let (registry, server) = stalling_server(&dir);
     let stalled = open(
         server.path(),
-        OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .unwrap();
@@ -205,7 +215,7 @@ fn a_stalled_reader_holds_the_writer_no_longer_than_the_stall_timeout() {
     // A stop during a stalled write does not wait for the stall timeout.
     let _stalled_again = open(
         server.path(),
-        OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .unwrap();
@@ -226,7 +236,7 @@ fn a_reader_that_hangs_up_costs_a_cut_snapshot_and_nothing_else() {
     for _ in 0..3 {
         let fd = open(
             server.path(),
-            OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
         .unwrap();
@@ -256,7 +266,7 @@ fn an_orphan_blocking_cat_is_served() {
     // Look the FIFO up now, as a racing reader's path lookup would ...
     let looked_up = open(
         server.path(),
-        OFlag::O_PATH | OFlag::O_NOFOLLOW,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .unwrap();

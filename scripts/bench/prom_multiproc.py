@@ -9,6 +9,11 @@ does it, PASSES times. Prints:
   python N <median ms> <min ms> <cpu ms per scrape> <peak RSS KiB> <samples>
 
 Usage: prom_multiproc.py N [PASSES]
+       prom_multiproc.py N --driven
+With --driven it writes the files, prints "ready", then scrapes once for
+every "pass" line on stdin and prints "<wall ms> <cpu ms>" (so a driver can
+interleave it pass by pass with other readers); at the end of stdin it
+prints "<peak RSS KiB> <samples>" and removes the files.
 """
 import os
 import resource
@@ -40,13 +45,37 @@ def write_process(path, pid, per_kind):
     gauges.close()
 
 
+def scrape(path):
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)
+    return generate_latest(registry)
+
+
+def driven(path):
+    print("ready", flush=True)
+    samples = 0
+    for line in sys.stdin:
+        if line.strip() != "pass":
+            continue
+        start, cpu0 = time.perf_counter(), time.process_time()
+        text = scrape(path)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        samples = text.count(b"\n") - text.count(b"\n#")
+        print("%.3f %.3f" % (wall * 1000, cpu * 1000), flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print("%d %d" % (peak, samples), flush=True)
+
+
 def main():
     n = int(sys.argv[1])
-    passes = int(sys.argv[2]) if len(sys.argv) > 2 else 10
     path = tempfile.mkdtemp(prefix="prom-multiproc-bench-")
     try:
         for pid in range(100000, 100000 + n):
             write_process(path, pid, 60)
+        if len(sys.argv) > 2 and sys.argv[2] == "--driven":
+            driven(path)
+            return
+        passes = int(sys.argv[2]) if len(sys.argv) > 2 else 10
         walls = []
         cpu0 = time.process_time()
         samples = 0

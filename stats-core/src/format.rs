@@ -7,7 +7,7 @@ use crate::value::Value;
 
 // The spellings and `write_value` live with `Value` (its `Display` writes
 // them), so this module depends on `value` and not the other way round.
-pub use crate::value::{INFINITY, NAN, NEG_INFINITY, write_value};
+pub use crate::value::{INFINITY, NAN, NEG_INFINITY, write_number, write_value};
 
 /// Two decimal digits for every number below 100: `"00"` … `"99"`.
 const DIGIT_PAIRS: &[u8; 200] = b"\

@@ -6,6 +6,36 @@ use std::sync::Arc;
 use crate::cell::Scalar;
 use crate::value::Value;
 
+/// What both scalar handles have besides their own recording calls: the
+/// current value, the name, and a `Debug` that shows both.
+macro_rules! scalar_handle {
+    ($handle:ident) => {
+        impl $handle {
+            /// The current value.
+            pub fn value(&self) -> Value {
+                self.scalar.value()
+            }
+
+            /// The stat's (sanitised) name.
+            pub fn name(&self) -> &str {
+                self.scalar.name()
+            }
+        }
+
+        impl std::fmt::Debug for $handle {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($handle))
+                    .field("name", &self.name())
+                    .field("value", &self.value())
+                    .finish()
+            }
+        }
+    };
+}
+
+scalar_handle!(Counter);
+scalar_handle!(Gauge);
+
 /// A stat that only counts up. Increments are one relaxed atomic add on the
 /// calling thread's stripe.
 #[derive(Clone)]
@@ -37,25 +67,6 @@ impl Counter {
     pub fn incr_by_float(&self, by: f64) {
         self.scalar.add(Value::Float(by));
     }
-
-    /// The current value.
-    pub fn value(&self) -> Value {
-        self.scalar.value()
-    }
-
-    /// The stat's (sanitised) name.
-    pub fn name(&self) -> &str {
-        self.scalar.name()
-    }
-}
-
-impl std::fmt::Debug for Counter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Counter")
-            .field("name", &self.name())
-            .field("value", &self.value())
-            .finish()
-    }
 }
 
 /// A stat that is set to a level, or moved up and down.
@@ -79,25 +90,6 @@ impl Gauge {
     #[inline]
     pub fn add(&self, by: impl Into<Value>) {
         self.scalar.add(by.into());
-    }
-
-    /// The current value.
-    pub fn value(&self) -> Value {
-        self.scalar.value()
-    }
-
-    /// The stat's (sanitised) name.
-    pub fn name(&self) -> &str {
-        self.scalar.name()
-    }
-}
-
-impl std::fmt::Debug for Gauge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gauge")
-            .field("name", &self.name())
-            .field("value", &self.value())
-            .finish()
     }
 }
 

@@ -4,11 +4,8 @@
 //! gauge (a foreign writer's stats are all gauges): summed over live
 //! processes, gone when its process is.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-
-use crate::format::write_line;
-use crate::value::Value;
 
 /// What a reader must know about a stat to merge it right.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -42,14 +39,15 @@ impl WireKind {
     }
 }
 
-/// Appends `#<kind> <name>: 1`.
+/// Appends `#<kind> <name>: 1` (the bytes of
+/// [`crate::format::write_line`]`("#<kind> <name>", 1)`, with no allocation: a writer
+/// renders every declaration in every snapshot).
 pub fn write_kind_line(buf: &mut Vec<u8>, kind: WireKind, name: &str) {
-    let mut line_name = String::with_capacity(name.len() + 12);
-    line_name.push('#');
-    line_name.push_str(kind.word());
-    line_name.push(' ');
-    line_name.push_str(name);
-    write_line(buf, &line_name, Value::Int(1));
+    buf.push(b'#');
+    buf.extend_from_slice(kind.word().as_bytes());
+    buf.push(b' ');
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b": 1\n");
 }
 
 /// Reads a metadata line's name as a kind declaration, if it is one.
@@ -145,6 +143,11 @@ impl Kinds {
 /// without bound.
 const KINDS_CACHE_LIMIT: usize = 1024;
 
+/// Names a [`KindsCache`] interns at most; past it, new names are allocated
+/// each time (a writer making ever new names cannot grow the table, only
+/// its own snapshots).
+const NAMES_LIMIT: usize = 1 << 20;
+
 /// Builds [`Kinds`] once per distinct text of kind lines and hands out
 /// shared copies: a reader of a thousand processes of one program holds one
 /// set of declarations, not a thousand, and parses them once.
@@ -163,6 +166,13 @@ pub struct KindsCache {
     /// Kind-line names, each ending in `\n` → the kinds they declare, and
     /// whether a source used them since the last [`KindsCache::sweep`].
     by_text: HashMap<Box<[u8]>, (Kinds, bool), foldhash::fast::RandomState>,
+    /// Whole blocks of kind lines, as sent (`#counter requests: 1\n...`),
+    /// that parsed cleanly → the kinds they declare, and whether used since
+    /// the last sweep: a block seen again is not parsed again.
+    by_block: HashMap<Box<[u8]>, (Kinds, bool), foldhash::fast::RandomState>,
+    /// Stat names interned across sources: a thousand processes of one
+    /// program send the same names, held once ([`KindsCache::intern`]).
+    names: HashSet<Arc<str>, foldhash::fast::RandomState>,
 }
 
 impl KindsCache {
@@ -194,10 +204,43 @@ impl KindsCache {
         kinds
     }
 
-    /// Forgets the texts not asked for since the last sweep (call it once
-    /// per read pass).
+    /// The kinds of a block of whole kind lines, as sent, if
+    /// [`KindsCache::remember_block`] was told of the same bytes.
+    pub fn known_block(&mut self, block: &[u8]) -> Option<Kinds> {
+        let (kinds, used) = self.by_block.get_mut(block)?;
+        *used = true;
+        Some(kinds.clone())
+    }
+
+    /// Remembers that `block`, whole kind lines as sent, every one of them
+    /// good, declares `kinds` (the caller parsed it).
+    pub fn remember_block(&mut self, block: &[u8], kinds: &Kinds) {
+        if self.by_block.len() >= KINDS_CACHE_LIMIT {
+            self.by_block.clear();
+        }
+        self.by_block.insert(block.into(), (kinds.clone(), true));
+    }
+
+    /// `name` as a shared string: the one held already if any snapshot
+    /// still alive has that name, so parsing a stat costs a hash lookup,
+    /// not an allocation, and a thousand sources hold one copy of it.
+    pub fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(held) = self.names.get(name) {
+            return Arc::clone(held);
+        }
+        let fresh: Arc<str> = Arc::from(name);
+        if self.names.len() < NAMES_LIMIT {
+            self.names.insert(Arc::clone(&fresh));
+        }
+        fresh
+    }
+
+    /// Forgets the texts and blocks not asked for since the last sweep, and
+    /// the names no snapshot holds any more (call it once per read pass).
     pub fn sweep(&mut self) {
         self.by_text.retain(|_, (_, used)| std::mem::take(used));
+        self.by_block.retain(|_, (_, used)| std::mem::take(used));
+        self.names.retain(|name| Arc::strong_count(name) > 1);
     }
 
     /// Distinct texts held.
@@ -214,6 +257,7 @@ impl KindsCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::Value;
 
     #[test]
     fn kind_lines_round_trip_and_stay_plain_lines() {

@@ -173,6 +173,15 @@ impl Parser {
         }
     }
 
+    /// Counts `n` lines as seen without parsing them (a reader that
+    /// recognised them, see [`crate::Snapshot::parse_with_kinds_cached`]),
+    /// so later line numbers stay right. Call it between whole lines only.
+    pub fn skip_lines(&mut self, n: u64) {
+        debug_assert!(self.partial.is_empty() && !self.discarding);
+        self.line_no += n;
+        self.good_lines += n;
+    }
+
     /// Lines seen so far, good, blank and bad.
     pub fn lines(&self) -> u64 {
         self.line_no

@@ -419,7 +419,7 @@ impl Registry {
             .iter()
             .map(|m| match m {
                 Metric::Scalar(s) => Some(Entry {
-                    name: s.name().to_owned(),
+                    name: s.name().into(),
                     value: s.value(),
                 }),
                 _ => None,
@@ -638,7 +638,7 @@ mod tests {
             parser.feed(&buf, |name, value| {
                 if !kinds.note(name) {
                     entries.push(Entry {
-                        name: name.to_owned(),
+                        name: name.into(),
                         value,
                     });
                 }

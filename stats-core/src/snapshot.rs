@@ -1,5 +1,7 @@
 //! `Snapshot`: every stat of one source at one moment, sorted by name.
 
+use std::sync::Arc;
+
 use crate::format::write_line;
 use crate::kinds::{Kinds, KindsCache, parse_kind_line};
 use crate::name::is_metadata;
@@ -10,7 +12,7 @@ use crate::value::Value;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     /// The stat's name (valid: see [`crate::name`]).
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// Its value.
     pub value: Value,
 }
@@ -63,7 +65,7 @@ impl Snapshot {
     /// Reads `name: value` lines, skipping metadata (`#...`) lines and
     /// counting bad ones. Lines longer than `max_line` bytes are skipped.
     pub fn parse(bytes: &[u8], max_line: usize) -> (Snapshot, ErrorLog) {
-        Snapshot::parse_noting_metadata(bytes, max_line, |_| {})
+        Snapshot::parse_parts(&[bytes], 0, max_line, |name| Arc::from(name), |_| {})
     }
 
     /// Like [`Snapshot::parse`], also keeping the kind declarations
@@ -76,47 +78,103 @@ impl Snapshot {
     /// a snapshot whose kind lines read exactly like an earlier one's gets
     /// that one's shared [`Kinds`] (a reader of many processes of one
     /// program builds and holds their declarations once).
+    ///
+    /// Our writer sends its kind lines as one block after the envelope's
+    /// header, the same bytes snapshot after snapshot. A block the cache has
+    /// seen parse cleanly, with no kind line anywhere else, is recognised
+    /// by its bytes and not parsed again: only its lines are counted. Every
+    /// snapshot still carries its declarations (any reader may get any
+    /// snapshot); a reader that knows them only skips the work.
     pub fn parse_with_kinds_cached(
         bytes: &[u8],
         max_line: usize,
         cache: &mut KindsCache,
     ) -> (Snapshot, Kinds, ErrorLog) {
-        let mut kind_lines = Vec::new();
-        let (snapshot, errors) = Snapshot::parse_noting_metadata(bytes, max_line, |name| {
-            if parse_kind_line(name).is_some() {
-                kind_lines.extend_from_slice(name.as_bytes());
-                kind_lines.push(b'\n');
+        let block = kind_block(bytes);
+        if let Some(block) = &block
+            && let Some(kinds) = cache.known_block(&bytes[block.bytes.clone()])
+        {
+            let mut elsewhere = false;
+            let (snapshot, errors) = Snapshot::parse_parts(
+                &[&bytes[..block.bytes.start], &bytes[block.bytes.end..]],
+                block.lines,
+                max_line,
+                |name| cache.intern(name),
+                |name| elsewhere |= parse_kind_line(name).is_some(),
+            );
+            if !elsewhere {
+                return (snapshot, kinds, errors);
             }
-        });
-        (snapshot, cache.get(&kind_lines), errors)
+        }
+        let mut kind_lines = Vec::new();
+        let mut declared = 0;
+        let (snapshot, errors) = Snapshot::parse_parts(
+            &[bytes],
+            0,
+            max_line,
+            |name| cache.intern(name),
+            |name| {
+                if parse_kind_line(name).is_some() {
+                    kind_lines.extend_from_slice(name.as_bytes());
+                    kind_lines.push(b'\n');
+                    declared += 1;
+                }
+            },
+        );
+        let kinds = cache.get(&kind_lines);
+        // Remembered only when parsing it gave exactly what skipping it will:
+        // every line of the block a good kind line, and no other anywhere.
+        if let Some(block) = block
+            && errors.is_empty()
+            && declared == block.lines
+        {
+            cache.remember_block(&bytes[block.bytes], &kinds);
+        }
+        (snapshot, kinds, errors)
     }
 
-    /// The one parse loop: stats kept, each metadata (`#`) line's name
+    /// Parses `parts` as one stream with `skipped` lines left out between
+    /// the first part and the second (line numbers count them): stats kept
+    /// under the names `intern` gives, each metadata (`#`) line's name
     /// handed to `metadata`, bad lines counted.
-    fn parse_noting_metadata(
-        bytes: &[u8],
+    fn parse_parts(
+        parts: &[&[u8]],
+        skipped: u64,
         max_line: usize,
+        mut intern: impl FnMut(&str) -> Arc<str>,
         mut metadata: impl FnMut(&str),
     ) -> (Snapshot, ErrorLog) {
         let mut parser = Parser::new(max_line);
         // One entry per line at most, not counting metadata lines (our
         // writer's kind lines can be half of them, and a reader holds a
         // thousand snapshots): no regrowth while parsing, little slack.
-        let metadata_lines = memchr::memmem::find_iter(bytes, b"\n#").count()
-            + usize::from(bytes.first() == Some(&b'#'));
-        let lines = memchr::memchr_iter(b'\n', bytes).count() + 1;
-        let mut entries = Vec::with_capacity(lines - metadata_lines);
+        let lines: usize = parts
+            .iter()
+            .map(|p| memchr::memchr_iter(b'\n', p).count())
+            .sum();
+        let metadata_lines: usize = parts
+            .iter()
+            .map(|p| {
+                memchr::memmem::find_iter(p, b"\n#").count() + usize::from(p.first() == Some(&b'#'))
+            })
+            .sum();
+        let mut entries = Vec::with_capacity((lines + 1).saturating_sub(metadata_lines));
         let mut keep = |name: &str, value: Value| {
             if is_metadata(name) {
                 metadata(name);
             } else {
                 entries.push(Entry {
-                    name: name.to_owned(),
+                    name: intern(name),
                     value,
                 });
             }
         };
-        parser.feed(bytes, &mut keep);
+        for (i, part) in parts.iter().enumerate() {
+            if i == 1 {
+                parser.skip_lines(skipped);
+            }
+            parser.feed(part, &mut keep);
+        }
         parser.finish(&mut keep);
         (Snapshot::from_entries(entries), parser.take_errors())
     }
@@ -124,7 +182,7 @@ impl Snapshot {
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<Value> {
         self.entries
-            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .binary_search_by(|e| (*e.name).cmp(name))
             .ok()
             .map(|i| self.entries[i].value)
     }
@@ -141,7 +199,7 @@ impl Snapshot {
 
     /// Iterates `(name, value)` in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Value)> {
-        self.entries.iter().map(|e| (e.name.as_str(), e.value))
+        self.entries.iter().map(|e| (&*e.name, e.value))
     }
 
     /// Number of stats.
@@ -162,6 +220,41 @@ impl Snapshot {
             write_line(buf, &entry.name, entry.value);
         }
     }
+}
+
+/// The block of kind lines among a snapshot's leading metadata lines: whole
+/// lines, `\n` included.
+#[derive(Clone, Debug, PartialEq)]
+struct KindBlock {
+    bytes: std::ops::Range<usize>,
+    lines: u64,
+}
+
+/// Finds the first run of lines that start like a kind line (`#counter `,
+/// `#histogram `, `#max `) among the metadata (`#`) lines a snapshot starts
+/// with (the envelope's header, then our writer's declarations). Only the
+/// first bytes of each line are looked at; nothing is parsed.
+fn kind_block(bytes: &[u8]) -> Option<KindBlock> {
+    let looks_kind = |line: &[u8]| {
+        [&b"#counter "[..], b"#histogram ", b"#max "]
+            .iter()
+            .any(|word| line.starts_with(word))
+    };
+    let (mut at, mut start, mut lines) = (0, None, 0);
+    while at < bytes.len() && bytes[at] == b'#' {
+        let end = memchr::memchr(b'\n', &bytes[at..]).map(|i| at + i + 1)?;
+        if looks_kind(&bytes[at..end]) {
+            start.get_or_insert(at);
+            lines += 1;
+        } else if start.is_some() {
+            break;
+        }
+        at = end;
+    }
+    start.map(|start| KindBlock {
+        bytes: start..at,
+        lines,
+    })
 }
 
 #[cfg(test)]
@@ -222,5 +315,81 @@ mod tests {
         assert_eq!(s.entries(), &[entry("x", Value::Int(1))]);
         assert_eq!(kinds.get("x"), Some(crate::kinds::WireKind::Counter));
         assert_eq!(kinds.get("h a"), Some(crate::kinds::WireKind::Histogram));
+    }
+
+    #[test]
+    fn a_known_declaration_block_is_skipped_with_the_same_result() {
+        use crate::kinds::WireKind;
+        let text = |seq: u32, bad: &str| {
+            format!(
+                "#stats-pipe: 1\n#pid: 7\n#seq: {seq}\n#counter a: 1\n#max b x: 1\n\
+                 a: {seq}\n{bad}b x: 2\n#end: 99\n"
+            )
+        };
+        let mut cache = KindsCache::new();
+        let first = text(1, "");
+        let (s1, k1, e1) = Snapshot::parse_with_kinds_cached(first.as_bytes(), 4096, &mut cache);
+        assert!(e1.is_empty());
+        let block = kind_block(first.as_bytes()).unwrap();
+        assert_eq!(block.lines, 2);
+        assert_eq!(&first[block.bytes.clone()], "#counter a: 1\n#max b x: 1\n");
+        // The same block in the next snapshot: not parsed, same kinds (the
+        // very same shared set), stats and line numbers as a full parse.
+        let second = text(2, "oops\n");
+        let (s2, k2, e2) = Snapshot::parse_with_kinds_cached(second.as_bytes(), 4096, &mut cache);
+        assert!(k2.shares_with(&k1));
+        assert_eq!(k2.get("b x"), Some(WireKind::Max));
+        let (full, full_kinds, full_errors) = Snapshot::parse_with_kinds(second.as_bytes(), 4096);
+        assert_eq!((&s2, &k2, &e2), (&full, &full_kinds, &full_errors));
+        assert_eq!(e2.first()[0].line, 7, "the bad line keeps its number");
+        assert_eq!(s1.get("a"), Some(Value::Int(1)));
+        assert_eq!(s2.get("a"), Some(Value::Int(2)));
+    }
+
+    #[test]
+    fn a_block_with_a_bad_line_or_kinds_elsewhere_is_parsed_in_full() {
+        use crate::kinds::WireKind;
+        let mut cache = KindsCache::new();
+        // A bad line inside the block: never remembered, reported each time.
+        let bad = b"#stats-pipe: 1\n#counter a: 1\n#counter : x\na: 1\n";
+        for _ in 0..2 {
+            let (_, _, errors) = Snapshot::parse_with_kinds_cached(bad, 4096, &mut cache);
+            assert_eq!(errors.count(), 1);
+            assert_eq!(errors.first()[0].line, 3);
+        }
+        // A known block, and a kind line after the stats: both count.
+        let good = b"#stats-pipe: 1\n#counter a: 1\na: 1\n";
+        Snapshot::parse_with_kinds_cached(good, 4096, &mut cache);
+        let more = b"#stats-pipe: 1\n#counter a: 1\na: 1\n#max m: 1\nm: 3\n";
+        let (s, kinds, errors) = Snapshot::parse_with_kinds_cached(more, 4096, &mut cache);
+        assert!(errors.is_empty());
+        assert_eq!(kinds.get("a"), Some(WireKind::Counter));
+        assert_eq!(kinds.get("m"), Some(WireKind::Max));
+        assert_eq!(s.get("m"), Some(Value::Int(3)));
+    }
+
+    #[test]
+    fn the_block_is_only_among_the_leading_metadata_lines() {
+        assert_eq!(kind_block(b"a: 1\n#counter a: 1\n"), None);
+        assert_eq!(kind_block(b"#pid: 1\n#end: 3\n"), None);
+        // The first run only, ending at the first other metadata line.
+        let b = kind_block(b"#pid: 1\n#max x: 1\n#seq: 2\n#counter y: 1\nx: 1\n").unwrap();
+        assert_eq!((b.bytes, b.lines), (8..18, 1));
+        // A last line with no newline is not part of a block.
+        assert_eq!(kind_block(b"#counter a: 1"), None);
+    }
+
+    #[test]
+    fn names_are_interned_across_sources_until_no_snapshot_holds_them() {
+        let mut cache = KindsCache::new();
+        let (a, _, _) = Snapshot::parse_with_kinds_cached(b"x y: 1\nz: 2\n", 4096, &mut cache);
+        let (b, _, _) = Snapshot::parse_with_kinds_cached(b"x y: 3\n", 4096, &mut cache);
+        assert!(Arc::ptr_eq(&a.entries()[0].name, &b.entries()[0].name));
+        assert_eq!(b.get("x y"), Some(Value::Int(3)));
+        drop((a, b));
+        cache.sweep();
+        // Nothing holds them: a new parse makes fresh ones.
+        let (c, _, _) = Snapshot::parse_with_kinds_cached(b"x y: 4\n", 4096, &mut cache);
+        assert_eq!(Arc::strong_count(&c.entries()[0].name), 2);
     }
 }

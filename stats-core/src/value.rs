@@ -18,14 +18,23 @@ pub const NEG_INFINITY: &str = "-inf";
 /// `inf`, `-inf`.
 #[inline]
 pub fn write_value(buf: &mut Vec<u8>, value: Value) {
+    write_number(buf, value, [NAN, INFINITY, NEG_INFINITY]);
+}
+
+/// Appends `value` as [`write_value`] does, but with the given spellings
+/// for NaN, +infinity and -infinity: what an output format with other
+/// names for them (JSON strings, Prometheus `+Inf`) shares with the wire
+/// format.
+#[inline]
+pub fn write_number(buf: &mut Vec<u8>, value: Value, [nan, inf, neg_inf]: [&str; 3]) {
     match value {
         Value::Int(i) => buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
         Value::Float(f) if f.is_finite() => {
             buf.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
         }
-        Value::Float(f) if f.is_nan() => buf.extend_from_slice(NAN.as_bytes()),
-        Value::Float(f) if f > 0.0 => buf.extend_from_slice(INFINITY.as_bytes()),
-        Value::Float(_) => buf.extend_from_slice(NEG_INFINITY.as_bytes()),
+        Value::Float(f) if f.is_nan() => buf.extend_from_slice(nan.as_bytes()),
+        Value::Float(f) if f > 0.0 => buf.extend_from_slice(inf.as_bytes()),
+        Value::Float(_) => buf.extend_from_slice(neg_inf.as_bytes()),
     }
 }
 

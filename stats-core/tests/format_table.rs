@@ -57,7 +57,7 @@ fn parse_table() {
     for case in CASES {
         let (snapshot, errors) = Snapshot::parse(case.input, MAX);
         let want = Snapshot::from_entries(case.entries.iter().map(|&(name, value)| Entry {
-            name: name.to_owned(),
+            name: name.into(),
             value,
         }));
         let input = String::from_utf8_lossy(case.input);

@@ -64,7 +64,10 @@ fn any_name() -> impl Strategy<Value = String> {
 
 fn any_snapshot() -> impl Strategy<Value = Snapshot> {
     proptest::collection::vec((any_name(), any_value()), 0..40).prop_map(|pairs| {
-        Snapshot::from_entries(pairs.into_iter().map(|(name, value)| Entry { name, value }))
+        Snapshot::from_entries(pairs.into_iter().map(|(name, value)| Entry {
+            name: name.into(),
+            value,
+        }))
     })
 }
 
@@ -172,7 +175,7 @@ proptest! {
             expected.insert(name.clone(), now);
         }
         let expected = Snapshot::from_sorted(
-            expected.into_iter().map(|(name, value)| Entry { name, value }).collect(),
+            expected.into_iter().map(|(name, value)| Entry { name: name.into(), value }).collect(),
         );
         prop_assert_eq!(&registry.snapshot(), &expected);
         let mut text = Vec::new();

@@ -169,6 +169,10 @@ fn hostile_directory_gives_good_sum_right_statuses_no_secret_and_keeps_the_deadl
     std::fs::write(&plain, "planted.stat: 1\n").unwrap();
     let directory = dir.join("x.stats");
     std::fs::create_dir(&directory).unwrap();
+    // A listening Unix socket named after a live PID: its open fails
+    // (ENXIO) before any check of what it is.
+    let socket = dir.join(format!("{}.stats", processes.sleeper()));
+    let _listening = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let unnamed = dir.join("abc.stats");
     make_fifo(&unnamed);
     // A FIFO owned by another user than its process's (root) owner.
@@ -217,6 +221,10 @@ fn hostile_directory_gives_good_sum_right_statuses_no_secret_and_keeps_the_deadl
     );
     assert_eq!(
         status_of(&pass, &directory),
+        &Status::Refused(RefuseReason::NotFifo)
+    );
+    assert_eq!(
+        status_of(&pass, &socket),
         &Status::Refused(RefuseReason::NotFifo)
     );
     assert_eq!(

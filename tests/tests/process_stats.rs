@@ -162,9 +162,12 @@ fn a_writer_reports_its_own_figures_as_proc_sees_them() {
         (threads == proc.threads && stats.get("jobs").is_some()).then_some((text, stats, proc))
     });
     assert!(started.elapsed() < Duration::from_secs(3), "figures stale");
-    assert_eq!(
-        proc.threads, 7.0,
-        "main, stdin, signals, serving, sweeper, and the same two for the traces FIFO"
+    // dir-watch only where an inotify instance was left (128 per user).
+    assert!(
+        proc.threads == 8.0 || proc.threads == 7.0,
+        "main, stdin, signals, serving, sweeper, dir-watch, and the traces FIFO's \
+         serving and sweeper: {}",
+        proc.threads
     );
 
     let rss = number(&stats, "process.rss_bytes");

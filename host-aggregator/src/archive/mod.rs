@@ -237,14 +237,20 @@ impl Database {
             let rows = state.map(|state| retained::rows_of(state, boot.as_deref()));
             Ok::<_, Error>((batch, rows))
         };
+        let db = self.describe();
+        let run = Run {
+            db: &db,
+            host,
+            options,
+        };
         match self {
             #[cfg(feature = "sqlite")]
-            Database::Sqlite(path) => sqlite::write(path, &self.describe(), host, options, read),
+            Database::Sqlite(path) => sqlite::write(path, &run, read),
             #[cfg(feature = "postgres")]
-            Database::Postgres(url) => postgres::write(url, &self.describe(), host, options, read),
+            Database::Postgres(url) => postgres::write(url, &run, read),
             #[allow(unreachable_patterns)]
             _ => {
-                let _ = (host, options, read);
+                let _ = (run, read);
                 Err(Error::BadArgument {
                     what: "--db",
                     given: self.describe(),
@@ -319,6 +325,20 @@ struct Row<'a> {
     float_value: Option<f64>,
 }
 
+/// What a backend's run is given besides its address: the database as
+/// errors name it (without a password), the host whose retention rows it
+/// reads and stores, and the options.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    db: &'a str,
+    host: &'a str,
+    options: &'a WriteOptions,
+}
+
+/// What a run's `read` returns once it has the stored retention rows: the
+/// batch to write and the rows to store instead (`None`: keep them).
+type ReadRetained = Result<(Batch, Option<Vec<retained::StateRow>>), Error>;
+
 /// What a run must store, given each stat's recorded type.
 struct Plan<'a> {
     /// Stats seen for the first time, with `true` for float.
@@ -372,6 +392,17 @@ impl<'a> Plan<'a> {
             promoted,
             rows,
         }
+    }
+
+    /// Every stat whose recorded type this run sets, with that type
+    /// (`"int"` or `"float"`): the new ones and the promoted ones. Each
+    /// backend upserts these one by one.
+    fn stat_types(&self) -> impl Iterator<Item = (&'a str, &'static str)> + '_ {
+        let kind = |float: bool| if float { "float" } else { "int" };
+        self.new_stats
+            .iter()
+            .map(move |&(name, float)| (name, kind(float)))
+            .chain(self.promoted.iter().map(|&name| (name, "float")))
     }
 
     fn new_floats(&self) -> u64 {

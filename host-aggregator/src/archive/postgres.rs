@@ -11,7 +11,8 @@ use ::postgres::{Client, Config, Transaction};
 
 use super::retained::StateRow;
 use super::{
-    Batch, Outcome, Plan, Row, WriteOptions, db_error, pending_migrations, schema,
+    Batch, Outcome, Plan, ReadRetained, Row, Run, WriteOptions, db_error, pending_migrations,
+    schema,
     tls::{self, TlsSettings},
     unix_seconds,
 };
@@ -25,16 +26,12 @@ const LOCK_KEY: i64 = 0x7374_7069_7065;
 /// retention rows stored for `host` and returns the batch and the rows to
 /// store instead (`None`: keep them). `db` names the database in errors
 /// (without its password).
-pub(super) fn write<R>(
+pub(super) fn write(
     url: &str,
-    db: &str,
-    host: &str,
-    options: &WriteOptions,
-    read: R,
-) -> Result<(Batch, Outcome), Error>
-where
-    R: FnOnce(&[StateRow]) -> Result<(Batch, Option<Vec<StateRow>>), Error>,
-{
+    run: &Run<'_>,
+    read: impl FnOnce(&[StateRow]) -> ReadRetained,
+) -> Result<(Batch, Outcome), Error> {
+    let &Run { db, host, options } = run;
     let fail = |action| db_error::<::postgres::Error>(db, action);
     let mut client = connect(url, db, options)?;
     let mut tx = client.transaction().map_err(fail("begin a transaction"))?;
@@ -81,17 +78,9 @@ where
              ON CONFLICT (name) DO UPDATE SET kind = 'float' WHERE excluded.kind = 'float'",
         )
         .map_err(fail("record the stat types"))?;
-    let typed = plan
-        .new_stats
-        .iter()
-        .copied()
-        .chain(plan.promoted.iter().map(|&name| (name, true)));
-    for (name, float) in typed {
-        tx.execute(
-            &record,
-            &[&name, &if float { "float" } else { "int" }, &batch.time],
-        )
-        .map_err(fail("record the stat types"))?;
+    for (name, kind) in plan.stat_types() {
+        tx.execute(&record, &[&name, &kind, &batch.time])
+            .map_err(fail("record the stat types"))?;
     }
 
     let (first, second) = plan.rows.split_at(plan.rows.len() / 2);

@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::retained::StateRow;
 use super::{
-    Batch, Outcome, Plan, WriteOptions, db_error, pending_migrations, schema, unix_seconds,
+    Batch, Outcome, Plan, ReadRetained, Run, db_error, pending_migrations, schema, unix_seconds,
 };
 use crate::Error;
 
@@ -18,16 +18,12 @@ use crate::Error;
 /// missing): `read` gets the retention rows stored for `host` and returns
 /// the batch and the rows to store instead (`None`: keep them). `db` names
 /// the database in errors.
-pub(super) fn write<R>(
+pub(super) fn write(
     path: &Path,
-    db: &str,
-    host: &str,
-    options: &WriteOptions,
-    read: R,
-) -> Result<(Batch, Outcome), Error>
-where
-    R: FnOnce(&[StateRow]) -> Result<(Batch, Option<Vec<StateRow>>), Error>,
-{
+    run: &Run<'_>,
+    read: impl FnOnce(&[StateRow]) -> ReadRetained,
+) -> Result<(Batch, Outcome), Error> {
+    let &Run { db, host, options } = run;
     let fail = |action| db_error::<rusqlite::Error>(db, action);
     if let Some(parent) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| Error::Io {
@@ -114,18 +110,9 @@ where
                  ON CONFLICT (name) DO UPDATE SET kind = 'float' WHERE excluded.kind = 'float'",
             )
             .map_err(fail("record the stat types"))?;
-        let typed = plan
-            .new_stats
-            .iter()
-            .copied()
-            .chain(plan.promoted.iter().map(|&name| (name, true)));
-        for (name, float) in typed {
+        for (name, kind) in plan.stat_types() {
             record
-                .execute(params![
-                    name,
-                    if float { "float" } else { "int" },
-                    batch.time
-                ])
+                .execute(params![name, kind, batch.time])
                 .map_err(fail("record the stat types"))?;
         }
 
@@ -207,7 +194,7 @@ fn store_retention(tx: &Connection, host: &str, rows: &[StateRow]) -> rusqlite::
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Database, Sample};
+    use super::super::{Database, Sample, WriteOptions};
     use super::*;
     use stats_core::Value;
 

@@ -69,17 +69,13 @@ impl InfluxFormat {
 }
 
 impl super::Format for InfluxFormat {
-    fn name(&self) -> &'static str {
-        "influx"
-    }
-    fn about(&self) -> &'static str {
-        "InfluxDB line protocol (tags `host`, and `pid` with --pid)"
-    }
-    fn path(&self) -> Option<&'static str> {
-        Some("/influx")
-    }
-    fn content_type(&self) -> &'static str {
-        CONTENT_TYPE
+    fn info(&self) -> &'static super::FormatInfo {
+        &super::FormatInfo {
+            name: "influx",
+            about: "InfluxDB line protocol (tags `host`, and `pid` with --pid)",
+            path: Some("/influx"),
+            content_type: CONTENT_TYPE,
+        }
     }
     fn render(&self, pass: &Pass) -> Vec<u8> {
         self.memory().pass(pass, self.host())
@@ -226,27 +222,17 @@ impl Influx {
 /// escape for a newline or any other control in a measurement or a tag, and
 /// a raw `\n` would end the line (see [`super::control_len`]).
 fn escape_into(buf: &mut Vec<u8>, text: &str, special: &[u8]) {
-    let bytes = text.as_bytes();
-    let mut at = 0;
-    while at < bytes.len() {
+    super::escape_with(buf, text, |buf, bytes, at| {
         let byte = bytes[at];
-        let mut len = 1;
         if special.contains(&byte) {
-            buf.push(b'\\');
-            buf.push(byte);
+            buf.extend_from_slice(&[b'\\', byte]);
         } else if byte == b'\\' && bytes.get(at + 1).is_none_or(|next| special.contains(next)) {
             buf.push(b'_');
         } else {
-            match super::control_len(bytes, at) {
-                0 => buf.push(byte),
-                control => {
-                    buf.push(b'_');
-                    len = control;
-                }
-            }
+            return false;
         }
-        at += len;
-    }
+        true
+    });
 }
 
 #[cfg(test)]

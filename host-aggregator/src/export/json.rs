@@ -24,17 +24,13 @@ use crate::{Pass, RefuseReason, Source, Status};
 pub struct Json;
 
 impl super::Format for Json {
-    fn name(&self) -> &'static str {
-        "json"
-    }
-    fn about(&self) -> &'static str {
-        "`{\"stats\": {...}, \"timestamp\": ...}` (pipestatic's shape)"
-    }
-    fn path(&self) -> Option<&'static str> {
-        Some("/stats")
-    }
-    fn content_type(&self) -> &'static str {
-        CONTENT_TYPE
+    fn info(&self) -> &'static super::FormatInfo {
+        &super::FormatInfo {
+            name: "json",
+            about: "`{\"stats\": {...}, \"timestamp\": ...}` (pipestatic's shape)",
+            path: Some("/stats"),
+            content_type: CONTENT_TYPE,
+        }
     }
     fn render(&self, pass: &Pass) -> Vec<u8> {
         stats(pass)

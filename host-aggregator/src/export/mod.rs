@@ -47,24 +47,53 @@ pub mod text;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+// Every format writes numbers as the wire format does, with its own
+// spellings for NaN and the infinities.
+#[cfg(test)]
 use stats_core::Value;
+use stats_core::format::write_number;
 
 use crate::{Pass, Source};
 
+/// What a format is, apart from how it renders: the one place its
+/// name, help line, path and content type are written.
+#[derive(Debug)]
+pub struct FormatInfo {
+    /// Its name for `dump --format` (lower case, one word).
+    pub name: &'static str,
+    /// One line for `dump --help`.
+    pub about: &'static str,
+    /// The path `serve` answers it at, if it is served.
+    pub path: Option<&'static str>,
+    /// The HTTP `Content-Type` of its output.
+    pub content_type: &'static str,
+}
+
 /// One output format of a read pass: what every module here offers.
 pub trait Format: Sync {
-    /// Its name for `dump --format` (lower case, one word).
-    fn name(&self) -> &'static str;
-    /// One line for `dump --help`.
-    fn about(&self) -> &'static str;
-    /// The path `serve` answers it at, if it is served.
-    fn path(&self) -> Option<&'static str>;
-    /// The HTTP `Content-Type` of its output.
-    fn content_type(&self) -> &'static str;
+    /// Its name, help line, path and content type.
+    fn info(&self) -> &'static FormatInfo;
     /// The host-wide view of `pass`.
     fn render(&self, pass: &Pass) -> Vec<u8>;
     /// One source of `pass` (`dump --pid`).
     fn render_source(&self, pass: &Pass, source: &Source) -> Vec<u8>;
+
+    /// [`FormatInfo::name`].
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
+    /// [`FormatInfo::about`].
+    fn about(&self) -> &'static str {
+        self.info().about
+    }
+    /// [`FormatInfo::path`].
+    fn path(&self) -> Option<&'static str> {
+        self.info().path
+    }
+    /// [`FormatInfo::content_type`].
+    fn content_type(&self) -> &'static str {
+        self.info().content_type
+    }
 }
 
 /// Every output format, in the order `dump --help` lists them. The one
@@ -102,22 +131,6 @@ pub fn unix_seconds(time: SystemTime) -> f64 {
         .map_or(0.0, |since| since.as_secs_f64())
 }
 
-/// Appends a number the way every format here wants it: an integer exact
-/// (`itoa`), a finite float as the shortest text that reads back to the same
-/// bits and always has a `.` or an exponent (`ryu`: `3.0`, `1e-7`), and the
-/// given spellings for NaN, +infinity and -infinity.
-fn write_number(buf: &mut Vec<u8>, value: Value, [nan, inf, neg_inf]: [&str; 3]) {
-    match value {
-        Value::Int(i) => buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
-        Value::Float(f) if f.is_finite() => {
-            buf.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
-        }
-        Value::Float(f) if f.is_nan() => buf.extend_from_slice(nan.as_bytes()),
-        Value::Float(f) if f > 0.0 => buf.extend_from_slice(inf.as_bytes()),
-        Value::Float(_) => buf.extend_from_slice(neg_inf.as_bytes()),
-    }
-}
-
 /// How many bytes of `bytes` from `at` on make a control character: 1 for
 /// a C0 control (NUL, TAB, LF, VT, CR, ...) or DEL, 2 for a C1 control
 /// (U+0080 to U+009F, `0xC2 0x80..=0x9F` in UTF-8), 0 for anything else.
@@ -136,6 +149,38 @@ fn control_len(bytes: &[u8], at: usize) -> usize {
             2
         }
         _ => 0,
+    }
+}
+
+/// Appends `text` byte by byte: `escape(buf, bytes, at)` writes the
+/// format's escape for the byte at `at` and returns `true`, or returns
+/// `false` to leave it to the default, which copies the byte, or writes
+/// `_` for a whole control character ([`control_len`]). The one walker
+/// behind the Prometheus and InfluxDB escapers, so neither can let a raw
+/// control through.
+#[inline]
+fn escape_with(
+    buf: &mut Vec<u8>,
+    text: &str,
+    mut escape: impl FnMut(&mut Vec<u8>, &[u8], usize) -> bool,
+) {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        if escape(buf, bytes, at) {
+            at += 1;
+            continue;
+        }
+        match control_len(bytes, at) {
+            0 => {
+                buf.push(bytes[at]);
+                at += 1;
+            }
+            control => {
+                buf.push(b'_');
+                at += control;
+            }
+        }
     }
 }
 
@@ -167,17 +212,13 @@ mod tests {
     struct Count;
 
     impl Format for Count {
-        fn name(&self) -> &'static str {
-            "count"
-        }
-        fn about(&self) -> &'static str {
-            "How many stats."
-        }
-        fn path(&self) -> Option<&'static str> {
-            Some("/count")
-        }
-        fn content_type(&self) -> &'static str {
-            "text/plain"
+        fn info(&self) -> &'static FormatInfo {
+            &FormatInfo {
+                name: "count",
+                about: "How many stats.",
+                path: Some("/count"),
+                content_type: "text/plain",
+            }
         }
         fn render(&self, pass: &Pass) -> Vec<u8> {
             format!("{}\n", pass.merged.len()).into_bytes()

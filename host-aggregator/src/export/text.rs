@@ -16,17 +16,13 @@ pub fn lines(snapshot: &Snapshot) -> Vec<u8> {
 pub struct Text;
 
 impl super::Format for Text {
-    fn name(&self) -> &'static str {
-        "text"
-    }
-    fn about(&self) -> &'static str {
-        "`name: value` lines, as a pipe serves them"
-    }
-    fn path(&self) -> Option<&'static str> {
-        None
-    }
-    fn content_type(&self) -> &'static str {
-        "text/plain; charset=utf-8"
+    fn info(&self) -> &'static super::FormatInfo {
+        &super::FormatInfo {
+            name: "text",
+            about: "`name: value` lines, as a pipe serves them",
+            path: None,
+            content_type: "text/plain; charset=utf-8",
+        }
     }
     fn render(&self, pass: &Pass) -> Vec<u8> {
         lines(&pass.merged)

@@ -123,6 +123,28 @@ unsafe fn name<'a>(function: &'static str, ptr: *const c_char) -> Option<&'a str
     }
 }
 
+/// Records through the registry by name, for the calls that take one:
+/// `record` gets the running process's registry (its serving started if
+/// need be) and the name, unless `name` is NULL or not UTF-8 (then an
+/// error is recorded). A panic is caught and recorded.
+///
+/// # Safety
+///
+/// As [`name`]: `name` is NULL or a NUL-terminated string valid for the
+/// call.
+unsafe fn by_name(
+    function: &'static str,
+    name: *const c_char,
+    record: impl FnOnce(&stats_core::Registry, &str),
+) {
+    guarded(function, (), || {
+        // SAFETY: the caller's promise, passed on.
+        if let Some(name) = unsafe { self::name(function, name) } {
+            record(runtime::recording().registry(), name);
+        }
+    });
+}
+
 /// Turns an owned handle into the pointer the caller keeps forever.
 fn leak<T>(value: T) -> *const T {
     Box::leak(Box::new(value))
@@ -267,12 +289,8 @@ pub unsafe extern "C" fn stats_pipe_last_error(buf: *mut c_char, len: usize) -> 
 /// `name` is NULL or a NUL-terminated string valid for the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_incr(name: *const c_char, by: i64) {
-    guarded("stats_pipe_incr", (), || {
-        // SAFETY: `name` is a NUL-terminated string (header).
-        if let Some(name) = unsafe { self::name("stats_pipe_incr", name) } {
-            runtime::recording().registry().incr(name, by);
-        }
-    });
+    // SAFETY: `name` is NULL or a NUL-terminated string (header).
+    unsafe { by_name("stats_pipe_incr", name, |r, name| r.incr(name, by)) };
 }
 
 /// Like `stats_pipe_incr` with a float amount: the stat is a float from
@@ -283,12 +301,8 @@ pub unsafe extern "C" fn stats_pipe_incr(name: *const c_char, by: i64) {
 /// `name` is NULL or a NUL-terminated string valid for the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_incr_float(name: *const c_char, by: f64) {
-    guarded("stats_pipe_incr_float", (), || {
-        // SAFETY: `name` is a NUL-terminated string (header).
-        if let Some(name) = unsafe { self::name("stats_pipe_incr_float", name) } {
-            runtime::recording().registry().incr(name, by);
-        }
-    });
+    // SAFETY: `name` is NULL or a NUL-terminated string (header).
+    unsafe { by_name("stats_pipe_incr_float", name, |r, name| r.incr(name, by)) };
 }
 
 /// Sets the stat `name` to `value` (a gauge; pipestatic's `set`; a float
@@ -299,12 +313,8 @@ pub unsafe extern "C" fn stats_pipe_incr_float(name: *const c_char, by: f64) {
 /// `name` is NULL or a NUL-terminated string valid for the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_set(name: *const c_char, value: i64) {
-    guarded("stats_pipe_set", (), || {
-        // SAFETY: `name` is a NUL-terminated string (header).
-        if let Some(name) = unsafe { self::name("stats_pipe_set", name) } {
-            runtime::recording().registry().set(name, value);
-        }
-    });
+    // SAFETY: `name` is NULL or a NUL-terminated string (header).
+    unsafe { by_name("stats_pipe_set", name, |r, name| r.set(name, value)) };
 }
 
 /// Sets the stat `name` to a float `value`.
@@ -314,12 +324,8 @@ pub unsafe extern "C" fn stats_pipe_set(name: *const c_char, value: i64) {
 /// `name` is NULL or a NUL-terminated string valid for the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_set_float(name: *const c_char, value: f64) {
-    guarded("stats_pipe_set_float", (), || {
-        // SAFETY: `name` is a NUL-terminated string (header).
-        if let Some(name) = unsafe { self::name("stats_pipe_set_float", name) } {
-            runtime::recording().registry().set(name, value);
-        }
-    });
+    // SAFETY: `name` is NULL or a NUL-terminated string (header).
+    unsafe { by_name("stats_pipe_set_float", name, |r, name| r.set(name, value)) };
 }
 
 /// Records `value` into the histogram `name` (durations in seconds).
@@ -330,12 +336,8 @@ pub unsafe extern "C" fn stats_pipe_set_float(name: *const c_char, value: f64) {
 /// `name` is NULL or a NUL-terminated string valid for the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_observe(name: *const c_char, value: f64) {
-    guarded("stats_pipe_observe", (), || {
-        // SAFETY: `name` is a NUL-terminated string (header).
-        if let Some(name) = unsafe { self::name("stats_pipe_observe", name) } {
-            runtime::recording().registry().record(name, value);
-        }
-    });
+    // SAFETY: `name` is NULL or a NUL-terminated string (header).
+    unsafe { by_name("stats_pipe_observe", name, |r, name| r.record(name, value)) };
 }
 
 // ---------------------------------------------------------------- handles

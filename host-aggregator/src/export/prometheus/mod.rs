@@ -88,17 +88,13 @@ use crate::{Pass, Source, Status};
 pub struct Prometheus;
 
 impl super::Format for Prometheus {
-    fn name(&self) -> &'static str {
-        "prometheus"
-    }
-    fn about(&self) -> &'static str {
-        "Prometheus text exposition"
-    }
-    fn path(&self) -> Option<&'static str> {
-        Some("/metrics")
-    }
-    fn content_type(&self) -> &'static str {
-        CONTENT_TYPE
+    fn info(&self) -> &'static super::FormatInfo {
+        &super::FormatInfo {
+            name: "prometheus",
+            about: "Prometheus text exposition",
+            path: Some("/metrics"),
+            content_type: CONTENT_TYPE,
+        }
     }
     fn render(&self, pass: &Pass) -> Vec<u8> {
         render(pass)
@@ -606,25 +602,15 @@ pub fn write_value(buf: &mut Vec<u8>, value: Value) {
 /// no escape for them, and raw they would reach terminals and parsers that
 /// split on them (see [`super::control_len`]).
 fn escape(buf: &mut Vec<u8>, text: &str, quote: bool) {
-    let bytes = text.as_bytes();
-    let mut at = 0;
-    while at < bytes.len() {
-        let byte = bytes[at];
-        let mut len = 1;
-        match byte {
+    super::escape_with(buf, text, |buf, bytes, at| {
+        match bytes[at] {
             b'\\' => buf.extend_from_slice(b"\\\\"),
             b'\n' => buf.extend_from_slice(b"\\n"),
             b'"' if quote => buf.extend_from_slice(b"\\\""),
-            _ => match super::control_len(bytes, at) {
-                0 => buf.push(byte),
-                control => {
-                    buf.push(b'_');
-                    len = control;
-                }
-            },
+            _ => return false,
         }
-        at += len;
-    }
+        true
+    });
 }
 
 #[cfg(test)]

@@ -8,10 +8,13 @@ mod sys;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::{RecvTimeoutError, Sender};
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{SigSet, Signal};
 use pipe_writer::input::{parse_line, read_line};
 use pipe_writer::span_reports::SpanReports;
@@ -57,8 +60,13 @@ LIFETIME:
   Serves from start-up until stdin closes, then removes the FIFO and exits 0.
   If readers no longer reach the FIFO at its path (the pipe directory was
   removed, or removed and made again; serving failed, e.g. ENOSPC), the
-  cause is reported on stderr and it is served afresh there within about a
-  second, with the same stats. A FIFO of another user put at the path is
+  cause is reported on stderr and it is served afresh there, with the same
+  stats: at once when the directory or a name in it was removed, or the
+  directory's mode or owner changed (inotify; a FIFO renamed away or over by
+  hand, which only its owner or root can do, goes unnoticed). Where no
+  inotify instance is left (128 per user by default), the path is checked
+  every second while it is read, and ever less often (up to every 32 s)
+  while nobody reads it. A watched writer nobody reads wakes for nothing. A FIFO of another user put at the path is
   reported (path and user ID) and never written to; serving resumes there
   once it is removed. A pipe directory owned by a user other than root and
   us, or writable by others without the sticky bit, is refused.
@@ -135,13 +143,86 @@ fn print_path_and_close_stdout(path: &Path) -> Result<(), String> {
     nix::unistd::dup2_stdout(&null).map_err(|e| format!("cannot close stdout: {e}"))
 }
 
-/// How often the path is checked to still reach our FIFO.
+/// How often the path is checked to still reach our FIFO while serving
+/// cannot resume, and, where the pipe directory cannot be watched, while
+/// the pipe is being read.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Unwatched and unread, the gap between checks doubles up to this: a
+/// writer nobody reads has nobody to lose (a reader that finds the pipe
+/// again makes the gap 1 s once more), so it notices a lost path within
+/// the time since its last read, at most this.
+const CHECK_IDLE_MAX: Duration = Duration::from_secs(32);
+
+/// How long a change in the pipe directory settles before the check.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Every reader handed something: a read since the last check.
+fn reads(server: Option<&pipe_writer::Server>) -> u64 {
+    server.map_or(0, |s| {
+        let stats = s.stats();
+        stats.snapshots + stats.readers_gone + stats.stalls + stats.write_errors
+    })
+}
+
+/// What of the pipe directory is watched: everything that can cut readers
+/// off from our FIFO (the directory removed or renamed, its mode or owner
+/// changed, a name in it removed: ours by someone else, or by the serving
+/// thread when serving failed), and nothing that every serve does (renames
+/// and opens), so a thousand writers in one directory do not wake one
+/// another.
+const WATCHED: AddWatchFlags = AddWatchFlags::IN_DELETE_SELF
+    .union(AddWatchFlags::IN_MOVE_SELF)
+    .union(AddWatchFlags::IN_ATTRIB)
+    .union(AddWatchFlags::IN_DELETE)
+    .union(AddWatchFlags::IN_ONLYDIR);
 
 enum Event {
     Eof,
     ReadError(std::io::Error),
     Signal(Signal),
+    /// Something happened in or to the pipe directory.
+    DirChanged,
+    /// The directory watch broke: back to checking every second.
+    WatchFailed,
+}
+
+/// Starts a thread that turns inotify events on the pipe directory into
+/// [`Event::DirChanged`]. `None` when no inotify instance can be had (at
+/// most `fs.inotify.max_user_instances` per user, 128 by default: a host's
+/// 129th writer checks once a second instead).
+fn start_dir_watch(events: Sender<Event>) -> Option<Arc<Inotify>> {
+    let inotify = Arc::new(Inotify::init(InitFlags::IN_CLOEXEC).ok()?);
+    let reader = Arc::clone(&inotify);
+    std::thread::Builder::new()
+        .name("dir-watch".into())
+        .spawn(move || {
+            loop {
+                let event = match reader.read_events() {
+                    Ok(_) => Event::DirChanged,
+                    Err(Errno::EINTR) => continue,
+                    Err(_) => Event::WatchFailed,
+                };
+                let failed = matches!(event, Event::WatchFailed);
+                if events.send(event).is_err() || failed {
+                    break;
+                }
+            }
+        })
+        .ok()?;
+    Some(inotify)
+}
+
+/// Watches the directory of the FIFO `server` serves; false if there is no
+/// server or the watch cannot be set (then the path is checked every
+/// second).
+fn watch_dir(inotify: Option<&Inotify>, server: Option<&pipe_writer::Server>) -> bool {
+    let (Some(inotify), Some(server)) = (inotify, server) else {
+        return false;
+    };
+    server
+        .path()
+        .parent()
+        .is_some_and(|dir| inotify.add_watch(dir, WATCHED).is_ok())
 }
 
 fn main() -> ExitCode {
@@ -185,6 +266,8 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     }
 
     let (events, inbox) = crossbeam_channel::unbounded();
+    let mut watch = start_dir_watch(events.clone());
+    let mut watching = watch_dir(watch.as_deref(), server.as_ref());
     let stdin_events = events.clone();
     std::thread::Builder::new()
         .name("stdin".into())
@@ -207,9 +290,53 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
+    let (mut gap, mut reads_seen) = (CHECK_EVERY, 0);
+    // An event taken while a directory change settled.
+    let mut pending = None;
     let code = loop {
-        match inbox.recv_timeout(CHECK_EVERY) {
-            Err(RecvTimeoutError::Timeout) => serve_again_if_unreachable(&mut server, &builder),
+        // Watched, a writer nobody reads wakes for nothing; otherwise the
+        // path is checked every second while it is read or lost, and ever
+        // less often while nobody reads it.
+        let event = if let Some(event) = pending.take() {
+            Ok(event)
+        } else if watching {
+            inbox.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            inbox.recv_timeout(gap)
+        };
+        match event {
+            Err(RecvTimeoutError::Timeout) | Ok(Event::DirChanged) => {
+                if matches!(event, Ok(Event::DirChanged)) {
+                    // Let a burst settle (`rm -r` of the directory is one
+                    // event per name), and let whoever removed a name put
+                    // what they meant there first, as a timed check would.
+                    std::thread::sleep(SETTLE);
+                    loop {
+                        match inbox.try_recv() {
+                            Ok(Event::DirChanged) => {}
+                            Ok(other) => {
+                                pending = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                serve_again_if_unreachable(&mut server, &builder);
+                // Again after every check: the directory may be a new one.
+                watching = watch_dir(watch.as_deref(), server.as_ref());
+                let now_seen = reads(server.as_ref());
+                gap = if server.is_none() || now_seen != reads_seen {
+                    CHECK_EVERY
+                } else {
+                    (gap * 2).min(CHECK_IDLE_MAX)
+                };
+                reads_seen = now_seen;
+            }
+            Ok(Event::WatchFailed) => {
+                watch = None;
+                watching = false;
+            }
             Ok(Event::Eof) if args.linger => {}
             Ok(Event::Eof) | Err(RecvTimeoutError::Disconnected) => break ExitCode::SUCCESS,
             Ok(Event::ReadError(e)) => {
