@@ -222,6 +222,11 @@ impl Browser {
     /// # Panics
     /// If the answer is not HTTP with a JSON body.
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        self.answer(method, path, body).1
+    }
+
+    /// One WebDriver command's HTTP status and JSON body.
+    fn answer(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let body = body.map(Value::to_string).unwrap_or_default();
         let answer = crate::http_client::try_send(
             self.addr,
@@ -232,20 +237,26 @@ impl Browser {
         )
         .unwrap_or_else(|e| panic!("no HTTP answer to {method} {path}: {e}"));
         let payload = answer.body;
-        serde_json::from_slice(&payload).unwrap_or_else(|e| {
+        let json = serde_json::from_slice(&payload).unwrap_or_else(|e| {
             panic!(
                 "{method} {path}: not JSON ({e}): {}",
                 String::from_utf8_lossy(&payload)
             )
-        })
+        });
+        (answer.status, json)
     }
 
+    /// A session command's `value`. WebDriver says a command failed by
+    /// the HTTP status (its body then holds `error` and `message`); a
+    /// script's result may hold an `error` key of its own, so the body
+    /// alone cannot tell.
     fn session_call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        let answer = self.call(method, &format!("/session/{}{path}", self.session), body);
-        if let Some(error) = answer["value"]["error"].as_str() {
+        let path = format!("/session/{}{path}", self.session);
+        let (status, answer) = self.answer(method, &path, body);
+        if !(200..300).contains(&status) {
             panic!(
-                "WebDriver {method} {path} failed: {error}: {}",
-                answer["value"]["message"]
+                "WebDriver {method} {path} failed (HTTP {status}): {}: {}",
+                answer["value"]["error"], answer["value"]["message"]
             );
         }
         answer["value"].clone()
