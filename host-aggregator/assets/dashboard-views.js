@@ -2,7 +2,8 @@
 // strings (task names are chosen by the writers, so they only ever become
 // text nodes and attribute values, never markup), fetching JSON, formatting
 // durations, and switching views by the URL hash (#view=calls), which keeps
-// the Stats view's #stat=... selection.
+// the Stats view's #stat=... selection and shows a header control only on
+// the views its data-views names.
 "use strict";
 
 window.StatsPipeViews = (function () {
@@ -114,6 +115,11 @@ window.StatsPipeViews = (function () {
     }
     for (const page of document.querySelectorAll("main[data-view], section[data-view]")) {
       page.hidden = page.dataset.view !== name;
+    }
+    // Controls that only some views use (the Stats view's time window)
+    // name them in data-views; the others hide them.
+    for (const control of document.querySelectorAll("[data-views]")) {
+      control.hidden = !control.dataset.views.split(" ").includes(name);
     }
     if (views.has(name)) views.get(name).start();
   }

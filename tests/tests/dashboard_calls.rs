@@ -33,6 +33,7 @@ const READ_CALLS: &str = r##"
     const table = document.getElementById("calls").getBoundingClientRect();
     return { rows, visible: table.height > 0 && table.width > 0 && document.getElementById("tabs").offsetParent !== null,
              stats_hidden: document.getElementById("view-stats").hidden,
+             window_shown: document.getElementById("window").getBoundingClientRect().width > 0,
              summary: document.getElementById("calls-summary").textContent,
              images: document.querySelectorAll("#calls img").length,
              pids: Array.from(document.querySelectorAll("#calls-pid option")).map((o) => o.value) };
@@ -110,6 +111,10 @@ fn calls_view_shows_the_host_call_graph_of_three_processes() {
     );
     assert_eq!(shown["visible"], true, "{shown}");
     assert_eq!(shown["stats_hidden"], true, "one view at a time: {shown}");
+    assert_eq!(
+        shown["window_shown"], false,
+        "the Stats view's time window does nothing here: {shown}"
+    );
     let rows = &shown["rows"];
 
     // request: 4 + 2 + 3 successes, 1 error, 1 panic; never more than one
@@ -203,6 +208,22 @@ fn calls_view_shows_the_host_call_graph_of_three_processes() {
     std::fs::write(&path, &png).expect("save the screenshot");
     eprintln!("Calls view screenshot: {}", path.display());
     assert_page_clean(&browser);
+
+    // Back on the Stats view, its time window is shown again.
+    browser
+        .execute(r##"document.querySelector("#tabs a[data-view=stats]").click(); return null;"##);
+    wait_for(
+        "the window selector on Stats",
+        Duration::from_secs(30),
+        || {
+            let state = browser.execute(READ_CALLS);
+            if state["window_shown"] == true && state["visible"] == false {
+                Ok(())
+            } else {
+                Err(state.to_string())
+            }
+        },
+    );
     for writer in [a, b, c] {
         writer.exit();
     }
