@@ -63,6 +63,25 @@ fn number(value: Value) -> f64 {
     }
 }
 
+/// A name's tags as the pairs [`tags::join`] takes.
+fn pairs<'a>(split: &'a tags::Tagged<'_>) -> Vec<(&'a str, &'a str)> {
+    split
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// A task's stats (FORMAT.md, "Tasks") by suffix, and the field each fills.
+type Field = fn(&mut Func) -> &mut f64;
+const FIELDS: [(&str, Field); 5] = [
+    (".highwater", |f| &mut f.highwater),
+    (".current", |f| &mut f.current),
+    (".success", |f| &mut f.success),
+    (".errors", |f| &mut f.errors),
+    (".panics", |f| &mut f.panics),
+];
+
 /// `base` with `suffix` cut off, and the tags put back.
 fn strip(base: &str, suffix: &str, pairs: &[(&str, &str)]) -> Option<String> {
     base.strip_suffix(suffix).map(|b| tags::join(b, pairs))
@@ -74,11 +93,7 @@ impl Graph {
         let mut graph = Graph::default();
         for (name, value) in snapshot.iter() {
             let split = tags::split(name);
-            let all: Vec<(&str, &str)> = split
-                .tags
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
+            let all = pairs(&split);
             let without = |drop: &[&str]| -> Vec<(&str, &str)> {
                 all.iter()
                     .copied()
@@ -99,22 +114,9 @@ impl Graph {
                 }
                 continue;
             }
-            for (suffix, set) in [
-                (".highwater", 0),
-                (".current", 1),
-                (".success", 2),
-                (".errors", 3),
-                (".panics", 4),
-            ] {
+            for (suffix, field) in FIELDS {
                 if let Some(task) = strip(split.base, suffix, &all) {
-                    let func = graph.funcs.entry(task).or_default();
-                    match set {
-                        0 => func.highwater = v,
-                        1 => func.current = v,
-                        2 => func.success = v,
-                        3 => func.errors = v,
-                        _ => func.panics = v,
-                    }
+                    *field(graph.funcs.entry(task).or_default()) = v;
                 }
             }
             if let Some(outcome) = tag("outcome") {
@@ -139,12 +141,7 @@ impl Graph {
             .iter()
             .filter_map(|(name, _)| {
                 let split = tags::split(name);
-                let all: Vec<(&str, &str)> = split
-                    .tags
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                strip(split.base, ".highwater", &all)
+                strip(split.base, ".highwater", &pairs(&split))
             })
             .collect();
         graph.funcs.retain(|name, _| tasks.contains(name));

@@ -70,16 +70,10 @@ pub(crate) fn parse(rest: &str) -> Result<SpanLine<'_>, InputError> {
             if outcome.is_some() {
                 return Err(bad("outcome= given twice"));
             }
-            outcome = Some(match &*value {
-                "success" => Outcome::Success,
-                "error" => Outcome::Error,
-                "panic" => Outcome::Panic,
-                other => {
-                    return Err(bad(format!(
-                        "outcome {other:?} is not success, error or panic"
-                    )));
-                }
-            });
+            outcome =
+                Some(Outcome::from_label(&value).ok_or_else(|| {
+                    bad(format!("outcome {value:?} is not success, error or panic"))
+                })?);
         } else if let Some(value) = strip(&word, "parent=") {
             if parent.is_some() {
                 return Err(bad("parent= given twice"));

@@ -170,37 +170,51 @@ mod tests {
         }
     }
 
+    /// A registry that traces every root run and the reports made to it,
+    /// each at a time in milliseconds from a start.
+    struct Reported {
+        registry: Registry,
+        reports: SpanReports,
+        t0: Instant,
+    }
+
+    impl Reported {
+        fn new() -> Reported {
+            let registry = Registry::new();
+            registry.tracer().set_sample_every(1);
+            Reported {
+                registry,
+                reports: SpanReports::new(),
+                t0: Instant::now() + Duration::from_secs(10),
+            }
+        }
+
+        /// Reports `name` ending at `at_ms` after running `ms`.
+        fn report(
+            &mut self,
+            at_ms: u64,
+            name: &str,
+            ms: u64,
+            outcome: Outcome,
+            parent: Option<&str>,
+        ) {
+            let at = self.t0 + Duration::from_millis(at_ms);
+            self.reports
+                .report(&self.registry, &line(name, ms, outcome, parent), at);
+        }
+    }
+
     #[test]
     fn children_reported_first_join_their_roots_trace_and_count_edges() {
-        let registry = Registry::new();
-        registry.tracer().set_sample_every(1);
-        let mut reports = SpanReports::new();
-        let t0 = Instant::now() + Duration::from_secs(10);
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut r = Reported::new();
         // request 0..100 { db 10..60 { cache 20..30 }, cache 70..80 }
-        reports.report(
-            &registry,
-            &line("cache", 10, Outcome::Success, Some("db")),
-            at(30),
-        );
-        reports.report(
-            &registry,
-            &line("db", 50, Outcome::Error, Some("request")),
-            at(60),
-        );
-        reports.report(
-            &registry,
-            &line("cache", 10, Outcome::Success, Some("request")),
-            at(80),
-        );
-        assert_eq!(reports.waiting(), 3);
-        reports.report(
-            &registry,
-            &line("request", 100, Outcome::Error, None),
-            at(100),
-        );
-        assert_eq!(reports.waiting(), 0);
-        let traces = registry.tracer().traces();
+        r.report(30, "cache", 10, Outcome::Success, Some("db"));
+        r.report(60, "db", 50, Outcome::Error, Some("request"));
+        r.report(80, "cache", 10, Outcome::Success, Some("request"));
+        assert_eq!(r.reports.waiting(), 3);
+        r.report(100, "request", 100, Outcome::Error, None);
+        assert_eq!(r.reports.waiting(), 0);
+        let traces = r.registry.tracer().traces();
         assert_eq!(traces.len(), 1);
         let t = &traces[0];
         assert_eq!(
@@ -228,7 +242,7 @@ mod tests {
                 ("cache", Some(0), 70, Some(10)),
             ]
         );
-        let snap = registry.snapshot();
+        let snap = r.registry.snapshot();
         assert_eq!(
             snap.get("db.calls[caller=request,outcome=error]"),
             Some(stats_core::Value::Int(1))
@@ -244,37 +258,21 @@ mod tests {
 
     #[test]
     fn stale_children_are_dropped_and_waiting_is_bounded() {
-        let registry = Registry::new();
-        registry.tracer().set_sample_every(1);
-        let mut reports = SpanReports::new();
-        let t0 = Instant::now() + Duration::from_secs(10);
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut r = Reported::new();
         // A child of an earlier run of `job`, then a later `job` run.
-        reports.report(
-            &registry,
-            &line("step", 1, Outcome::Success, Some("job")),
-            at(1),
-        );
-        reports.report(
-            &registry,
-            &line("job", 10, Outcome::Success, None),
-            at(1000),
-        );
+        r.report(1, "step", 1, Outcome::Success, Some("job"));
+        r.report(1000, "job", 10, Outcome::Success, None);
         assert_eq!(
-            registry.tracer().traces()[0].spans.len(),
+            r.registry.tracer().traces()[0].spans.len(),
             1,
             "the stale step is not its child"
         );
         for i in 0..MAX_WAITING as u64 + 10 {
-            reports.report(
-                &registry,
-                &line("leaf", 1, Outcome::Success, Some("never")),
-                at(2000 + i),
-            );
+            r.report(2000 + i, "leaf", 1, Outcome::Success, Some("never"));
         }
-        assert!(reports.waiting() <= MAX_WAITING);
+        assert!(r.reports.waiting() <= MAX_WAITING);
         assert_eq!(
-            reports.let_go() as usize + reports.waiting(),
+            r.reports.let_go() as usize + r.reports.waiting(),
             MAX_WAITING + 10
         );
     }

@@ -322,23 +322,14 @@ mod tests {
             c.run(|| Ok::<_, ()>(()))
         });
         let s = r.snapshot();
-        let get = |n: &str| s.get(n);
-        assert_eq!(
-            get("b.calls[shard=1,caller=a,outcome=success]"),
-            Some(Value::Int(1))
-        );
-        assert_eq!(
-            get("b.calls[shard=1,caller=a,outcome=error]"),
-            Some(Value::Int(1))
-        );
-        assert_eq!(
-            get("c.calls[caller=b\\[shard\\=1\\],outcome=success]"),
-            Some(Value::Int(1))
-        );
-        assert_eq!(
-            get("c.calls[caller=a,outcome=success]"),
-            Some(Value::Int(1))
-        );
+        for edge in [
+            "b.calls[shard=1,caller=a,outcome=success]",
+            "b.calls[shard=1,caller=a,outcome=error]",
+            "c.calls[caller=b\\[shard\\=1\\],outcome=success]",
+            "c.calls[caller=a,outcome=success]",
+        ] {
+            assert_eq!(s.get(edge), Some(Value::Int(1)), "{edge}");
+        }
         assert!(
             s.iter().all(|(n, _)| !n.starts_with("a.calls")),
             "a is a root"

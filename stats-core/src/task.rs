@@ -56,6 +56,14 @@ impl Outcome {
         OUTCOME_LABELS[self.slot()]
     }
 
+    /// The outcome a label names (what [`Outcome::label`] gives), for
+    /// readers of trace lines and `#span` lines; `None` for anything else.
+    pub fn from_label(label: &str) -> Option<Outcome> {
+        [Outcome::Success, Outcome::Error, Outcome::Panic]
+            .into_iter()
+            .find(|o| o.label() == label)
+    }
+
     /// Its index in per-outcome arrays.
     #[inline]
     pub(crate) fn slot(self) -> usize {

@@ -19,4 +19,4 @@ pub mod read;
 pub mod svg;
 
 pub use query::{IndexQuery, NextQuery};
-pub use read::{Record, SpanRecord, TraceReader, TraceSet};
+pub use read::{Record, TraceReader, TraceSet};

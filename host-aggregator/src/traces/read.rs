@@ -8,28 +8,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use serde_json::Value as Json;
+use stats_core::Outcome;
+use stats_core::trace::Span;
 
 use crate::source::{ReadOptions, Source, Status};
 use crate::{Error, discovery, reader};
-
-/// One span of a trace, as the writer served it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SpanRecord {
-    /// The task's name.
-    pub name: String,
-    /// Index of the parent span; `None` for the root (or a parent index
-    /// that does not point at an earlier span, which a writer of ours never
-    /// sends).
-    pub parent: Option<usize>,
-    /// Start, nanoseconds from the root's start.
-    pub offset_ns: u64,
-    /// How long it ran; `None` if it still ran when the root ended.
-    pub duration_ns: Option<u64>,
-    /// `success`, `error`, `panic`; `None` if still running.
-    pub outcome: Option<String>,
-}
 
 /// One trace: the fields of the index, its spans and the line it came in.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,8 +36,10 @@ pub struct Record {
     pub outcome: String,
     /// Runs under the root beyond the writer's span limit.
     pub dropped_spans: u64,
-    /// The spans, root first.
-    pub spans: Vec<SpanRecord>,
+    /// The spans, root first, as the writer's [`stats_core::Trace`] holds them (a
+    /// parent index that does not point at an earlier span, which a writer
+    /// of ours never sends, is read as none).
+    pub spans: Vec<Span>,
     /// The JSON line as the writer served it (`/traces/<pid>/<id>`).
     pub line: String,
 }
@@ -187,15 +175,18 @@ pub(crate) fn parse_record(line: &str) -> Option<Record> {
             Json::Null => None,
             p => Some(usize::try_from(p.as_u64()?).ok()?).filter(|&p| p < i),
         };
-        spans.push(SpanRecord {
+        spans.push(Span {
             name: span.get("name")?.as_str()?.to_owned(),
             parent,
-            offset_ns: span.get("offset_ns")?.as_u64()?,
-            duration_ns: span.get("duration_ns").and_then(Json::as_u64),
+            offset: Duration::from_nanos(span.get("offset_ns")?.as_u64()?),
+            duration: span
+                .get("duration_ns")
+                .and_then(Json::as_u64)
+                .map(Duration::from_nanos),
             outcome: span
                 .get("outcome")
                 .and_then(Json::as_str)
-                .map(str::to_owned),
+                .and_then(Outcome::from_label),
         });
     }
     Some(Record {
@@ -236,7 +227,7 @@ mod tests {
         let record = &set.records[0];
         assert_eq!((record.root.as_str(), record.spans.len()), ("request", 2));
         assert_eq!(record.spans[1].parent, Some(0));
-        assert_eq!(record.spans[1].outcome.as_deref(), Some("error"));
+        assert_eq!(record.spans[1].outcome, Some(Outcome::Error));
         assert_eq!(record.line, text.trim_end());
     }
 }

@@ -6,6 +6,9 @@
 //! the document is well-formed whatever the names (`xmllint --noout`).
 
 use std::fmt::Write;
+use std::time::Duration;
+
+use stats_core::Outcome;
 
 use super::query::human_ns;
 use super::read::Record;
@@ -56,12 +59,12 @@ pub fn render(record: &Record) -> String {
     for (row, &(i, depth)) in order.iter().take(shown).enumerate() {
         let span = &record.spans[i];
         let y = TOP + row * ROW;
-        let offset = span.offset_ns as f64;
-        let x = LABEL_WIDTH as f64 + (offset / total).min(1.0) * BAR_WIDTH as f64;
-        let (w, outcome, took) = match span.duration_ns {
+        let offset = nanos(span.offset);
+        let x = LABEL_WIDTH as f64 + (offset as f64 / total).min(1.0) * BAR_WIDTH as f64;
+        let (w, outcome, took) = match span.duration.map(nanos) {
             Some(d) => (
                 (d as f64 / total * BAR_WIDTH as f64).max(1.0),
-                span.outcome.as_deref().unwrap_or("unknown"),
+                span.outcome.map_or("unknown", Outcome::label),
                 human_ns(d),
             ),
             // Still running when the root ended: drawn to the end.
@@ -82,7 +85,7 @@ pub fn render(record: &Record) -> String {
             tip = escape(&format!(
                 "{}: starts at {}, {took}, {outcome}",
                 span.name,
-                human_ns(span.offset_ns)
+                human_ns(offset)
             )),
             h = ROW - 4,
             fill = colour(outcome),
@@ -163,18 +166,23 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// A span's time in nanoseconds (a record's times came as `u64`s).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traces::read::SpanRecord;
+    use stats_core::trace::Span;
 
-    fn span(name: &str, parent: Option<usize>, offset_ns: u64, d: Option<u64>) -> SpanRecord {
-        SpanRecord {
+    fn span(name: &str, parent: Option<usize>, offset_ns: u64, d: Option<u64>) -> Span {
+        Span {
             name: name.into(),
             parent,
-            offset_ns,
-            duration_ns: d,
-            outcome: d.map(|_| "success".into()),
+            offset: Duration::from_nanos(offset_ns),
+            duration: d.map(Duration::from_nanos),
+            outcome: d.map(|_| Outcome::Success),
         }
     }
 
