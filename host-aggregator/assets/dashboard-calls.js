@@ -6,9 +6,7 @@
 
 (function () {
   const V = window.StatsPipeViews;
-  const el = V.el;
-  const $ = (id) => document.getElementById(id);
-  const POLL_MS = 2000;
+  const { el, $, POLL_MS } = V;
   let generation = 0;
   let graph = null;
   let focused = null; // a task name clicked in an edge list

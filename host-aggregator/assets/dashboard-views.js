@@ -8,6 +8,8 @@
 
 window.StatsPipeViews = (function () {
   const views = new Map(); // name -> { start(), stop() }
+  const POLL_MS = 2000; // how often a shown view asks again
+  const $ = (id) => document.getElementById(id);
   let current = null;
 
   // el("td", { class: "num", dataset: { task: name } }, "text", child, ...)
@@ -140,5 +142,5 @@ window.StatsPipeViews = (function () {
   window.addEventListener("hashchange", () => show(wanted()));
   show(wanted());
 
-  return { el, getJson, fmtNs, fmtSeconds, fmtCount, fmtClockMs, showError, register, poller, hashParams };
+  return { $, POLL_MS, el, getJson, fmtNs, fmtSeconds, fmtCount, fmtClockMs, showError, register, poller, hashParams };
 })();
