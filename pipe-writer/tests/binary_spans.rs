@@ -5,90 +5,28 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use pipe_writer::{TracesRead, verify_traces};
-use stats_core::{Snapshot, Value};
-use util::{ChildGuard, TempDir, complete_body, eventually, output_within, read_once};
+use stats_core::Value;
+use util::binary::{READ_DEADLINE, Writer, spawn};
+use util::{TempDir, eventually, output_within};
 
-const DEADLINE: Duration = Duration::from_secs(2);
-
-struct Writer {
-    child: ChildGuard,
-    stdin: Option<ChildStdin>,
-    path: PathBuf,
-}
-
-fn spawn(dir: &Path, extra: &[&str]) -> Writer {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pipe-writer"))
-        .arg("--dir")
-        .arg(dir)
-        .arg("--print-path")
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    Writer {
-        child: ChildGuard(child),
-        stdin,
-        path: PathBuf::from(line.trim_end()),
-    }
-}
-
-impl Writer {
-    fn send(&mut self, bytes: &[u8]) {
-        let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(bytes).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        let bytes = read_once(&self.path, DEADLINE).unwrap();
-        Snapshot::parse(complete_body(&bytes), 1 << 16).0
-    }
-
-    /// The trace lines `cat` reads from the traces FIFO.
-    fn traces(&self, dir: &Path) -> Vec<serde_json::Value> {
-        let path = dir
-            .join("traces")
-            .join(format!("{}.traces", self.child.pid()));
-        let cat = output_within(Command::new("cat").arg(&path), Duration::from_secs(5));
-        assert!(cat.status.success());
-        let TracesRead::Complete { body, .. } = verify_traces(&cat.stdout) else {
-            panic!("{}", String::from_utf8_lossy(&cat.stdout));
-        };
-        std::str::from_utf8(&cat.stdout[body])
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-
-    /// Closes stdin, waits for a clean exit, returns stderr.
-    fn finish(mut self) -> String {
-        drop(self.stdin.take());
-        let status = self.child.wait_within(Duration::from_secs(5)).unwrap();
-        assert!(status.success(), "{status:?}");
-        let mut text = String::new();
-        self.child
-            .0
-            .stderr
-            .as_mut()
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
-        text
-    }
+/// The trace lines `cat` reads from the traces FIFO of `w`.
+fn traces(w: &Writer, dir: &Path) -> Vec<serde_json::Value> {
+    let path = dir.join("traces").join(format!("{}.traces", w.child.pid()));
+    let cat = output_within(Command::new("cat").arg(&path), Duration::from_secs(5));
+    assert!(cat.status.success());
+    let TracesRead::Complete { body, .. } = verify_traces(&cat.stdout) else {
+        panic!("{}", String::from_utf8_lossy(&cat.stdout));
+    };
+    std::str::from_utf8(&cat.stdout[body])
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 #[test]
@@ -103,7 +41,8 @@ fn span_lines_count_runs_and_edges_and_a_root_becomes_a_trace() {
           #span \"nightly request\" 20ms outcome=error\n\
           done: 1\n",
     );
-    assert!(eventually(DEADLINE, || w.snapshot().get("done") == Some(Value::Int(1))));
+    assert!(eventually(READ_DEADLINE, || w.snapshot().get("done")
+        == Some(Value::Int(1))));
     let snap = w.snapshot();
     for (name, want) in [
         ("nightly request.errors", 1),
@@ -123,7 +62,7 @@ fn span_lines_count_runs_and_edges_and_a_root_becomes_a_trace() {
         "durations recorded"
     );
 
-    let traces = w.traces(dir.path());
+    let traces = traces(&w, dir.path());
     assert_eq!(traces.len(), 1, "{traces:?}");
     let trace = &traces[0];
     assert_eq!(trace["root"], "nightly request");
@@ -197,7 +136,7 @@ fn garbage_span_lines_are_skipped_and_counted_and_never_end_the_writer() {
     w.send(&huge);
     // Still alive and reading: a good span and a stat after the garbage.
     w.send(b"#span after 1ms\nalive: 1\n");
-    assert!(eventually(DEADLINE, || w.snapshot().get("alive")
+    assert!(eventually(READ_DEADLINE, || w.snapshot().get("alive")
         == Some(Value::Int(1))));
     let snap = w.snapshot();
     assert_eq!(snap.get("after.success"), Some(Value::Int(1)));
@@ -208,7 +147,7 @@ fn garbage_span_lines_are_skipped_and_counted_and_never_end_the_writer() {
         .map(|(n, _)| n.to_owned())
         .collect();
     assert_eq!(tasks, ["after.highwater"]);
-    let traces = w.traces(dir.path());
+    let traces = traces(&w, dir.path());
     assert_eq!(traces.len(), 1);
     assert_eq!(traces[0]["root"], "after");
 
@@ -245,9 +184,10 @@ fn roots_are_sampled_and_children_without_a_parent_line_are_told_at_the_end() {
     let dir = TempDir::new("bin-spans-sampled");
     let mut w = spawn(dir.path(), &["--sample-every", "0"]);
     w.send(b"#span job 1ms\n#span job 1ms\n#span step 1ms parent=never\ndone: 1\n");
-    assert!(eventually(DEADLINE, || w.snapshot().get("done") == Some(Value::Int(1))));
+    assert!(eventually(READ_DEADLINE, || w.snapshot().get("done")
+        == Some(Value::Int(1))));
     assert_eq!(w.snapshot().get("job.success"), Some(Value::Int(2)));
-    assert!(w.traces(dir.path()).is_empty(), "--sample-every 0: none");
+    assert!(traces(&w, dir.path()).is_empty(), "--sample-every 0: none");
     let stderr = w.finish();
     assert_eq!(
         stderr,

@@ -27,24 +27,14 @@ pub fn run(outcome: &str, ms: u64, names: &[&str]) -> String {
     format!("run\t{outcome}\t{ms}\t{}", names.join("\t"))
 }
 
-/// Asserts the page's own error hook and the browser console saw no error
-/// and that no writer-chosen name ran as markup.
+/// Asserts that the page ran without a script error (console entries
+/// holding one of `expected` aside, see [`Browser::assert_no_errors`]) and
+/// that no writer-chosen name ran as markup.
 ///
 /// # Panics
 /// On any of them.
-pub fn assert_page_clean(browser: &Browser) {
-    let errors = browser.execute("return window.__dashboardErrors;");
-    assert_eq!(
-        errors,
-        Value::Array(Vec::new()),
-        "JavaScript errors on the page"
-    );
-    let severe: Vec<Value> = browser
-        .console_log()
-        .into_iter()
-        .filter(|entry| entry["level"] == "SEVERE")
-        .collect();
-    assert!(severe.is_empty(), "console errors: {severe:?}");
+pub fn assert_page_clean(browser: &Browser, expected: &[&str]) {
+    browser.assert_no_errors(expected);
     let pwned = browser.execute("return window.__pwned === undefined;");
     assert_eq!(pwned, Value::Bool(true), "a task name ran as HTML");
 }

@@ -12,3 +12,4 @@ pub mod live;
 pub mod ports;
 pub mod serve;
 pub mod traced;
+pub mod writer_program;

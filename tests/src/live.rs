@@ -282,6 +282,32 @@ impl Browser {
         base64_decode(encoded.as_str().expect("base64 screenshot"))
     }
 
+    /// Asserts that the dashboard's own error hook (`__dashboardErrors`,
+    /// set by `dashboard-errors.js`) and the browser console saw no error,
+    /// but console entries holding one of `expected` (a request the test
+    /// made fail on purpose logs one).
+    ///
+    /// # Panics
+    /// On any other error.
+    pub fn assert_no_errors(&self, expected: &[&str]) {
+        let errors = self.execute("return window.__dashboardErrors;");
+        assert_eq!(
+            errors,
+            Value::Array(Vec::new()),
+            "JavaScript errors on the page"
+        );
+        let severe: Vec<Value> = self
+            .console_log()
+            .into_iter()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .filter(|entry| {
+                let message = entry["message"].as_str().unwrap_or_default();
+                !expected.iter().any(|e| message.contains(e))
+            })
+            .collect();
+        assert!(severe.is_empty(), "console errors: {severe:?}");
+    }
+
     /// The browser's console log so far (each entry has `level` and
     /// `message`); chromedriver's legacy log endpoint, still served in W3C
     /// mode.

@@ -1,11 +1,9 @@
 //! The `traced_app` test program (issue 16) as a child process: nested
 //! tasks traced at every root, driven line by line over stdin.
 
-use std::io::{BufRead, BufReader, Lines, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use crate::serve::workspace_binary;
+use crate::kinds::KindsWriter;
 
 /// What the program measured of one request: `(name, offset_ns,
 /// duration_ns)` for `request`, `db.query` and `cache`.
@@ -20,9 +18,7 @@ pub struct Measured {
 /// A running `traced_app`, killed and reaped on drop.
 #[derive(Debug)]
 pub struct TracedApp {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    app: KindsWriter,
 }
 
 impl TracedApp {
@@ -31,27 +27,14 @@ impl TracedApp {
     /// # Panics
     /// If it does not start.
     pub fn start(dir: &Path) -> TracedApp {
-        let mut child = Command::new(workspace_binary("stats-pipe-tests", "traced_app"))
-            .arg("--dir")
-            .arg(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn traced_app");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let first = stdout.next().and_then(Result::ok).unwrap_or_default();
-        assert!(first.starts_with("serving "), "traced_app said {first:?}");
         TracedApp {
-            child,
-            stdin,
-            stdout,
+            app: KindsWriter::start_binary("traced_app", dir),
         }
     }
 
     /// Its PID.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.app.pid()
     }
 
     /// Sends `run count` without waiting for the answer.
@@ -59,8 +42,7 @@ impl TracedApp {
     /// # Panics
     /// If the program's stdin is closed.
     pub fn send_run(&mut self, count: u64) {
-        writeln!(self.stdin, "run {count}").expect("write to traced_app");
-        self.stdin.flush().expect("flush traced_app's stdin");
+        self.app.write_lines(&[format!("run {count}")]);
     }
 
     /// Reads the measurements of the requests sent, up to `done`.
@@ -70,11 +52,8 @@ impl TracedApp {
     pub fn read_measured(&mut self) -> Vec<Measured> {
         let mut measured = Vec::new();
         loop {
-            let line = self
-                .stdout
-                .next()
-                .and_then(Result::ok)
-                .expect("traced_app ended before done");
+            let line = self.app.line();
+            assert!(!line.is_empty(), "traced_app ended before done");
             if line == "done" {
                 return measured;
             }
@@ -103,12 +82,5 @@ impl TracedApp {
     pub fn run(&mut self, count: u64) -> Vec<Measured> {
         self.send_run(count);
         self.read_measured()
-    }
-}
-
-impl Drop for TracedApp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -207,7 +207,7 @@ fn calls_view_shows_the_host_call_graph_of_three_processes() {
     let path = artifacts_dir().join("dashboard-calls.png");
     std::fs::write(&path, &png).expect("save the screenshot");
     eprintln!("Calls view screenshot: {}", path.display());
-    assert_page_clean(&browser);
+    assert_page_clean(&browser, &[]);
 
     // Back on the Stats view, its time window is shown again.
     browser

@@ -3,6 +3,8 @@
 //! processes that are killed if a test fails, and registries to serve.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

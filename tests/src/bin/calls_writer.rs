@@ -14,63 +14,30 @@
 //! Prints `serving <path>` once the FIFO is up.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 use stats_core::{Registry, Task};
+use stats_pipe_tests::writer_program::{Step, serve_commands};
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let dir = match (args.next().as_deref(), args.next()) {
-        (Some("--dir"), Some(dir)) => dir,
-        _ => {
-            eprintln!("usage: calls_writer --dir DIR");
-            std::process::exit(2);
-        }
-    };
-    let registry = Arc::new(Registry::new());
-    let server = match pipe_writer::Builder::new()
-        .dir(&dir)
-        .registry(Arc::clone(&registry))
-        .start()
-    {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("calls_writer: {e}");
-            std::process::exit(1);
-        }
-    };
-    // The panics are expected: keep stderr quiet about them.
-    std::panic::set_hook(Box::new(|_| {}));
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "serving {}", server.path().display());
-    let _ = out.flush();
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        let fields: Vec<&str> = line.split('\t').collect();
-        let answer = match fields.as_slice() {
-            ["exit"] => break,
-            ["sample", n] => n
-                .parse()
-                .map(|n| registry.tracer().set_sample_every(n))
-                .map_err(|_| format!("not a count: {n:?}")),
-            ["run", outcome, ms, names @ ..] if !names.is_empty() => ms
-                .parse()
-                .map_err(|_| format!("not milliseconds: {ms:?}"))
-                .and_then(|ms| run(&registry, names, outcome, Duration::from_millis(ms))),
-            _ => Err(format!("unknown command {line:?}")),
-        };
-        let _ = match answer {
-            Ok(()) => writeln!(out, "ok"),
-            Err(e) => writeln!(out, "error: {e}"),
-        };
-        let _ = out.flush();
-    }
-    if let Err(e) = server.stop() {
-        eprintln!("calls_writer: {e}");
-        std::process::exit(1);
-    }
+    serve_commands(
+        "calls_writer",
+        |_| {},
+        |registry, line, _| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            Step::Answer(match fields.as_slice() {
+                ["sample", n] => n
+                    .parse()
+                    .map(|n| registry.tracer().set_sample_every(n))
+                    .map_err(|_| format!("not a count: {n:?}")),
+                ["run", outcome, ms, names @ ..] if !names.is_empty() => ms
+                    .parse()
+                    .map_err(|_| format!("not milliseconds: {ms:?}"))
+                    .and_then(|ms| run(registry, names, outcome, Duration::from_millis(ms))),
+                _ => Err(format!("unknown command {line:?}")),
+            })
+        },
+    );
 }
 
 fn run(registry: &Registry, names: &[&str], outcome: &str, pause: Duration) -> Result<(), String> {

@@ -16,63 +16,34 @@
 //! Prints `serving <path>` once the FIFOs are up.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stats_core::Registry;
+use stats_pipe_tests::writer_program::{Step, serve_commands};
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let dir = match (args.next().as_deref(), args.next()) {
-        (Some("--dir"), Some(dir)) => dir,
-        _ => {
-            eprintln!("usage: traced_app --dir DIR");
-            std::process::exit(2);
-        }
-    };
-    let registry = Arc::new(Registry::new());
-    registry.tracer().set_sample_every(1);
-    let server = match pipe_writer::Builder::new()
-        .dir(&dir)
-        .registry(Arc::clone(&registry))
-        .start()
-    {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("traced_app: {e}");
-            std::process::exit(1);
-        }
-    };
-    // The cache's panics are expected: keep stderr quiet about them.
-    std::panic::set_hook(Box::new(|_| {}));
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "serving {}", server.path().display());
-    let _ = out.flush();
     let mut n = 0u64;
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["exit"] => break,
-            ["run", count] => {
-                for _ in 0..count.parse::<u64>().unwrap_or(0) {
-                    n += 1;
-                    let _ = writeln!(out, "{}", request(&registry, n));
-                }
-                let _ = writeln!(out, "done");
+    serve_commands(
+        "traced_app",
+        |registry| registry.tracer().set_sample_every(1),
+        |registry, line, out| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let ["run", count] = words.as_slice() else {
+                return Step::Answer(Err(format!("unknown command {line:?}")));
+            };
+            let Ok(count) = count.parse::<u64>() else {
+                return Step::Answer(Err(format!("not a count: {count:?}")));
+            };
+            for _ in 0..count {
+                n += 1;
+                let _ = writeln!(out, "{}", request(registry, n));
             }
-            _ => {
-                let _ = writeln!(out, "error: unknown command {line:?}");
-            }
-        }
-        let _ = out.flush();
-    }
-    if let Err(e) = server.stop() {
-        eprintln!("traced_app: {e}");
-        std::process::exit(1);
-    }
+            let _ = writeln!(out, "done");
+            Step::Printed
+        },
+    );
 }
 
 /// Runs request `n` and returns its measurements as a JSON line.
