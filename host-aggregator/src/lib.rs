@@ -31,6 +31,7 @@ mod dashboard;
 pub mod discovery;
 mod error;
 pub mod export;
+pub mod funcs;
 pub mod gc;
 pub mod gc_sweeper;
 pub mod glob;
@@ -44,6 +45,7 @@ mod routes;
 mod rules;
 mod source;
 pub mod top;
+pub mod traces;
 
 pub use collector::Collector;
 pub use discovery::default_dir;

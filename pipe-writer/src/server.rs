@@ -22,6 +22,7 @@ use crate::process_stats::OwnFigures;
 use crate::send::{Delivery, Sent, pipe_max_size};
 use crate::snapshot::{Snapshotter, Source};
 use crate::sweep::{self, Retired};
+use crate::traces::Content;
 
 /// Permission bits of a FIFO unless [`Builder::mode`] says otherwise: only
 /// the owner (and root) may read our stats.
@@ -57,6 +58,8 @@ pub struct Builder {
     source: Source,
     stall_timeout: Duration,
     process_stats: bool,
+    traces: bool,
+    content: Content,
 }
 
 impl Default for Builder {
@@ -76,6 +79,8 @@ impl Builder {
             source: Source::Global,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             process_stats: true,
+            traces: true,
+            content: Content::Stats,
         }
     }
 
@@ -116,6 +121,15 @@ impl Builder {
         self
     }
 
+    /// Whether the registry's completed traces are served too (on by
+    /// default), at `<dir>/traces/<pid>.traces` (see FORMAT.md, "Traces"),
+    /// by a second serving thread and orphan sweeper. The `traces`
+    /// subdirectory is created if missing and checked like `dir`.
+    pub fn traces(mut self, on: bool) -> Builder {
+        self.traces = on;
+        self
+    }
+
     /// Creates `<dir>/<pid>.stats` and starts serving it. When this returns
     /// the path exists and every `open` of it is answered. First, FIFOs that
     /// dead processes of our user left in the directory are removed (see
@@ -132,17 +146,29 @@ impl Builder {
     /// the threads cannot be started.
     pub fn start(self) -> Result<Server, Error> {
         check_proc().map_err(|errno| Error::NoProc { errno })?;
-        let dir = Arc::new(PipeDir::open(resolve(self.dir))?);
+        let dir_path = resolve(self.dir.clone());
+        let dir = Arc::new(PipeDir::open(dir_path.clone())?);
         let pid = std::process::id();
-        let name = format!("{pid}.stats");
+        let name = format!("{pid}.{}", self.content.suffix());
         let claim = DirClaim::new(dir.id(), dir.join(&name))?;
+        // Made in the pipe directory only once that is known to be safe.
+        let traces = match (self.content, self.traces) {
+            (Content::Stats, true) => {
+                let mut traces = self.clone();
+                traces.dir = Some(dir_path.join(crate::traces::TRACES_DIR));
+                traces.content = Content::Traces;
+                traces.process_stats = false;
+                Some(Box::new(traces.start()?))
+            }
+            _ => None,
+        };
         // Dead writers of our user leave FIFOs a `cat` would hang on.
         leftovers::remove_dead(&dir, pid);
         let stale = match dir.inspect(Area::Pipes, &name)? {
             Existing::OurFifo => Some(dir.open_fifo(Area::Pipes, &name)?),
             Existing::Nothing => None,
         };
-        let pool = Pool::new(pid);
+        let pool = Pool::new(pid, self.content.suffix());
         let first = pool.start(&dir, &name, self.mode)?;
 
         let shared = Arc::new(Shared {
@@ -177,7 +203,8 @@ impl Builder {
 
         let sweeper_shared = Arc::clone(&shared);
         let mut sweeper_snapshots =
-            Snapshotter::new(self.source.clone(), pid, Arc::clone(&seq), own.clone());
+            Snapshotter::new(self.source.clone(), pid, Arc::clone(&seq), own.clone())
+                .serving(self.content);
         let sweeper_own = own.clone();
         let stall = self.stall_timeout;
         let sweeping = std::thread::Builder::new()
@@ -205,7 +232,7 @@ impl Builder {
             mode: self.mode,
             shared: Arc::clone(&shared),
             current: first,
-            snapshotter: Snapshotter::new(self.source, pid, seq, own),
+            snapshotter: Snapshotter::new(self.source, pid, seq, own).serving(self.content),
             retire,
             sweeper: sweeping.thread().clone(),
         };
@@ -233,6 +260,7 @@ impl Builder {
             serving: Some(serving),
             sweeping: Some(sweeping),
             _claim: claim,
+            traces,
         })
     }
 }
@@ -263,6 +291,8 @@ pub struct Server {
     serving: Option<JoinHandle<()>>,
     sweeping: Option<JoinHandle<()>>,
     _claim: DirClaim,
+    /// The server of `<dir>/traces/<pid>.traces`, if traces are served.
+    traces: Option<Box<Server>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -278,6 +308,12 @@ impl Server {
     /// The FIFO path, `<dir>/<pid>.stats`.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The traces FIFO's path, `<dir>/traces/<pid>.traces`, if traces are
+    /// served ([`Builder::traces`]).
+    pub fn traces_path(&self) -> Option<&Path> {
+        self.traces.as_deref().map(Server::path)
     }
 
     /// What has been served so far.
@@ -370,6 +406,9 @@ impl Server {
     }
 
     fn shutdown(&mut self) -> Result<(), Error> {
+        if let Some(mut traces) = self.traces.take() {
+            let _ = traces.shutdown();
+        }
         let Some(serving) = self.serving.take() else {
             return Ok(());
         };

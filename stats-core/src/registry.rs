@@ -21,6 +21,7 @@ use crate::kinds::{WireKind, write_kind_line};
 use crate::name::sanitize;
 use crate::snapshot::{Entry, Snapshot};
 use crate::task::{Task, TaskCell};
+use crate::trace::Tracer;
 use crate::value::Value;
 
 /// Per-thread cache size at which the cache is emptied and refilled, so a
@@ -204,6 +205,7 @@ impl Sorted {
 pub struct Registry {
     id: u64,
     index: Mutex<Index>,
+    tracer: Arc<Tracer>,
 }
 
 impl Default for Registry {
@@ -227,6 +229,7 @@ impl Registry {
         Registry {
             id: NEXT_REGISTRY_ID.fetch_add(1, Relaxed),
             index: Mutex::default(),
+            tracer: Arc::default(),
         }
     }
 
@@ -305,10 +308,19 @@ impl Registry {
         if let Some(cell) = index.tasks.get(name.as_ref()) {
             return Task::new(Arc::clone(cell));
         }
-        let cell = Arc::new(TaskCell::new(name.as_ref().into()));
+        let cell = Arc::new(TaskCell::new(
+            name.as_ref().into(),
+            Arc::clone(&self.tracer),
+        ));
         index.tasks.insert(name.as_ref().into(), Arc::clone(&cell));
         index.sorted = None;
         Task::new(cell)
+    }
+
+    /// The tracer of this registry's tasks: sampling and the ring of
+    /// completed traces (see [`crate::trace`]).
+    pub fn tracer(&self) -> &Tracer {
+        &self.tracer
     }
 
     /// Number of metrics (stats, histograms and tasks).
@@ -364,6 +376,8 @@ impl Registry {
                     for histogram in task.duration_histograms() {
                         histogram_lines::render(histogram.name(), &histogram.distribution(), buf);
                     }
+                    task.edges()
+                        .for_each_counter(|edge| write_line(buf, edge.name(), edge.value()));
                 }
             }
         }
@@ -389,6 +403,9 @@ impl Registry {
                     for histogram in task.duration_histograms() {
                         write_kind_line(buf, WireKind::Histogram, histogram.name());
                     }
+                    task.edges().for_each_counter(|edge| {
+                        write_kind_line(buf, WireKind::Counter, edge.name());
+                    });
                 }
             }
         }
