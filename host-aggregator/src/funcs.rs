@@ -434,8 +434,8 @@ pub(crate) fn answer(
     format: Format,
     query: &str,
     cached: &crate::pass_cache::CachedPass,
-) -> crate::routes::Reply {
-    use crate::routes::Reply;
+) -> crate::reply::Reply {
+    use crate::reply::Reply;
     let pass = match &cached.result {
         Ok(pass) => pass,
         Err(error) => return Reply::error(503, &error.to_string()),

@@ -53,7 +53,8 @@ use crate::connections::{self, Connection, Registry, RequestLine, TrackedStream}
 pub use crate::connections::{ConnectionLimits, raise_descriptor_limit};
 use crate::history::{History, HistoryOptions, Recorder};
 pub use crate::pass_cache::{CachedPass, CollectFn, PassCache};
-use crate::routes::{self, Context, Reply, RequestHead};
+use crate::reply::Reply;
+use crate::routes::{self, Context, RequestHead};
 pub use crate::routes::{Route, Target, target};
 
 /// Where and how to serve.
@@ -446,7 +447,14 @@ async fn respond(request: Request<Incoming>, context: Arc<Context>) -> Response<
     let reply = match routes::precheck(&head, &context) {
         Err(reply) => reply,
         Ok((Route::TraceNext(format), query)) => {
-            crate::traces::next::wait(format, &query, Arc::clone(&context)).await
+            crate::traces::next::wait(
+                format,
+                &query,
+                context.traces.clone(),
+                Arc::clone(&context.trace_waiters),
+                Arc::clone(&context.cache),
+            )
+            .await
         }
         Ok((route, query)) if route.is_slow() => {
             let context = Arc::clone(&context);

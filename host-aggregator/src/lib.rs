@@ -40,6 +40,7 @@ pub mod http;
 mod pass_cache;
 pub mod procfs;
 mod reader;
+mod reply;
 mod retention;
 mod routes;
 mod rules;

@@ -5,13 +5,14 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use hyper::header::{self, HeaderName};
+use hyper::header;
 
 use crate::connections::Registry;
 use crate::dashboard;
 use crate::export::{FORMATS, Format, json};
 use crate::history::{History, Query};
 use crate::pass_cache::{CachedPass, PassCache};
+use crate::reply::Reply;
 use crate::traces::{self, TraceReader, answer::TraceFormat};
 
 /// Longest request target (path and query) answered; longer ones get
@@ -171,40 +172,6 @@ pub struct RequestHead {
     pub authorization: Vec<String>,
     /// Whether `Accept` names `text/html` (a browser).
     pub accepts_html: bool,
-}
-
-/// An answer before it is put on the wire.
-#[derive(Debug)]
-pub struct Reply {
-    /// HTTP status.
-    pub status: u16,
-    /// `Content-Type`.
-    pub content_type: &'static str,
-    /// The body, shared with the pass cache where it comes from there.
-    pub body: Arc<[u8]>,
-    /// `X-Stats-Pipe-Pass`: the number of the pass answered from.
-    pub pass: Option<u64>,
-    /// One more header (`Allow`, `WWW-Authenticate`,
-    /// `Content-Security-Policy`).
-    pub extra: Option<(HeaderName, &'static str)>,
-}
-
-impl Reply {
-    /// A JSON answer.
-    pub fn json(status: u16, body: impl Into<Arc<[u8]>>) -> Reply {
-        Reply {
-            status,
-            content_type: json::CONTENT_TYPE,
-            body: body.into(),
-            pass: None,
-            extra: None,
-        }
-    }
-
-    /// `{"error": message}` with `status`.
-    pub fn error(status: u16, message: &str) -> Reply {
-        Reply::json(status, json::error(message))
-    }
 }
 
 /// What the routes share: the pass cache, the history, the token and the

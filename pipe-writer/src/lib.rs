@@ -94,10 +94,6 @@ mod server;
 #[cfg(feature = "writer")]
 mod snapshot;
 #[cfg(feature = "writer")]
-pub mod span_line;
-#[cfg(feature = "writer")]
-pub mod span_reports;
-#[cfg(feature = "writer")]
 mod sweep;
 #[cfg_attr(not(feature = "writer"), allow(dead_code))] // `verify_traces` is shared
 mod traces;
@@ -109,6 +105,8 @@ pub use dir::{
     spare_dir_name,
 };
 pub use error::Error;
+#[cfg(feature = "writer")]
+pub use input::{span_line, span_reports};
 #[cfg(feature = "writer")]
 pub use server::{Builder, DEFAULT_MODE, DEFAULT_STALL_TIMEOUT, Server, start};
 pub use traces::{TRACES_DIR, TracesRead, verify_traces};

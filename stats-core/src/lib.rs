@@ -54,10 +54,8 @@ pub mod name;
 mod parse;
 mod registry;
 mod snapshot;
-pub mod span;
 pub mod tags;
 mod task;
-pub mod trace;
 mod value;
 
 pub use cell::Kind;
@@ -66,8 +64,9 @@ pub use histogram::{Distribution, Histogram, QUANTILES, Timer};
 pub use parse::{DEFAULT_MAX_LINE, ErrorLog, KEPT_ERRORS, ParseError, ParseErrorKind, Parser};
 pub use registry::Registry;
 pub use snapshot::{Entry, Snapshot};
-pub use span::SpanParent;
+pub use task::span::SpanParent;
 pub use task::{Outcome, Task, TaskGuard, TaskOutcomes};
+pub use task::{span, trace};
 pub use trace::{Trace, Tracer};
 pub use value::Value;
 

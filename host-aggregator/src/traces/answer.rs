@@ -2,7 +2,7 @@
 //! index) and `/traces/<pid>/<id>` (`.svg`), each reading the trace FIFOs
 //! on demand. `/trace/next.*`, which waits, is in [`super::next`].
 
-use crate::routes::Reply;
+use crate::reply::Reply;
 
 use super::query::IndexQuery;
 use super::read::{TraceReader, TraceSet};

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use stats_core::tags;
+use tokio::sync::Semaphore;
 
 use crate::funcs::Graph;
-use crate::pass_cache::CachedPass;
-use crate::routes::{Context, Reply};
+use crate::pass_cache::{CachedPass, PassCache};
+use crate::reply::Reply;
 
+use super::TraceReader;
 use super::answer::TraceFormat;
 use super::query::NextQuery;
 use super::read::Record;
@@ -47,22 +49,30 @@ pub(crate) fn known_tasks(cached: &CachedPass) -> Result<Vec<String>, String> {
 /// for a bad query or a pattern that names no known task, `404` when
 /// `serve` reads no traces, `503` when too many wait already or nothing
 /// can be read, `504` when none came in the timeout.
-pub(crate) async fn wait(format: TraceFormat, query: &str, context: Arc<Context>) -> Reply {
+/// `reader` is `serve`'s trace reader (`None`: traces are off), `waiters`
+/// the room for waiting requests, `cache` the passes the known task names
+/// come from.
+pub(crate) async fn wait(
+    format: TraceFormat,
+    query: &str,
+    reader: Option<Arc<TraceReader>>,
+    waiters: Arc<Semaphore>,
+    cache: Arc<PassCache>,
+) -> Reply {
     let arrived = unix_now();
-    let Some(reader) = context.traces.clone() else {
+    let Some(reader) = reader else {
         return Reply::error(404, "traces are off in this server");
     };
     let query = match NextQuery::parse(query) {
         Ok(query) => query,
         Err(message) => return Reply::error(400, &message),
     };
-    let Ok(_waiting) = Arc::clone(&context.trace_waiters).try_acquire_owned() else {
+    let Ok(_waiting) = waiters.try_acquire_owned() else {
         return Reply::error(
             503,
             &format!("{MAX_WAITERS} requests wait for a trace already: try again later"),
         );
     };
-    let cache = Arc::clone(&context.cache);
     let known = tokio::task::spawn_blocking(move || known_tasks(&cache.get())).await;
     match known {
         Err(_) => return Reply::error(500, "reading the task names failed"),

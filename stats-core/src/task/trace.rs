@@ -28,9 +28,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use super::{Outcome, TaskCell};
 use crate::clock;
 use crate::tags;
-use crate::task::{Outcome, TaskCell};
 
 /// One root run in this many is captured unless told otherwise
 /// ([`Tracer::set_sample_every`]): a captured root costs about 3.6 plain

@@ -22,7 +22,7 @@ use std::time::Duration;
 use stats_core::Outcome;
 use stats_core::name::validate;
 
-use crate::input::InputError;
+use super::InputError;
 
 /// The longest duration a span may report: a year.
 pub const MAX_SPAN: Duration = Duration::from_secs(365 * 24 * 3600);

@@ -17,8 +17,11 @@
 //! stat a float for good. A name must be valid as in FORMAT.md: not empty,
 //! no control characters (a tab included), not starting with `#` (reserved
 //! for metadata), which is why a line starting with `#span` can only be a
-//! span ([`crate::span_line`]). A trailing `\r` is dropped. Anything else is a
+//! span ([`span_line`]). A trailing `\r` is dropped. Anything else is a
 //! [`InputError`]: the binary reports it with its line number and skips it.
+
+pub mod span_line;
+pub mod span_reports;
 
 use std::io::BufRead;
 
@@ -27,8 +30,8 @@ use std::time::Instant;
 use stats_core::name::{NameError, validate};
 use stats_core::{Registry, Value, format::parse_value};
 
-use crate::span_line::{self, SpanLine};
-use crate::span_reports::SpanReports;
+use span_line::SpanLine;
+use span_reports::SpanReports;
 
 /// Longest line the binary accepts, in bytes; longer lines are skipped.
 pub const MAX_LINE: usize = 64 * 1024;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use stats_core::trace::Span;
 use stats_core::{Outcome, Registry};
 
-use crate::span_line::SpanLine;
+use super::span_line::SpanLine;
 
 /// Most spans that wait for their parent's line at once.
 pub const MAX_WAITING: usize = 1000;

@@ -18,16 +18,19 @@
 //! assert_eq!(task.outcomes(), stats_core::TaskOutcomes { success: 1, errors: 1, panics: 0 });
 //! ```
 
+pub mod span;
+pub mod trace;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
 use crate::cell::{Kind, Scalar};
 use crate::clock;
 use crate::histogram::{Histogram, HistogramCell};
-use crate::span::{self, Edges, Entered, SpanParent};
 use crate::tags;
-use crate::trace::Tracer;
 use crate::value::Value;
+use span::{Edges, Entered, SpanParent};
+use trace::Tracer;
 
 /// How a task run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

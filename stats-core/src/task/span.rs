@@ -33,11 +33,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::trace::{SpanRef, TraceBuf};
+use super::{OUTCOME_LABELS, Outcome, TaskCell};
 use crate::cell::{Kind, Scalar};
 use crate::clock;
 use crate::tags;
-use crate::task::{OUTCOME_LABELS, Outcome, TaskCell};
-use crate::trace::{SpanRef, TraceBuf};
 
 /// Per-thread edge cache size at which it is emptied and refilled.
 const EDGE_CACHE_LIMIT: usize = 4096;
