@@ -95,7 +95,8 @@ timeout 5 cat "$pipe"
 
 cat <<EOF
 
-  Open http://$addr/ in a browser: the live dashboard (one line per process).
+  Open http://$addr/ in a browser: the live dashboard (one line per process;
+  its Calls and Traces views show the workers' call graph and recent traces).
   Or run: $bin/host-aggregator top --pipe-dir $dir
 
   Try:
@@ -103,12 +104,16 @@ cat <<EOF
     curl $addr/metrics        # Prometheus text exposition
     curl $addr/processes      # every pipe with its status
     curl $addr/stats/<pid>    # one process
+    curl $addr/funcs          # the host's call graph (demo.request -> demo.cache, demo.db query)
+    curl '$addr/traces?limit=5'  # recent traces across processes (the dashboard's Traces view)
     cat $dir/<pid>.stats      # one pipe, as a process serves it
     $bin/host-aggregator dump --pipe-dir $dir --format text
 
-  Now:
+  Now, the workers' stats summed (text lines; the task histograms left out):
 EOF
-curl -s "http://$addr/stats" && echo
+"$bin/host-aggregator" dump --pipe-dir "$dir" --format text | grep -v -e '\.duration\.' -e '\.calls\[' -e '^#'
+echo "  and their call graph (curl $addr/funcs):"
+curl -s "http://$addr/funcs"
 ls "$dir"/*.stats
 
 if [ -n "$seconds" ]; then

@@ -62,6 +62,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", server.path().display());
     }
 
+    // Each job is a request task with a cache lookup under it and, on a
+    // miss, a db query (the call graph at /funcs, the dashboard's Calls
+    // view); one request in 20 is captured as a trace (/traces, the
+    // Traces view).
+    let registry = stats_core::Registry::global();
+    registry.tracer().set_sample_every(20);
+    let request = registry.task("demo.request");
+    let query = registry.task("demo.db query");
+    let cache = registry.task("demo.cache");
     let jobs_done = stats_core::counter("worker.jobs done");
     let queue_depth = stats_core::gauge("worker.queue depth");
     let started = Instant::now();
@@ -80,6 +89,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         queue_depth.set(queued);
         let code = if job % 50 == 0 { 500 } else { 200 };
+        let _ = request.run(|| {
+            let hit = cache.run(|| Ok::<bool, ()>(job % 3 == 0));
+            if hit != Ok(true) {
+                query.run(|| {
+                    std::thread::sleep(Duration::from_micros(200 + job % 7 * 100));
+                    if code == 500 { Err(()) } else { Ok(()) }
+                })?;
+            }
+            Ok::<(), ()>(())
+        });
         stats_core::incr(&format!("worker.jobs[code={code}]"), 1);
         stats_core::set("worker.uptime seconds", started.elapsed().as_secs_f64());
         std::thread::sleep(Duration::from_millis(args.interval_ms));
