@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use nix::sys::stat::{SFlag, lstat};
 use stats_core::Registry;
 
@@ -18,10 +17,10 @@ use crate::error::Error;
 use crate::fifo::{Fifo, FileId, check_proc};
 use crate::leftovers;
 use crate::pool::Pool;
-use crate::process_stats::OwnFigures;
+use crate::process_stats::{OwnFigures, REFRESH};
 use crate::send::{Delivery, Sent, pipe_max_size};
 use crate::snapshot::{Snapshotter, Source};
-use crate::sweep::{self, Retired};
+use crate::sweep::{Retired, Watch};
 
 /// Permission bits of a FIFO unless [`Builder::mode`] says otherwise: only
 /// the owner (and root) may read our stats.
@@ -107,10 +106,11 @@ impl Builder {
     /// Whether every snapshot carries the process's own figures (on by
     /// default): `process.rss_bytes`, `process.cpu_seconds`,
     /// `process.threads`, `process.open_fds` and `process.uptime_seconds`
-    /// (see [`crate::process_stats`]). They are read from `/proc/self` in the
-    /// background, at most once a second, when the orphan sweeper wakes
-    /// after reads, so they are at most 2 s old (uptime is exact): a
-    /// snapshot that would carry older figures reads them itself.
+    /// (see [`crate::process_stats`]). They are read from `/proc/self` off
+    /// the readers' clock, at most once a second, right after a serve (or
+    /// when the orphan sweeper wakes), so they are at most 2 s old (uptime
+    /// is exact): a snapshot that would carry older figures reads them
+    /// itself.
     pub fn process_stats(mut self, on: bool) -> Builder {
         self.process_stats = on;
         self
@@ -154,38 +154,46 @@ impl Builder {
         let seq = Arc::new(AtomicU64::new(0));
         let own = self.process_stats.then(|| {
             let own = Arc::new(OwnFigures::default());
-            // Read here, not on a reader's clock; the sweeper refreshes them.
+            // Read here, not on a reader's clock; refreshed after serves.
             own.refresh();
             own
         });
         let pipe_max = pipe_max_size();
-        let (retire, inbox) = crossbeam_channel::unbounded();
-        if let Some(stale) = stale {
-            // Readers still blocked on the dead holder's FIFO get served.
-            let _ = retire.send(Retired {
-                fifo: Arc::new(stale),
-                retirement: 0,
-                closed_at: Instant::now(),
-                may_serve: true,
-            });
-        }
         let path = dir.join(&name);
         let spawn_failed = |e: std::io::Error| Error::Spawn {
             path: path.clone(),
             reason: e.to_string(),
         };
+        let watch = Watch::new().map_err(|errno| {
+            dir.remove(Area::Pipes, &name, Some(first.id()));
+            spawn_failed(std::io::Error::from(errno))
+        })?;
+        let watch = Arc::new(watch);
+        if let Some(stale) = stale {
+            // Readers still blocked on the dead holder's FIFO get served.
+            watch.add(
+                Retired {
+                    fifo: Arc::new(stale),
+                    retirement: 0,
+                    closed_at: Instant::now(),
+                    may_serve: true,
+                },
+                true,
+            );
+        }
 
         let sweeper_shared = Arc::clone(&shared);
         let mut sweeper_snapshots =
             Snapshotter::new(self.source.clone(), pid, Arc::clone(&seq), own.clone());
         let sweeper_own = own.clone();
+        let sweeper_watch = Arc::clone(&watch);
         let stall = self.stall_timeout;
         let sweeping = std::thread::Builder::new()
             .name("stats-pipe-orphans".into())
             .spawn(move || {
                 let delivery = Delivery::for_this_thread(stall, pipe_max);
-                sweep::run(
-                    &inbox,
+                crate::sweep::run(
+                    &sweeper_watch,
                     &mut sweeper_snapshots,
                     &delivery,
                     &sweeper_shared.counters,
@@ -205,9 +213,10 @@ impl Builder {
             mode: self.mode,
             shared: Arc::clone(&shared),
             current: first,
-            snapshotter: Snapshotter::new(self.source, pid, seq, own),
-            retire,
-            sweeper: sweeping.thread().clone(),
+            snapshotter: Snapshotter::new(self.source, pid, seq, own.clone()),
+            watch: Arc::clone(&watch),
+            own,
+            refreshed: Instant::now(),
         };
         let serving = std::thread::Builder::new()
             .name("stats-pipe".into())
@@ -218,8 +227,7 @@ impl Builder {
         let serving = match serving {
             Ok(handle) => handle,
             Err(e) => {
-                // The closure (and with it the sweeper's inbox sender) is
-                // gone, so the sweeper ends by itself.
+                watch.end();
                 let _ = sweeping.join();
                 dir.remove(Area::Pipes, &name, None);
                 return Err(spawn_failed(e));
@@ -232,6 +240,7 @@ impl Builder {
             shared,
             serving: Some(serving),
             sweeping: Some(sweeping),
+            watch,
             _claim: claim,
         })
     }
@@ -262,6 +271,8 @@ pub struct Server {
     shared: Arc<Shared>,
     serving: Option<JoinHandle<()>>,
     sweeping: Option<JoinHandle<()>>,
+    /// The orphan watch, ended once the serving thread is joined.
+    watch: Arc<Watch>,
     _claim: DirClaim,
 }
 
@@ -383,9 +394,8 @@ impl Server {
         let joined = serving.join();
         drop(waker);
         if let Some(sweeping) = self.sweeping.take() {
-            // The serving thread has hung up its end of the sweeper's inbox;
-            // a parked sweeper needs a nudge to see it.
-            sweeping.thread().unpark();
+            // Nothing more is retired: the sweeper releases what it watches.
+            self.watch.end();
             let _ = sweeping.join();
         }
         if joined.is_err() {
@@ -440,9 +450,13 @@ struct ServeLoop {
     /// The FIFO at our path.
     current: Arc<Fifo>,
     snapshotter: Snapshotter,
-    retire: Sender<Retired>,
-    /// The orphan sweeper, unparked only by a flood of retirements.
-    sweeper: std::thread::Thread,
+    /// Retired FIFOs, probed after each serve (and by the sweeper when no
+    /// serve comes).
+    watch: Arc<Watch>,
+    /// The process's own figures, refreshed after a serve (off the
+    /// reader's clock) at most every [`REFRESH`].
+    own: Option<Arc<OwnFigures>>,
+    refreshed: Instant,
 }
 
 impl ServeLoop {
@@ -506,15 +520,22 @@ impl ServeLoop {
             swapped?;
             if let Some(old) = old {
                 let retirement = old.retire();
-                let _ = self.retire.send(Retired {
+                let retired = Retired {
                     fifo: old,
                     retirement,
                     closed_at: Instant::now(),
                     may_serve: sent != Sent::Stalled,
-                });
-                if self.retire.len() > sweep::MAX_RETIRED {
-                    self.sweeper.unpark();
-                }
+                };
+                self.watch.add(retired, false);
+            }
+            // The orphan probes and the figures' refresh happen here, off
+            // the reader's clock, rather than on a thread woken for them.
+            self.watch.after_serve();
+            if let Some(own) = &self.own
+                && self.refreshed.elapsed() >= REFRESH
+                && own.refresh_if_wanted()
+            {
+                self.refreshed = Instant::now();
             }
         }
     }

@@ -288,6 +288,54 @@ fn an_orphan_blocking_cat_is_served() {
 }
 
 #[test]
+fn an_orphan_found_by_a_later_serve_is_served_while_reads_go_on() {
+    let dir = TempDir::new("handoff");
+    let registry = registry_with(50, 0);
+    let server = serve(&dir, &registry);
+    // A racing reader's path lookup finds the FIFO now ...
+    let looked_up = open(
+        server.path(),
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    // ... another reader is served, which retires it ...
+    complete_body(&read_once(server.path(), READ_DEADLINE).unwrap());
+    // ... and the racing `cat` opens it only now, while a reader keeps
+    // reading the path every 600 ms: the first serve at least 0.5 s after
+    // the retirement finds the orphan and hands it to the sweeper, which
+    // sends it a snapshot of its own. (Reads much faster than that put the
+    // retired FIFO back in turn before any probe: the pool's own probe
+    // releases a reader still attached with end-of-file, FORMAT.md.)
+    let reading = Arc::new(AtomicBool::new(true));
+    let path = server.path().to_path_buf();
+    let reader = {
+        let reading = Arc::clone(&reading);
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while reading.load(Relaxed) {
+                complete_body(&read_once(&path, READ_DEADLINE).unwrap());
+                reads += 1;
+                std::thread::sleep(Duration::from_millis(600));
+            }
+            reads
+        })
+    };
+    let own = format!("/proc/{}/fd/{}", std::process::id(), looked_up.as_raw_fd());
+    let started = Instant::now();
+    let out = output_within(Command::new("cat").arg(&own), Duration::from_secs(5));
+    let waited = started.elapsed();
+    reading.store(false, Relaxed);
+    let reads = reader.join().unwrap();
+    assert!(out.status.success());
+    assert_eq!(complete_body(&out.stdout), body_of(&registry));
+    assert_eq!(server.stats().orphans, 1);
+    assert!(reads >= 2, "{reads} reads while the orphan waited");
+    eprintln!("orphan cat served after {waited:?}, {reads} reads meanwhile");
+    server.stop().unwrap();
+}
+
+#[test]
 fn a_stale_fifo_of_ours_is_replaced_and_its_waiting_reader_served() {
     let dir = TempDir::new("stale");
     let path = dir.path().join(format!("{}.stats", std::process::id()));

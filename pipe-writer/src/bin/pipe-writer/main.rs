@@ -3,6 +3,7 @@
 //! stdin; it serves them at `<dir>/<pid>.stats`. Glue only, not a library:
 //! the grammar is `pipe_writer::input`, serving is `pipe_writer::Builder`.
 
+mod inbox;
 mod sys;
 
 use std::io::{BufRead, Write};
@@ -12,10 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use crossbeam_channel::{RecvTimeoutError, Sender};
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{SigSet, Signal};
+
+use inbox::Inbox;
 use pipe_writer::input::{parse_line, read_line};
 use stats_core::Registry;
 
@@ -170,7 +172,7 @@ enum Event {
 /// [`Event::DirChanged`]. `None` when no inotify instance can be had (at
 /// most `fs.inotify.max_user_instances` per user, 128 by default: a host's
 /// 129th writer checks once a second instead).
-fn start_dir_watch(events: Sender<Event>) -> Option<Arc<Inotify>> {
+fn start_dir_watch(events: Inbox<Event>) -> Option<Arc<Inotify>> {
     let inotify = Arc::new(Inotify::init(InitFlags::IN_CLOEXEC).ok()?);
     let reader = Arc::clone(&inotify);
     std::thread::Builder::new()
@@ -183,7 +185,8 @@ fn start_dir_watch(events: Sender<Event>) -> Option<Arc<Inotify>> {
                     Err(_) => Event::WatchFailed,
                 };
                 let failed = matches!(event, Event::WatchFailed);
-                if events.send(event).is_err() || failed {
+                events.send(event);
+                if failed {
                     break;
                 }
             }
@@ -242,7 +245,8 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         print_path_and_close_stdout(server.path())?;
     }
 
-    let (events, inbox) = crossbeam_channel::unbounded();
+    let inbox = Inbox::new();
+    let events = inbox.clone();
     let mut watch = start_dir_watch(events.clone());
     let mut watching = watch_dir(watch.as_deref(), server.as_ref());
     let stdin_events = events.clone();
@@ -253,16 +257,14 @@ fn run(args: &Args) -> Result<ExitCode, String> {
                 Ok(()) => Event::Eof,
                 Err(e) => Event::ReadError(e),
             };
-            let _ = stdin_events.send(event);
+            stdin_events.send(event);
         })
         .map_err(|e| format!("cannot start the stdin thread: {e}"))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             while let Ok(signal) = signals.wait() {
-                if events.send(Event::Signal(signal)).is_err() {
-                    break;
-                }
+                events.send(Event::Signal(signal));
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
@@ -275,27 +277,28 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         // path is checked every second while it is read or lost, and ever
         // less often while nobody reads it.
         let event = if let Some(event) = pending.take() {
-            Ok(event)
+            Some(event)
         } else if watching {
-            inbox.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            Some(inbox.recv())
         } else {
+            // `None`: the time for a check.
             inbox.recv_timeout(gap)
         };
         match event {
-            Err(RecvTimeoutError::Timeout) | Ok(Event::DirChanged) => {
-                if matches!(event, Ok(Event::DirChanged)) {
+            None | Some(Event::DirChanged) => {
+                if matches!(event, Some(Event::DirChanged)) {
                     // Let a burst settle (`rm -r` of the directory is one
                     // event per name), and let whoever removed a name put
                     // what they meant there first, as a timed check would.
                     std::thread::sleep(SETTLE);
                     loop {
                         match inbox.try_recv() {
-                            Ok(Event::DirChanged) => {}
-                            Ok(other) => {
+                            Some(Event::DirChanged) => {}
+                            Some(other) => {
                                 pending = Some(other);
                                 break;
                             }
-                            Err(_) => break,
+                            None => break,
                         }
                     }
                 }
@@ -310,20 +313,20 @@ fn run(args: &Args) -> Result<ExitCode, String> {
                 };
                 reads_seen = now_seen;
             }
-            Ok(Event::WatchFailed) => {
+            Some(Event::WatchFailed) => {
                 watch = None;
                 watching = false;
             }
-            Ok(Event::Eof) if args.linger => {}
-            Ok(Event::Eof) | Err(RecvTimeoutError::Disconnected) => break ExitCode::SUCCESS,
-            Ok(Event::ReadError(e)) => {
+            Some(Event::Eof) if args.linger => {}
+            Some(Event::Eof) => break ExitCode::SUCCESS,
+            Some(Event::ReadError(e)) => {
                 eprintln!("pipe-writer: reading stdin: {e}");
                 if !args.linger {
                     break ExitCode::FAILURE;
                 }
             }
-            Ok(Event::Signal(_)) if args.linger => break ExitCode::SUCCESS,
-            Ok(Event::Signal(signal)) => break ExitCode::from(128 + signal as u8),
+            Some(Event::Signal(_)) if args.linger => break ExitCode::SUCCESS,
+            Some(Event::Signal(signal)) => break ExitCode::from(128 + signal as u8),
         }
     };
     if let Some(server) = server {
