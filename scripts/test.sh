@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 echo "== cargo fmt"
 cargo fmt --all -- --check
+echo "== structure (no import cycle, no source file over 800 lines)"
+python3 scripts/check-structure.py
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== host-aggregator without its optional parts (no database engine, no CLI)"

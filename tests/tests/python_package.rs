@@ -312,3 +312,43 @@ fn forks_while_the_parent_serves_and_records_never_deadlock() {
     drop(stdin);
     assert!(child.wait().expect("wait for fork_storm.py").success());
 }
+
+#[test]
+fn decorators_count_outcomes_for_functions_and_interleaved_coroutines() {
+    let python = python();
+    let pipes = TempDir::new("py-decorators");
+    let mut child = Command::new(&python)
+        .arg(workspace().join("tests/python/decorators.py"))
+        .env("STATS_PIPE_DIR", pipes.path())
+        .env("STATS_PIPE_LINGER", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start decorators.py");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let report: serde_json::Value = lines
+        .next()
+        .and_then(Result::ok)
+        .and_then(|line| serde_json::from_str(&line).ok())
+        .expect("decorators.py prints a JSON report");
+    // Return values and exceptions pass through the decorators untouched.
+    assert_eq!(
+        report["returned"],
+        serde_json::json!([7, "bad input", 7, "bad input", 7])
+    );
+    assert_eq!(
+        report["gathered"],
+        serde_json::json!(["0.05", "KeyError('missing')", "0.02"])
+    );
+    assert_eq!(report["names"], serde_json::json!(["latency", "c", "g"]));
+    // (success, errors, panics): a raise is an error, never a panic.
+    assert_eq!(report["job"], serde_json::json!([3, 2, 0]));
+    assert_eq!(report["coro"], serde_json::json!([2, 1, 0]));
+    let stats = read_pipe(Path::new(report["pipe"].as_str().expect("pipe path")));
+    assert_eq!(value_of(&stats, "latency.count"), Some("3"), "{stats:?}");
+    assert_eq!(value_of(&stats, "job.current"), Some("0"), "{stats:?}");
+    assert_eq!(value_of(&stats, "coro.highwater"), Some("3"), "{stats:?}");
+    let stdin = child.stdin.as_mut().expect("piped stdin");
+    writeln!(stdin, "done").expect("tell decorators.py to finish");
+    assert!(child.wait().expect("wait for decorators.py").success());
+}

@@ -1,6 +1,6 @@
 //! The C ABI (`include/stats_pipe.h`, generated from this file by
-//! cbindgen) and the `pthread_atfork` registration: the crate's only
-//! unsafe code.
+//! cbindgen): with `atfork.rs` (one libc call), the crate's only unsafe
+//! code.
 //!
 //! Rules every function here keeps:
 //! - no panic crosses the boundary: each body runs in `catch_unwind`, and
@@ -18,59 +18,13 @@ use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering::AcqRel, Ordering::Acquire};
 use std::time::Duration;
 
 use stats_core::{Counter, Gauge, Histogram, Task, TaskGuard};
 
 use crate::error::Error;
-use crate::fork::{self, PerProcess};
+use crate::fork::PerProcess;
 use crate::runtime;
-
-// ---------------------------------------------------------------- fork
-
-static INSTALLED: AtomicBool = AtomicBool::new(false);
-
-/// Registers the `pthread_atfork` handlers once per process image (a child
-/// inherits them).
-#[inline]
-pub(crate) fn install_fork_handlers() {
-    if !INSTALLED.load(Acquire) {
-        install();
-    }
-}
-
-#[cold]
-fn install() {
-    if INSTALLED.swap(true, AcqRel) {
-        return;
-    }
-    // SAFETY: the three handlers are `extern "C" fn()` items that live as
-    // long as the program, catch every panic, and only touch atomics and
-    // (in the child) our own state; pthread_atfork copies the pointers.
-    let rc = unsafe { libc::pthread_atfork(Some(on_prepare), Some(on_parent), Some(on_child)) };
-    if rc != 0 {
-        eprintln!(
-            "stats_pipe: pthread_atfork failed (errno {rc}); a child of fork would not reset its stats"
-        );
-    }
-}
-
-extern "C" fn on_prepare() {
-    let _ = catch_unwind(|| {
-        // The chain of runtimes is complete before the copy is made.
-        let _ = runtime::current();
-        fork::before_fork();
-    });
-}
-
-extern "C" fn on_parent() {
-    let _ = catch_unwind(fork::after_fork_parent);
-}
-
-extern "C" fn on_child() {
-    let _ = catch_unwind(runtime::after_fork_child);
-}
 
 // ---------------------------------------------------------------- helpers
 

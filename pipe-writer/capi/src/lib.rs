@@ -21,9 +21,12 @@
 //! # std::fs::remove_dir_all(&dir)?; // and our private spare directory
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+// Unsafe code is allowed in two modules only: `ffi` (the C functions take
+// raw pointers) and `atfork` (the one `pthread_atfork` call).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod atfork;
 mod error;
 pub mod ffi;
 pub mod fork;

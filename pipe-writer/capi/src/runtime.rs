@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use pipe_writer::{Builder, Server};
 use stats_core::{Registry, Task};
 
+use crate::atfork;
 use crate::error::Error;
 use crate::fork::{self, Gate, PerProcess};
 
@@ -161,11 +162,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 static ROOT: OnceLock<&'static PerProcess<Runtime>> = OnceLock::new();
 
+// The fork handlers: no panic may unwind out of them into libc.
+extern "C" fn on_prepare() {
+    let _ = std::panic::catch_unwind(|| {
+        // The chain of runtimes is complete before the copy is made.
+        let _ = current();
+        fork::before_fork();
+    });
+}
+
+extern "C" fn on_parent() {
+    let _ = std::panic::catch_unwind(fork::after_fork_parent);
+}
+
+extern "C" fn on_child() {
+    let _ = std::panic::catch_unwind(after_fork_child);
+}
+
 /// This process's runtime (made on first use; a child of `fork` gets a new
 /// one). Does not start serving.
 #[inline]
 pub fn current() -> &'static Runtime {
-    crate::ffi::install_fork_handlers();
+    atfork::register_once(on_prepare, on_parent, on_child);
     ROOT.get_or_init(|| PerProcess::leak(Runtime::new(Slot::default())))
         .get(Runtime::child_of)
 }
@@ -287,7 +305,7 @@ pub fn last_error() -> Option<Error> {
 /// The child half of the fork handling: a new epoch, and the descriptors
 /// of the parent's FIFOs closed. Called by the `pthread_atfork` child
 /// handler.
-pub(crate) fn after_fork_child() {
+fn after_fork_child() {
     let parent_epoch = fork::after_fork_child();
     let parent = ROOT
         .get()

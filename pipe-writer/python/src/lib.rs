@@ -153,23 +153,59 @@ fn tagged(base: &str, tags: Vec<(String, String)>) -> String {
     stats_core::tags::join(base, &pairs)
 }
 
+/// A handle of a stat that is looked up again after a `fork`: a child
+/// records into its own registry (the fork epoch changes there), never
+/// into the copy of its parent's. Shared by every Python handle class.
+struct PerFork<H> {
+    epoch: u64,
+    inner: H,
+    lookup: fn(&str) -> H,
+}
+
+impl<H> PerFork<H> {
+    fn new(name: &str, lookup: fn(&str) -> H) -> PerFork<H> {
+        PerFork {
+            epoch: fork::epoch(),
+            inner: lookup(name),
+            lookup,
+        }
+    }
+
+    /// The handle to record with: this process's serving is started if it
+    /// is not yet (the first record does it, as in the library).
+    #[inline]
+    fn recording(&mut self, name: &str) -> &H {
+        runtime::recording();
+        self.current(name)
+    }
+
+    /// The handle of this process, to read with (serving is not started).
+    #[inline]
+    fn current(&mut self, name: &str) -> &H {
+        if self.epoch != fork::epoch() {
+            self.inner = (self.lookup)(name);
+            self.epoch = fork::epoch();
+        }
+        &self.inner
+    }
+}
+
 /// A counter handle: `incr(n=1)` is one atomic add.
 #[pyclass(module = "stats_pipe", name = "Counter")]
 struct PyCounter {
-    epoch: u64,
+    /// The stat's name.
+    #[pyo3(get)]
     name: String,
-    inner: Counter,
+    handle: PerFork<Counter>,
 }
 
 #[pymethods]
 impl PyCounter {
     #[new]
     fn new(name: String) -> PyCounter {
-        let inner = runtime::current().registry().counter(&name);
         PyCounter {
-            epoch: fork::epoch(),
+            handle: PerFork::new(&name, |name| runtime::current().registry().counter(name)),
             name,
-            inner,
         }
     }
 
@@ -177,18 +213,15 @@ impl PyCounter {
     #[pyo3(signature = (n = None))]
     #[inline]
     fn incr(&mut self, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let runtime = runtime::recording();
-        if self.epoch != fork::epoch() {
-            self.inner = runtime.registry().counter(&self.name);
-            self.epoch = fork::epoch();
-        }
-        match n.map(value).transpose()? {
-            None => self.inner.incr(),
+        let n = n.map(value).transpose()?;
+        let counter = self.handle.recording(&self.name);
+        match n {
+            None => counter.incr(),
             Some(Value::Int(n)) => match u64::try_from(n) {
-                Ok(n) => self.inner.incr_by(n),
+                Ok(n) => counter.incr_by(n),
                 Err(_) => return Err(negative(&self.name, n as f64)),
             },
-            Some(Value::Float(f)) if f >= 0.0 => self.inner.incr_by_float(f),
+            Some(Value::Float(f)) if f >= 0.0 => counter.incr_by_float(f),
             Some(Value::Float(f)) => return Err(negative(&self.name, f)),
         }
         Ok(())
@@ -197,17 +230,7 @@ impl PyCounter {
     /// The current value in this process.
     #[getter]
     fn value(&mut self, py: Python<'_>) -> Py<PyAny> {
-        if self.epoch != fork::epoch() {
-            self.inner = runtime::current().registry().counter(&self.name);
-            self.epoch = fork::epoch();
-        }
-        to_py(py, self.inner.value())
-    }
-
-    /// The stat's name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.name
+        to_py(py, self.handle.current(&self.name).value())
     }
 }
 
@@ -220,39 +243,26 @@ fn negative(name: &str, n: f64) -> PyErr {
 /// A gauge handle: `set(v)`, `add(n)`.
 #[pyclass(module = "stats_pipe", name = "Gauge")]
 struct PyGauge {
-    epoch: u64,
+    /// The stat's name.
+    #[pyo3(get)]
     name: String,
-    inner: Gauge,
-}
-
-impl PyGauge {
-    #[inline]
-    fn fresh(&mut self) -> &Gauge {
-        let runtime = runtime::recording();
-        if self.epoch != fork::epoch() {
-            self.inner = runtime.registry().gauge(&self.name);
-            self.epoch = fork::epoch();
-        }
-        &self.inner
-    }
+    handle: PerFork<Gauge>,
 }
 
 #[pymethods]
 impl PyGauge {
     #[new]
     fn new(name: String) -> PyGauge {
-        let inner = runtime::current().registry().gauge(&name);
         PyGauge {
-            epoch: fork::epoch(),
+            handle: PerFork::new(&name, |name| runtime::current().registry().gauge(name)),
             name,
-            inner,
         }
     }
 
     /// Sets the value (an int stays an int until a float is set).
     fn set(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = value(v)?;
-        self.fresh().set(v);
+        self.handle.recording(&self.name).set(v);
         Ok(())
     }
 
@@ -260,62 +270,41 @@ impl PyGauge {
     #[pyo3(signature = (n = None))]
     fn add(&mut self, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let n = n.map(value).transpose()?.unwrap_or(Value::Int(1));
-        self.fresh().add(n);
+        self.handle.recording(&self.name).add(n);
         Ok(())
     }
 
     /// The current value in this process.
     #[getter]
     fn value(&mut self, py: Python<'_>) -> Py<PyAny> {
-        to_py(py, self.fresh().value())
-    }
-
-    /// The stat's name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.name
+        to_py(py, self.handle.current(&self.name).value())
     }
 }
 
 /// A histogram handle: `observe(v)`; the package's subclass adds `time()`.
 #[pyclass(module = "stats_pipe", name = "Histogram", subclass)]
 struct PyHistogram {
-    epoch: u64,
+    /// The stat's name.
+    #[pyo3(get)]
     name: String,
-    inner: Histogram,
-}
-
-impl PyHistogram {
-    #[inline]
-    fn fresh(&mut self) -> &Histogram {
-        let runtime = runtime::recording();
-        if self.epoch != fork::epoch() {
-            self.inner = runtime.registry().histogram(&self.name);
-            self.epoch = fork::epoch();
-        }
-        &self.inner
-    }
+    handle: PerFork<Histogram>,
 }
 
 #[pymethods]
 impl PyHistogram {
     #[new]
     fn new(name: String) -> PyHistogram {
-        let inner = runtime::current().registry().histogram(&name);
         PyHistogram {
-            epoch: fork::epoch(),
+            handle: PerFork::new(&name, |name| runtime::current().registry().histogram(name)),
             name,
-            inner,
         }
     }
 
     /// Records one value (an int or a float; durations in seconds).
     fn observe(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        let v = value(v)?;
-        let h = self.fresh();
-        match v {
-            Value::Int(n) => h.record(n),
-            Value::Float(f) => h.record_float(f),
+        match value(v)? {
+            Value::Int(n) => self.handle.recording(&self.name).record(n),
+            Value::Float(f) => self.handle.recording(&self.name).record_float(f),
         }
         Ok(())
     }
@@ -323,51 +312,39 @@ impl PyHistogram {
     /// How many values this process recorded.
     #[getter]
     fn count(&mut self) -> u64 {
-        self.fresh().distribution().count
-    }
-
-    /// The histogram's name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.name
+        self.handle.current(&self.name).distribution().count
     }
 }
 
 /// A task handle (monkit's `mon.Task()`): `begin()` starts a run.
 #[pyclass(module = "stats_pipe", name = "TaskHandle")]
 struct PyTask {
-    epoch: u64,
+    /// The stat's name.
+    #[pyo3(get)]
     name: String,
-    inner: &'static Task,
+    handle: PerFork<&'static Task>,
 }
 
 #[pymethods]
 impl PyTask {
     #[new]
     fn new(name: String) -> PyTask {
-        let inner = runtime::current().task(&name);
         PyTask {
-            epoch: fork::epoch(),
+            handle: PerFork::new(&name, |name| runtime::current().task(name)),
             name,
-            inner,
         }
     }
 
     /// Starts a run: `.current` goes up and the clock starts.
     fn begin(&mut self) -> PyRun {
-        let runtime = runtime::recording();
-        if self.epoch != fork::epoch() {
-            self.inner = runtime.task(&self.name);
-            self.epoch = fork::epoch();
-        }
         PyRun {
-            guard: Some(self.inner.start()),
+            guard: Some(self.handle.recording(&self.name).start()),
         }
     }
 
     /// Completed runs in this process: `(success, errors, panics)`.
-    fn outcomes(&self) -> (i64, i64, i64) {
-        let o = self.inner.outcomes();
+    fn outcomes(&mut self) -> (i64, i64, i64) {
+        let o = self.handle.current(&self.name).outcomes();
         (o.success, o.errors, o.panics)
     }
 }

@@ -122,27 +122,7 @@ class _Timer:
 
     def __call__(self, func):
         histogram = self._histogram
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def timed_async(*args, **kwargs):
-                started = _time.perf_counter()
-                try:
-                    return await func(*args, **kwargs)
-                finally:
-                    histogram.observe(_time.perf_counter() - started)
-
-            return timed_async
-
-        @functools.wraps(func)
-        def timed(*args, **kwargs):
-            started = _time.perf_counter()
-            try:
-                return func(*args, **kwargs)
-            finally:
-                histogram.observe(_time.perf_counter() - started)
-
-        return timed
+        return _decorate(func, lambda: _Timing(histogram))
 
 
 class Histogram(_native.Histogram):
@@ -186,33 +166,62 @@ class task:  # noqa: N801 - used like a function: task(name)
 
     def __call__(self, func):
         handle = self._handle
-        if inspect.iscoroutinefunction(func):
+        return _decorate(func, lambda: _Run(handle))
 
-            @functools.wraps(func)
-            async def run_async(*args, **kwargs):
-                run = handle.begin()
-                try:
-                    result = await func(*args, **kwargs)
-                except BaseException:
-                    run.end(False)
-                    raise
-                run.end(True)
-                return result
 
-            return run_async
+class _Timing:
+    """One timed call of a decorated function: its duration in seconds goes
+    to the histogram, whatever the outcome."""
+
+    __slots__ = ("_histogram", "_started")
+
+    def __init__(self, histogram):
+        self._histogram = histogram
+
+    def __enter__(self):
+        self._started = _time.perf_counter()
+
+    def __exit__(self, *exc):
+        self._histogram.observe(_time.perf_counter() - self._started)
+        return False
+
+
+class _Run:
+    """One run of a decorated task: an error if the call raised (the
+    exception propagates), else a success."""
+
+    __slots__ = ("_handle", "_run")
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def __enter__(self):
+        self._run = self._handle.begin()
+
+    def __exit__(self, exc_type, exc, tb):
+        self._run.end(exc_type is None)
+        return False
+
+
+def _decorate(func, scope):
+    """``func`` (a function or a coroutine function) with each call inside
+    ``with scope():``. Each call gets its own scope object, so calls that
+    interleave (threads, coroutines awaiting) never share one."""
+    if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
-        def run(*args, **kwargs):
-            r = handle.begin()
-            try:
-                result = func(*args, **kwargs)
-            except BaseException:
-                r.end(False)
-                raise
-            r.end(True)
-            return result
+        async def scoped_async(*args, **kwargs):
+            with scope():
+                return await func(*args, **kwargs)
 
-        return run
+        return scoped_async
+
+    @functools.wraps(func)
+    def scoped(*args, **kwargs):
+        with scope():
+            return func(*args, **kwargs)
+
+    return scoped
 
 
 def tagged(name, tags=None, **kwargs):
