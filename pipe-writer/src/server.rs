@@ -476,7 +476,7 @@ impl ServeLoop {
     fn serve(&mut self, delivery: &Delivery) -> Result<(), Error> {
         let stop = Arc::clone(&self.shared.stop);
         loop {
-            self.pool.prepare(&self.dir, self.mode)?;
+            self.pool.prepare(&self.dir, self.mode, &self.watch)?;
             if stop.load(SeqCst) {
                 return Ok(());
             }
@@ -500,9 +500,9 @@ impl ServeLoop {
                 // Held across the swap, so `Server::check` never sees a
                 // FIFO at the path that `current` does not name yet.
                 let mut shown = lock(&self.shared.current);
-                let swapped = self
-                    .pool
-                    .swap_in(&self.dir, &self.name, &self.current, self.mode);
+                let swapped =
+                    self.pool
+                        .swap_in(&self.dir, &self.name, &self.current, self.mode, &self.watch);
                 if let Ok(fresh) = &swapped {
                     *shown = Some(Arc::clone(fresh));
                 }
@@ -512,14 +512,14 @@ impl ServeLoop {
                 .as_ref()
                 .ok()
                 .map(|fresh| std::mem::replace(&mut self.current, Arc::clone(fresh)));
-            let sent = delivery.send(&writer, self.snapshotter.build(), &stop);
+            let (sent, marker) = delivery.send(&writer, self.snapshotter.build(), &stop);
             // Counted before the close that gives the reader its end of
             // file, so whoever has read a snapshot finds it counted.
             self.shared.counters.record(sent, false);
             drop(writer);
             swapped?;
             if let Some(old) = old {
-                let retirement = old.retire();
+                let retirement = old.retire(marker);
                 let retired = Retired {
                     fifo: old,
                     retirement,

@@ -30,6 +30,12 @@
 //! would hold up the next reader): it hands the opened FIFO to the
 //! sweeper, which serves it at once.
 //!
+//! A probe never releases a reader with nothing (issue 15): it first peeks
+//! ([`crate::fifo::Fifo::peek`]: the read side, which wakes no reader)
+//! and leaves a pipe with bytes of the last snapshot unread alone; a reader
+//! found once the pipe of the last snapshot is gone is an orphan for sure.
+//! The spare pool peeks too, and hands such orphans here ([`Watch::hand_over`]).
+//!
 //! The writer side cannot always tell an orphan from a slow reader still
 //! finishing the snapshot it was served. A reader found while bytes of
 //! the snapshot are still unread in the pipe is that slow reader, and is left
@@ -54,7 +60,7 @@ use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use crate::counters::Counters;
-use crate::fifo::Fifo;
+use crate::fifo::{Fifo, Peek};
 use crate::process_stats::{OwnFigures, REFRESH};
 use crate::send::Delivery;
 use crate::snapshot::Snapshotter;
@@ -194,11 +200,13 @@ impl Watch {
         watched.retain_mut(|w| {
             let oldest = index < flood;
             index += 1;
-            if !oldest && w.probe_from > now {
+            let age = now - w.retired.closed_at;
+            // Past the cap, probed early, but never before SETTLE: a reader
+            // found on it is then served, never released with nothing.
+            if w.probe_from > now && !(oldest && age >= SETTLE) {
                 return true;
             }
-            let serve = !oldest || now - w.retired.closed_at >= SETTLE;
-            match probe(&w.retired, serve) {
+            match probe(&w.retired, true) {
                 Found::Done => false,
                 Found::Reading if !oldest => {
                     if now - w.retired.closed_at < KEEP {
@@ -216,6 +224,22 @@ impl Watch {
                 }
             }
         });
+        self.arm(&state);
+    }
+
+    /// Hands an orphan the serving thread found on `fifo` (retirement
+    /// `retirement`) to the sweeper, which serves it at once: the serving
+    /// thread never writes to an orphan itself (a stalled one would hold up
+    /// the next reader).
+    pub(crate) fn hand_over(&self, fifo: Arc<Fifo>, retirement: u64, writer: OwnedFd) {
+        let mut state = self.lock();
+        let retired = Retired {
+            fifo,
+            retirement,
+            closed_at: Instant::now(),
+            may_serve: true,
+        };
+        state.orphans.push((retired, writer));
         self.arm(&state);
     }
 
@@ -340,36 +364,56 @@ impl Sweeper<'_> {
     /// reader then gets end-of-file).
     fn serve(&mut self, retired: &Retired, writer: OwnedFd) {
         // Held while serving, so the FIFO is not taken back meanwhile.
-        let turn = retired.fifo.turn();
+        let mut turn = retired.fifo.turn();
         if turn.current || turn.retirement != retired.retirement {
             return;
         }
-        let sent = self
+        let (sent, marker) = self
             .delivery
             .send(&writer, self.snapshotter.build(), self.stop);
+        // Not drained: the pool puts it back only once this pipe is gone.
+        turn.marker = marker;
         self.counters.record(sent, true);
         drop(writer);
         drop(turn);
     }
 }
 
-/// Looks for a reader on a retired FIFO. One that may be served (`serve`,
-/// and the FIFO's readers did not stall) is returned with the write end
-/// open; any other is released with end-of-file.
+/// Looks for a reader on a retired FIFO. One that may be served is
+/// returned with the write end open: any reader found, while `serve`,
+/// unless the FIFO's readers stalled and the pipe of that stall is still
+/// there (that reader holds a cut snapshot). A reader not served is
+/// released with end-of-file (stopping, or the stalled reader).
+///
+/// It peeks first ([`Fifo::peek`](crate::fifo::Fifo::peek)): a pipe with
+/// bytes of the last snapshot unread is left alone without opening the
+/// write side, and a reader found once that pipe is gone is an orphan for
+/// sure (it opened after the last snapshot's readers all closed).
 fn probe(retired: &Retired, serve: bool) -> Found {
     let mut turn = retired.fifo.turn();
     if turn.current || turn.retirement != retired.retirement {
         return Found::Done;
     }
+    let peek = retired.fifo.peek(turn.marker);
+    if let Peek::Alive { unread } = peek
+        && unread > 0
+    {
+        // Its last snapshot is still being read: that reader is no orphan.
+        return Found::Reading;
+    }
     let found = retired.fifo.open_if_reader();
     turn.drained = matches!(found, Err(Errno::ENXIO));
+    let may_serve = retired.may_serve || peek == Peek::Fresh;
     match found {
         Err(Errno::ENXIO) => Found::Done,
-        // EMFILE and the like: the pool probes it again before reuse.
+        // EMFILE and the like: the pool peeks at it again before reuse.
         Err(_) => Found::Done,
-        // Its last snapshot is still being read: that reader is no orphan.
+        // Bytes came back in between: a reader of the last snapshot after all.
         Ok(writer) if unread_bytes(&writer) > 0 => Found::Reading,
-        Ok(writer) if serve && retired.may_serve => Found::Orphan(writer),
+        Ok(writer) if serve && may_serve => {
+            turn.hand_over();
+            Found::Orphan(writer)
+        }
         Ok(_released) => Found::Done,
     }
 }

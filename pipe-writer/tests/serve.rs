@@ -304,9 +304,8 @@ fn an_orphan_found_by_a_later_serve_is_served_while_reads_go_on() {
     // ... and the racing `cat` opens it only now, while a reader keeps
     // reading the path every 600 ms: the first serve at least 0.5 s after
     // the retirement finds the orphan and hands it to the sweeper, which
-    // sends it a snapshot of its own. (Reads much faster than that put the
-    // retired FIFO back in turn before any probe: the pool's own probe
-    // releases a reader still attached with end-of-file, FORMAT.md.)
+    // sends it a snapshot of its own. (Reads much faster than that: the
+    // spare pool finds it first and hands it over, storm.rs.)
     let reading = Arc::new(AtomicBool::new(true));
     let path = server.path().to_path_buf();
     let reader = {
