@@ -85,6 +85,8 @@ mod pool;
 #[cfg_attr(not(feature = "writer"), allow(dead_code))] // its own-figures part serves
 pub mod process_stats;
 #[cfg(feature = "writer")]
+mod reach;
+#[cfg(feature = "writer")]
 mod send;
 #[cfg(feature = "writer")]
 mod server;
@@ -100,5 +102,7 @@ pub use dir::{
     spare_dir_name,
 };
 pub use error::Error;
+#[cfg(feature = "writer")]
+pub use reach::CHECK_AFTER_SERVES;
 #[cfg(feature = "writer")]
 pub use server::{Builder, DEFAULT_MODE, DEFAULT_STALL_TIMEOUT, Server, start};

@@ -8,16 +8,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nix::sys::stat::{SFlag, lstat};
 use stats_core::Registry;
 
 use crate::counters::{Counters, ServeStats};
-use crate::dir::{Area, Existing, PipeDir, check_dir, check_fifo_of, resolve};
+use crate::dir::{Area, Existing, PipeDir, resolve};
 use crate::error::Error;
 use crate::fifo::{Fifo, FileId, check_proc};
 use crate::leftovers;
 use crate::pool::Pool;
 use crate::process_stats::{OwnFigures, REFRESH};
+use crate::reach::{CHECK_AFTER_SERVES, OnUnreachable, check_reach};
 use crate::send::{Delivery, Sent, pipe_max_size};
 use crate::snapshot::{Snapshotter, Source};
 use crate::sweep::{Retired, Watch};
@@ -56,6 +56,7 @@ pub struct Builder {
     source: Source,
     stall_timeout: Duration,
     process_stats: bool,
+    on_unreachable: Option<OnUnreachable>,
 }
 
 impl Default for Builder {
@@ -75,6 +76,7 @@ impl Builder {
             source: Source::Global,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             process_stats: true,
+            on_unreachable: None,
         }
     }
 
@@ -113,6 +115,18 @@ impl Builder {
     /// itself.
     pub fn process_stats(mut self, on: bool) -> Builder {
         self.process_stats = on;
+        self
+    }
+
+    /// Has the serving thread check, right after a serve and at most every
+    /// [`CHECK_AFTER_SERVES`], what [`Server::check`] checks of the path
+    /// (two `lstat`s, on the thread that just served: no wake-up of its
+    /// own), and call `report` with the error when readers no longer reach
+    /// this server. A program that keeps its pipe published (the
+    /// `pipe-writer` binary) then needs a timer only for while nobody
+    /// reads. `report` runs on the serving thread and must return at once.
+    pub fn on_unreachable(mut self, report: impl Fn(&Error) + Send + Sync + 'static) -> Builder {
+        self.on_unreachable = Some(OnUnreachable(Arc::new(report)));
         self
     }
 
@@ -217,6 +231,8 @@ impl Builder {
             watch: Arc::clone(&watch),
             own,
             refreshed: Instant::now(),
+            on_unreachable: self.on_unreachable,
+            checked: Instant::now(),
         };
         let serving = std::thread::Builder::new()
             .name("stats-pipe".into())
@@ -309,10 +325,12 @@ impl Server {
 
     /// Checks that readers of [`Server::path`] still reach this server; call
     /// it now and then to keep a pipe published (the `pipe-writer` binary
-    /// does whenever its pipe directory changes, or once a second where it
-    /// cannot watch the directory, and serves afresh when it fails). It checks that
+    /// does whenever its pipe directory changes, and where it cannot watch
+    /// the directory has the serving thread check after its serves,
+    /// [`Builder::on_unreachable`], with a timer for while nobody reads;
+    /// it serves afresh when a check fails). It checks that
     /// the serving thread runs, that the directory at its path may still be
-    /// trusted ([`check_dir`]), and that the path names the very FIFO this
+    /// trusted ([`check_dir`](crate::check_dir)), and that the path names the very FIFO this
     /// server serves now: a FIFO of another user there is a squat, never
     /// taken for ours. Serving goes on whatever this returns, but only ever
     /// into FIFOs this server made (it holds them by descriptor), never into
@@ -335,40 +353,10 @@ impl Server {
                 path: self.path.clone(),
             }));
         }
-        let dir = self.dir.path();
-        let stat = lstat(dir).map_err(|errno| Error::Dir {
-            path: dir.to_path_buf(),
-            op: "look up",
-            errno,
-        })?;
-        match SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) {
-            SFlag::S_IFDIR => check_dir(dir, stat.st_uid, stat.st_mode)?,
-            SFlag::S_IFLNK => {
-                return Err(Error::DirIsSymlink {
-                    path: dir.to_path_buf(),
-                });
-            }
-            _ => {
-                return Err(Error::NotADirectory {
-                    path: dir.to_path_buf(),
-                });
-            }
-        }
         // Held while looking, so a serve swapping FIFOs meanwhile cannot make
         // the path and `current` disagree (the serving thread swaps under it).
         let current = lock(&self.shared.current);
-        let stat = lstat(&self.path).map_err(|errno| Error::Fifo {
-            path: self.path.clone(),
-            op: "look up",
-            errno,
-        })?;
-        check_fifo_of(&self.path, &stat, self.dir.uid())?;
-        match current.as_ref() {
-            Some(fifo) if fifo.id() == FileId::of(&stat) => Ok(()),
-            _ => Err(Error::Replaced {
-                path: self.path.clone(),
-            }),
-        }
+        check_reach(&self.dir, &self.path, current.as_deref())
     }
 
     /// Stops serving: wakes and joins the threads, removes the FIFO.
@@ -457,6 +445,10 @@ struct ServeLoop {
     /// reader's clock) at most every [`REFRESH`].
     own: Option<Arc<OwnFigures>>,
     refreshed: Instant,
+    /// Told when a check after a serve finds the path lost.
+    on_unreachable: Option<OnUnreachable>,
+    /// When the path was last checked after a serve.
+    checked: Instant,
 }
 
 impl ServeLoop {
@@ -537,6 +529,22 @@ impl ServeLoop {
             {
                 self.refreshed = Instant::now();
             }
+            self.check_after_serve();
+        }
+    }
+
+    /// The path check riding on serves ([`Builder::on_unreachable`]).
+    fn check_after_serve(&mut self) {
+        let Some(report) = &self.on_unreachable else {
+            return;
+        };
+        if self.checked.elapsed() < CHECK_AFTER_SERVES {
+            return;
+        }
+        self.checked = Instant::now();
+        let path = self.dir.join(&self.name);
+        if let Err(error) = check_reach(&self.dir, &path, Some(&self.current)) {
+            (report.0)(&error);
         }
     }
 }
