@@ -54,6 +54,11 @@ impl Kind {
     }
 }
 
+/// Bumped whenever a scalar of any registry changes kind (a counter made
+/// a gauge, the only change there is): a registry's cached declaration
+/// lines ([`crate::Registry::render_kinds_into`]) are then rendered again.
+pub(crate) static KIND_EPOCH: AtomicU64 = AtomicU64::new(0);
+
 const COUNTER: u8 = 0;
 const GAUGE: u8 = 1;
 
@@ -174,6 +179,8 @@ impl Scalar {
     #[cold]
     fn demote_to_gauge(&self) {
         self.kind.store(GAUGE, Relaxed);
+        // Release: whoever reads the new epoch sees the new kind.
+        KIND_EPOCH.fetch_add(1, Release);
     }
 
     /// Adds a non-negative integer: the counter hot path.
