@@ -36,6 +36,7 @@ pub mod gc_sweeper;
 pub mod glob;
 pub mod history;
 pub mod http;
+mod parse_beside;
 mod pass_cache;
 pub mod procfs;
 mod reader;

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use stats_core::Snapshot;
 use stats_core::envelope::{self, Verdict};
 use stats_core::kinds::KindsCache;
 
+use crate::parse_beside::Parser;
 use crate::procfs::{self, PipeFault};
 use crate::source::{ReadOptions, RefuseReason, Source, Status};
 
@@ -134,20 +134,36 @@ pub(crate) fn read_all(
     kinds: &mut KindsCache,
     enveloped: &mut Enveloped,
 ) -> Vec<Source> {
-    match PassState::new(paths.clone(), silent_before, options, kinds, enveloped) {
-        Ok(mut pass) => {
-            pass.run();
-            pass.slots.into_iter().map(Slot::into_source).collect()
+    std::thread::scope(|scope| {
+        // One pipe (`show`): nothing to overlap.
+        let parser = if paths.len() > 1 {
+            Parser::start(scope, kinds, options.max_line)
+        } else {
+            Parser::inline(kinds, options.max_line)
+        };
+        match PassState::new(paths.clone(), silent_before, options, parser, enveloped) {
+            Ok(mut pass) => {
+                pass.run();
+                let parsed = pass.parser.finish();
+                let mut sources: Vec<Source> =
+                    pass.slots.into_iter().map(Slot::into_source).collect();
+                for (i, parsed) in parsed {
+                    if let Some(source) = sources.get_mut(i) {
+                        parsed.apply(source);
+                    }
+                }
+                sources
+            }
+            Err(e) => paths
+                .into_iter()
+                .map(|path| {
+                    let mut source = Source::new(path);
+                    source.status = Status::Failed(format!("epoll_create: {e}"));
+                    source
+                })
+                .collect(),
         }
-        Err(e) => paths
-            .into_iter()
-            .map(|path| {
-                let mut source = Source::new(path);
-                source.status = Status::Failed(format!("epoll_create: {e}"));
-                source
-            })
-            .collect(),
-    }
+    })
 }
 
 enum State {
@@ -199,10 +215,12 @@ impl Slot {
     }
 }
 
-struct PassState<'o> {
+struct PassState<'o, 's> {
     slots: Vec<Slot>,
     options: &'o ReadOptions,
-    kinds: &'o mut KindsCache,
+    /// Where whole snapshots go to be parsed (beside the reading, see
+    /// [`crate::parse_beside`]).
+    parser: Parser<'o, 's>,
     /// Writers known to serve envelopes (see [`Enveloped`]).
     enveloped: &'o mut Enveloped,
     deadline: Instant,
@@ -226,14 +244,14 @@ struct PassState<'o> {
     chunk: Vec<u8>,
 }
 
-impl<'o> PassState<'o> {
+impl<'o, 's> PassState<'o, 's> {
     fn new(
         paths: Vec<PathBuf>,
         silent_before: &[PathBuf],
         options: &'o ReadOptions,
-        kinds: &'o mut KindsCache,
+        parser: Parser<'o, 's>,
         enveloped: &'o mut Enveloped,
-    ) -> io::Result<PassState<'o>> {
+    ) -> io::Result<PassState<'o, 's>> {
         let now = Instant::now();
         let slots = paths
             .into_iter()
@@ -253,7 +271,7 @@ impl<'o> PassState<'o> {
         Ok(PassState {
             slots,
             options,
-            kinds,
+            parser,
             enveloped,
             deadline: now + options.deadline,
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
@@ -455,7 +473,7 @@ impl<'o> PassState<'o> {
             let at = Instant::now() + self.options.retry_delay;
             return self.retry(i, at, Status::Incomplete);
         }
-        parse_into(&mut slot.source, bytes, self.options.max_line, self.kinds);
+        self.parser.parse(i, bytes);
         slot.bytes = Vec::new();
         self.finish(i, Status::Ok);
     }
@@ -680,17 +698,6 @@ fn open_error(e: &io::Error, call: &str) -> Status {
         Errno::EACCES | Errno::EPERM => Status::Refused(RefuseReason::Permission),
         _ => Status::Failed(format!("{call}: {e}")),
     }
-}
-
-/// Parses a whole snapshot into the source: stats kept, kind declarations
-/// kept apart, other metadata (`#`) lines dropped, bad lines counted.
-fn parse_into(source: &mut Source, bytes: &[u8], max_line: usize, cache: &mut KindsCache) {
-    let (snapshot, kinds, errors) = Snapshot::parse_with_kinds_cached(bytes, max_line, cache);
-    source.kinds = kinds;
-    source.lines = snapshot.len() as u64;
-    source.bad_lines = errors.count();
-    source.first_errors = errors.first().to_vec();
-    source.snapshot = snapshot;
 }
 
 /// `epoll_wait` counts whole milliseconds: round up, so the loop never
