@@ -36,7 +36,6 @@ pub mod gc_sweeper;
 pub mod glob;
 pub mod history;
 pub mod http;
-mod parse_beside;
 mod pass_cache;
 pub mod procfs;
 mod reader;

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use stats_core::Snapshot;
 use stats_core::envelope::{self, Verdict};
 use stats_core::kinds::KindsCache;
 
-use crate::parse_beside::Parser;
 use crate::procfs::{self, PipeFault};
 use crate::source::{ReadOptions, RefuseReason, Source, Status};
 
@@ -134,36 +134,20 @@ pub(crate) fn read_all(
     kinds: &mut KindsCache,
     enveloped: &mut Enveloped,
 ) -> Vec<Source> {
-    std::thread::scope(|scope| {
-        // One pipe (`show`): nothing to overlap.
-        let parser = if paths.len() > 1 {
-            Parser::start(scope, kinds, options.max_line)
-        } else {
-            Parser::inline(kinds, options.max_line)
-        };
-        match PassState::new(paths.clone(), silent_before, options, parser, enveloped) {
-            Ok(mut pass) => {
-                pass.run();
-                let parsed = pass.parser.finish();
-                let mut sources: Vec<Source> =
-                    pass.slots.into_iter().map(Slot::into_source).collect();
-                for (i, parsed) in parsed {
-                    if let Some(source) = sources.get_mut(i) {
-                        parsed.apply(source);
-                    }
-                }
-                sources
-            }
-            Err(e) => paths
-                .into_iter()
-                .map(|path| {
-                    let mut source = Source::new(path);
-                    source.status = Status::Failed(format!("epoll_create: {e}"));
-                    source
-                })
-                .collect(),
+    match PassState::new(paths.clone(), silent_before, options, kinds, enveloped) {
+        Ok(mut pass) => {
+            pass.run();
+            pass.slots.into_iter().map(Slot::into_source).collect()
         }
-    })
+        Err(e) => paths
+            .into_iter()
+            .map(|path| {
+                let mut source = Source::new(path);
+                source.status = Status::Failed(format!("epoll_create: {e}"));
+                source
+            })
+            .collect(),
+    }
 }
 
 enum State {
@@ -215,12 +199,10 @@ impl Slot {
     }
 }
 
-struct PassState<'o, 's> {
+struct PassState<'o> {
     slots: Vec<Slot>,
     options: &'o ReadOptions,
-    /// Where whole snapshots go to be parsed (beside the reading, see
-    /// [`crate::parse_beside`]).
-    parser: Parser<'o, 's>,
+    kinds: &'o mut KindsCache,
     /// Writers known to serve envelopes (see [`Enveloped`]).
     enveloped: &'o mut Enveloped,
     deadline: Instant,
@@ -244,14 +226,14 @@ struct PassState<'o, 's> {
     chunk: Vec<u8>,
 }
 
-impl<'o, 's> PassState<'o, 's> {
+impl<'o> PassState<'o> {
     fn new(
         paths: Vec<PathBuf>,
         silent_before: &[PathBuf],
         options: &'o ReadOptions,
-        parser: Parser<'o, 's>,
+        kinds: &'o mut KindsCache,
         enveloped: &'o mut Enveloped,
-    ) -> io::Result<PassState<'o, 's>> {
+    ) -> io::Result<PassState<'o>> {
         let now = Instant::now();
         let slots = paths
             .into_iter()
@@ -271,7 +253,7 @@ impl<'o, 's> PassState<'o, 's> {
         Ok(PassState {
             slots,
             options,
-            parser,
+            kinds,
             enveloped,
             deadline: now + options.deadline,
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
@@ -473,7 +455,7 @@ impl<'o, 's> PassState<'o, 's> {
             let at = Instant::now() + self.options.retry_delay;
             return self.retry(i, at, Status::Incomplete);
         }
-        self.parser.parse(i, bytes);
+        parse_into(&mut slot.source, bytes, self.options.max_line, self.kinds);
         slot.bytes = Vec::new();
         self.finish(i, Status::Ok);
     }
@@ -698,6 +680,17 @@ fn open_error(e: &io::Error, call: &str) -> Status {
         Errno::EACCES | Errno::EPERM => Status::Refused(RefuseReason::Permission),
         _ => Status::Failed(format!("{call}: {e}")),
     }
+}
+
+/// Parses a whole snapshot into the source: stats kept, kind declarations
+/// kept apart, other metadata (`#`) lines dropped, bad lines counted.
+fn parse_into(source: &mut Source, bytes: &[u8], max_line: usize, cache: &mut KindsCache) {
+    let (snapshot, kinds, errors) = Snapshot::parse_with_kinds_cached(bytes, max_line, cache);
+    source.kinds = kinds;
+    source.lines = snapshot.len() as u64;
+    source.bad_lines = errors.count();
+    source.first_errors = errors.first().to_vec();
+    source.snapshot = snapshot;
 }
 
 /// `epoll_wait` counts whole milliseconds: round up, so the loop never
