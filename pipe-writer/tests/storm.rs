@@ -216,6 +216,7 @@ fn every_cat_of_a_storm_prints_one_complete_snapshot_or_nothing_and_none_is_lost
     // Every snapshot sent whole at the path reached a `cat` (none doubled:
     // above). Only one sent to an orphan may find its reader gone: one
     // that had its snapshot and was closing when probed 0.5 s later.
+    assert!(good as u64 <= stats.snapshots, "{good} cats, {stats:?}");
     assert!(
         stats.snapshots - good as u64 <= stats.orphans,
         "{good} cats got a snapshot of {stats:?}"
