@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing: system packages via
-# apt-get (promtool, Chromium, PostgreSQL, SQLite, InfluxDB, wrk, openssl) and the
+# apt-get (promtool, Chromium, PostgreSQL, SQLite, InfluxDB, wrk, openssl,
+# Graphviz, xmllint) and the
 # Python peer used by the benchmarks. Safe to run again: it installs only
 # what is absent.
 set -euo pipefail
@@ -17,6 +18,10 @@ have wrk || need+=(wrk)
 have python3 || need+=(python3)
 # The archive TLS tests make their CA and server certificate with it.
 have openssl || need+=(openssl)
+# The trace tests (issue 16) check /funcs.dot with Graphviz's dot and the
+# timeline SVG with xmllint.
+have dot || need+=(graphviz)
+have xmllint || need+=(libxml2-utils)
 # initdb/pg_ctl: Debian keeps them under /usr/lib/postgresql/<v>/bin.
 if ! have initdb && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)

@@ -30,8 +30,11 @@
     return params.getAll("stat");
   }
 
+  // Other views keep their own parameters in the hash (#view=calls): only
+  // the stat ones are rewritten.
   function writeSelection() {
-    const params = new URLSearchParams();
+    const params = new URLSearchParams(location.hash.slice(1));
+    params.delete("stat");
     state.selected.forEach((s) => params.append("stat", s));
     history.replaceState(null, "", "#" + params.toString());
   }
@@ -454,7 +457,12 @@
     resetSeries();
     refresh();
   });
-  window.addEventListener("hashchange", () => { state.selected = readSelection(); resetSeries(); renderList(); renderCharts(); refresh(); });
+  window.addEventListener("hashchange", () => {
+    const selected = readSelection();
+    if (selected.join("\n") === state.selected.join("\n")) return; // another view's change
+    state.selected = selected;
+    resetSeries(); renderList(); renderCharts(); refresh();
+  });
   window.addEventListener("resize", renderCharts);
 
   async function loop() {

@@ -1,5 +1,7 @@
-//! The command line: `serve`, `dump`, `show` and `gc`, parsed with clap and
-//! run against the library.
+//! The command line: `serve`, `dump`, `show`, `gc`, `top`, `archive`,
+//! `funcs` and `traces`, parsed with clap and run against the library.
+
+mod calls;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -87,6 +89,15 @@ enum Command {
     /// plain blocks when stdout is not a terminal.
     #[command(after_help = EXIT_CODES)]
     Top(TopArgs),
+    /// Print the host's call graph (monkit's /funcs): per task how many run
+    /// now and at most, outcomes and p50/p90/p99 durations, and who calls
+    /// whom, summed over processes.
+    #[command(after_help = EXIT_CODES)]
+    Funcs(calls::FuncsArgs),
+    /// Read every trace pipe (<pipe-dir>/traces/<pid>.traces) once and list
+    /// the recent traces across processes, newest first.
+    #[command(after_help = EXIT_CODES)]
+    Traces(calls::TracesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -258,6 +269,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             host_aggregator::top::run(Collector::new(options), &top)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Funcs(args) => calls::funcs(args, options),
+        Command::Traces(args) => calls::traces(args, options),
         Command::Archive(args) => {
             let done = host_aggregator::archive::run(&args, options)?;
             writeln!(std::io::stdout(), "{done}")?;
@@ -284,6 +297,7 @@ fn serve(args: ServeArgs, read: ReadOptions) -> Result<ExitCode, Failure> {
             args.max_connections
         );
     }
+    let traces = Some(read.clone());
     let mut collector = Collector::new(read).with_overrides(MergeOverrides::from_rules(args.rules));
     let options = ServeOptions {
         listen: args.listen,
@@ -301,6 +315,7 @@ fn serve(args: ServeArgs, read: ReadOptions) -> Result<ExitCode, Failure> {
             max_series: args.history_series,
             ..HistoryOptions::new()
         }),
+        traces,
     };
     let server = Server::start(&options, Box::new(move || collector.collect()))?;
     let addr = server.local_addr();
@@ -308,7 +323,7 @@ fn serve(args: ServeArgs, read: ReadOptions) -> Result<ExitCode, Failure> {
     writeln!(out, "listening on http://{addr}")?;
     writeln!(
         out,
-        "serving {} at http://{addr}/stats /stats/<pid> /processes /metrics /healthz /history, dashboard at http://{addr}/",
+        "serving {} at http://{addr}/stats /stats/<pid> /processes /metrics /healthz /history /funcs /traces, dashboard at http://{addr}/",
         dir.display()
     )?;
     out.flush()?;

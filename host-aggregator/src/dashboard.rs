@@ -1,8 +1,8 @@
-//! The dashboard served at `/`: an HTML page, its stylesheet and two
-//! scripts, embedded in the binary so it works offline (no CDN, no
-//! requests but to this server). The scripts are files of their own, not
-//! inline, so the page's content security policy can forbid every inline
-//! script and every other origin.
+//! The dashboard served at `/`: an HTML page, its stylesheet and its
+//! scripts (one per view: Stats, Calls, Traces), embedded in the binary so
+//! it works offline (no CDN, no requests but to this server). The scripts
+//! are files of their own, not inline, so the page's content security
+//! policy can forbid every inline script and every other origin.
 
 /// The page.
 pub const PAGE: &str = include_str!("../assets/dashboard.html");
@@ -24,12 +24,26 @@ pub enum Asset {
     /// reads them); loaded first, so even the main script's syntax errors
     /// are caught.
     ErrorCatcher,
-    /// `/dashboard.js`.
+    /// `/dashboard.js`: the Stats view (charts and sources).
     Script,
+    /// `/dashboard-views.js`: what the Calls and Traces views share
+    /// (building elements as text only, view switching).
+    Views,
+    /// `/dashboard-calls.js`: the Calls view (`/funcs.json`).
+    Calls,
+    /// `/dashboard-traces.js`: the Traces view (`/traces`).
+    Traces,
 }
 
 impl Asset {
-    const ALL: [Asset; 3] = [Asset::Style, Asset::ErrorCatcher, Asset::Script];
+    const ALL: [Asset; 6] = [
+        Asset::Style,
+        Asset::ErrorCatcher,
+        Asset::Script,
+        Asset::Views,
+        Asset::Calls,
+        Asset::Traces,
+    ];
 
     /// The asset served at `path`, if any.
     pub fn at(path: &str) -> Option<Asset> {
@@ -42,6 +56,9 @@ impl Asset {
             Asset::Style => "/dashboard.css",
             Asset::ErrorCatcher => "/dashboard-errors.js",
             Asset::Script => "/dashboard.js",
+            Asset::Views => "/dashboard-views.js",
+            Asset::Calls => "/dashboard-calls.js",
+            Asset::Traces => "/dashboard-traces.js",
         }
     }
 
@@ -49,7 +66,9 @@ impl Asset {
     pub fn content_type(self) -> &'static str {
         match self {
             Asset::Style => "text/css; charset=utf-8",
-            Asset::ErrorCatcher | Asset::Script => "text/javascript; charset=utf-8",
+            Asset::ErrorCatcher | Asset::Script | Asset::Views | Asset::Calls | Asset::Traces => {
+                "text/javascript; charset=utf-8"
+            }
         }
     }
 
@@ -59,6 +78,9 @@ impl Asset {
             Asset::Style => include_str!("../assets/dashboard.css"),
             Asset::ErrorCatcher => include_str!("../assets/dashboard-errors.js"),
             Asset::Script => include_str!("../assets/dashboard.js"),
+            Asset::Views => include_str!("../assets/dashboard-views.js"),
+            Asset::Calls => include_str!("../assets/dashboard-calls.js"),
+            Asset::Traces => include_str!("../assets/dashboard-traces.js"),
         }
     }
 }
@@ -78,8 +100,16 @@ mod tests {
         assert!(Asset::ErrorCatcher.text().contains("__dashboardErrors"));
         // Offline: no http(s) URL; no inline script (the policy forbids it).
         assert!(!PAGE.contains("http://") && !PAGE.contains("https://"));
-        assert_eq!(PAGE.matches("<script").count(), 2);
-        assert_eq!(PAGE.matches("<script src=\"/").count(), 2);
+        let scripts = Asset::ALL
+            .iter()
+            .filter(|a| a.content_type().starts_with("text/javascript"))
+            .count();
+        assert_eq!(PAGE.matches("<script").count(), scripts);
+        assert_eq!(PAGE.matches("<script src=\"/").count(), scripts);
+        // The views build elements from text: no HTML string from data.
+        for view in [Asset::Views, Asset::Calls, Asset::Traces] {
+            assert!(!view.text().contains("innerHTML"), "{view:?}");
+        }
         assert!(PAGE.contains(r#"<link rel="icon" href="data:,">"#));
         assert!(!CONTENT_SECURITY_POLICY.contains("script-src 'self' 'unsafe-inline'"));
     }

@@ -1,6 +1,6 @@
 //! The HTTP/1.1 server behind `host-aggregator serve`, on hyper and tokio:
 //! `/stats`, `/stats/<pid>`, `/processes`, `/metrics`, `/influx`,
-//! `/history`, `/healthz` and the dashboard, with one shared, briefly
+//! `/history`, `/healthz`, `/funcs`, the traces and the dashboard, with one shared, briefly
 //! cached read pass for any number of concurrent requests
 //! ([`PassCache`]).
 //!
@@ -53,7 +53,8 @@ use crate::connections::{self, Connection, Registry, RequestLine, TrackedStream}
 pub use crate::connections::{ConnectionLimits, raise_descriptor_limit};
 use crate::history::{History, HistoryOptions, Recorder};
 pub use crate::pass_cache::{CachedPass, CollectFn, PassCache};
-use crate::routes::{self, Context, Reply, RequestHead};
+use crate::reply::Reply;
+use crate::routes::{self, Context, RequestHead};
 pub use crate::routes::{Route, Target, target};
 
 /// Where and how to serve.
@@ -76,6 +77,10 @@ pub struct ServeOptions {
     /// When set, a thread reads a pass every interval into a history for
     /// `/history` and the dashboard at `/` (and requests reuse its passes).
     pub history: Option<HistoryOptions>,
+    /// When set, the trace FIFOs under this directory are read on demand
+    /// for `/traces`, `/traces/<pid>/<id>` and `/trace/next.*` (never by
+    /// the passes); when not, those paths answer 404.
+    pub traces: Option<crate::ReadOptions>,
 }
 
 impl ServeOptions {
@@ -100,6 +105,7 @@ impl ServeOptions {
             threads: ServeOptions::DEFAULT_THREADS,
             connections: ConnectionLimits::DEFAULT,
             history: None,
+            traces: None,
         }
     }
 }
@@ -169,6 +175,13 @@ impl Server {
             history: history.clone(),
             token: options.token.clone(),
             registry: Arc::new(Registry::new(options.connections.max_connections)),
+            traces: options
+                .traces
+                .clone()
+                .map(|read| Arc::new(crate::traces::TraceReader::new(read))),
+            trace_waiters: Arc::new(tokio::sync::Semaphore::new(
+                crate::traces::next::MAX_WAITERS,
+            )),
         });
         let recorder = options
             .history
@@ -433,6 +446,16 @@ async fn respond(request: Request<Incoming>, context: Arc<Context>) -> Response<
     drop(request);
     let reply = match routes::precheck(&head, &context) {
         Err(reply) => reply,
+        Ok((Route::TraceNext(format), query)) => {
+            crate::traces::next::wait(
+                format,
+                &query,
+                context.traces.clone(),
+                Arc::clone(&context.trace_waiters),
+                Arc::clone(&context.cache),
+            )
+            .await
+        }
         Ok((route, query)) if route.is_slow() => {
             let context = Arc::clone(&context);
             let accepts_html = head.accepts_html;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use pipe_writer::TracesRead;
 use stats_core::Snapshot;
 use stats_core::envelope::{self, Verdict};
 use stats_core::kinds::KindsCache;
@@ -134,20 +135,79 @@ pub(crate) fn read_all(
     kinds: &mut KindsCache,
     enveloped: &mut Enveloped,
 ) -> Vec<Source> {
+    run_pass(
+        paths,
+        silent_before,
+        options,
+        kinds,
+        enveloped,
+        Framing::Stats,
+    )
+    .into_iter()
+    .map(|(source, _)| source)
+    .collect()
+}
+
+/// Reads `<pid>.traces` FIFOs (issue 16) with the same checks, limits,
+/// retries and deadline as a pass over `.stats` pipes; only the framing
+/// differs ([`pipe_writer::verify_traces`] instead of the envelope). Each
+/// source comes with the trace lines of its answer (empty unless its
+/// status is `Ok`). A torn or doubled answer is retried, then left
+/// `Incomplete`, never returned.
+pub(crate) fn read_traces(
+    paths: Vec<PathBuf>,
+    silent_before: &[PathBuf],
+    options: &ReadOptions,
+) -> Vec<(Source, Vec<u8>)> {
+    run_pass(
+        paths,
+        silent_before,
+        options,
+        &mut KindsCache::new(),
+        &mut Enveloped::default(),
+        Framing::Traces,
+    )
+}
+
+fn run_pass(
+    paths: Vec<PathBuf>,
+    silent_before: &[PathBuf],
+    options: &ReadOptions,
+    kinds: &mut KindsCache,
+    enveloped: &mut Enveloped,
+    framing: Framing,
+) -> Vec<(Source, Vec<u8>)> {
     match PassState::new(paths.clone(), silent_before, options, kinds, enveloped) {
         Ok(mut pass) => {
+            pass.framing = framing;
             pass.run();
-            pass.slots.into_iter().map(Slot::into_source).collect()
+            pass.slots
+                .into_iter()
+                .map(|mut slot| {
+                    let kept = std::mem::take(&mut slot.kept);
+                    (slot.into_source(), kept)
+                })
+                .collect()
         }
         Err(e) => paths
             .into_iter()
             .map(|path| {
                 let mut source = Source::new(path);
                 source.status = Status::Failed(format!("epoll_create: {e}"));
-                source
+                (source, Vec::new())
             })
             .collect(),
     }
+}
+
+/// How an answer is framed, so a torn one can be told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// `.stats`: the envelope (FORMAT.md), or a foreign writer's lines.
+    Stats,
+    /// `.traces`: the traces header and `{"end":N}` trailer (FORMAT.md,
+    /// "Traces"); nothing else is accepted.
+    Traces,
 }
 
 enum State {
@@ -183,6 +243,8 @@ struct Slot {
     /// The start time of the process the pipe is named after, from the
     /// checks before its last open (`None` where `/proc` did not say).
     started: Option<SystemTime>,
+    /// The trace lines of a complete `.traces` answer ([`Framing::Traces`]).
+    kept: Vec<u8>,
 }
 
 impl Slot {
@@ -224,6 +286,8 @@ struct PassState<'o> {
     /// Earliest `Reading::check_at`.
     next_check: Option<Instant>,
     chunk: Vec<u8>,
+    /// What the answers are.
+    framing: Framing,
 }
 
 impl<'o> PassState<'o> {
@@ -248,6 +312,7 @@ impl<'o> PassState<'o> {
                 bytes: Vec::new(),
                 give_up_at: None,
                 started: None,
+                kept: Vec::new(),
             })
             .collect();
         Ok(PassState {
@@ -265,6 +330,7 @@ impl<'o> PassState<'o> {
             in_flight: 0,
             next_check: None,
             chunk: vec![0; READ_CHUNK],
+            framing: Framing::Stats,
         })
     }
 
@@ -427,6 +493,20 @@ impl<'o> PassState<'o> {
             &slot.bytes[..]
         };
         slot.source.bytes = bytes.len();
+        if self.framing == Framing::Traces {
+            return match pipe_writer::verify_traces(bytes) {
+                TracesRead::Complete { body, .. } => {
+                    slot.kept = bytes[body].to_vec();
+                    slot.bytes = Vec::new();
+                    self.finish(i, Status::Ok);
+                }
+                TracesRead::Empty | TracesRead::Incomplete => {
+                    slot.bytes = Vec::new();
+                    let at = Instant::now() + self.options.retry_delay;
+                    self.retry(i, at, Status::Incomplete);
+                }
+            };
+        }
         let verdict = envelope::verify(bytes);
         let writer = slot.source.pid.zip(slot.started);
         if let (Verdict::Complete { .. } | Verdict::Incomplete(_), Some((pid, started))) =
@@ -644,8 +724,8 @@ fn refused_unopened(source: &Source, e: &io::Error) -> Opened {
 }
 
 /// The checks made on what a path holds before it is read: a FIFO, named
-/// `<pid>.stats`, of a live process that started before the FIFO was made,
-/// owned by that process's user.
+/// `<pid>.stats` (or `<pid>.traces`), of a live process that started before
+/// the FIFO was made, owned by that process's user.
 fn check_listed(source: &Source, listed: &Metadata) -> Result<Option<SystemTime>, Status> {
     let kind = listed.file_type();
     if kind.is_symlink() {

@@ -5,13 +5,15 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use hyper::header::{self, HeaderName};
+use hyper::header;
 
 use crate::connections::Registry;
 use crate::dashboard;
 use crate::export::{FORMATS, Format, json};
 use crate::history::{History, Query};
 use crate::pass_cache::{CachedPass, PassCache};
+use crate::reply::Reply;
+use crate::traces::{self, TraceReader, answer::TraceFormat};
 
 /// Longest request target (path and query) answered; longer ones get
 /// `414`. Far above any real query (a `/history` with many globs), far
@@ -23,9 +25,9 @@ pub const MAX_TARGET_BYTES: usize = 8 << 10;
 pub enum Route {
     /// `/`: the dashboard or the list of paths.
     Index,
-    /// `/dashboard.css`, `/dashboard.js`, `/dashboard-errors.js`: the
-    /// dashboard's parts (separate files, so its content security policy
-    /// needs no inline script).
+    /// `/dashboard.css`, `/dashboard*.js`: the dashboard's parts
+    /// (separate files, so its content security policy needs no inline
+    /// script).
     Asset(dashboard::Asset),
     /// A format of [`FORMATS`] at its path: `/stats` (JSON), `/metrics`
     /// (Prometheus), `/influx` (InfluxDB line protocol).
@@ -38,26 +40,56 @@ pub enum Route {
     Health,
     /// `/history`: the recorded series.
     History,
+    /// `/funcs`, `/funcs.json`, `/funcs.dot`: the call graph (`?pid=`: one
+    /// process's).
+    Funcs(crate::funcs::Format),
+    /// `/traces`: recent traces across processes, newest first (short
+    /// records).
+    Traces,
+    /// `/traces/<pid>/<id>` (the record) and `/traces/<pid>/<id>.svg`
+    /// (the timeline).
+    Trace(u32, u64, TraceFormat),
+    /// `/trace/next.json`, `/trace/next.svg`: wait for the next trace whose
+    /// root matches `task=` (answered asynchronously by `traces::next::wait`).
+    TraceNext(TraceFormat),
 }
 
 /// Every fixed path and its route; with the formats' paths (in
 /// [`FORMATS`]) and `/stats/<pid>`, the routing and the index at `/`.
-const FIXED: [(&str, Route); 4] = [
+const FIXED: [(&str, Route); 10] = [
     ("/", Route::Index),
     ("/processes", Route::Processes),
     ("/healthz", Route::Health),
     ("/history", Route::History),
+    ("/funcs", Route::Funcs(crate::funcs::Format::Text)),
+    ("/funcs.json", Route::Funcs(crate::funcs::Format::Json)),
+    ("/funcs.dot", Route::Funcs(crate::funcs::Format::Dot)),
+    ("/traces", Route::Traces),
+    ("/trace/next.json", Route::TraceNext(TraceFormat::Json)),
+    ("/trace/next.svg", Route::TraceNext(TraceFormat::Svg)),
 ];
 
-/// The path of [`Route::Process`], as the index shows it.
-const PROCESS_PATH: &str = "/stats/<pid>";
+/// The paths with parameters ([`Route::Process`], [`Route::Trace`]), as the
+/// index shows them.
+const PARAMETER_PATHS: [&str; 3] = [
+    "/stats/<pid>",
+    "/traces/<pid>/<id>",
+    "/traces/<pid>/<id>.svg",
+];
 
 impl Route {
     /// Whether answering needs the shared pass or the history (work done
     /// off the connection threads), rather than only what is in memory.
     pub fn is_slow(self) -> bool {
         match self {
-            Route::Export(_) | Route::Process(_) | Route::Processes | Route::History => true,
+            Route::Export(_)
+            | Route::Process(_)
+            | Route::Processes
+            | Route::History
+            | Route::Funcs(_)
+            | Route::Traces
+            | Route::Trace(..)
+            | Route::TraceNext(_) => true,
             Route::Index | Route::Asset(_) | Route::Health => false,
         }
     }
@@ -107,6 +139,10 @@ pub(crate) fn route_in(path: &str, formats: &[&'static dyn Format]) -> Option<Ro
     if let Some(asset) = dashboard::Asset::at(path) {
         return Some(Route::Asset(asset));
     }
+    if let Some(rest) = path.strip_prefix("/traces/") {
+        let (pid, id, format) = crate::traces::answer::parse_path(rest)?;
+        return Some(Route::Trace(pid, id, format));
+    }
     let pid = path.strip_prefix("/stats/")?;
     if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -115,10 +151,10 @@ pub(crate) fn route_in(path: &str, formats: &[&'static dyn Format]) -> Option<Ro
 }
 
 /// Every path served, for the index and the 404 message: the fixed ones,
-/// the formats' and `/stats/<pid>`.
+/// the formats' and those with parameters.
 fn paths() -> Vec<&'static str> {
     let mut paths: Vec<&str> = FORMATS.iter().filter_map(|f| f.path()).collect();
-    paths.push(PROCESS_PATH);
+    paths.extend(PARAMETER_PATHS);
     paths.extend(FIXED.iter().map(|(path, _)| *path));
     paths.sort_unstable();
     paths
@@ -138,40 +174,6 @@ pub struct RequestHead {
     pub accepts_html: bool,
 }
 
-/// An answer before it is put on the wire.
-#[derive(Debug)]
-pub struct Reply {
-    /// HTTP status.
-    pub status: u16,
-    /// `Content-Type`.
-    pub content_type: &'static str,
-    /// The body, shared with the pass cache where it comes from there.
-    pub body: Arc<[u8]>,
-    /// `X-Stats-Pipe-Pass`: the number of the pass answered from.
-    pub pass: Option<u64>,
-    /// One more header (`Allow`, `WWW-Authenticate`,
-    /// `Content-Security-Policy`).
-    pub extra: Option<(HeaderName, &'static str)>,
-}
-
-impl Reply {
-    /// A JSON answer.
-    pub fn json(status: u16, body: impl Into<Arc<[u8]>>) -> Reply {
-        Reply {
-            status,
-            content_type: json::CONTENT_TYPE,
-            body: body.into(),
-            pass: None,
-            extra: None,
-        }
-    }
-
-    /// `{"error": message}` with `status`.
-    pub fn error(status: u16, message: &str) -> Reply {
-        Reply::json(status, json::error(message))
-    }
-}
-
 /// What the routes share: the pass cache, the history, the token and the
 /// connection counts for `/healthz`.
 pub struct Context {
@@ -182,6 +184,10 @@ pub struct Context {
     /// The bearer token every path but `/healthz` needs, if any.
     pub token: Option<String>,
     pub(crate) registry: Arc<Registry>,
+    /// The trace FIFOs' reader, when `serve` serves traces.
+    pub(crate) traces: Option<Arc<TraceReader>>,
+    /// Room for requests waiting in `/trace/next.*`.
+    pub(crate) trace_waiters: Arc<tokio::sync::Semaphore>,
 }
 
 /// Checks what needs no pass (route, method, token, target length): the
@@ -243,6 +249,18 @@ pub fn answer(route: Route, query: &str, accepts_html: bool, context: &Context) 
         Route::Export(_) | Route::Process(_) | Route::Processes => {
             from_pass(route, &context.cache.get())
         }
+        Route::Funcs(format) => crate::funcs::answer(format, query, &context.cache.get()),
+        Route::Traces | Route::Trace(..) => {
+            let Some(reader) = &context.traces else {
+                return Reply::error(404, "traces are off in this server");
+            };
+            match route {
+                Route::Trace(pid, id, format) => traces::answer::one(pid, id, format, reader),
+                _ => traces::answer::index(query, reader),
+            }
+        }
+        // It waits: `http` answers it with `traces::next::wait`.
+        Route::TraceNext(_) => Reply::error(500, "not an immediate route"),
     }
 }
 
@@ -268,9 +286,14 @@ fn from_pass(route: Route, cached: &CachedPass) -> Reply {
             Some(source) => Reply::json(200, json::process(pass, source)),
             None => Reply::error(404, &format!("no stats pipe for PID {pid}")),
         },
-        Route::Index | Route::Asset(_) | Route::Health | Route::History => {
-            Reply::error(500, "not a pass route")
-        }
+        Route::Index
+        | Route::Asset(_)
+        | Route::Health
+        | Route::History
+        | Route::Funcs(_)
+        | Route::Traces
+        | Route::Trace(..)
+        | Route::TraceNext(_) => Reply::error(500, "not a pass route"),
     };
     reply.pass = Some(cached.number);
     reply
@@ -432,6 +455,19 @@ mod tests {
                 "/dashboard.js",
                 Some(Route::Asset(dashboard::Asset::Script)),
             ),
+            ("/traces", Some(Route::Traces)),
+            ("/traces/12/3", Some(Route::Trace(12, 3, TraceFormat::Json))),
+            (
+                "/traces/12/3.svg",
+                Some(Route::Trace(12, 3, TraceFormat::Svg)),
+            ),
+            ("/traces/12", None),
+            ("/trace/next.svg", Some(Route::TraceNext(TraceFormat::Svg))),
+            (
+                "/trace/next.json",
+                Some(Route::TraceNext(TraceFormat::Json)),
+            ),
+            ("/trace/next", None),
             ("/etc/passwd", None),
             ("", None),
         ];

@@ -127,7 +127,7 @@ impl std::fmt::Display for Status {
 pub struct Source {
     /// Path of the pipe.
     pub path: PathBuf,
-    /// PID from the file name, if it is `<pid>.stats`.
+    /// PID from the file name, if it is `<pid>.stats` (`<pid>.traces`).
     pub pid: Option<u32>,
     /// The outcome.
     pub status: Status,
@@ -179,10 +179,14 @@ impl Source {
     }
 }
 
-/// The PID in a `<pid>.stats` file name: decimal digits only, no sign, no
-/// leading zero, not 0, and within `u32`.
+/// The PID in a `<pid>.stats` (or a trace FIFO's `<pid>.traces`) file
+/// name: decimal digits only, no sign, no leading zero, not 0, and within
+/// `u32`.
 pub fn pid_from_path(path: &std::path::Path) -> Option<u32> {
-    let digits = path.file_name()?.to_str()?.strip_suffix(".stats")?;
+    let name = path.file_name()?.to_str()?;
+    let digits = name
+        .strip_suffix(".stats")
+        .or_else(|| name.strip_suffix(".traces"))?;
     if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -263,5 +267,28 @@ impl Pass {
     /// How many sources were read `Ok`.
     pub fn ok_count(&self) -> usize {
         self.sources.iter().filter(|s| s.status.is_ok()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_from_stats_and_traces_names() {
+        let pid = |name: &str| pid_from_path(std::path::Path::new(name));
+        assert_eq!(pid("/d/42.stats"), Some(42));
+        assert_eq!(pid("/d/traces/42.traces"), Some(42));
+        for bad in [
+            "0.stats",
+            "042.traces",
+            "+1.stats",
+            "42.trace",
+            "42",
+            ".traces",
+            "x.traces",
+        ] {
+            assert_eq!(pid(bad), None, "{bad}");
+        }
     }
 }

@@ -21,6 +21,7 @@ use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use nix::sys::stat::Mode;
 use nix::unistd::mkfifo;
 use pipe_writer::input::{parse_line, read_line};
+use pipe_writer::span_reports::SpanReports;
 use stats_core::Registry;
 use stats_core::envelope::{Header, write_header, write_trailer};
 
@@ -33,9 +34,10 @@ fn main() {
     let registry = Registry::new();
     let mut input = BufReader::new(std::io::stdin().lock());
     let mut line = Vec::new();
+    let mut spans = SpanReports::new();
     while let Some(read) = read_line(&mut input, &mut line).expect("stdin") {
         if let Ok(Some(command)) = read.and_then(parse_line) {
-            command.apply(&registry);
+            command.apply(&registry, &mut spans);
         }
     }
     let pid = std::process::id();

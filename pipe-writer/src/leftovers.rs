@@ -184,14 +184,18 @@ fn changed_at(stat: &FileStat) -> SystemTime {
 fn leftover_pid(name: &str) -> Option<u32> {
     let pid = match name.strip_prefix('.') {
         Some(hidden) => {
-            let (pid, rest) = hidden.split_once(".stats.")?;
+            let (pid, rest) = hidden
+                .split_once(".stats.")
+                .or_else(|| hidden.split_once(".traces."))?;
             let spare = rest == "tmp"
                 || rest
                     .strip_suffix(".tmp")
                     .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
             spare.then_some(pid)?
         }
-        None => name.strip_suffix(".stats")?,
+        None => name
+            .strip_suffix(".stats")
+            .or_else(|| name.strip_suffix(".traces"))?,
     };
     let canonical =
         !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && !(pid.starts_with('0'));
@@ -206,6 +210,8 @@ mod tests {
     fn names_a_writer_makes() {
         let cases = [
             ("42.stats", Some(42)),
+            ("42.traces", Some(42)),
+            (".42.traces.3.tmp", Some(42)),
             (".42.stats.tmp", Some(42)),
             (".42.stats.7.tmp", Some(42)),
             (".42.stats.12.tmp", Some(42)),

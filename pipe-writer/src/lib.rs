@@ -55,12 +55,15 @@
 //! let text = String::from_utf8(std::fs::read(&path)?)?;
 //! assert!(text.contains("\n#seq: 1\n") && text.contains("\nrequests: 4\n"));
 //!
-//! server.stop()?; // joins the serving thread and removes the FIFO
+//! server.stop()?; // joins the serving threads and removes the FIFOs
 //! assert!(!path.exists());
-//! // Only our private spare directory is left (shared by our writers).
+//! assert!(!dir.join(format!("traces/{pid}.traces")).exists());
+//! // Only what our writers share is left: our private spare directory and
+//! // the traces directory.
 //! for entry in std::fs::read_dir(&dir)? {
 //!     let name = entry?.file_name();
-//!     assert!(name.to_string_lossy().starts_with(pipe_writer::SPARE_DIR_PREFIX), "{name:?}");
+//!     let name = name.to_string_lossy();
+//!     assert!(name.starts_with(pipe_writer::SPARE_DIR_PREFIX) || name == "traces", "{name:?}");
 //! }
 //! std::fs::remove_dir_all(&dir)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -94,6 +97,8 @@ mod server;
 mod snapshot;
 #[cfg(feature = "writer")]
 mod sweep;
+#[cfg_attr(not(feature = "writer"), allow(dead_code))] // `verify_traces` is shared
+mod traces;
 
 #[cfg(feature = "writer")]
 pub use counters::ServeStats;
@@ -103,6 +108,9 @@ pub use dir::{
 };
 pub use error::Error;
 #[cfg(feature = "writer")]
+pub use input::{span_line, span_reports};
+#[cfg(feature = "writer")]
 pub use reach::CHECK_AFTER_SERVES;
 #[cfg(feature = "writer")]
 pub use server::{Builder, DEFAULT_MODE, DEFAULT_STALL_TIMEOUT, Server, start};
+pub use traces::{TRACES_DIR, TracesRead, verify_traces};

@@ -47,6 +47,8 @@ struct Spare {
 #[derive(Debug)]
 pub(crate) struct Pool {
     pid: u32,
+    /// The served name's suffix: `stats` or `traces`.
+    suffix: &'static str,
     spares: VecDeque<Spare>,
     /// Cleared for good when the filesystem cannot exchange two names: every
     /// serve then renames a fresh FIFO over the path.
@@ -54,9 +56,10 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(pid: u32) -> Pool {
+    pub(crate) fn new(pid: u32, suffix: &'static str) -> Pool {
         Pool {
             pid,
+            suffix,
             spares: VecDeque::with_capacity(SPARES + 1),
             exchange: true,
         }
@@ -64,8 +67,8 @@ impl Pool {
 
     fn name(&self, index: usize) -> String {
         match index {
-            0 => format!(".{}.stats.tmp", self.pid),
-            n => format!(".{}.stats.{n}.tmp", self.pid),
+            0 => format!(".{}.{}.tmp", self.pid, self.suffix),
+            n => format!(".{}.{}.{n}.tmp", self.pid, self.suffix),
         }
     }
 

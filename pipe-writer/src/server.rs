@@ -21,6 +21,7 @@ use crate::reach::{CHECK_AFTER_SERVES, OnUnreachable, check_reach};
 use crate::send::{Delivery, Sent, pipe_max_size};
 use crate::snapshot::{Snapshotter, Source};
 use crate::sweep::{Retired, Watch};
+use crate::traces::Content;
 
 /// Permission bits of a FIFO unless [`Builder::mode`] says otherwise: only
 /// the owner (and root) may read our stats.
@@ -57,6 +58,8 @@ pub struct Builder {
     stall_timeout: Duration,
     process_stats: bool,
     on_unreachable: Option<OnUnreachable>,
+    traces: bool,
+    content: Content,
 }
 
 impl Default for Builder {
@@ -77,6 +80,8 @@ impl Builder {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             process_stats: true,
             on_unreachable: None,
+            traces: true,
+            content: Content::Stats,
         }
     }
 
@@ -125,8 +130,20 @@ impl Builder {
     /// this server. A program that keeps its pipe published (the
     /// `pipe-writer` binary) then needs a timer only for while nobody
     /// reads. `report` runs on the serving thread and must return at once.
+    /// Only the `.stats` FIFO's serves check: the traces server
+    /// ([`Builder::traces`]) is started and restored with it, and
+    /// [`Server::check`] looks at the `.stats` path.
     pub fn on_unreachable(mut self, report: impl Fn(&Error) + Send + Sync + 'static) -> Builder {
         self.on_unreachable = Some(OnUnreachable(Arc::new(report)));
+        self
+    }
+
+    /// Whether the registry's completed traces are served too (on by
+    /// default), at `<dir>/traces/<pid>.traces` (see FORMAT.md, "Traces"),
+    /// by a second serving thread and orphan sweeper. The `traces`
+    /// subdirectory is created if missing and checked like `dir`.
+    pub fn traces(mut self, on: bool) -> Builder {
+        self.traces = on;
         self
     }
 
@@ -146,17 +163,35 @@ impl Builder {
     /// the threads cannot be started.
     pub fn start(self) -> Result<Server, Error> {
         check_proc().map_err(|errno| Error::NoProc { errno })?;
-        let dir = Arc::new(PipeDir::open(resolve(self.dir))?);
+        let dir_path = resolve(self.dir.clone());
+        let dir = Arc::new(PipeDir::open(dir_path.clone())?);
         let pid = std::process::id();
-        let name = format!("{pid}.stats");
+        let name = format!("{pid}.{}", self.content.suffix());
         let claim = DirClaim::new(dir.id(), dir.join(&name))?;
+        // Made in the pipe directory only once that is known to be safe.
+        let traces = match (self.content, self.traces) {
+            (Content::Stats, true) => {
+                let mut traces = self.clone();
+                traces.dir = Some(dir_path.join(crate::traces::TRACES_DIR));
+                traces.content = Content::Traces;
+                traces.process_stats = false;
+                // The path check after serves is the stats FIFO's: what
+                // acts on a report ([`Server::check`], serving afresh)
+                // checks and restores that path, and the traces server
+                // with it; a report about the traces path would name a
+                // path nobody checks again.
+                traces.on_unreachable = None;
+                Some(Box::new(traces.start()?))
+            }
+            _ => None,
+        };
         // Dead writers of our user leave FIFOs a `cat` would hang on.
         leftovers::remove_dead(&dir, pid);
         let stale = match dir.inspect(Area::Pipes, &name)? {
             Existing::OurFifo => Some(dir.open_fifo(Area::Pipes, &name)?),
             Existing::Nothing => None,
         };
-        let pool = Pool::new(pid);
+        let pool = Pool::new(pid, self.content.suffix());
         let first = pool.start(&dir, &name, self.mode)?;
 
         let shared = Arc::new(Shared {
@@ -198,7 +233,8 @@ impl Builder {
 
         let sweeper_shared = Arc::clone(&shared);
         let mut sweeper_snapshots =
-            Snapshotter::new(self.source.clone(), pid, Arc::clone(&seq), own.clone());
+            Snapshotter::new(self.source.clone(), pid, Arc::clone(&seq), own.clone())
+                .serving(self.content);
         let sweeper_own = own.clone();
         let sweeper_watch = Arc::clone(&watch);
         let stall = self.stall_timeout;
@@ -227,7 +263,7 @@ impl Builder {
             mode: self.mode,
             shared: Arc::clone(&shared),
             current: first,
-            snapshotter: Snapshotter::new(self.source, pid, seq, own.clone()),
+            snapshotter: Snapshotter::new(self.source, pid, seq, own.clone()).serving(self.content),
             watch: Arc::clone(&watch),
             own,
             refreshed: Instant::now(),
@@ -258,6 +294,7 @@ impl Builder {
             sweeping: Some(sweeping),
             watch,
             _claim: claim,
+            traces,
         })
     }
 }
@@ -290,6 +327,8 @@ pub struct Server {
     /// The orphan watch, ended once the serving thread is joined.
     watch: Arc<Watch>,
     _claim: DirClaim,
+    /// The server of `<dir>/traces/<pid>.traces`, if traces are served.
+    traces: Option<Box<Server>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -305,6 +344,12 @@ impl Server {
     /// The FIFO path, `<dir>/<pid>.stats`.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The traces FIFO's path, `<dir>/traces/<pid>.traces`, if traces are
+    /// served ([`Builder::traces`]).
+    pub fn traces_path(&self) -> Option<&Path> {
+        self.traces.as_deref().map(Server::path)
     }
 
     /// What has been served so far.
@@ -369,6 +414,9 @@ impl Server {
     }
 
     fn shutdown(&mut self) -> Result<(), Error> {
+        if let Some(mut traces) = self.traces.take() {
+            let _ = traces.shutdown();
+        }
         let Some(serving) = self.serving.take() else {
             return Ok(());
         };

@@ -12,6 +12,7 @@ use stats_core::format::write_line;
 use stats_core::kinds::write_kind_line;
 
 use crate::process_stats::OwnFigures;
+use crate::traces::{self, Content};
 
 /// Which registry a server serves.
 #[derive(Clone, Debug)]
@@ -40,6 +41,7 @@ pub(crate) struct Snapshotter {
     /// The process's own figures, kept fresh by the orphan sweeper; `None`
     /// when turned off.
     own: Option<Arc<OwnFigures>>,
+    content: Content,
     buf: Vec<u8>,
     /// The `process.*` lines of the snapshot being built, and where each
     /// goes in `buf`.
@@ -66,16 +68,28 @@ impl Snapshotter {
             pid,
             seq,
             own,
+            content: Content::Stats,
             buf: Vec::new(),
             own_lines: Vec::new(),
             inserts: Vec::new(),
         }
     }
 
+    /// Serves `content` instead of the stats.
+    pub(crate) fn serving(mut self, content: Content) -> Snapshotter {
+        self.content = content;
+        self
+    }
+
     /// The registry's stats right now, wrapped in the envelope (FORMAT.md).
     /// Recording threads are not held up: the registry takes its lock only
     /// to clone the list of stats, then every value is one atomic load.
     pub(crate) fn build(&mut self) -> &[u8] {
+        if self.content == Content::Traces {
+            let seq = self.seq.fetch_add(1, Relaxed);
+            traces::build(&mut self.buf, self.source.registry(), self.pid, seq);
+            return &self.buf;
+        }
         self.buf.clear();
         let time = SystemTime::now()
             .duration_since(UNIX_EPOCH)

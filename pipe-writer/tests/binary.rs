@@ -4,63 +4,13 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use stats_core::Snapshot;
-use util::{ChildGuard, TempDir, complete_body, eventually, output_within, read_once};
-
-const READ_DEADLINE: Duration = Duration::from_secs(2);
-
-struct Writer {
-    child: ChildGuard,
-    stdin: Option<ChildStdin>,
-    path: PathBuf,
-}
-
-/// Starts the binary in `dir` and waits until it serves (`--print-path`).
-fn spawn(dir: &Path, extra: &[&str]) -> Writer {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pipe-writer"))
-        .arg("--dir")
-        .arg(dir)
-        .arg("--print-path")
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take();
-    let stdout = child.stdout.take().unwrap();
-    let child = ChildGuard(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let path = PathBuf::from(line.trim_end());
-    assert_eq!(path, dir.join(format!("{}.stats", child.pid())));
-    Writer { child, stdin, path }
-}
-
-impl Writer {
-    fn send(&mut self, text: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(text.as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        let bytes = read_once(&self.path, READ_DEADLINE).unwrap();
-        Snapshot::parse(complete_body(&bytes), 1 << 16).0
-    }
-
-    fn stderr(&mut self) -> String {
-        let mut text = String::new();
-        std::io::Read::read_to_string(self.child.0.stderr.as_mut().unwrap(), &mut text).unwrap();
-        text
-    }
-}
+use util::binary::{READ_DEADLINE, spawn};
+use util::{TempDir, complete_body, eventually, output_within, read_once};
 
 #[test]
 fn lines_on_stdin_become_stats_and_eof_removes_the_fifo() {
@@ -88,11 +38,8 @@ fn lines_on_stdin_become_stats_and_eof_removes_the_fifo() {
             ("load avg".to_owned(), "Float(0.5)".to_owned()),
         ]
     );
-    drop(w.stdin.take());
-    let status = w.child.wait_within(Duration::from_secs(5)).unwrap();
-    assert!(status.success(), "{status:?}");
+    let stderr = w.finish();
     assert!(dir.list().is_empty(), "left behind: {:?}", dir.list());
-    let stderr = w.stderr();
     for expected in [
         "stdin line 3: expected `name: value` or `name += value`",
         "\"not a stat\"",
@@ -101,7 +48,13 @@ fn lines_on_stdin_become_stats_and_eof_removes_the_fifo() {
     ] {
         assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
     }
-    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+    // One line per skipped line, and the count at the end of input.
+    assert!(stderr.contains("(3 so far)"), "{stderr}");
+    assert!(
+        stderr.ends_with("pipe-writer: end of stdin: 3 of 9 lines skipped\n"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 4, "{stderr}");
 }
 
 #[test]

@@ -37,6 +37,8 @@ fn serve(dir: &TempDir, registry: &Arc<Registry>) -> pipe_writer::Server {
         .registry(Arc::clone(registry))
         // Compared byte for byte with the registry's lines.
         .process_stats(false)
+        // The stats FIFO's protocol alone (traces: tests/traces.rs).
+        .traces(false)
         .start()
         .unwrap()
 }

@@ -21,3 +21,28 @@ pub(crate) fn now() -> Instant {
 pub(crate) fn elapsed(start: Instant) -> Duration {
     CLOCK.delta(start, CLOCK.raw())
 }
+
+/// Time from `start` to `end` (zero if `end` is earlier).
+#[inline]
+pub(crate) fn delta(start: Instant, end: Instant) -> Duration {
+    CLOCK.delta(start, end)
+}
+
+/// A wall-clock reading and the raw reading taken with it, to turn raw
+/// readings into Unix time without a clock call per reading.
+static ANCHOR: LazyLock<(f64, Instant)> = LazyLock::new(|| {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    (wall, now())
+});
+
+/// A raw reading as Unix seconds.
+pub(crate) fn to_unix(at: Instant) -> f64 {
+    let (wall, raw) = *ANCHOR;
+    if at >= raw {
+        wall + delta(raw, at).as_secs_f64()
+    } else {
+        wall - delta(at, raw).as_secs_f64()
+    }
+}

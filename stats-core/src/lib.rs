@@ -3,7 +3,8 @@
 //! `stats-core` is the part of stats-pipe with no I/O: a [`Registry`] of
 //! stats recorded by name ([`incr`], [`set`], [`Registry::record`]) or
 //! through cheap typed handles ([`Counter`], [`Gauge`], [`Histogram`] with
-//! its [`Timer`], and monkit-style [`Task`]s); the kinds a reader needs to
+//! its [`Timer`], and monkit-style [`Task`]s, whose nested runs count call edges and
+//! form traces: [`span`], [`trace`]); the kinds a reader needs to
 //! merge them right ([`kinds`], [`histogram_lines`], [`buckets`]); the line format ([`mod@format`], [`tags`]); a
 //! streaming [`Parser`] that skips and counts bad lines; the snapshot
 //! [`envelope`] that lets a reader detect torn snapshots; and the
@@ -63,7 +64,10 @@ pub use histogram::{Distribution, Histogram, QUANTILES, Timer};
 pub use parse::{DEFAULT_MAX_LINE, ErrorLog, KEPT_ERRORS, ParseError, ParseErrorKind, Parser};
 pub use registry::Registry;
 pub use snapshot::{Entry, Snapshot};
+pub use task::span::SpanParent;
 pub use task::{Outcome, Task, TaskGuard, TaskOutcomes};
+pub use task::{span, trace};
+pub use trace::{Trace, Tracer};
 pub use value::Value;
 
 /// Adds `by` to the stat `name` in the process-wide registry (see

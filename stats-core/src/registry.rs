@@ -15,7 +15,7 @@ use std::sync::atomic::{
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::thread::LocalKey;
 
-use crate::cell::{KIND_EPOCH, Kind, Scalar};
+use crate::cell::{DECLARATION_EPOCH, Kind, Scalar};
 use crate::format::{write_line, write_value_line_end};
 use crate::handles::{Counter, Gauge};
 use crate::histogram::{Histogram, HistogramCell};
@@ -24,6 +24,7 @@ use crate::kinds::{WireKind, write_kind_line};
 use crate::name::sanitize;
 use crate::snapshot::{Entry, Snapshot};
 use crate::task::{Task, TaskCell};
+use crate::trace::Tracer;
 use crate::value::Value;
 
 /// Per-thread cache size at which the cache is emptied and refilled, so a
@@ -207,9 +208,11 @@ impl Sorted {
 pub struct Registry {
     id: u64,
     index: Mutex<Index>,
+    tracer: Arc<Tracer>,
     /// The declaration lines last rendered, reused while neither the set
-    /// of stats nor any kind changed (issue 15: rendering them was 13 % of
-    /// a writer's CPU read once a second, for the same bytes every time).
+    /// of stats (call edges included) nor any kind changed (issue 15:
+    /// rendering them was 13 % of a writer's CPU read once a second, for
+    /// the same bytes every time).
     kinds: Mutex<Option<KindLines>>,
 }
 
@@ -241,6 +244,7 @@ impl Registry {
         Registry {
             id: NEXT_REGISTRY_ID.fetch_add(1, Relaxed),
             index: Mutex::default(),
+            tracer: Arc::default(),
             kinds: Mutex::default(),
         }
     }
@@ -320,10 +324,19 @@ impl Registry {
         if let Some(cell) = index.tasks.get(name.as_ref()) {
             return Task::new(Arc::clone(cell));
         }
-        let cell = Arc::new(TaskCell::new(name.as_ref().into()));
+        let cell = Arc::new(TaskCell::new(
+            name.as_ref().into(),
+            Arc::clone(&self.tracer),
+        ));
         index.tasks.insert(name.as_ref().into(), Arc::clone(&cell));
         index.sorted = None;
         Task::new(cell)
+    }
+
+    /// The tracer of this registry's tasks: sampling and the ring of
+    /// completed traces (see [`crate::trace`]).
+    pub fn tracer(&self) -> &Tracer {
+        &self.tracer
     }
 
     /// Number of metrics (stats, histograms and tasks).
@@ -379,6 +392,8 @@ impl Registry {
                     for histogram in task.duration_histograms() {
                         histogram_lines::render(histogram.name(), &histogram.distribution(), buf);
                     }
+                    task.edges()
+                        .for_each_counter(|edge| write_line(buf, edge.name(), edge.value()));
                 }
             }
         }
@@ -387,11 +402,12 @@ impl Registry {
     /// Appends the metadata lines that tell a reader what each stat is
     /// (`#counter NAME: 1`, `#histogram NAME: 1`, `#max NAME: 1`; see
     /// [`crate::kinds`]). Gauges need no line. The lines are kept and
-    /// copied while no stat was added or changed kind.
+    /// copied while no stat or call edge was added and none changed kind.
     pub fn render_kinds_into(&self, buf: &mut Vec<u8>) {
-        // Read before rendering: a kind changed meanwhile bumps it again,
-        // so these lines are rendered anew next time.
-        let epoch = KIND_EPOCH.load(Acquire);
+        // Read before rendering: a kind changed or a call edge added
+        // meanwhile bumps it again, so these lines are rendered anew next
+        // time.
+        let epoch = DECLARATION_EPOCH.load(Acquire);
         let sorted = self.sorted();
         let mut cache = self.kinds.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(kept) = cache.as_ref()
@@ -515,6 +531,9 @@ fn render_kind_lines(sorted: &Sorted, buf: &mut Vec<u8>) {
                 for histogram in task.duration_histograms() {
                     write_kind_line(buf, WireKind::Histogram, histogram.name());
                 }
+                task.edges().for_each_counter(|edge| {
+                    write_kind_line(buf, WireKind::Counter, edge.name());
+                });
             }
         }
     }
@@ -542,6 +561,49 @@ mod tests {
         r.incr("a", -5);
         assert_eq!(kinds(&r), "#counter b: 1\n");
         assert_eq!(kinds(&r), "#counter b: 1\n");
+    }
+
+    /// A call edge's counters are made on its first call, with no stat
+    /// added to the registry: kept lines must still declare them, or a
+    /// reader would take `<callee>.calls[...]` for gauges.
+    #[test]
+    fn kept_declaration_lines_follow_new_call_edges() {
+        let r = Registry::new();
+        let kinds = |r: &Registry| {
+            let mut buf = Vec::new();
+            r.render_kinds_into(&mut buf);
+            String::from_utf8(buf).unwrap()
+        };
+        let (request, query, cache) = (r.task("request"), r.task("query"), r.task("cache"));
+        let before = kinds(&r);
+        assert!(!before.contains(".calls["), "{before}");
+        let _ = request.run(|| query.run(|| Ok::<_, ()>(())));
+        let after = kinds(&r);
+        for outcome in ["success", "error", "panic"] {
+            let line = format!("#counter query.calls[caller=request,outcome={outcome}]: 1\n");
+            assert!(after.contains(&line), "{line:?} missing in {after}");
+        }
+        assert!(!after.contains("cache.calls["), "{after}");
+        // Kept, same bytes; a second edge into a callee that has one
+        // already is declared too.
+        assert_eq!(kinds(&r), after);
+        let _ = cache.run(|| query.run(|| Err::<(), _>("miss")));
+        let last = kinds(&r);
+        assert!(
+            last.contains("#counter query.calls[caller=cache,outcome=error]: 1\n"),
+            "{last}"
+        );
+        // Every edge line the values carry is declared.
+        let mut values = Vec::new();
+        r.render_into(&mut values);
+        let values = String::from_utf8(values).unwrap();
+        for line in values.lines().filter(|l| l.contains(".calls[")) {
+            let name = line.rsplit_once(": ").unwrap().0;
+            assert!(
+                last.contains(&format!("#counter {name}: 1\n")),
+                "{name} undeclared"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The metric-kind tests' writer: a `kinds_writer` process (this package's
 //! test binary, linking pipe-writer and stats-core) driven over its stdin,
-//! killed and reaped on drop.
+//! killed and reaped on drop; also the driver of this package's other
+//! writer programs, which share its protocol (`writer_program`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -23,14 +24,24 @@ impl KindsWriter {
     /// # Panics
     /// If it cannot be built, started, or does not say it is serving.
     pub fn start(dir: &Path) -> KindsWriter {
-        let mut child = Command::new(workspace_binary("stats-pipe-tests", "kinds_writer"))
+        KindsWriter::start_binary("kinds_writer", dir)
+    }
+
+    /// Starts another of this package's writers that speaks the same
+    /// protocol (`serving <path>`, then `ok` per command), such as
+    /// `calls_writer`.
+    ///
+    /// # Panics
+    /// As [`KindsWriter::start`].
+    pub fn start_binary(binary: &str, dir: &Path) -> KindsWriter {
+        let mut child = Command::new(workspace_binary("stats-pipe-tests", binary))
             .arg("--dir")
             .arg(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn kinds_writer");
+            .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut writer = KindsWriter {
@@ -42,7 +53,7 @@ impl KindsWriter {
         let first = writer.line();
         writer.path = first
             .strip_prefix("serving ")
-            .unwrap_or_else(|| panic!("kinds_writer said {first:?}"))
+            .unwrap_or_else(|| panic!("{binary} said {first:?}"))
             .into();
         writer
     }
@@ -62,6 +73,19 @@ impl KindsWriter {
     /// # Panics
     /// If one is refused or the writer is gone.
     pub fn send(&mut self, commands: &[String]) {
+        self.write_lines(commands);
+        for command in commands {
+            let answer = self.line();
+            assert_eq!(answer, "ok", "{command}");
+        }
+    }
+
+    /// Sends commands without reading their answers (for a program that
+    /// answers with more than `ok`; read them with [`KindsWriter::line`]).
+    ///
+    /// # Panics
+    /// If the writer's stdin is closed.
+    pub fn write_lines(&mut self, commands: &[String]) {
         let stdin = self.stdin.as_mut().expect("writer still has stdin");
         let mut text = String::new();
         for command in commands {
@@ -70,12 +94,8 @@ impl KindsWriter {
         }
         stdin
             .write_all(text.as_bytes())
-            .expect("write to kinds_writer");
-        stdin.flush().expect("flush kinds_writer stdin");
-        for command in commands {
-            let answer = self.line();
-            assert_eq!(answer, "ok", "{command}");
-        }
+            .expect("write to the writer's stdin");
+        stdin.flush().expect("flush the writer's stdin");
     }
 
     /// Asks it to exit (it stops serving and removes its FIFO) and reaps it.
@@ -96,9 +116,16 @@ impl KindsWriter {
         let _ = self.child.wait();
     }
 
-    fn line(&mut self) -> String {
+    /// Its next line of output, without the line end; empty once it
+    /// ended.
+    ///
+    /// # Panics
+    /// If its output cannot be read.
+    pub fn line(&mut self) -> String {
         let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read kinds_writer");
+        self.stdout
+            .read_line(&mut line)
+            .expect("read the writer's output");
         line.trim_end().to_owned()
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod bindings;
+pub mod calls;
 pub mod faults;
 pub mod hostile;
 pub mod http_client;
@@ -10,3 +11,5 @@ pub mod kinds;
 pub mod live;
 pub mod ports;
 pub mod serve;
+pub mod traced;
+pub mod writer_program;

@@ -222,6 +222,11 @@ impl Browser {
     /// # Panics
     /// If the answer is not HTTP with a JSON body.
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        self.answer(method, path, body).1
+    }
+
+    /// One WebDriver command's HTTP status and JSON body.
+    fn answer(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let body = body.map(Value::to_string).unwrap_or_default();
         let answer = crate::http_client::try_send(
             self.addr,
@@ -232,20 +237,26 @@ impl Browser {
         )
         .unwrap_or_else(|e| panic!("no HTTP answer to {method} {path}: {e}"));
         let payload = answer.body;
-        serde_json::from_slice(&payload).unwrap_or_else(|e| {
+        let json = serde_json::from_slice(&payload).unwrap_or_else(|e| {
             panic!(
                 "{method} {path}: not JSON ({e}): {}",
                 String::from_utf8_lossy(&payload)
             )
-        })
+        });
+        (answer.status, json)
     }
 
+    /// A session command's `value`. WebDriver says a command failed by
+    /// the HTTP status (its body then holds `error` and `message`); a
+    /// script's result may hold an `error` key of its own, so the body
+    /// alone cannot tell.
     fn session_call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        let answer = self.call(method, &format!("/session/{}{path}", self.session), body);
-        if let Some(error) = answer["value"]["error"].as_str() {
+        let path = format!("/session/{}{path}", self.session);
+        let (status, answer) = self.answer(method, &path, body);
+        if !(200..300).contains(&status) {
             panic!(
-                "WebDriver {method} {path} failed: {error}: {}",
-                answer["value"]["message"]
+                "WebDriver {method} {path} failed (HTTP {status}): {}: {}",
+                answer["value"]["error"], answer["value"]["message"]
             );
         }
         answer["value"].clone()
@@ -269,6 +280,32 @@ impl Browser {
     pub fn screenshot(&self) -> Vec<u8> {
         let encoded = self.session_call("GET", "/screenshot", None);
         base64_decode(encoded.as_str().expect("base64 screenshot"))
+    }
+
+    /// Asserts that the dashboard's own error hook (`__dashboardErrors`,
+    /// set by `dashboard-errors.js`) and the browser console saw no error,
+    /// but console entries holding one of `expected` (a request the test
+    /// made fail on purpose logs one).
+    ///
+    /// # Panics
+    /// On any other error.
+    pub fn assert_no_errors(&self, expected: &[&str]) {
+        let errors = self.execute("return window.__dashboardErrors;");
+        assert_eq!(
+            errors,
+            Value::Array(Vec::new()),
+            "JavaScript errors on the page"
+        );
+        let severe: Vec<Value> = self
+            .console_log()
+            .into_iter()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .filter(|entry| {
+                let message = entry["message"].as_str().unwrap_or_default();
+                !expected.iter().any(|e| message.contains(e))
+            })
+            .collect();
+        assert!(severe.is_empty(), "console errors: {severe:?}");
     }
 
     /// The browser's console log so far (each entry has `level` and

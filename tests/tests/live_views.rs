@@ -274,18 +274,7 @@ fn dashboard_in_headless_chromium_charts_live_writers() {
     eprintln!("dashboard screenshot: {}", path.display());
 
     // No JavaScript error, by the page's own hook or in the console.
-    let errors = browser.execute("return window.__dashboardErrors;");
-    assert_eq!(
-        errors,
-        Value::Array(Vec::new()),
-        "JavaScript errors on the page"
-    );
-    let severe: Vec<Value> = browser
-        .console_log()
-        .into_iter()
-        .filter(|entry| entry["level"] == "SEVERE")
-        .collect();
-    assert!(severe.is_empty(), "console errors: {severe:?}");
+    browser.assert_no_errors(&[]);
     drop(traffic);
 }
 

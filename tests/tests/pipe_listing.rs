@@ -58,8 +58,9 @@ fn a_reader_that_opens_every_entry_sums_exactly_and_a_listing_shows_only_pipes()
         }
     });
 
-    // What `ls` shows: exactly the pipes. With dot-files: one directory
-    // more, the writers' (our user's) private spare directory.
+    // What `ls` shows: exactly the pipes, and the `traces` subdirectory of
+    // the trace FIFOs (issue 16). With dot-files: one directory more, the
+    // writers' (our user's) private spare directory.
     let listed = |all: bool| {
         let mut names: Vec<String> = std::fs::read_dir(dir.path())
             .expect("list the pipe directory")
@@ -74,9 +75,12 @@ fn a_reader_that_opens_every_entry_sums_exactly_and_a_listing_shows_only_pipes()
         names.sort();
         names
     };
-    assert_eq!(listed(false), pipes);
+    let traces_dir = pipe_writer::TRACES_DIR.to_owned();
+    let mut shown = pipes.clone();
+    shown.push(traces_dir.clone());
+    assert_eq!(listed(false), shown);
     let spare_dir = pipe_writer::spare_dir_name(nix::unistd::geteuid().as_raw());
-    let mut everything = pipes.clone();
+    let mut everything = shown.clone();
     everything.insert(0, spare_dir.clone());
     assert_eq!(listed(true), everything);
     let spares = std::fs::read_dir(dir.path().join(&spare_dir))
@@ -92,7 +96,11 @@ fn a_reader_that_opens_every_entry_sums_exactly_and_a_listing_shows_only_pipes()
     for (n, pass) in passes.iter().enumerate() {
         let opened: Vec<String> = serde_json::from_value(pass["opened"].clone()).expect("names");
         assert_eq!(opened, pipes, "pass {n}");
-        assert_eq!(pass["skipped"], serde_json::json!([spare_dir]), "pass {n}");
+        assert_eq!(
+            pass["skipped"],
+            serde_json::json!([spare_dir, traces_dir]),
+            "pass {n}"
+        );
         assert_eq!(
             pass["sums"]["requests"].as_i64(),
             Some(want),

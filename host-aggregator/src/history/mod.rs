@@ -63,6 +63,7 @@ use std::time::Duration;
 
 use crate::export::unix_seconds;
 use crate::{Pass, Source};
+pub(crate) use query::percent_decode;
 pub use query::{MAX_QUERY_GLOBS, Query};
 pub use recorder::Recorder;
 use series::Ring;

@@ -72,7 +72,7 @@ impl Query {
 
 /// Decodes `%XX` escapes and `+` (a space) in a query-string value; a bad
 /// escape is kept as it is.
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

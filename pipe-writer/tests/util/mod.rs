@@ -3,6 +3,8 @@
 //! processes that are killed if a test fails, and registries to serve.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -40,21 +42,10 @@ impl TempDir {
     /// Names in the directory, sorted; a writers' spare directory
     /// (`.spares-<uid>`) is not listed itself, its entries are, as
     /// `.spares-<uid>/<name>` (so an empty one is left out).
+    /// The traces subdirectory (`traces/`) is listed the same way, its
+    /// entries as `traces/<name>`.
     pub fn list(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&self.0).unwrap() {
-            let entry = entry.unwrap();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let is_dir = entry.file_type().unwrap().is_dir();
-            if is_dir && name.starts_with(pipe_writer::SPARE_DIR_PREFIX) {
-                for spare in std::fs::read_dir(entry.path()).unwrap() {
-                    let spare = spare.unwrap().file_name();
-                    names.push(format!("{name}/{}", spare.to_string_lossy()));
-                }
-            } else {
-                names.push(name);
-            }
-        }
+        let mut names = list_in(&self.0, "");
         names.sort();
         names
     }
@@ -166,6 +157,26 @@ pub fn complete_body(bytes: &[u8]) -> &[u8] {
             String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
         ),
     }
+}
+
+fn list_in(path: &Path, prefix: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(path).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_dir = entry.file_type().unwrap().is_dir();
+        if is_dir && name.starts_with(pipe_writer::SPARE_DIR_PREFIX) {
+            for spare in std::fs::read_dir(entry.path()).unwrap() {
+                let spare = spare.unwrap().file_name();
+                names.push(format!("{prefix}{name}/{}", spare.to_string_lossy()));
+            }
+        } else if is_dir && prefix.is_empty() && name == pipe_writer::TRACES_DIR {
+            names.extend(list_in(&entry.path(), &format!("{name}/")));
+        } else {
+            names.push(format!("{prefix}{name}"));
+        }
+    }
+    names
 }
 
 /// Runs `cmd` to completion, killing it and failing if it takes longer than

@@ -12,58 +12,24 @@
 //! Prints `serving <path>` once the FIFO is up.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, Write};
-use std::sync::Arc;
-
 use stats_core::{Registry, Value};
+use stats_pipe_tests::writer_program::{Step, serve_commands};
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let dir = match (args.next().as_deref(), args.next()) {
-        (Some("--dir"), Some(dir)) => dir,
-        _ => {
-            eprintln!("usage: kinds_writer --dir DIR");
-            std::process::exit(2);
-        }
-    };
-    let registry = Arc::new(Registry::new());
-    let server = match pipe_writer::Builder::new()
-        .dir(&dir)
-        .registry(Arc::clone(&registry))
-        .start()
-    {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("kinds_writer: {e}");
-            std::process::exit(1);
-        }
-    };
-    // The task's panics are expected: keep stderr quiet about them.
-    std::panic::set_hook(Box::new(|_| {}));
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "serving {}", server.path().display());
-    let _ = out.flush();
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let answer = match words.as_slice() {
-            ["exit"] => break,
-            ["record", name, value] => parse_value(value).map(|v| registry.record(name, v)),
-            ["incr", name, by] => parse_value(by).map(|v| registry.incr(name, v)),
-            ["set", name, value] => parse_value(value).map(|v| registry.set(name, v)),
-            ["task", name, outcome] => run_task(&registry, name, outcome),
-            _ => Err(format!("unknown command {line:?}")),
-        };
-        let _ = match answer {
-            Ok(()) => writeln!(out, "ok"),
-            Err(e) => writeln!(out, "error: {e}"),
-        };
-        let _ = out.flush();
-    }
-    if let Err(e) = server.stop() {
-        eprintln!("kinds_writer: {e}");
-        std::process::exit(1);
-    }
+    serve_commands(
+        "kinds_writer",
+        |_| {},
+        |registry, line, _| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            Step::Answer(match words.as_slice() {
+                ["record", name, value] => parse_value(value).map(|v| registry.record(name, v)),
+                ["incr", name, by] => parse_value(by).map(|v| registry.incr(name, v)),
+                ["set", name, value] => parse_value(value).map(|v| registry.set(name, v)),
+                ["task", name, outcome] => run_task(registry, name, outcome),
+                _ => Err(format!("unknown command {line:?}")),
+            })
+        },
+    );
 }
 
 fn parse_value(text: &str) -> Result<Value, String> {

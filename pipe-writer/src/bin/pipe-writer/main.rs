@@ -19,6 +19,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use inbox::Inbox;
 use pipe_writer::input::{parse_line, read_line};
+use pipe_writer::span_reports::SpanReports;
 use stats_core::Registry;
 
 const GRAMMAR: &str = "\
@@ -33,6 +34,20 @@ INPUT (one command per line on stdin):
   float it stays a float. Names must not be empty, hold control characters
   (tabs included) or start with '#'. Blank lines are ignored; any other bad
   line is reported on stderr with its line number and skipped.
+
+SPANS (a task run that just ended, e.g. a step of a shell pipeline):
+  #span NAME DURATION [outcome=success|error|panic] [parent=NAME]
+
+  Counts a run of task NAME as the library's tasks do (NAME.success,
+  .errors, .panics, .duration, .highwater) and, with parent=, a call edge
+  NAME.calls[caller=PARENT,outcome=...]. DURATION is a number and a unit:
+  ns, us, ms, s, m, h ('12ms', '1.5s'). Report a step when it ends, the
+  outer step last: a span without parent= is a root, captured as a trace
+  (one root in --sample-every; the first one always) with the spans
+  reported under it while it ran; traces are served at
+  <dir>/traces/<pid>.traces. Quote a name with spaces:
+  #span \"nightly backup\" 2.5s outcome=error. Bad #span lines are reported
+  and skipped like any other.
 
 PROCESS STATS:
   Every snapshot also carries this process's own figures, read from /proc
@@ -96,6 +111,11 @@ struct Args {
     /// open fds, uptime)
     #[arg(long)]
     no_process_stats: bool,
+
+    /// Capture one root span in N as a trace (#span lines without
+    /// parent=): 1 keeps every one, 0 none
+    #[arg(long, value_name = "N", default_value_t = stats_core::trace::DEFAULT_SAMPLE_EVERY)]
+    sample_every: u64,
 
     /// Restore SIGPIPE's default action first (tests: a host program that
     /// does so must survive readers that hang up)
@@ -229,6 +249,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         .thread_block()
         .map_err(|e| format!("cannot block SIGINT/SIGTERM: {e}"))?;
 
+    Registry::global()
+        .tracer()
+        .set_sample_every(args.sample_every);
     let inbox = Inbox::new();
     let events = inbox.clone();
     let lost = inbox.clone();
@@ -386,22 +409,39 @@ fn lost_message(error: &pipe_writer::Error, path: &Path) -> String {
 }
 
 /// Applies every command on `input` to `registry`; bad lines are reported on
-/// stderr with their line number and skipped.
+/// stderr with their line number and a count of the lines skipped so far,
+/// and skipped; at the end of input, the count once more.
 fn read_commands(input: &mut impl BufRead, registry: &Registry) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut number = 0u64;
+    let mut skipped = 0u64;
+    let mut spans = SpanReports::new();
     while let Some(line) = read_line(input, &mut buf)? {
         number += 1;
         match line.and_then(parse_line) {
-            Ok(Some(command)) => command.apply(registry),
+            Ok(Some(command)) => command.apply(registry, &mut spans),
             Ok(None) => {}
             Err(error) => {
+                skipped += 1;
                 let shown = String::from_utf8_lossy(&buf);
                 let shown = shown.trim_end_matches(['\n', '\r']);
                 let shown: String = shown.chars().take(80).collect();
-                eprintln!("pipe-writer: stdin line {number}: {error}; skipped: {shown:?}");
+                eprintln!(
+                    "pipe-writer: stdin line {number}: {error}; skipped ({skipped} so far): {shown:?}"
+                );
             }
         }
+    }
+    if skipped > 0 {
+        eprintln!("pipe-writer: end of stdin: {skipped} of {number} lines skipped");
+    }
+    if spans.waiting() > 0 || spans.let_go() > 0 {
+        eprintln!(
+            "pipe-writer: end of stdin: {} #span lines never saw their parent's line ({} let go \
+             while waiting); their stats are counted, they are in no trace",
+            spans.waiting() as u64 + spans.let_go(),
+            spans.let_go()
+        );
     }
     Ok(())
 }

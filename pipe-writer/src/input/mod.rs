@@ -1,9 +1,11 @@
 //! The line grammar the `pipe-writer` binary reads on stdin.
 //!
 //! ```text
-//! line      = set | increment | blank
+//! line      = set | increment | span | blank
 //! set       = name ":" value        sets the stat to value
 //! increment = name "+=" value       adds value to the stat (created at value)
+//! span      = "#span" SP name SP duration [options]
+//!                                   a task run that just ended (span_line)
 //! blank     = only whitespace       ignored
 //! ```
 //!
@@ -14,19 +16,28 @@
 //! FORMAT.md (`3`, `-2`, `0.5`, `1e3`, `nan`, `inf`); a float value makes the
 //! stat a float for good. A name must be valid as in FORMAT.md: not empty,
 //! no control characters (a tab included), not starting with `#` (reserved
-//! for metadata). A trailing `\r` is dropped. Anything else is a
+//! for metadata), which is why a line starting with `#span` can only be a
+//! span ([`span_line`]). A trailing `\r` is dropped. Anything else is a
 //! [`InputError`]: the binary reports it with its line number and skips it.
+
+pub mod span_line;
+pub mod span_reports;
 
 use std::io::BufRead;
 
+use std::time::Instant;
+
 use stats_core::name::{NameError, validate};
 use stats_core::{Registry, Value, format::parse_value};
+
+use span_line::SpanLine;
+use span_reports::SpanReports;
 
 /// Longest line the binary accepts, in bytes; longer lines are skipped.
 pub const MAX_LINE: usize = 64 * 1024;
 
 /// One parsed line.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Command<'a> {
     /// `name: value`
     Set {
@@ -42,14 +53,18 @@ pub enum Command<'a> {
         /// The amount added.
         by: Value,
     },
+    /// `#span name duration [outcome=..] [parent=..]`
+    Span(SpanLine<'a>),
 }
 
 impl Command<'_> {
-    /// Applies the command to `registry`.
-    pub fn apply(&self, registry: &Registry) {
-        match *self {
-            Command::Set { name, value } => registry.set(name, value),
-            Command::Incr { name, by } => registry.incr(name, by),
+    /// Applies the command to `registry`; a span joins the ones waiting in
+    /// `spans` for their parent (see [`SpanReports`]).
+    pub fn apply(&self, registry: &Registry, spans: &mut SpanReports) {
+        match self {
+            Command::Set { name, value } => registry.set(name, *value),
+            Command::Incr { name, by } => registry.incr(name, *by),
+            Command::Span(span) => spans.report(registry, span, Instant::now()),
         }
     }
 }
@@ -67,6 +82,8 @@ pub enum InputError {
     NotUtf8,
     /// The line is longer than [`MAX_LINE`] bytes.
     TooLong,
+    /// A `#span` line that does not follow its grammar: what is wrong.
+    BadSpan(String),
 }
 
 impl std::fmt::Display for InputError {
@@ -82,6 +99,7 @@ impl std::fmt::Display for InputError {
             ),
             InputError::NotUtf8 => f.write_str("line is not valid UTF-8"),
             InputError::TooLong => write!(f, "line is longer than {MAX_LINE} bytes"),
+            InputError::BadSpan(what) => write!(f, "bad #span line: {what}"),
         }
     }
 }
@@ -98,6 +116,9 @@ pub fn parse_line(line: &str) -> Result<Option<Command<'_>>, InputError> {
     let line = line.strip_suffix('\r').unwrap_or(line);
     if line.trim().is_empty() {
         return Ok(None);
+    }
+    if let Some(rest) = span_line::strip_keyword(line) {
+        return span_line::parse(rest).map(|span| Some(Command::Span(span)));
     }
     let colon = line.rfind(':');
     let plus = line.rfind("+=");
@@ -214,6 +235,22 @@ mod tests {
             ("x: three", Err(InputError::BadValue("three".into()))),
             ("x += ", Err(InputError::BadValue(String::new()))),
             ("x:=1", Err(InputError::BadValue("=1".into()))),
+            (
+                "#span db: 3ms parent=a:b\r\n",
+                Ok(Some(Command::Span(SpanLine {
+                    name: "db:".into(),
+                    duration: std::time::Duration::from_millis(3),
+                    outcome: stats_core::Outcome::Success,
+                    parent: Some("a:b".into()),
+                }))),
+            ),
+            (
+                "#span x: 1",
+                Err(InputError::BadSpan(
+                    "duration \"1\" has no unit of ns, us, µs, ms, s, m or h".into(),
+                )),
+            ),
+            ("#spanner: 1", Err(InputError::BadName(NameError::Reserved))),
         ];
         for (line, expected) in cases {
             let got = parse_line(line);
@@ -247,7 +284,10 @@ mod tests {
             "load: 0.5",
             "hits += 0.5",
         ] {
-            parse_line(line).unwrap().unwrap().apply(&registry);
+            parse_line(line)
+                .unwrap()
+                .unwrap()
+                .apply(&registry, &mut SpanReports::new());
         }
         assert_eq!(registry.get("hits"), Some(Value::Float(5.5)));
         assert_eq!(registry.get("load"), Some(Value::Float(0.5)));

@@ -18,6 +18,9 @@
 //! assert_eq!(task.outcomes(), stats_core::TaskOutcomes { success: 1, errors: 1, panics: 0 });
 //! ```
 
+pub mod span;
+pub mod trace;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
@@ -26,6 +29,8 @@ use crate::clock;
 use crate::histogram::{Histogram, HistogramCell};
 use crate::tags;
 use crate::value::Value;
+use span::{Edges, Entered, SpanParent};
+use trace::Tracer;
 
 /// How a task run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +49,34 @@ const OUTCOMES: [(Outcome, &str, &str); 3] = [
     (Outcome::Error, "errors", "error"),
     (Outcome::Panic, "panics", "panic"),
 ];
+
+/// The `outcome` tag values, in slot order.
+pub(crate) const OUTCOME_LABELS: [&str; 3] = ["success", "error", "panic"];
+
+impl Outcome {
+    /// The outcome as its `outcome` tag value: `success`, `error`, `panic`.
+    pub fn label(self) -> &'static str {
+        OUTCOME_LABELS[self.slot()]
+    }
+
+    /// The outcome a label names (what [`Outcome::label`] gives), for
+    /// readers of trace lines and `#span` lines; `None` for anything else.
+    pub fn from_label(label: &str) -> Option<Outcome> {
+        [Outcome::Success, Outcome::Error, Outcome::Panic]
+            .into_iter()
+            .find(|o| o.label() == label)
+    }
+
+    /// Its index in per-outcome arrays.
+    #[inline]
+    pub(crate) fn slot(self) -> usize {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Error => 1,
+            Outcome::Panic => 2,
+        }
+    }
+}
 
 /// Completed runs by outcome.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,10 +98,13 @@ pub(crate) struct TaskCell {
     durations: [Histogram; 3],
     current: AtomicI64,
     highwater: AtomicI64,
+    /// Call edges into this task, by caller ([`crate::span`]).
+    edges: Edges,
+    tracer: Arc<Tracer>,
 }
 
 impl TaskCell {
-    pub(crate) fn new(name: Box<str>) -> TaskCell {
+    pub(crate) fn new(name: Box<str>, tracer: Arc<Tracer>) -> TaskCell {
         let split = tags::split(&name);
         let base = split.base;
         let user_tags: Vec<(&str, &str)> = split
@@ -94,7 +130,17 @@ impl TaskCell {
             name,
             current: AtomicI64::new(0),
             highwater: AtomicI64::new(0),
+            edges: Edges::default(),
+            tracer,
         }
+    }
+
+    pub(crate) fn edges(&self) -> &Edges {
+        &self.edges
+    }
+
+    pub(crate) fn tracer(&self) -> &Arc<Tracer> {
+        &self.tracer
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -137,14 +183,14 @@ impl TaskCell {
     }
 
     #[inline]
-    fn end(&self, outcome: Outcome, started: clock::Instant) {
-        let elapsed = clock::elapsed(started);
+    fn end(&self, outcome: Outcome, started: clock::Instant, ended: clock::Instant) {
+        self.end_after(outcome, clock::delta(started, ended));
+    }
+
+    #[inline]
+    fn end_after(&self, outcome: Outcome, elapsed: std::time::Duration) {
         self.current.fetch_sub(1, Relaxed);
-        let slot = match outcome {
-            Outcome::Success => 0,
-            Outcome::Error => 1,
-            Outcome::Panic => 2,
-        };
+        let slot = outcome.slot();
         self.outcomes[slot].add_int(1);
         self.durations[slot].record_duration(elapsed);
     }
@@ -176,11 +222,57 @@ impl Task {
     /// as a panic while the thread is panicking.
     #[inline]
     pub fn start(&self) -> TaskGuard<'_> {
+        self.start_under(None)
+    }
+
+    /// Starts a run as a child of `parent` (a run on another thread, or
+    /// one an async task was handed), instead of this thread's current run.
+    #[inline]
+    pub fn start_in(&self, parent: &SpanParent) -> TaskGuard<'_> {
+        self.start_under(Some(parent))
+    }
+
+    /// [`Task::run`] as a child of `parent` (see [`Task::start_in`]).
+    #[inline]
+    pub fn run_in<T, E>(
+        &self,
+        parent: &SpanParent,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let guard = self.start_in(parent);
+        let result = f();
+        guard.finish(&result);
+        result
+    }
+
+    #[inline]
+    fn start_under(&self, parent: Option<&SpanParent>) -> TaskGuard<'_> {
         self.cell.begin();
+        let started = clock::now();
         TaskGuard {
+            span: Some(span::enter(&self.cell, parent, started)),
             task: &self.cell,
-            started: clock::now(),
+            started,
             outcome: None,
+        }
+    }
+
+    /// Records a run that happened elsewhere and is reported only once it
+    /// ended (a shell pipeline's step, given to the `pipe-writer` binary as
+    /// a `#span` line): counted as [`Task::run`] counts one (its outcome,
+    /// its duration, the most at once at least 1) and, with a `caller`, as
+    /// a call from that task (FORMAT.md, "Call edges"). It is in no trace:
+    /// the reporter assembles those ([`Tracer::record_finished`]).
+    pub fn record_finished(
+        &self,
+        duration: std::time::Duration,
+        outcome: Outcome,
+        caller: Option<&Task>,
+    ) {
+        self.cell.begin();
+        self.cell.end_after(outcome, duration);
+        if let Some(caller) = caller {
+            span::count_edge(&self.cell, &caller.cell, outcome);
         }
     }
 
@@ -209,11 +301,7 @@ impl Task {
 
     /// The duration histogram of runs that ended with `outcome`.
     pub fn durations(&self, outcome: Outcome) -> &Histogram {
-        &self.cell.durations[match outcome {
-            Outcome::Success => 0,
-            Outcome::Error => 1,
-            Outcome::Panic => 2,
-        }]
+        &self.cell.durations[outcome.slot()]
     }
 
     /// The task's (sanitised) name.
@@ -234,12 +322,25 @@ impl std::fmt::Debug for Task {
 /// One run of a task in progress; records its outcome when dropped.
 #[must_use = "a task run is recorded when its guard is dropped"]
 pub struct TaskGuard<'a> {
-    task: &'a TaskCell,
+    task: &'a Arc<TaskCell>,
+    span: Option<Entered>,
     started: clock::Instant,
     outcome: Option<Outcome>,
 }
 
 impl TaskGuard<'_> {
+    /// This run as the parent of work handed to another thread or an async
+    /// task ([`Task::start_in`]).
+    pub fn parent(&self) -> SpanParent {
+        match &self.span {
+            Some(entered) => entered.parent(self.task),
+            None => SpanParent {
+                cell: Arc::clone(self.task),
+                span: None,
+            },
+        }
+    }
+
     /// Ends the run as a success.
     pub fn success(mut self) {
         self.outcome = Some(Outcome::Success);
@@ -267,7 +368,11 @@ impl Drop for TaskGuard<'_> {
         } else {
             self.outcome.unwrap_or(Outcome::Error)
         };
-        self.task.end(outcome, self.started);
+        let ended = clock::now();
+        self.task.end(outcome, self.started, ended);
+        if let Some(span) = self.span.take() {
+            span.exit(outcome, ended);
+        }
     }
 }
 
@@ -276,7 +381,10 @@ mod tests {
     use super::*;
 
     fn task() -> Task {
-        Task::new(Arc::new(TaskCell::new("job[queue=fast]".into())))
+        Task::new(Arc::new(TaskCell::new(
+            "job[queue=fast]".into(),
+            Arc::default(),
+        )))
     }
 
     #[test]

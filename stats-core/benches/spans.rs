@@ -1,0 +1,56 @@
+//! What spans cost (issue 16), side by side in one run: a plain task run
+//! (a root, nothing current on the thread, sampling off), the same run
+//! nested under a current run (edge counting), nested under a captured
+//! trace (edge counting and a span), and a root run that starts a trace.
+//!
+//! The traced-child case starts a fresh root every [`CHILDREN_PER_TRACE`]
+//! children (within the default span limit, so every child is really
+//! captured); the root's cost is spread over its children and included.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use stats_core::Registry;
+
+const CHILDREN_PER_TRACE: u64 = 64;
+
+fn spans(c: &mut Criterion) {
+    let mut group = c.benchmark_group("span");
+    let registry = Registry::new();
+    let (root, child) = (registry.task("request"), registry.task("db.query"));
+    let ok = || Ok::<u32, ()>(black_box(1));
+
+    registry.tracer().set_sample_every(0);
+    group.bench_function("plain_task_run", |b| {
+        b.iter(|| black_box(child.run(ok)));
+    });
+    group.bench_function("nested_run/edges", |b| {
+        let parent = root.start();
+        b.iter(|| black_box(child.run(ok)));
+        parent.success();
+    });
+    registry.tracer().set_sample_every(1);
+    group.bench_function("nested_run/edges+trace", |b| {
+        b.iter_custom(|iters| {
+            let started = std::time::Instant::now();
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(CHILDREN_PER_TRACE);
+                let parent = root.start();
+                for _ in 0..n {
+                    let _ = black_box(child.run(ok));
+                }
+                parent.success();
+                left -= n;
+            }
+            started.elapsed()
+        });
+    });
+    group.bench_function("root_run/trace", |b| {
+        b.iter(|| black_box(root.run(ok)));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, spans);
+criterion_main!(benches);
