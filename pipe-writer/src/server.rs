@@ -238,8 +238,9 @@ impl Builder {
         let sweeper_own = own.clone();
         let sweeper_watch = Arc::clone(&watch);
         let stall = self.stall_timeout;
+        let (serving_name, sweeper_name) = self.content.thread_names();
         let sweeping = std::thread::Builder::new()
-            .name("stats-pipe-orphans".into())
+            .name(sweeper_name.into())
             .spawn(move || {
                 let delivery = Delivery::for_this_thread(stall, pipe_max);
                 crate::sweep::run(
@@ -271,7 +272,7 @@ impl Builder {
             checked: Instant::now(),
         };
         let serving = std::thread::Builder::new()
-            .name("stats-pipe".into())
+            .name(serving_name.into())
             .spawn(move || {
                 let delivery = Delivery::for_this_thread(stall, pipe_max);
                 serve.run(&delivery);
