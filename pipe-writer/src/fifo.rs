@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, open};
+use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
 use nix::sys::stat::{FileStat, Mode};
 
 /// The identity of a file: device and inode.
@@ -49,6 +49,49 @@ pub(crate) struct Turn {
     /// back at our path, or a slow reader of its last snapshot would be
     /// handed another one.
     pub(crate) drained: bool,
+    /// The pipe size its last snapshot set ([`crate::send`]), one a pipe
+    /// made afresh never has: a [`Fifo::peek`] that finds it knows the pipe
+    /// of that snapshot is still alive. `None`: not marked, so a peek
+    /// cannot tell.
+    pub(crate) marker: Option<usize>,
+}
+
+/// Whether a retired FIFO may go back to our path ([`Fifo::claim`]).
+#[derive(Debug)]
+pub(crate) enum Drain {
+    /// No reader can hold a snapshot from it.
+    Ready,
+    /// Readers of its last snapshot may still be attached, or the sweeper
+    /// is busy with it.
+    NotYet,
+    /// An orphan for sure: a reader that opened it after every reader of
+    /// its last snapshot had closed. The write end, open, to serve it a
+    /// snapshot of its own, and the retirement it was found in.
+    Orphan(OwnedFd, u64),
+}
+
+/// What a [`Fifo::peek`] found, without opening the write side (which would
+/// release a reader blocked in its `open`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Peek {
+    /// The pipe of the last snapshot is gone: every reader that had bytes
+    /// of it has closed. Any reader there now opened since, and never had
+    /// a snapshot from this FIFO.
+    Fresh,
+    /// The pipe of the last snapshot is still open somewhere (a reader
+    /// still attached, or one blocked in `open`), with `unread` bytes in it.
+    Alive { unread: u64 },
+    /// The FIFO was not marked, or could not be opened: a peek cannot tell.
+    Unknown,
+}
+
+impl Turn {
+    /// Notes that a reader found here is being handed to the sweeper: until
+    /// its snapshot sets a marker again, a peek cannot tell, so nobody finds
+    /// (and hands over) the same reader twice.
+    pub(crate) fn hand_over(&mut self) {
+        self.marker = None;
+    }
 }
 
 impl Fifo {
@@ -60,6 +103,7 @@ impl Fifo {
                 retirement: 0,
                 current: false,
                 drained: true,
+                marker: None,
             }),
         }
     }
@@ -74,33 +118,37 @@ impl Fifo {
         self.turn().current = true;
     }
 
-    /// Hands the FIFO to the sweeper after its snapshot was sent: it is no
-    /// longer current and may have readers. Returns the retirement number.
-    pub(crate) fn retire(&self) -> u64 {
+    /// Hands the FIFO to the sweeper after its snapshot was sent (`marker`:
+    /// the pipe size the send set, see [`Turn::marker`]): it is no longer
+    /// current and may have readers. Returns the retirement number.
+    pub(crate) fn retire(&self, marker: Option<usize>) -> u64 {
         let mut turn = self.turn();
         turn.current = false;
         turn.drained = false;
+        turn.marker = marker;
         turn.retirement += 1;
         turn.retirement
     }
 
-    /// Whether the FIFO may be put back at our path, probing for readers if
-    /// no probe has yet found it empty. Never waits: a FIFO the sweeper is
+    /// Whether the FIFO may be put back at our path, peeking at it if no
+    /// probe has yet found it drained. Never waits: a FIFO the sweeper is
     /// busy with is not ready.
-    pub(crate) fn is_drained(&self) -> bool {
-        self.try_turn()
-            .is_some_and(|mut turn| self.drain_check(&mut turn))
+    pub(crate) fn is_drained(&self) -> Drain {
+        match self.try_turn() {
+            Some(mut turn) => self.drain_check(&mut turn),
+            None => Drain::NotYet,
+        }
     }
 
     /// Takes the FIFO back from the sweeper to put it at our path, if it is
     /// drained (see [`Fifo::is_drained`]).
-    pub(crate) fn claim(&self) -> bool {
+    pub(crate) fn claim(&self) -> Drain {
         let Some(mut turn) = self.try_turn() else {
-            return false;
+            return Drain::NotYet;
         };
-        let drained = self.drain_check(&mut turn);
-        turn.current = drained;
-        drained
+        let drain = self.drain_check(&mut turn);
+        turn.current = matches!(drain, Drain::Ready);
+        drain
     }
 
     /// Gives back a claim that could not be used.
@@ -116,14 +164,52 @@ impl Fifo {
         }
     }
 
-    fn drain_check(&self, turn: &mut Turn) -> bool {
-        if !turn.drained {
-            // A reader found here is released with end-of-file: it is either
-            // slow to close after its snapshot (no harm) or an orphan that
-            // came in the last instant (it sees an empty read and retries).
-            turn.drained = matches!(self.open_if_reader(), Err(Errno::ENXIO));
+    /// Drained once the pipe of its last snapshot is gone and nobody is
+    /// attached. Peeks first: the pool looks at FIFOs retired a moment ago
+    /// (reads faster than every 0.5 s), whose last reader, still attached,
+    /// cannot be told from an orphan, and opening the write side would
+    /// release an orphan blocked in `open` with a bare end-of-file (a `cat`
+    /// printing nothing). A FIFO whose last pipe is alive is left to the
+    /// orphan watch. Once it is gone, a reader found is an orphan for sure
+    /// and is returned to be served, not released.
+    fn drain_check(&self, turn: &mut Turn) -> Drain {
+        if turn.drained {
+            return Drain::Ready;
         }
-        turn.drained
+        if self.peek(turn.marker) != Peek::Fresh {
+            return Drain::NotYet;
+        }
+        match self.open_if_reader() {
+            Err(Errno::ENXIO) => {
+                turn.drained = true;
+                Drain::Ready
+            }
+            Err(_) => Drain::NotYet,
+            Ok(writer) => {
+                turn.hand_over();
+                Drain::Orphan(writer, turn.retirement)
+            }
+        }
+    }
+
+    /// Looks at the pipe behind the FIFO without releasing anyone: opens the
+    /// read side (non-blocking: wakes only writers, and we are the only
+    /// one), reads its size and unread bytes, closes it. Takes a
+    /// [`Turn::marker`].
+    pub(crate) fn peek(&self, marker: Option<usize>) -> Peek {
+        let Some(marker) = marker else {
+            return Peek::Unknown;
+        };
+        let Ok(reader) = self.reopen(OFlag::O_RDONLY | OFlag::O_NONBLOCK) else {
+            return Peek::Unknown;
+        };
+        match fcntl(&reader, FcntlArg::F_GETPIPE_SZ) {
+            Ok(size) if usize::try_from(size).ok() == Some(marker) => Peek::Alive {
+                unread: rustix::io::ioctl_fionread(&reader).unwrap_or(0),
+            },
+            Ok(_) => Peek::Fresh,
+            Err(_) => Peek::Unknown,
+        }
     }
 
     pub(crate) fn id(&self) -> FileId {

@@ -88,6 +88,8 @@ mod pool;
 #[cfg_attr(not(feature = "writer"), allow(dead_code))] // its own-figures part serves
 pub mod process_stats;
 #[cfg(feature = "writer")]
+mod reach;
+#[cfg(feature = "writer")]
 mod send;
 #[cfg(feature = "writer")]
 mod server;
@@ -107,6 +109,8 @@ pub use dir::{
 pub use error::Error;
 #[cfg(feature = "writer")]
 pub use input::{span_line, span_reports};
+#[cfg(feature = "writer")]
+pub use reach::CHECK_AFTER_SERVES;
 #[cfg(feature = "writer")]
 pub use server::{Builder, DEFAULT_MODE, DEFAULT_STALL_TIMEOUT, Server, start};
 pub use traces::{TRACES_DIR, TracesRead, verify_traces};

@@ -4,11 +4,13 @@
 //! later: no `mkfifo`, no unlink, no inode to free per serve (on ext4 inode
 //! allocation was half the cost of a serve; BENCHMARKS.md).
 //!
-//! A retired FIFO goes back only once it is drained ([`Fifo::claim`]): a
-//! probe found no reader attached since its last snapshot, so no reader
-//! that already has a snapshot from it can be handed a second one. A spare
-//! that is not drained stays with the orphan sweeper and is replaced by a
-//! fresh FIFO under its name (what every serve did before the pool).
+//! A retired FIFO goes back only once it is drained ([`Fifo::claim`]): the
+//! pipe of its last snapshot is gone and nobody is attached, so no reader
+//! that already has a snapshot from it can be handed a second one. Looking
+//! never releases a reader: an orphan found is handed to the sweeper to be
+//! served. A spare that is not drained stays with the orphan sweeper and is
+//! replaced by a fresh FIFO under its name (what every serve did before the
+//! pool).
 //!
 //! Spares live in our user's private spare directory in the pipe directory
 //! (`<dir>/.spares-<uid>`, mode 0700: see [`crate::spare_dir_name`]), under
@@ -23,7 +25,8 @@ use nix::errno::Errno;
 
 use crate::dir::{Area, PipeDir};
 use crate::error::Error;
-use crate::fifo::Fifo;
+use crate::fifo::{Drain, Fifo};
+use crate::sweep::Watch;
 
 /// Spare FIFOs kept besides the one at the path. Back-to-back readers need
 /// two (the last FIFO served is still being read while the one before it
@@ -113,13 +116,18 @@ impl Pool {
     /// Gets the pool ready for the next serve, off the reader's clock: full,
     /// with a drained spare first. Probes the oldest spares first (their
     /// readers had the longest to leave); when none is drained, the oldest is
-    /// left to the sweeper and a fresh FIFO takes its name.
-    pub(crate) fn prepare(&mut self, dir: &PipeDir, mode: u32) -> Result<(), Error> {
+    /// left to the sweeper and a fresh FIFO takes its name. An orphan found
+    /// on the way is handed to `watch`'s sweeper to be served.
+    pub(crate) fn prepare(&mut self, dir: &PipeDir, mode: u32, watch: &Watch) -> Result<(), Error> {
         while self.spares.len() < SPARES {
             let fresh = self.fresh(dir, mode)?;
             self.spares.push_front(fresh);
         }
-        if let Some(ready) = self.spares.iter().position(|s| s.fifo.is_drained()) {
+        let ready = self
+            .spares
+            .iter()
+            .position(|s| is_ready(&s.fifo, s.fifo.is_drained(), watch));
+        if let Some(ready) = ready {
             self.spares.swap(0, ready);
             return Ok(());
         }
@@ -144,8 +152,13 @@ impl Pool {
         name: &str,
         current: &Arc<Fifo>,
         mode: u32,
+        watch: &Watch,
     ) -> Result<Arc<Fifo>, Error> {
-        let spare = match self.spares.iter().position(|s| s.fifo.claim()) {
+        let claimed = self
+            .spares
+            .iter()
+            .position(|s| is_ready(&s.fifo, s.fifo.claim(), watch));
+        let spare = match claimed {
             Some(ready) => self.spares.remove(ready),
             None => None,
         };
@@ -194,6 +207,19 @@ impl Pool {
         while let Some(spare) = self.spares.pop_front() {
             dir.remove(Area::Spares, &self.name(spare.index), Some(spare.fifo.id()));
             drop(spare.fifo.open_if_reader());
+        }
+    }
+}
+
+/// Whether `drain` says `fifo` may go back to our path; an orphan found
+/// is handed to the sweeper.
+fn is_ready(fifo: &Arc<Fifo>, drain: Drain, watch: &Watch) -> bool {
+    match drain {
+        Drain::Ready => true,
+        Drain::NotYet => false,
+        Drain::Orphan(writer, retirement) => {
+            watch.hand_over(Arc::clone(fifo), retirement, writer);
+            false
         }
     }
 }

@@ -13,8 +13,14 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::write;
 
-/// A pipe's buffer before `F_SETPIPE_SZ` (docs/FIFO.md: 65,536 bytes).
-const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
+/// Pages of a pipe made afresh (`PIPE_DEF_BUFFERS`: 65,536 bytes with 4 KiB
+/// pages, docs/FIFO.md).
+const FRESH_PAGES: usize = 16;
+/// Pages of a pipe made afresh by a user past
+/// `/proc/sys/fs/pipe-user-pages-soft` (`PIPE_MIN_DEF_BUFFERS`).
+const FRESH_PAGES_OVER_LIMIT: usize = 2;
+/// The smallest size a snapshot's pipe is given, in pages.
+const MIN_PAGES: usize = 4;
 /// The cap on pipe growth when `/proc/sys/fs/pipe-max-size` cannot be read
 /// (the kernel's default).
 const FALLBACK_PIPE_MAX: usize = 1024 * 1024;
@@ -43,6 +49,7 @@ pub(crate) enum Sent {
 pub(crate) struct Delivery {
     stall: Duration,
     pipe_max: usize,
+    page: usize,
     /// Takes the `SIGPIPE` a failed write raised off our thread's pending
     /// set; `None` if the system refused a signalfd (then the blocked signal
     /// just stays pending, harmless).
@@ -61,20 +68,36 @@ impl Delivery {
         let sigpipe = blocked
             .then(|| SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC))
             .and_then(Result::ok);
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|page| usize::try_from(page).ok())
+            .unwrap_or(4096);
         Delivery {
             stall,
             pipe_max,
+            page,
             sigpipe,
         }
     }
 
     /// Sends `bytes` to the write end `fd` in one write loop. Gives up when
     /// the readers stall longer than the stall timeout or `stop` is set.
-    pub(crate) fn send(&self, fd: &OwnedFd, bytes: &[u8], stop: &AtomicBool) -> Sent {
+    /// Also returns the marker the pipe was given ([`Delivery::size_pipe`]).
+    pub(crate) fn send(
+        &self,
+        fd: &OwnedFd,
+        bytes: &[u8],
+        stop: &AtomicBool,
+    ) -> (Sent, Option<usize>) {
         if let Err(errno) = fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)) {
-            return Sent::Failed(errno);
+            return (Sent::Failed(errno), None);
         }
-        self.grow_pipe(fd, bytes.len());
+        let marker = self.size_pipe(fd, bytes.len());
+        (self.write_all(fd, bytes, stop), marker)
+    }
+
+    fn write_all(&self, fd: &OwnedFd, bytes: &[u8], stop: &AtomicBool) -> Sent {
         let deadline = Instant::now() + self.stall;
         let mut rest = bytes;
         while !rest.is_empty() {
@@ -107,16 +130,29 @@ impl Delivery {
         Sent::Complete
     }
 
-    /// Grows the pipe so the whole snapshot fits in one write: readers that
+    /// Sizes the pipe so the whole snapshot fits in one write: readers that
     /// open in the same instant then split it all-or-nothing instead of
-    /// tearing it (docs/FIFO.md). Failure (the per-user pipe page limit) only
-    /// costs that guarantee, so it is ignored.
-    fn grow_pipe(&self, fd: &OwnedFd, len: usize) {
-        if len > DEFAULT_PIPE_SIZE {
-            let size = len.next_power_of_two().min(self.pipe_max);
-            let size = i32::try_from(size).unwrap_or(i32::MAX);
-            let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(size));
+    /// tearing it (docs/FIFO.md). The size is also a marker (issue 15): never
+    /// one a pipe made afresh gets, so a later [`crate::fifo::Fifo::peek`]
+    /// can tell whether this pipe (and so a reader of this snapshot) is
+    /// still there without opening the write side. Returns the size if it
+    /// is such a marker. Failure (the per-user pipe page limit) only costs
+    /// the guarantee and the marker, so it is otherwise ignored.
+    fn size_pipe(&self, fd: &OwnedFd, len: usize) -> Option<usize> {
+        let fresh = [
+            FRESH_PAGES * self.page,
+            FRESH_PAGES_OVER_LIMIT * self.page,
+            // A pipe-max-size below the default caps fresh pipes too.
+            (FRESH_PAGES * self.page).min(self.pipe_max),
+        ];
+        let mut size = len.next_power_of_two().max(MIN_PAGES * self.page);
+        while fresh.contains(&size) {
+            size *= 2;
         }
+        let size = i32::try_from(size.min(self.pipe_max)).unwrap_or(i32::MAX);
+        let set = fcntl(fd, FcntlArg::F_SETPIPE_SZ(size)).ok()?;
+        let set = usize::try_from(set).ok()?;
+        (!fresh.contains(&set)).then_some(set)
     }
 
     fn consume_sigpipe(&self) {
@@ -132,4 +168,32 @@ pub(crate) fn pipe_max_size() -> usize {
         .ok()
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(FALLBACK_PIPE_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The marker a snapshot's pipe gets is never a size a pipe made afresh
+    /// has, and still holds the whole snapshot: a peek relies on the first,
+    /// readers opening in one instant on the second.
+    #[test]
+    fn a_snapshots_pipe_size_fits_it_and_is_never_a_fresh_pipes() {
+        let delivery = Delivery::for_this_thread(Duration::from_secs(1), pipe_max_size());
+        let fresh = [
+            FRESH_PAGES * delivery.page,
+            FRESH_PAGES_OVER_LIMIT * delivery.page,
+        ];
+        for len in [1, 4096, 9_000, 40_000, 65_536, 70_000, 300_000] {
+            let (read_end, write_end) = nix::unistd::pipe().unwrap();
+            let marker = delivery.size_pipe(&write_end, len);
+            let size = fcntl(&read_end, FcntlArg::F_GETPIPE_SZ).unwrap();
+            let size = usize::try_from(size).unwrap();
+            assert!(!fresh.contains(&size), "{len} bytes: pipe of {size}");
+            assert_eq!(marker, Some(size), "{len} bytes");
+            if len <= delivery.pipe_max {
+                assert!(size >= len, "{len} bytes in a pipe of {size}");
+            }
+        }
+    }
 }

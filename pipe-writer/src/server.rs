@@ -8,20 +8,19 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-use nix::sys::stat::{SFlag, lstat};
 use stats_core::Registry;
 
 use crate::counters::{Counters, ServeStats};
-use crate::dir::{Area, Existing, PipeDir, check_dir, check_fifo_of, resolve};
+use crate::dir::{Area, Existing, PipeDir, resolve};
 use crate::error::Error;
 use crate::fifo::{Fifo, FileId, check_proc};
 use crate::leftovers;
 use crate::pool::Pool;
-use crate::process_stats::OwnFigures;
+use crate::process_stats::{OwnFigures, REFRESH};
+use crate::reach::{CHECK_AFTER_SERVES, OnUnreachable, check_reach};
 use crate::send::{Delivery, Sent, pipe_max_size};
 use crate::snapshot::{Snapshotter, Source};
-use crate::sweep::{self, Retired};
+use crate::sweep::{Retired, Watch};
 use crate::traces::Content;
 
 /// Permission bits of a FIFO unless [`Builder::mode`] says otherwise: only
@@ -58,6 +57,7 @@ pub struct Builder {
     source: Source,
     stall_timeout: Duration,
     process_stats: bool,
+    on_unreachable: Option<OnUnreachable>,
     traces: bool,
     content: Content,
 }
@@ -79,6 +79,7 @@ impl Builder {
             source: Source::Global,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             process_stats: true,
+            on_unreachable: None,
             traces: true,
             content: Content::Stats,
         }
@@ -112,12 +113,28 @@ impl Builder {
     /// Whether every snapshot carries the process's own figures (on by
     /// default): `process.rss_bytes`, `process.cpu_seconds`,
     /// `process.threads`, `process.open_fds` and `process.uptime_seconds`
-    /// (see [`crate::process_stats`]). They are read from `/proc/self` in the
-    /// background, at most once a second, when the orphan sweeper wakes
-    /// after reads, so they are at most 2 s old (uptime is exact): a
-    /// snapshot that would carry older figures reads them itself.
+    /// (see [`crate::process_stats`]). They are read from `/proc/self` off
+    /// the readers' clock, at most once a second, right after a serve (or
+    /// when the orphan sweeper wakes), so they are at most 2 s old (uptime
+    /// is exact): a snapshot that would carry older figures reads them
+    /// itself.
     pub fn process_stats(mut self, on: bool) -> Builder {
         self.process_stats = on;
+        self
+    }
+
+    /// Has the serving thread check, right after a serve and at most every
+    /// [`CHECK_AFTER_SERVES`], what [`Server::check`] checks of the path
+    /// (two `lstat`s, on the thread that just served: no wake-up of its
+    /// own), and call `report` with the error when readers no longer reach
+    /// this server. A program that keeps its pipe published (the
+    /// `pipe-writer` binary) then needs a timer only for while nobody
+    /// reads. `report` runs on the serving thread and must return at once.
+    /// Only the `.stats` FIFO's serves check: the traces server
+    /// ([`Builder::traces`]) is started and restored with it, and
+    /// [`Server::check`] looks at the `.stats` path.
+    pub fn on_unreachable(mut self, report: impl Fn(&Error) + Send + Sync + 'static) -> Builder {
+        self.on_unreachable = Some(OnUnreachable(Arc::new(report)));
         self
     }
 
@@ -158,6 +175,12 @@ impl Builder {
                 traces.dir = Some(dir_path.join(crate::traces::TRACES_DIR));
                 traces.content = Content::Traces;
                 traces.process_stats = false;
+                // The path check after serves is the stats FIFO's: what
+                // acts on a report ([`Server::check`], serving afresh)
+                // checks and restores that path, and the traces server
+                // with it; a report about the traces path would name a
+                // path nobody checks again.
+                traces.on_unreachable = None;
                 Some(Box::new(traces.start()?))
             }
             _ => None,
@@ -180,39 +203,48 @@ impl Builder {
         let seq = Arc::new(AtomicU64::new(0));
         let own = self.process_stats.then(|| {
             let own = Arc::new(OwnFigures::default());
-            // Read here, not on a reader's clock; the sweeper refreshes them.
+            // Read here, not on a reader's clock; refreshed after serves.
             own.refresh();
             own
         });
         let pipe_max = pipe_max_size();
-        let (retire, inbox) = crossbeam_channel::unbounded();
-        if let Some(stale) = stale {
-            // Readers still blocked on the dead holder's FIFO get served.
-            let _ = retire.send(Retired {
-                fifo: Arc::new(stale),
-                retirement: 0,
-                closed_at: Instant::now(),
-                may_serve: true,
-            });
-        }
         let path = dir.join(&name);
         let spawn_failed = |e: std::io::Error| Error::Spawn {
             path: path.clone(),
             reason: e.to_string(),
         };
+        let watch = Watch::new().map_err(|errno| {
+            dir.remove(Area::Pipes, &name, Some(first.id()));
+            spawn_failed(std::io::Error::from(errno))
+        })?;
+        let watch = Arc::new(watch);
+        if let Some(stale) = stale {
+            // Readers still blocked on the dead holder's FIFO get served.
+            watch.add(
+                Retired {
+                    fifo: Arc::new(stale),
+                    retirement: 0,
+                    closed_at: Instant::now(),
+                    may_serve: true,
+                },
+                true,
+            );
+        }
 
         let sweeper_shared = Arc::clone(&shared);
         let mut sweeper_snapshots =
             Snapshotter::new(self.source.clone(), pid, Arc::clone(&seq), own.clone())
                 .serving(self.content);
         let sweeper_own = own.clone();
+        let sweeper_watch = Arc::clone(&watch);
         let stall = self.stall_timeout;
+        let (serving_name, sweeper_name) = self.content.thread_names();
         let sweeping = std::thread::Builder::new()
-            .name("stats-pipe-orphans".into())
+            .name(sweeper_name.into())
             .spawn(move || {
                 let delivery = Delivery::for_this_thread(stall, pipe_max);
-                sweep::run(
-                    &inbox,
+                crate::sweep::run(
+                    &sweeper_watch,
                     &mut sweeper_snapshots,
                     &delivery,
                     &sweeper_shared.counters,
@@ -232,12 +264,15 @@ impl Builder {
             mode: self.mode,
             shared: Arc::clone(&shared),
             current: first,
-            snapshotter: Snapshotter::new(self.source, pid, seq, own).serving(self.content),
-            retire,
-            sweeper: sweeping.thread().clone(),
+            snapshotter: Snapshotter::new(self.source, pid, seq, own.clone()).serving(self.content),
+            watch: Arc::clone(&watch),
+            own,
+            refreshed: Instant::now(),
+            on_unreachable: self.on_unreachable,
+            checked: Instant::now(),
         };
         let serving = std::thread::Builder::new()
-            .name("stats-pipe".into())
+            .name(serving_name.into())
             .spawn(move || {
                 let delivery = Delivery::for_this_thread(stall, pipe_max);
                 serve.run(&delivery);
@@ -245,8 +280,7 @@ impl Builder {
         let serving = match serving {
             Ok(handle) => handle,
             Err(e) => {
-                // The closure (and with it the sweeper's inbox sender) is
-                // gone, so the sweeper ends by itself.
+                watch.end();
                 let _ = sweeping.join();
                 dir.remove(Area::Pipes, &name, None);
                 return Err(spawn_failed(e));
@@ -259,6 +293,7 @@ impl Builder {
             shared,
             serving: Some(serving),
             sweeping: Some(sweeping),
+            watch,
             _claim: claim,
             traces,
         })
@@ -290,6 +325,8 @@ pub struct Server {
     shared: Arc<Shared>,
     serving: Option<JoinHandle<()>>,
     sweeping: Option<JoinHandle<()>>,
+    /// The orphan watch, ended once the serving thread is joined.
+    watch: Arc<Watch>,
     _claim: DirClaim,
     /// The server of `<dir>/traces/<pid>.traces`, if traces are served.
     traces: Option<Box<Server>>,
@@ -334,10 +371,12 @@ impl Server {
 
     /// Checks that readers of [`Server::path`] still reach this server; call
     /// it now and then to keep a pipe published (the `pipe-writer` binary
-    /// does whenever its pipe directory changes, or once a second where it
-    /// cannot watch the directory, and serves afresh when it fails). It checks that
+    /// does whenever its pipe directory changes, and where it cannot watch
+    /// the directory has the serving thread check after its serves,
+    /// [`Builder::on_unreachable`], with a timer for while nobody reads;
+    /// it serves afresh when a check fails). It checks that
     /// the serving thread runs, that the directory at its path may still be
-    /// trusted ([`check_dir`]), and that the path names the very FIFO this
+    /// trusted ([`check_dir`](crate::check_dir)), and that the path names the very FIFO this
     /// server serves now: a FIFO of another user there is a squat, never
     /// taken for ours. Serving goes on whatever this returns, but only ever
     /// into FIFOs this server made (it holds them by descriptor), never into
@@ -360,40 +399,10 @@ impl Server {
                 path: self.path.clone(),
             }));
         }
-        let dir = self.dir.path();
-        let stat = lstat(dir).map_err(|errno| Error::Dir {
-            path: dir.to_path_buf(),
-            op: "look up",
-            errno,
-        })?;
-        match SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) {
-            SFlag::S_IFDIR => check_dir(dir, stat.st_uid, stat.st_mode)?,
-            SFlag::S_IFLNK => {
-                return Err(Error::DirIsSymlink {
-                    path: dir.to_path_buf(),
-                });
-            }
-            _ => {
-                return Err(Error::NotADirectory {
-                    path: dir.to_path_buf(),
-                });
-            }
-        }
         // Held while looking, so a serve swapping FIFOs meanwhile cannot make
         // the path and `current` disagree (the serving thread swaps under it).
         let current = lock(&self.shared.current);
-        let stat = lstat(&self.path).map_err(|errno| Error::Fifo {
-            path: self.path.clone(),
-            op: "look up",
-            errno,
-        })?;
-        check_fifo_of(&self.path, &stat, self.dir.uid())?;
-        match current.as_ref() {
-            Some(fifo) if fifo.id() == FileId::of(&stat) => Ok(()),
-            _ => Err(Error::Replaced {
-                path: self.path.clone(),
-            }),
-        }
+        check_reach(&self.dir, &self.path, current.as_deref())
     }
 
     /// Stops serving: wakes and joins the threads, removes the FIFO.
@@ -422,9 +431,8 @@ impl Server {
         let joined = serving.join();
         drop(waker);
         if let Some(sweeping) = self.sweeping.take() {
-            // The serving thread has hung up its end of the sweeper's inbox;
-            // a parked sweeper needs a nudge to see it.
-            sweeping.thread().unpark();
+            // Nothing more is retired: the sweeper releases what it watches.
+            self.watch.end();
             let _ = sweeping.join();
         }
         if joined.is_err() {
@@ -479,9 +487,17 @@ struct ServeLoop {
     /// The FIFO at our path.
     current: Arc<Fifo>,
     snapshotter: Snapshotter,
-    retire: Sender<Retired>,
-    /// The orphan sweeper, unparked only by a flood of retirements.
-    sweeper: std::thread::Thread,
+    /// Retired FIFOs, probed after each serve (and by the sweeper when no
+    /// serve comes).
+    watch: Arc<Watch>,
+    /// The process's own figures, refreshed after a serve (off the
+    /// reader's clock) at most every [`REFRESH`].
+    own: Option<Arc<OwnFigures>>,
+    refreshed: Instant,
+    /// Told when a check after a serve finds the path lost.
+    on_unreachable: Option<OnUnreachable>,
+    /// When the path was last checked after a serve.
+    checked: Instant,
 }
 
 impl ServeLoop {
@@ -501,7 +517,7 @@ impl ServeLoop {
     fn serve(&mut self, delivery: &Delivery) -> Result<(), Error> {
         let stop = Arc::clone(&self.shared.stop);
         loop {
-            self.pool.prepare(&self.dir, self.mode)?;
+            self.pool.prepare(&self.dir, self.mode, &self.watch)?;
             if stop.load(SeqCst) {
                 return Ok(());
             }
@@ -525,9 +541,9 @@ impl ServeLoop {
                 // Held across the swap, so `Server::check` never sees a
                 // FIFO at the path that `current` does not name yet.
                 let mut shown = lock(&self.shared.current);
-                let swapped = self
-                    .pool
-                    .swap_in(&self.dir, &self.name, &self.current, self.mode);
+                let swapped =
+                    self.pool
+                        .swap_in(&self.dir, &self.name, &self.current, self.mode, &self.watch);
                 if let Ok(fresh) = &swapped {
                     *shown = Some(Arc::clone(fresh));
                 }
@@ -537,24 +553,47 @@ impl ServeLoop {
                 .as_ref()
                 .ok()
                 .map(|fresh| std::mem::replace(&mut self.current, Arc::clone(fresh)));
-            let sent = delivery.send(&writer, self.snapshotter.build(), &stop);
+            let (sent, marker) = delivery.send(&writer, self.snapshotter.build(), &stop);
             // Counted before the close that gives the reader its end of
             // file, so whoever has read a snapshot finds it counted.
             self.shared.counters.record(sent, false);
             drop(writer);
             swapped?;
             if let Some(old) = old {
-                let retirement = old.retire();
-                let _ = self.retire.send(Retired {
+                let retirement = old.retire(marker);
+                let retired = Retired {
                     fifo: old,
                     retirement,
                     closed_at: Instant::now(),
                     may_serve: sent != Sent::Stalled,
-                });
-                if self.retire.len() > sweep::MAX_RETIRED {
-                    self.sweeper.unpark();
-                }
+                };
+                self.watch.add(retired, false);
             }
+            // The orphan probes and the figures' refresh happen here, off
+            // the reader's clock, rather than on a thread woken for them.
+            self.watch.after_serve();
+            if let Some(own) = &self.own
+                && self.refreshed.elapsed() >= REFRESH
+                && own.refresh_if_wanted()
+            {
+                self.refreshed = Instant::now();
+            }
+            self.check_after_serve();
+        }
+    }
+
+    /// The path check riding on serves ([`Builder::on_unreachable`]).
+    fn check_after_serve(&mut self) {
+        let Some(report) = &self.on_unreachable else {
+            return;
+        };
+        if self.checked.elapsed() < CHECK_AFTER_SERVES {
+            return;
+        }
+        self.checked = Instant::now();
+        let path = self.dir.join(&self.name);
+        if let Err(error) = check_reach(&self.dir, &path, Some(&self.current)) {
+            (report.0)(&error);
         }
     }
 }

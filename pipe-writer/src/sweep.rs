@@ -1,42 +1,44 @@
-//! The orphan sweeper: serves readers that opened a FIFO after it was
+//! The orphan watch: serves readers that opened a FIFO after it was
 //! retired, so a blocking `cat` that raced with a replacement is not left
 //! waiting forever.
 //!
 //! A reader whose path lookup found FIFO X just before the serving thread
 //! swapped a spare in over it, but whose `open` completed only after the
 //! thread had written X and closed it, waits for a writer that never comes
-//! (docs/FIFO.md: two `cat`s stuck 15 minutes). The serving thread hands
-//! every retired FIFO to this thread, which opens it again once, with
-//! `O_WRONLY | O_NONBLOCK`, [`EARLIEST_PROBE`] to about two seconds after
-//! its snapshot (see below): `ENXIO`
+//! (docs/FIFO.md: two `cat`s stuck 15 minutes). Every retired FIFO is
+//! therefore opened again once, with `O_WRONLY | O_NONBLOCK`, between
+//! [`EARLIEST_PROBE`] and [`LATEST_PROBE`] after its snapshot: `ENXIO`
 //! means nobody is there (the FIFO is then drained, ready to go back to
 //! our path); success means a reader is, and it gets a snapshot of its own.
 //!
 //! One probe per retirement (issue 15): the race that makes an orphan is
 //! one `open` system call wide, so the orphan is there well within a
-//! second; before, each retired FIFO was probed five times (100 ms to 5 s
-//! after its snapshot) and the thread woke every 250 ms while it watched,
-//! which with a thousand writers read once a second took 18.5 % of both
-//! cores (BENCHMARKS.md). A FIFO also goes back to our path after a few
-//! serves (the spare pool), where a reader still blocked on it is served
-//! like any other. Only a FIFO whose reader is still reading its snapshot
-//! at the probe is probed again, every [`ORPHAN_WAIT`], until [`KEEP`].
+//! second. Only a FIFO whose reader is still reading its snapshot at the
+//! probe is probed again, every [`ORPHAN_WAIT`], until [`KEEP`].
 //!
-//! The thread parks until the next probe is due and is never woken by the
-//! serving thread to learn of a retirement (a send to a channel with no
-//! waiting receiver is a plain push): every later retirement is due later.
-//! When its last watch ends it stays parked two [`ORPHAN_WAIT`]s more (a
-//! writer read once a second retires its next FIFOs meanwhile, unseen), and
-//! only then, watching nothing, blocks on the channel; awake, it probes
-//! every FIFO at least [`EARLIEST_PROBE`] old. So a writer read once a
-//! second wakes it about once every two reads, and an orphan is served
-//! within about two seconds. Only a flood of retirements
-//! ([`MAX_RETIRED`]) unparks it early. A writer nobody reads makes no
-//! wake-up at all.
+//! Who probes (issue 15, a lighter writer): the serving thread, right
+//! after each serve (off the reader's clock), probes every retired FIFO at
+//! least [`EARLIEST_PROBE`] old, so a writer read about once a second
+//! probes the FIFO of the read before at the next read, with no other
+//! thread woken. The sweeper thread is the fallback for when no read
+//! comes: it sleeps on a timer (a `timerfd`) set to the first
+//! [`LATEST_PROBE`] due, which the serving thread moves on after each
+//! serve; moving a timer wakes nobody. So the sweeper wakes only when a
+//! writer's reads stop (once, [`LATEST_PROBE`] after the last one) or an
+//! orphan was found, and a writer nobody reads makes no wake-up at all.
+//! The serving thread never writes to an orphan itself (a stalled one
+//! would hold up the next reader): it hands the opened FIFO to the
+//! sweeper, which serves it at once.
+//!
+//! A probe never releases a reader with nothing (issue 15): it first peeks
+//! ([`crate::fifo::Fifo::peek`]: the read side, which wakes no reader)
+//! and leaves a pipe with bytes of the last snapshot unread alone; a reader
+//! found once the pipe of the last snapshot is gone is an orphan for sure.
+//! The spare pool peeks too, and hands such orphans here ([`Watch::hand_over`]).
 //!
 //! The writer side cannot always tell an orphan from a slow reader still
-//! finishing the snapshot it was served. A reader found while bytes of the
-//! snapshot are still unread in the pipe is that slow reader, and is left
+//! finishing the snapshot it was served. A reader found while bytes of
+//! the snapshot are still unread in the pipe is that slow reader, and is left
 //! alone (an aggregator busy with a thousand pipes). A reader found with
 //! the pipe empty at least [`EARLIEST_PROBE`] after its snapshot is taken
 //! for an orphan and served, unless the FIFO's readers stalled; a reader
@@ -44,38 +46,41 @@
 //! a slow terminal) can so be sent one extra snapshot (its read shows two
 //! envelopes: recognisably not one complete snapshot); never more than one.
 //!
-//! The same thread keeps the process's own figures fresh (the `process.*`
-//! lines, [`crate::process_stats`]): when it wakes for a probe and a
-//! snapshot used the figures since the last refresh, it re-reads
-//! `/proc/self` (at most every [`REFRESH`]), so readers do not wait for
-//! `/proc` and the refresh costs no wake-up of its own.
+//! The process's own figures (the `process.*` lines,
+//! [`crate::process_stats`]) are refreshed by whichever thread probes, at
+//! most every [`REFRESH`] and only if a snapshot used them since.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, TryRecvError};
 use nix::errno::Errno;
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use crate::counters::Counters;
-use crate::fifo::Fifo;
+use crate::fifo::{Fifo, Peek};
 use crate::process_stats::{OwnFigures, REFRESH};
 use crate::send::Delivery;
 use crate::snapshot::Snapshotter;
 
-/// How long after a FIFO's last snapshot it is probed for an orphan: the
-/// readers it was served to have left by then, and an orphan has come.
+/// How long a FIFO whose reader is still reading at its probe waits for
+/// the next one.
 pub(crate) const ORPHAN_WAIT: Duration = Duration::from_secs(1);
-/// A FIFO this old is probed when the thread is awake for another one:
-/// probes are batched, half a second being still long enough for the
-/// readers of its snapshot to have left.
+/// From how long after a FIFO's last snapshot it is probed for an orphan
+/// (by the next serve, or the sweeper when awake): the readers it was
+/// served to have left by then, and an orphan has come.
 pub(crate) const EARLIEST_PROBE: Duration = Duration::from_millis(500);
+/// By how long after a FIFO's last snapshot it is probed, by the sweeper
+/// if no serve came since [`EARLIEST_PROBE`]: a writer read once a second
+/// probes at its serves and never wakes the sweeper.
+pub(crate) const LATEST_PROBE: Duration = Duration::from_secs(2);
 /// How long a FIFO whose reader is still reading at its probe is watched.
 pub(crate) const KEEP: Duration = Duration::from_secs(5);
 /// How many retired FIFOs wait for their probe at most (each holds one
-/// descriptor): past it the serving thread unparks the sweeper and the
-/// oldest are probed at once. A flood of opens retires thousands a second.
+/// descriptor): past it the oldest are probed at once. A flood of opens
+/// retires thousands a second.
 pub(crate) const MAX_RETIRED: usize = 128;
 /// A FIFO probed early (the flood) may be served only this long after its
 /// snapshot, so the readers it was served to have left.
@@ -95,124 +100,254 @@ pub(crate) struct Retired {
     pub(crate) may_serve: bool,
 }
 
+#[derive(Debug)]
 struct Watched {
     retired: Retired,
-    /// When the thread wakes for it.
-    next_probe: Instant,
-    /// From when it is probed if the thread is awake anyway.
+    /// From when it is probed, by a serve or by the sweeper when awake.
     probe_from: Instant,
+    /// When the sweeper wakes for it if no serve probed it.
+    due: Instant,
+}
+
+impl Watched {
+    fn new(retired: Retired) -> Watched {
+        Watched {
+            probe_from: retired.closed_at + EARLIEST_PROBE,
+            due: retired.closed_at + LATEST_PROBE,
+            retired,
+        }
+    }
+
+    /// Probed again later, if still worth it: its reader was still reading.
+    fn again(mut self, now: Instant) -> Option<Watched> {
+        (now - self.retired.closed_at < KEEP).then(|| {
+            self.probe_from = now + ORPHAN_WAIT;
+            self.due = now + 2 * ORPHAN_WAIT;
+            self
+        })
+    }
 }
 
 /// What a probe found.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 enum Found {
-    /// Nothing more to watch: drained, served, released, or taken back.
+    /// Nothing more to watch: drained, released, or taken back.
     Done,
     /// A reader still reading its snapshot: probe again later.
     Reading,
+    /// A reader that may be sent a snapshot: the FIFO's write end, open.
+    Orphan(OwnedFd),
 }
 
-/// Runs until the serving thread drops its end of `inbox`, refreshing `own`
-/// on its wake-ups (at most every [`REFRESH`]) if given.
+/// The retired FIFOs being watched, shared by the serving thread (which
+/// adds them and probes them after its serves) and the sweeper (which
+/// serves orphans and probes what no serve did).
+#[derive(Debug)]
+pub(crate) struct Watch {
+    state: Mutex<State>,
+    /// The sweeper sleeps reading it; set to the first `due` (or now),
+    /// unset when nothing is watched.
+    timer: TimerFd,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    watched: Vec<Watched>,
+    /// Orphans found by the serving thread, for the sweeper to serve.
+    orphans: Vec<(Retired, OwnedFd)>,
+    /// The server is stopping: release everyone and end.
+    ending: bool,
+}
+
+impl Watch {
+    /// A watch with nothing in it, its timer unset.
+    ///
+    /// # Errors
+    /// No timer can be made (`timerfd_create`: out of descriptors).
+    pub(crate) fn new() -> Result<Watch, Errno> {
+        Ok(Watch {
+            state: Mutex::new(State::default()),
+            timer: TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC)?,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Watches a FIFO just retired (or found stale at start). The timer is
+    /// set by the next [`Watch::after_serve`], or here if `arm`.
+    pub(crate) fn add(&self, retired: Retired, arm: bool) {
+        let mut state = self.lock();
+        state.watched.push(Watched::new(retired));
+        if arm {
+            self.arm(&state);
+        }
+    }
+
+    /// The serving thread's share, after each serve: probes every FIFO
+    /// at least [`EARLIEST_PROBE`] old (past [`MAX_RETIRED`], the oldest at
+    /// once), hands orphans found to the sweeper, and moves the sweeper's
+    /// timer on.
+    pub(crate) fn after_serve(&self) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let State {
+            watched, orphans, ..
+        } = &mut *state;
+        let flood = watched.len().saturating_sub(MAX_RETIRED);
+        let mut index = 0;
+        watched.retain_mut(|w| {
+            let oldest = index < flood;
+            index += 1;
+            let age = now - w.retired.closed_at;
+            // Past the cap, probed early, but never before SETTLE: a reader
+            // found on it is then served, never released with nothing.
+            if w.probe_from > now && !(oldest && age >= SETTLE) {
+                return true;
+            }
+            match probe(&w.retired, true) {
+                Found::Done => false,
+                Found::Reading if !oldest => {
+                    if now - w.retired.closed_at < KEEP {
+                        w.probe_from = now + ORPHAN_WAIT;
+                        w.due = now + 2 * ORPHAN_WAIT;
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Found::Reading => false,
+                Found::Orphan(writer) => {
+                    orphans.push((w.retired.clone_watch(), writer));
+                    false
+                }
+            }
+        });
+        self.arm(&state);
+    }
+
+    /// Hands an orphan the serving thread found on `fifo` (retirement
+    /// `retirement`) to the sweeper, which serves it at once: the serving
+    /// thread never writes to an orphan itself (a stalled one would hold up
+    /// the next reader).
+    pub(crate) fn hand_over(&self, fifo: Arc<Fifo>, retirement: u64, writer: OwnedFd) {
+        let mut state = self.lock();
+        let retired = Retired {
+            fifo,
+            retirement,
+            closed_at: Instant::now(),
+            may_serve: true,
+        };
+        state.orphans.push((retired, writer));
+        self.arm(&state);
+    }
+
+    /// Stops the sweeper: it releases every reader still attached to a
+    /// watched FIFO and ends. Called once the serving thread has ended.
+    pub(crate) fn end(&self) {
+        let mut state = self.lock();
+        state.ending = true;
+        self.arm(&state);
+    }
+
+    /// Sets the sweeper's timer from `state`: now if it has work, the first
+    /// `due` otherwise, unset if nothing is watched.
+    fn arm(&self, state: &State) {
+        let now = Instant::now();
+        let when = if state.ending || !state.orphans.is_empty() {
+            Some(now)
+        } else {
+            state.watched.iter().map(|w| w.due).min()
+        };
+        let _ = match when {
+            // A zero time would unset the timer: at least a nanosecond.
+            Some(when) => self.timer.set(
+                Expiration::OneShot(TimeSpec::from_duration(
+                    when.saturating_duration_since(now)
+                        .max(Duration::from_nanos(1)),
+                )),
+                TimerSetTimeFlags::empty(),
+            ),
+            None => self.timer.unset(),
+        };
+    }
+}
+
+impl Retired {
+    /// The same watch, for the sweeper (the FIFO is shared).
+    fn clone_watch(&self) -> Retired {
+        Retired {
+            fifo: Arc::clone(&self.fifo),
+            retirement: self.retirement,
+            closed_at: self.closed_at,
+            may_serve: self.may_serve,
+        }
+    }
+}
+
+/// The sweeper thread: runs until [`Watch::end`], refreshing `own` on its
+/// wake-ups (at most every [`REFRESH`]) if given.
 pub(crate) fn run(
-    inbox: &Receiver<Retired>,
+    watch: &Watch,
     snapshotter: &mut Snapshotter,
     delivery: &Delivery,
     counters: &Counters,
     stop: &Arc<AtomicBool>,
     own: Option<&OwnFigures>,
 ) {
-    let mut watched: VecDeque<Watched> = VecDeque::new();
     let mut sweeper = Sweeper {
         snapshotter,
         delivery,
         counters,
         stop,
     };
-    // The server read the figures once as it started.
-    let mut next_refresh = Instant::now() + REFRESH;
-    let watch = |retired: Retired| Watched {
-        next_probe: retired.closed_at + ORPHAN_WAIT,
-        probe_from: retired.closed_at + EARLIEST_PROBE,
-        retired,
-    };
-    // Whether the last watch just ended (see below).
-    let mut expecting = false;
+    let mut refreshed = Instant::now();
     loop {
-        let mut hung_up = false;
-        match watched.front() {
-            // The last watch just ended: a writer read once a second retires
-            // its next FIFO within the second, so wait that long parked
-            // (that retirement is a plain push, no wake-up) rather than on
-            // the channel, which the next retirement would wake: one
-            // wake-up per read, not two.
-            None if expecting => {
-                expecting = false;
-                std::thread::park_timeout(2 * ORPHAN_WAIT);
-            }
-            // Nothing to watch and nobody reading: sleep until the next
-            // retirement (a read), with no wake-up in between.
-            None => match inbox.recv() {
-                Ok(retired) => watched.push_back(watch(retired)),
-                Err(_) => hung_up = true,
-            },
-            // Parked, not waiting on the channel. Probes are due in the
-            // order of retirement (a re-probe goes to the back, due later
-            // than all before it), so the front is the next one due.
-            Some(first) => {
-                let wait = first.next_probe.saturating_duration_since(Instant::now());
-                if !wait.is_zero() {
-                    std::thread::park_timeout(wait);
-                }
-            }
-        }
-        loop {
-            match inbox.try_recv() {
-                Ok(retired) => watched.push_back(watch(retired)),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    hung_up = true;
-                    break;
-                }
-            }
-        }
-        if hung_up {
-            // Stopping: release whoever is attached (they read end-of-file)
-            // rather than write to readers that may still be finishing.
-            for mut w in watched.drain(..) {
-                sweeper.probe(&mut w.retired, false);
-            }
-            return;
-        }
+        // Fired, or unset (waits for good): only an error ends the wait
+        // early, and then the state says what to do.
+        let _ = watch.timer.wait();
         let now = Instant::now();
-        while watched.len() > MAX_RETIRED {
-            if let Some(mut w) = watched.pop_front() {
-                let settled = now - w.retired.closed_at >= SETTLE;
-                sweeper.probe(&mut w.retired, settled);
+        let (orphans, due) = {
+            let mut state = watch.lock();
+            if state.ending {
+                // Stopping: release whoever is attached (they read
+                // end-of-file) rather than write to readers that may still
+                // be finishing.
+                for w in state.watched.drain(..) {
+                    drop(probe(&w.retired, false));
+                }
+                state.orphans.clear();
+                return;
             }
+            let orphans = std::mem::take(&mut state.orphans);
+            // Awake anyway: every FIFO old enough is probed now.
+            let (due, keep) = std::mem::take(&mut state.watched)
+                .into_iter()
+                .partition(|w: &Watched| w.probe_from <= now);
+            state.watched = keep;
+            (orphans, due)
+        };
+        for (retired, writer) in orphans {
+            sweeper.serve(&retired, writer);
         }
-        let mut probed = false;
-        while watched.front().is_some_and(|w| w.probe_from <= now) {
-            probed = true;
-            let Some(mut w) = watched.pop_front() else {
-                break;
-            };
-            let reading = sweeper.probe(&mut w.retired, true) == Found::Reading;
-            if reading && now - w.retired.closed_at < KEEP {
-                w.next_probe = now + ORPHAN_WAIT;
-                w.probe_from = w.next_probe;
-                watched.push_back(w);
+        let mut again = Vec::new();
+        for w in due {
+            match probe(&w.retired, true) {
+                Found::Done => {}
+                Found::Reading => again.extend(w.again(now)),
+                Found::Orphan(writer) => sweeper.serve(&w.retired, writer),
             }
-        }
-        if watched.is_empty() && probed {
-            expecting = true;
         }
         if let Some(own) = own
-            && now >= next_refresh
+            && refreshed.elapsed() >= REFRESH
             && own.refresh_if_wanted()
         {
-            next_refresh = Instant::now() + REFRESH;
+            refreshed = Instant::now();
         }
+        let mut state = watch.lock();
+        state.watched.append(&mut again);
+        watch.arm(&state);
     }
 }
 
@@ -224,38 +359,66 @@ struct Sweeper<'a> {
 }
 
 impl Sweeper<'_> {
-    /// Looks for a reader on a retired FIFO and serves it if allowed
-    /// (`serve`); otherwise a reader found only sees end-of-file.
-    fn probe(&mut self, retired: &mut Retired, serve: bool) -> Found {
+    /// Sends an orphan found on a retired FIFO a snapshot of its own,
+    /// unless the FIFO went back to our path since it was found (the
+    /// reader then gets end-of-file).
+    fn serve(&mut self, retired: &Retired, writer: OwnedFd) {
         // Held while serving, so the FIFO is not taken back meanwhile.
         let mut turn = retired.fifo.turn();
         if turn.current || turn.retirement != retired.retirement {
-            return Found::Done;
+            return;
         }
-        let found = retired.fifo.open_if_reader();
-        turn.drained = matches!(found, Err(Errno::ENXIO));
-        match found {
-            Err(Errno::ENXIO) => Found::Done,
-            // EMFILE and the like: the pool probes it again before reuse.
-            Err(_) => Found::Done,
-            // Its last snapshot is still being read: that reader is no orphan.
-            Ok(writer) if unread_bytes(&writer) > 0 => Found::Reading,
-            Ok(writer) if serve && retired.may_serve => {
-                let sent = self
-                    .delivery
-                    .send(&writer, self.snapshotter.build(), self.stop);
-                self.counters.record(sent, true);
-                drop(writer);
-                retired.may_serve = false;
-                retired.closed_at = Instant::now();
-                Found::Done
-            }
-            Ok(_released) => Found::Done,
+        let (sent, marker) = self
+            .delivery
+            .send(&writer, self.snapshotter.build(), self.stop);
+        // Not drained: the pool puts it back only once this pipe is gone.
+        turn.marker = marker;
+        self.counters.record(sent, true);
+        drop(writer);
+        drop(turn);
+    }
+}
+
+/// Looks for a reader on a retired FIFO. One that may be served is
+/// returned with the write end open: any reader found, while `serve`,
+/// unless the FIFO's readers stalled and the pipe of that stall is still
+/// there (that reader holds a cut snapshot). A reader not served is
+/// released with end-of-file (stopping, or the stalled reader).
+///
+/// It peeks first ([`Fifo::peek`](crate::fifo::Fifo::peek)): a pipe with
+/// bytes of the last snapshot unread is left alone without opening the
+/// write side, and a reader found once that pipe is gone is an orphan for
+/// sure (it opened after the last snapshot's readers all closed).
+fn probe(retired: &Retired, serve: bool) -> Found {
+    let mut turn = retired.fifo.turn();
+    if turn.current || turn.retirement != retired.retirement {
+        return Found::Done;
+    }
+    let peek = retired.fifo.peek(turn.marker);
+    if let Peek::Alive { unread } = peek
+        && unread > 0
+    {
+        // Its last snapshot is still being read: that reader is no orphan.
+        return Found::Reading;
+    }
+    let found = retired.fifo.open_if_reader();
+    turn.drained = matches!(found, Err(Errno::ENXIO));
+    let may_serve = retired.may_serve || peek == Peek::Fresh;
+    match found {
+        Err(Errno::ENXIO) => Found::Done,
+        // EMFILE and the like: the pool peeks at it again before reuse.
+        Err(_) => Found::Done,
+        // Bytes came back in between: a reader of the last snapshot after all.
+        Ok(writer) if unread_bytes(&writer) > 0 => Found::Reading,
+        Ok(writer) if serve && may_serve => {
+            turn.hand_over();
+            Found::Orphan(writer)
         }
+        Ok(_released) => Found::Done,
     }
 }
 
 /// Bytes written to the pipe that no reader has taken yet (0 if unknown).
-fn unread_bytes(writer: &std::os::fd::OwnedFd) -> u64 {
+fn unread_bytes(writer: &OwnedFd) -> u64 {
     rustix::io::ioctl_fionread(writer).unwrap_or(0)
 }

@@ -41,6 +41,17 @@ impl Content {
             Content::Traces => "traces",
         }
     }
+
+    /// The names of its serving thread and orphan sweeper, so a profile or
+    /// a test tells the two servers' threads apart (by their first 15
+    /// bytes, what `/proc/<pid>/task/<tid>/comm` keeps: `stats-pipe-orph`,
+    /// `traces-orphans`).
+    pub(crate) fn thread_names(self) -> (&'static str, &'static str) {
+        match self {
+            Content::Stats => ("stats-pipe", "stats-pipe-orphans"),
+            Content::Traces => ("traces-pipe", "traces-orphans"),
+        }
+    }
 }
 
 /// Writes the framed traces of `registry` into `buf` (cleared first).

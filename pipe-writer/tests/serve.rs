@@ -24,6 +24,16 @@ use util::{
 };
 
 const READ_DEADLINE: Duration = Duration::from_secs(1);
+/// A reader racing other readers of the path may be an orphan of a lookup
+/// race: its lookup found a FIFO that another reader's serve retired before
+/// its `open`, and when it joins the still-open pipe of that snapshot only
+/// the orphan watch tells it from a slow reader of it, 0.5 to about 2 s
+/// after the retirement (FORMAT.md, "What a reader can rely on"); when the
+/// other readers have just stopped, no serve probes it and the sweeper's
+/// timer does, at 2 s. That bound, the stall timeout, and room for a loaded
+/// machine (a 1 s deadline failed so once at a load average of 20 on 2
+/// cores: one read of a 1.5 s storm waited 1.99 s for a complete snapshot).
+const RACING_READ_DEADLINE: Duration = Duration::from_secs(5);
 // Every descriptor these tests open is close-on-exec: the tests run in
 // parallel threads of one process and several spawn `cat`, which would
 // otherwise inherit another test's reader and hold it open for its whole
@@ -91,7 +101,7 @@ fn the_path_never_goes_missing_while_serving() {
             let (path, done, complete) = (path.clone(), Arc::clone(&done), Arc::clone(&complete));
             std::thread::spawn(move || {
                 while !done.load(Relaxed) {
-                    let bytes = read_once(&path, READ_DEADLINE).unwrap();
+                    let bytes = read_once(&path, RACING_READ_DEADLINE).unwrap();
                     if matches!(verify(&bytes), Verdict::Complete { .. }) {
                         complete.fetch_add(1, Relaxed);
                     }
@@ -290,6 +300,53 @@ fn an_orphan_blocking_cat_is_served() {
 }
 
 #[test]
+fn an_orphan_found_by_a_later_serve_is_served_while_reads_go_on() {
+    let dir = TempDir::new("handoff");
+    let registry = registry_with(50, 0);
+    let server = serve(&dir, &registry);
+    // A racing reader's path lookup finds the FIFO now ...
+    let looked_up = open(
+        server.path(),
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    // ... another reader is served, which retires it ...
+    complete_body(&read_once(server.path(), READ_DEADLINE).unwrap());
+    // ... and the racing `cat` opens it only now, while a reader keeps
+    // reading the path every 600 ms: the first serve at least 0.5 s after
+    // the retirement finds the orphan and hands it to the sweeper, which
+    // sends it a snapshot of its own. (Reads much faster than that: the
+    // spare pool finds it first and hands it over, storm.rs.)
+    let reading = Arc::new(AtomicBool::new(true));
+    let path = server.path().to_path_buf();
+    let reader = {
+        let reading = Arc::clone(&reading);
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while reading.load(Relaxed) {
+                complete_body(&read_once(&path, READ_DEADLINE).unwrap());
+                reads += 1;
+                std::thread::sleep(Duration::from_millis(600));
+            }
+            reads
+        })
+    };
+    let own = format!("/proc/{}/fd/{}", std::process::id(), looked_up.as_raw_fd());
+    let started = Instant::now();
+    let out = output_within(Command::new("cat").arg(&own), Duration::from_secs(5));
+    let waited = started.elapsed();
+    reading.store(false, Relaxed);
+    let reads = reader.join().unwrap();
+    assert!(out.status.success());
+    assert_eq!(complete_body(&out.stdout), body_of(&registry));
+    assert_eq!(server.stats().orphans, 1);
+    assert!(reads >= 2, "{reads} reads while the orphan waited");
+    eprintln!("orphan cat served after {waited:?}, {reads} reads meanwhile");
+    server.stop().unwrap();
+}
+
+#[test]
 fn a_stale_fifo_of_ours_is_replaced_and_its_waiting_reader_served() {
     let dir = TempDir::new("stale");
     let path = dir.path().join(format!("{}.stats", std::process::id()));
@@ -366,7 +423,7 @@ fn recording_goes_on_while_readers_flood_the_pipe() {
             let (path, done) = (server.path().to_path_buf(), Arc::clone(&done));
             std::thread::spawn(move || {
                 while !done.load(Relaxed) {
-                    let _ = read_once(&path, READ_DEADLINE).unwrap();
+                    let _ = read_once(&path, RACING_READ_DEADLINE).unwrap();
                 }
             })
         })

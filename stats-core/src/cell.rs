@@ -54,6 +54,14 @@ impl Kind {
     }
 }
 
+/// Bumped whenever a declaration line of any registry changes without its
+/// set of stats changing: a scalar changes kind (a counter made a gauge,
+/// the only change there is), or a task gets a new call edge, whose
+/// counters are made on its first call ([`crate::span`]). A registry's
+/// cached declaration lines ([`crate::Registry::render_kinds_into`]) are
+/// then rendered again.
+pub(crate) static DECLARATION_EPOCH: AtomicU64 = AtomicU64::new(0);
+
 const COUNTER: u8 = 0;
 const GAUGE: u8 = 1;
 
@@ -174,6 +182,8 @@ impl Scalar {
     #[cold]
     fn demote_to_gauge(&self) {
         self.kind.store(GAUGE, Relaxed);
+        // Release: whoever reads the new epoch sees the new kind.
+        DECLARATION_EPOCH.fetch_add(1, Release);
     }
 
     /// Adds a non-negative integer: the counter hot path.

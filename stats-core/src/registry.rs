@@ -8,11 +8,14 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed},
+};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::thread::LocalKey;
 
-use crate::cell::{Kind, Scalar};
+use crate::cell::{DECLARATION_EPOCH, Kind, Scalar};
 use crate::format::{write_line, write_value_line_end};
 use crate::handles::{Counter, Gauge};
 use crate::histogram::{Histogram, HistogramCell};
@@ -206,6 +209,18 @@ pub struct Registry {
     id: u64,
     index: Mutex<Index>,
     tracer: Arc<Tracer>,
+    /// The declaration lines last rendered, reused while neither the set
+    /// of stats (call edges included) nor any kind changed (issue 15:
+    /// rendering them was 13 % of a writer's CPU read once a second, for
+    /// the same bytes every time).
+    kinds: Mutex<Option<KindLines>>,
+}
+
+/// Declaration lines rendered for one set of stats at one kind epoch.
+struct KindLines {
+    sorted: Arc<Sorted>,
+    epoch: u64,
+    lines: Vec<u8>,
 }
 
 impl Default for Registry {
@@ -230,6 +245,7 @@ impl Registry {
             id: NEXT_REGISTRY_ID.fetch_add(1, Relaxed),
             index: Mutex::default(),
             tracer: Arc::default(),
+            kinds: Mutex::default(),
         }
     }
 
@@ -385,30 +401,30 @@ impl Registry {
 
     /// Appends the metadata lines that tell a reader what each stat is
     /// (`#counter NAME: 1`, `#histogram NAME: 1`, `#max NAME: 1`; see
-    /// [`crate::kinds`]). Gauges need no line.
+    /// [`crate::kinds`]). Gauges need no line. The lines are kept and
+    /// copied while no stat or call edge was added and none changed kind.
     pub fn render_kinds_into(&self, buf: &mut Vec<u8>) {
-        for metric in self.sorted().iter() {
-            match metric {
-                Metric::Scalar(scalar) => {
-                    if let Some(kind) = scalar.kind().wire() {
-                        write_kind_line(buf, kind, scalar.name());
-                    }
-                }
-                Metric::Histogram(cell) => write_kind_line(buf, WireKind::Histogram, cell.name()),
-                Metric::Task(task) => {
-                    for counter in task.outcome_counters() {
-                        write_kind_line(buf, WireKind::Counter, counter.name());
-                    }
-                    write_kind_line(buf, WireKind::Max, &task.sub_name("highwater"));
-                    for histogram in task.duration_histograms() {
-                        write_kind_line(buf, WireKind::Histogram, histogram.name());
-                    }
-                    task.edges().for_each_counter(|edge| {
-                        write_kind_line(buf, WireKind::Counter, edge.name());
-                    });
-                }
-            }
+        // Read before rendering: a kind changed or a call edge added
+        // meanwhile bumps it again, so these lines are rendered anew next
+        // time.
+        let epoch = DECLARATION_EPOCH.load(Acquire);
+        let sorted = self.sorted();
+        let mut cache = self.kinds.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(kept) = cache.as_ref()
+            && kept.epoch == epoch
+            && Arc::ptr_eq(&kept.sorted, &sorted)
+        {
+            buf.extend_from_slice(&kept.lines);
+            return;
         }
+        let mut lines = Vec::new();
+        render_kind_lines(&sorted, &mut lines);
+        buf.extend_from_slice(&lines);
+        *cache = Some(KindLines {
+            sorted,
+            epoch,
+            lines,
+        });
     }
 
     /// Every stat's current value: the lines [`Registry::render_into`]
@@ -497,9 +513,98 @@ impl Registry {
     }
 }
 
+/// The declaration lines of `sorted`, rendered.
+fn render_kind_lines(sorted: &Sorted, buf: &mut Vec<u8>) {
+    for metric in sorted.iter() {
+        match metric {
+            Metric::Scalar(scalar) => {
+                if let Some(kind) = scalar.kind().wire() {
+                    write_kind_line(buf, kind, scalar.name());
+                }
+            }
+            Metric::Histogram(cell) => write_kind_line(buf, WireKind::Histogram, cell.name()),
+            Metric::Task(task) => {
+                for counter in task.outcome_counters() {
+                    write_kind_line(buf, WireKind::Counter, counter.name());
+                }
+                write_kind_line(buf, WireKind::Max, &task.sub_name("highwater"));
+                for histogram in task.duration_histograms() {
+                    write_kind_line(buf, WireKind::Histogram, histogram.name());
+                }
+                task.edges().for_each_counter(|edge| {
+                    write_kind_line(buf, WireKind::Counter, edge.name());
+                });
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_declaration_lines_follow_new_stats_and_kind_changes() {
+        let r = Registry::new();
+        let kinds = |r: &Registry| {
+            let mut buf = Vec::new();
+            r.render_kinds_into(&mut buf);
+            String::from_utf8(buf).unwrap()
+        };
+        r.incr("a", 1);
+        assert_eq!(kinds(&r), "#counter a: 1\n");
+        // Kept: the same bytes again.
+        assert_eq!(kinds(&r), "#counter a: 1\n");
+        r.incr("b", 1);
+        assert_eq!(kinds(&r), "#counter a: 1\n#counter b: 1\n");
+        // A counter made a gauge (a negative step) is declared no more.
+        r.incr("a", -5);
+        assert_eq!(kinds(&r), "#counter b: 1\n");
+        assert_eq!(kinds(&r), "#counter b: 1\n");
+    }
+
+    /// A call edge's counters are made on its first call, with no stat
+    /// added to the registry: kept lines must still declare them, or a
+    /// reader would take `<callee>.calls[...]` for gauges.
+    #[test]
+    fn kept_declaration_lines_follow_new_call_edges() {
+        let r = Registry::new();
+        let kinds = |r: &Registry| {
+            let mut buf = Vec::new();
+            r.render_kinds_into(&mut buf);
+            String::from_utf8(buf).unwrap()
+        };
+        let (request, query, cache) = (r.task("request"), r.task("query"), r.task("cache"));
+        let before = kinds(&r);
+        assert!(!before.contains(".calls["), "{before}");
+        let _ = request.run(|| query.run(|| Ok::<_, ()>(())));
+        let after = kinds(&r);
+        for outcome in ["success", "error", "panic"] {
+            let line = format!("#counter query.calls[caller=request,outcome={outcome}]: 1\n");
+            assert!(after.contains(&line), "{line:?} missing in {after}");
+        }
+        assert!(!after.contains("cache.calls["), "{after}");
+        // Kept, same bytes; a second edge into a callee that has one
+        // already is declared too.
+        assert_eq!(kinds(&r), after);
+        let _ = cache.run(|| query.run(|| Err::<(), _>("miss")));
+        let last = kinds(&r);
+        assert!(
+            last.contains("#counter query.calls[caller=cache,outcome=error]: 1\n"),
+            "{last}"
+        );
+        // Every edge line the values carry is declared.
+        let mut values = Vec::new();
+        r.render_into(&mut values);
+        let values = String::from_utf8(values).unwrap();
+        for line in values.lines().filter(|l| l.contains(".calls[")) {
+            let name = line.rsplit_once(": ").unwrap().0;
+            assert!(
+                last.contains(&format!("#counter {name}: 1\n")),
+                "{name} undeclared"
+            );
+        }
+    }
 
     #[test]
     fn pipestatic_semantics() {

@@ -31,11 +31,12 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Release;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::trace::{SpanRef, TraceBuf};
 use super::{OUTCOME_LABELS, Outcome, TaskCell};
-use crate::cell::{Kind, Scalar};
+use crate::cell::{DECLARATION_EPOCH, Kind, Scalar};
 use crate::clock;
 use crate::tags;
 
@@ -95,6 +96,9 @@ impl Edges {
         }
         let edge = Arc::new(Edge::new(callee, caller.name()));
         list.push((key, Arc::clone(&edge)));
+        // New `#counter` lines to declare: kept declaration lines are
+        // stale. Release: whoever reads the new epoch finds the edge.
+        DECLARATION_EPOCH.fetch_add(1, Release);
         edge
     }
 

@@ -3,6 +3,7 @@
 //! stdin; it serves them at `<dir>/<pid>.stats`. Glue only, not a library:
 //! the grammar is `pipe_writer::input`, serving is `pipe_writer::Builder`.
 
+mod inbox;
 mod sys;
 
 use std::io::{BufRead, Write};
@@ -12,10 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use crossbeam_channel::{RecvTimeoutError, Sender};
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{SigSet, Signal};
+
+use inbox::Inbox;
 use pipe_writer::input::{parse_line, read_line};
 use pipe_writer::span_reports::SpanReports;
 use stats_core::Registry;
@@ -65,8 +67,10 @@ LIFETIME:
   directory's mode or owner changed (inotify; a FIFO renamed away or over by
   hand, which only its owner or root can do, goes unnoticed). Where no
   inotify instance is left (128 per user by default), the path is checked
-  every second while it is read, and ever less often (up to every 32 s)
-  while nobody reads it. A watched writer nobody reads wakes for nothing. A FIFO of another user put at the path is
+  by the serving thread right after a serve, at most once a second (no
+  wake-up of its own while read), and by a timer ever less often (every 1,
+  2, 4 ... up to 32 s) for when nobody reads it. A watched writer nobody
+  reads wakes for nothing. A FIFO of another user put at the path is
   reported (path and user ID) and never written to; serving resumes there
   once it is removed. A pipe directory owned by a user other than root and
   us, or writable by others without the sticky bit, is refused.
@@ -144,25 +148,18 @@ fn print_path_and_close_stdout(path: &Path) -> Result<(), String> {
 }
 
 /// How often the path is checked to still reach our FIFO while serving
-/// cannot resume, and, where the pipe directory cannot be watched, while
-/// the pipe is being read.
+/// cannot resume, and the first gap of the timed checks where the pipe
+/// directory cannot be watched.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
-/// Unwatched and unread, the gap between checks doubles up to this: a
-/// writer nobody reads has nobody to lose (a reader that finds the pipe
-/// again makes the gap 1 s once more), so it notices a lost path within
-/// the time since its last read, at most this.
+/// Unwatched, the gap between timed checks doubles up to this. While the
+/// pipe is read the serving thread checks the path after its serves
+/// (`Builder::on_unreachable`, at most once a second, no wake-up of its
+/// own); the timer is for when nobody reads, and a writer nobody reads has
+/// nobody to lose, so it notices a lost path within this.
 const CHECK_IDLE_MAX: Duration = Duration::from_secs(32);
 
 /// How long a change in the pipe directory settles before the check.
 const SETTLE: Duration = Duration::from_millis(100);
-
-/// Every reader handed something: a read since the last check.
-fn reads(server: Option<&pipe_writer::Server>) -> u64 {
-    server.map_or(0, |s| {
-        let stats = s.stats();
-        stats.snapshots + stats.readers_gone + stats.stalls + stats.write_errors
-    })
-}
 
 /// What of the pipe directory is watched: everything that can cut readers
 /// off from our FIFO (the directory removed or renamed, its mode or owner
@@ -182,15 +179,17 @@ enum Event {
     Signal(Signal),
     /// Something happened in or to the pipe directory.
     DirChanged,
-    /// The directory watch broke: back to checking every second.
+    /// The directory watch broke: back to timed checks.
     WatchFailed,
+    /// The serving thread's check after a serve found the path lost.
+    Unreachable,
 }
 
 /// Starts a thread that turns inotify events on the pipe directory into
 /// [`Event::DirChanged`]. `None` when no inotify instance can be had (at
 /// most `fs.inotify.max_user_instances` per user, 128 by default: a host's
 /// 129th writer checks once a second instead).
-fn start_dir_watch(events: Sender<Event>) -> Option<Arc<Inotify>> {
+fn start_dir_watch(events: Inbox<Event>) -> Option<Arc<Inotify>> {
     let inotify = Arc::new(Inotify::init(InitFlags::IN_CLOEXEC).ok()?);
     let reader = Arc::clone(&inotify);
     std::thread::Builder::new()
@@ -203,7 +202,8 @@ fn start_dir_watch(events: Sender<Event>) -> Option<Arc<Inotify>> {
                     Err(_) => Event::WatchFailed,
                 };
                 let failed = matches!(event, Event::WatchFailed);
-                if events.send(event).is_err() || failed {
+                events.send(event);
+                if failed {
                     break;
                 }
             }
@@ -252,9 +252,15 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     Registry::global()
         .tracer()
         .set_sample_every(args.sample_every);
+    let inbox = Inbox::new();
+    let events = inbox.clone();
+    let lost = inbox.clone();
     let mut builder = pipe_writer::Builder::new()
         .mode(args.mode)
-        .process_stats(!args.no_process_stats);
+        .process_stats(!args.no_process_stats)
+        // Checked after serves at most once a second: the reader being
+        // served woke this thread anyway, so no timer is needed while read.
+        .on_unreachable(move |_| lost.send(Event::Unreachable));
     if let Some(dir) = &args.dir {
         builder = builder.dir(dir);
     }
@@ -265,7 +271,6 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         print_path_and_close_stdout(server.path())?;
     }
 
-    let (events, inbox) = crossbeam_channel::unbounded();
     let mut watch = start_dir_watch(events.clone());
     let mut watching = watch_dir(watch.as_deref(), server.as_ref());
     let stdin_events = events.clone();
@@ -276,77 +281,74 @@ fn run(args: &Args) -> Result<ExitCode, String> {
                 Ok(()) => Event::Eof,
                 Err(e) => Event::ReadError(e),
             };
-            let _ = stdin_events.send(event);
+            stdin_events.send(event);
         })
         .map_err(|e| format!("cannot start the stdin thread: {e}"))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             while let Ok(signal) = signals.wait() {
-                if events.send(Event::Signal(signal)).is_err() {
-                    break;
-                }
+                events.send(Event::Signal(signal));
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
-    let (mut gap, mut reads_seen) = (CHECK_EVERY, 0);
+    let mut gap = CHECK_EVERY;
     // An event taken while a directory change settled.
     let mut pending = None;
     let code = loop {
         // Watched, a writer nobody reads wakes for nothing; otherwise the
-        // path is checked every second while it is read or lost, and ever
-        // less often while nobody reads it.
+        // path is checked every second while it is lost, and ever less
+        // often otherwise (reads check it after their serves).
         let event = if let Some(event) = pending.take() {
-            Ok(event)
+            Some(event)
         } else if watching {
-            inbox.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            Some(inbox.recv())
         } else {
+            // `None`: the time for a check.
             inbox.recv_timeout(gap)
         };
         match event {
-            Err(RecvTimeoutError::Timeout) | Ok(Event::DirChanged) => {
-                if matches!(event, Ok(Event::DirChanged)) {
+            None | Some(Event::DirChanged | Event::Unreachable) => {
+                if matches!(event, Some(Event::DirChanged)) {
                     // Let a burst settle (`rm -r` of the directory is one
                     // event per name), and let whoever removed a name put
                     // what they meant there first, as a timed check would.
                     std::thread::sleep(SETTLE);
                     loop {
                         match inbox.try_recv() {
-                            Ok(Event::DirChanged) => {}
-                            Ok(other) => {
+                            Some(Event::DirChanged) => {}
+                            Some(other) => {
                                 pending = Some(other);
                                 break;
                             }
-                            Err(_) => break,
+                            None => break,
                         }
                     }
                 }
                 serve_again_if_unreachable(&mut server, &builder);
                 // Again after every check: the directory may be a new one.
                 watching = watch_dir(watch.as_deref(), server.as_ref());
-                let now_seen = reads(server.as_ref());
-                gap = if server.is_none() || now_seen != reads_seen {
+                gap = if server.is_none() || matches!(event, Some(Event::Unreachable)) {
                     CHECK_EVERY
                 } else {
                     (gap * 2).min(CHECK_IDLE_MAX)
                 };
-                reads_seen = now_seen;
             }
-            Ok(Event::WatchFailed) => {
+            Some(Event::WatchFailed) => {
                 watch = None;
                 watching = false;
             }
-            Ok(Event::Eof) if args.linger => {}
-            Ok(Event::Eof) | Err(RecvTimeoutError::Disconnected) => break ExitCode::SUCCESS,
-            Ok(Event::ReadError(e)) => {
+            Some(Event::Eof) if args.linger => {}
+            Some(Event::Eof) => break ExitCode::SUCCESS,
+            Some(Event::ReadError(e)) => {
                 eprintln!("pipe-writer: reading stdin: {e}");
                 if !args.linger {
                     break ExitCode::FAILURE;
                 }
             }
-            Ok(Event::Signal(_)) if args.linger => break ExitCode::SUCCESS,
-            Ok(Event::Signal(signal)) => break ExitCode::from(128 + signal as u8),
+            Some(Event::Signal(_)) if args.linger => break ExitCode::SUCCESS,
+            Some(Event::Signal(signal)) => break ExitCode::from(128 + signal as u8),
         }
     };
     if let Some(server) = server {
