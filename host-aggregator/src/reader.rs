@@ -481,8 +481,16 @@ impl<'o> PassState<'o> {
         if self.framing == Framing::Traces {
             return match pipe_writer::verify_traces(bytes) {
                 TracesRead::Complete { body, .. } => {
-                    slot.kept = bytes[body].to_vec();
-                    slot.bytes = Vec::new();
+                    // An answer longer than a chunk is kept where it was
+                    // read (a ring can be megabytes), never copied.
+                    slot.kept = if slot.bytes.is_empty() {
+                        bytes[body].to_vec()
+                    } else {
+                        let mut kept = std::mem::take(&mut slot.bytes);
+                        kept.truncate(body.end);
+                        kept.drain(..body.start);
+                        kept
+                    };
                     self.finish(i, Status::Ok);
                 }
                 TracesRead::Empty | TracesRead::Incomplete => {

@@ -7,6 +7,7 @@
 //! - [`read`]: finding and reading the trace FIFOs through the safe reader
 //!   (the same checks, deadline, byte cap and retries as `.stats`), and
 //!   parsing their JSON lines into [`Record`]s;
+//! - [`record`]: a trace, whole or short, and its JSON line;
 //! - [`query`]: what a request or the command line asks for (a task regex,
 //!   a minimum duration, a limit, a PID, a timeout) and the index it gets;
 //! - [`newest`]: the newest records of a read, kept in a bounded heap;
@@ -20,8 +21,10 @@ pub mod newest;
 pub mod next;
 pub mod query;
 pub mod read;
+pub mod record;
 pub mod shared;
 pub mod svg;
 
 pub use query::{IndexQuery, NextQuery};
-pub use read::{OneTrace, Record, Short, TraceReader, TraceSet};
+pub use read::{OneTrace, TraceReader, TraceSet};
+pub use record::{Record, Short};

@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use super::read::Short;
+use super::record::Short;
 
 /// The newest `keep` records pushed, in the index's order.
 #[derive(Debug)]

@@ -18,7 +18,8 @@ use crate::reply::Reply;
 use super::TraceReader;
 use super::answer::TraceFormat;
 use super::query::NextQuery;
-use super::read::{OneTrace, Short};
+use super::read::OneTrace;
+use super::record::Short;
 
 /// How often the trace FIFOs are read while a request waits. Each read
 /// makes every traced process render its ring, so not much more often

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use regex::{Regex, RegexBuilder};
 
-use super::read::{Short, TraceSet};
+use super::read::{SHARED_KEEP, TraceSet};
+use super::record::Short;
 use crate::Status;
 use crate::export::json;
 
@@ -26,7 +27,7 @@ const REGEX_NEST_LIMIT: u32 = 32;
 /// Traces listed by default.
 pub const DEFAULT_LIMIT: usize = 100;
 /// Traces listed at most (a larger `limit` is lowered to it).
-pub const MAX_LIMIT: usize = 10_000;
+pub const MAX_LIMIT: usize = SHARED_KEEP;
 /// How long `/trace/next.*` waits by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `/trace/next.*` may be asked to wait at most.

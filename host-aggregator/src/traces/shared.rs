@@ -5,19 +5,26 @@
 //! so N concurrent requests held N times a read's memory and a client
 //! could run the aggregator out of memory.
 //!
-//! A request takes the latest read if it is young enough; else it takes
-//! the read in flight when it arrived (never waiting for a second one), or
-//! runs one itself. A read that failed is shared the same way. Also here:
+//! A request takes the latest read if it ended recently enough; else it
+//! takes the read in flight when it arrived (never waiting for a second
+//! one), or runs one itself. A read that failed is shared the same way.
+//! Unlike a pass, a read's age counts from its end: a read of a thousand
+//! full rings takes longer than the max age, so counted from its start it
+//! would be stale the moment it ended, and requests arriving a few at a
+//! time (the answer threads are few) would keep reads running back to
+//! back, each making every writer render its ring. Also here:
 //! [`Gate`], which bounds how many single-pipe reads run at once.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// One shared read: when it started and what it gave.
+/// One shared read: when it started and ended and what it gave.
 #[derive(Debug)]
 pub struct Shared<T> {
     /// When the read started.
     pub started: Instant,
+    /// When it ended.
+    pub ended: Instant,
     /// What it read (or why it could not).
     pub value: T,
 }
@@ -56,12 +63,12 @@ impl<T> SingleFlight<T> {
         self.lock().ended
     }
 
-    /// The latest read if it started at most `max_age` ago, else the read
+    /// The latest read if it ended at most `max_age` ago, else the read
     /// in flight, else a new one made by `read` on this thread.
     pub fn get(&self, max_age: Duration, read: impl FnOnce() -> T) -> Arc<Shared<T>> {
         let mut state = self.lock();
         if let Some(latest) = &state.latest
-            && latest.started.elapsed() <= max_age
+            && latest.ended.elapsed() <= max_age
         {
             return Arc::clone(latest);
         }
@@ -91,9 +98,11 @@ impl<T> SingleFlight<T> {
             finished: None,
         };
         let started = Instant::now();
+        let value = read();
         let shared = Arc::new(Shared {
             started,
-            value: read(),
+            ended: Instant::now(),
+            value,
         });
         running.finished = Some(Arc::clone(&shared));
         shared
