@@ -112,7 +112,10 @@ fn fifty_concurrent_index_requests_over_full_rings_share_one_read() {
             .collect()
     });
     let grown = aggregator.peak_rss_bytes().saturating_sub(before);
-    eprintln!("{REQUESTS} concurrent /traces answered in {:?}", asked.elapsed());
+    eprintln!(
+        "{REQUESTS} concurrent /traces answered in {:?}",
+        asked.elapsed()
+    );
     for index in &answers {
         assert_eq!(index["sources"]["ok"], PROCESSES, "{}", index["sources"]);
         assert_eq!(index["sources"]["skipped_budget"], 0);

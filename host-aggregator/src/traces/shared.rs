@@ -1,5 +1,5 @@
 //! One read of the trace FIFOs shared by every request that wants one at
-//! about the same time (single flight), as [`crate::pass_cache`] does for
+//! about the same time (single flight), as `pass_cache` does for
 //! passes: without it each `/traces` request, and each poll of each
 //! `/trace/next` waiter, read every FIFO and held every answer of its own,
 //! so N concurrent requests held N times a read's memory and a client
