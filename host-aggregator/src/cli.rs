@@ -169,6 +169,12 @@ struct ServeArgs {
     /// No history: no background passes, /history answers 404.
     #[arg(long)]
     no_history: bool,
+    /// Bytes one read of the trace pipes (for /traces, /trace/next) takes
+    /// in at most, over all of them; the pipes past it are skipped and
+    /// counted (`skipped_budget`), so hostile writers cannot make a read
+    /// take gigabytes.
+    #[arg(long, default_value_t = host_aggregator::traces::read::DEFAULT_BUDGET, value_name = "BYTES", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    trace_budget: usize,
     /// Merge stats matching GLOB by RULE (sum, min, max or last) instead of
     /// by their declared kind; repeatable, the first match wins.
     #[arg(long = "rule", value_name = "GLOB=RULE")]
@@ -316,6 +322,7 @@ fn serve(args: ServeArgs, read: ReadOptions) -> Result<ExitCode, Failure> {
             ..HistoryOptions::new()
         }),
         traces,
+        trace_budget: args.trace_budget,
     };
     let server = Server::start(&options, Box::new(move || collector.collect()))?;
     let addr = server.local_addr();

@@ -81,6 +81,9 @@ pub struct ServeOptions {
     /// for `/traces`, `/traces/<pid>/<id>` and `/trace/next.*` (never by
     /// the passes); when not, those paths answer 404.
     pub traces: Option<crate::ReadOptions>,
+    /// Bytes one read of the trace FIFOs takes in at most, over all of
+    /// them (see [`crate::traces::read::DEFAULT_BUDGET`]).
+    pub trace_budget: usize,
 }
 
 impl ServeOptions {
@@ -106,6 +109,7 @@ impl ServeOptions {
             connections: ConnectionLimits::DEFAULT,
             history: None,
             traces: None,
+            trace_budget: crate::traces::read::DEFAULT_BUDGET,
         }
     }
 }
@@ -175,10 +179,9 @@ impl Server {
             history: history.clone(),
             token: options.token.clone(),
             registry: Arc::new(Registry::new(options.connections.max_connections)),
-            traces: options
-                .traces
-                .clone()
-                .map(|read| Arc::new(crate::traces::TraceReader::new(read))),
+            traces: options.traces.clone().map(|read| {
+                Arc::new(crate::traces::TraceReader::new(read).with_budget(options.trace_budget))
+            }),
             trace_waiters: Arc::new(tokio::sync::Semaphore::new(
                 crate::traces::next::MAX_WAITERS,
             )),

@@ -13,7 +13,6 @@
 //! - pipestatic's writer unlinks and re-creates its FIFO after every read,
 //!   so a path that was listed but is missing at open is retried too.
 
-use std::collections::HashMap;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 
@@ -31,6 +30,9 @@ use stats_core::kinds::KindsCache;
 
 use crate::procfs::{self, PipeFault};
 use crate::source::{ReadOptions, RefuseReason, Source, Status};
+
+mod enveloped;
+pub(crate) use enveloped::Enveloped;
 
 /// Bytes asked for per `read`: large, so a snapshot of up to a pipe buffer
 /// comes out whole and readers that race split it all-or-nothing.
@@ -57,51 +59,6 @@ const MAX_IN_FLIGHT: usize = 64;
 /// without this, one writerless FIFO made every pass, and every request
 /// waiting on one, take the whole deadline (issue 12).
 pub(crate) const SILENT_GRACE: Duration = Duration::from_millis(50);
-
-/// Sources remembered by [`Enveloped`], at most; past this it starts afresh
-/// (more than the default `pid_max` ever needs).
-const ENVELOPED_MAX: usize = 65_536;
-
-/// The writers, each a PID and its process's start time, that have served
-/// an envelope (issue 15, "torn pieces are never stats"). A read without
-/// any envelope line from such a writer is not a foreign snapshot but the
-/// middle piece of one of its snapshots split between three or more
-/// readers: it is incomplete and retried, never taken as stats. A PID now
-/// held by another process (another start time) is forgotten, so a
-/// pipestatic writer that reuses the PID is read as foreign again.
-#[derive(Debug, Default)]
-pub(crate) struct Enveloped(HashMap<u32, SystemTime>);
-
-impl Enveloped {
-    /// Notes that `pid`, a process started at `started`, served (part of)
-    /// an envelope.
-    fn saw(&mut self, pid: u32, started: SystemTime) {
-        if self.0.len() >= ENVELOPED_MAX && !self.0.contains_key(&pid) {
-            self.0.clear();
-        }
-        self.0.insert(pid, started);
-    }
-
-    /// Whether `pid`, a process started at `started`, is one that served
-    /// an envelope before. A different start time: the PID was reused, and
-    /// the earlier process is forgotten.
-    fn serves_envelopes(&mut self, pid: u32, started: SystemTime) -> bool {
-        match self.0.get(&pid) {
-            Some(&then) if then == started => true,
-            Some(_) => {
-                self.0.remove(&pid);
-                false
-            }
-            None => false,
-        }
-    }
-
-    /// Forgets every PID `keep` does not want (those whose pipes were not
-    /// listed in a pass).
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
-        self.0.retain(|pid, _| keep(*pid));
-    }
-}
 
 /// Reads one pipe through the safe reader (for `show PID`): the same checks,
 /// limits and retries as a pass, with `options.deadline` for this one pipe.
@@ -141,7 +98,7 @@ pub(crate) fn read_all(
         options,
         kinds,
         enveloped,
-        Framing::Stats,
+        (Framing::Stats, usize::MAX, &mut 0),
     )
     .into_iter()
     .map(|(source, _)| source)
@@ -153,20 +110,26 @@ pub(crate) fn read_all(
 /// differs ([`pipe_writer::verify_traces`] instead of the envelope). Each
 /// source comes with the trace lines of its answer (empty unless its
 /// status is `Ok`). A torn or doubled answer is retried, then left
-/// `Incomplete`, never returned.
+/// `Incomplete`, never returned. Once `budget` bytes have been read in
+/// all (retries included), the pipe being read and every pipe not done
+/// end `TooLarge`: the second figure says how many were never finished
+/// for that reason, so hostile writers cannot make one read hold more.
 pub(crate) fn read_traces(
     paths: Vec<PathBuf>,
     silent_before: &[PathBuf],
     options: &ReadOptions,
-) -> Vec<(Source, Vec<u8>)> {
-    run_pass(
+    budget: usize,
+) -> (Vec<(Source, Vec<u8>)>, usize) {
+    let mut skipped = 0;
+    let read = run_pass(
         paths,
         silent_before,
         options,
         &mut KindsCache::new(),
         &mut Enveloped::default(),
-        Framing::Traces,
-    )
+        (Framing::Traces, budget, &mut skipped),
+    );
+    (read, skipped)
 }
 
 fn run_pass(
@@ -175,12 +138,14 @@ fn run_pass(
     options: &ReadOptions,
     kinds: &mut KindsCache,
     enveloped: &mut Enveloped,
-    framing: Framing,
+    (framing, budget, skipped): (Framing, usize, &mut usize),
 ) -> Vec<(Source, Vec<u8>)> {
     match PassState::new(paths.clone(), silent_before, options, kinds, enveloped) {
         Ok(mut pass) => {
             pass.framing = framing;
+            pass.budget = budget;
             pass.run();
+            *skipped = pass.skipped;
             pass.slots
                 .into_iter()
                 .map(|mut slot| {
@@ -288,6 +253,11 @@ struct PassState<'o> {
     chunk: Vec<u8>,
     /// What the answers are.
     framing: Framing,
+    /// Bytes the pass may read in all before it gives up (see
+    /// [`read_traces`]); `usize::MAX` for `.stats`.
+    budget: usize,
+    /// Sources ended unfinished because the budget was spent.
+    skipped: usize,
 }
 
 impl<'o> PassState<'o> {
@@ -331,6 +301,8 @@ impl<'o> PassState<'o> {
             next_check: None,
             chunk: vec![0; READ_CHUNK],
             framing: Framing::Stats,
+            budget: usize::MAX,
+            skipped: 0,
         })
     }
 
@@ -466,12 +438,21 @@ impl<'o> PassState<'o> {
             }
             match file.read(&mut self.chunk[filled..]) {
                 Ok(0) => break None,
+                Ok(n) if n > self.budget => {
+                    self.budget = 0;
+                    slot.source.bytes = slot.bytes.len() + filled + n;
+                    slot.bytes = Vec::new();
+                    break Some(Status::TooLarge);
+                }
                 Ok(n) if slot.bytes.len() + filled + n > max_bytes => {
                     slot.source.bytes = slot.bytes.len() + filled + n;
                     slot.bytes = Vec::new();
                     break Some(Status::TooLarge);
                 }
-                Ok(n) => filled += n,
+                Ok(n) => {
+                    self.budget -= n;
+                    filled += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     slot.bytes.extend_from_slice(&self.chunk[..filled]);
                     return;
@@ -484,7 +465,11 @@ impl<'o> PassState<'o> {
             }
         };
         if let Some(status) = end {
-            return self.finish(i, status);
+            self.finish(i, status);
+            if self.budget == 0 {
+                self.skip_the_rest();
+            }
+            return;
         }
         let bytes = if slot.bytes.is_empty() {
             &self.chunk[..filled]
@@ -496,8 +481,16 @@ impl<'o> PassState<'o> {
         if self.framing == Framing::Traces {
             return match pipe_writer::verify_traces(bytes) {
                 TracesRead::Complete { body, .. } => {
-                    slot.kept = bytes[body].to_vec();
-                    slot.bytes = Vec::new();
+                    // An answer longer than a chunk is kept where it was
+                    // read (a ring can be megabytes), never copied.
+                    slot.kept = if slot.bytes.is_empty() {
+                        bytes[body].to_vec()
+                    } else {
+                        let mut kept = std::mem::take(&mut slot.bytes);
+                        kept.truncate(body.end);
+                        kept.drain(..body.start);
+                        kept
+                    };
                     self.finish(i, Status::Ok);
                 }
                 TracesRead::Empty | TracesRead::Incomplete => {
@@ -594,6 +587,7 @@ impl<'o> PassState<'o> {
                 && match file.read(&mut self.chunk) {
                     Ok(0) => true,
                     Ok(n) => {
+                        self.budget = self.budget.saturating_sub(n);
                         slot.bytes.extend_from_slice(&self.chunk[..n]);
                         false
                     }
@@ -647,6 +641,17 @@ impl<'o> PassState<'o> {
             self.out_of_fds = false;
             if counted {
                 self.in_flight -= 1;
+            }
+        }
+    }
+
+    /// Ends every source not done with `TooLarge`: the pass's budget is
+    /// spent. Counted in `skipped`.
+    fn skip_the_rest(&mut self) {
+        for i in 0..self.slots.len() {
+            if !matches!(self.slots[i].state, State::Done) {
+                self.skipped += 1;
+                self.finish(i, Status::TooLarge);
             }
         }
     }

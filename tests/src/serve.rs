@@ -155,6 +155,21 @@ impl Aggregator {
             * 1024
     }
 
+    /// The most resident memory it has had so far, in bytes (`VmHWM`).
+    ///
+    /// # Panics
+    /// If `/proc/<pid>/status` cannot be read.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the aggregator's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM in /proc status")
+            * 1024
+    }
+
     /// The CPU time it has used so far (user and system).
     ///
     /// # Panics

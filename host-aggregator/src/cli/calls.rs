@@ -67,7 +67,7 @@ pub(super) fn traces(args: TracesArgs, read: ReadOptions) -> Result<ExitCode, Fa
         limit: args.limit.min(query::MAX_LIMIT),
         pid: args.pid,
     };
-    let set = TraceReader::new(read).read(args.pid)?;
+    let set = TraceReader::new(read).read_index(args.pid, query.limit, |r| query.selects(r))?;
     if args.json {
         write_out(&query.to_json(&set))?;
     } else {

@@ -5,7 +5,7 @@
 use crate::reply::Reply;
 
 use super::query::IndexQuery;
-use super::read::{TraceReader, TraceSet};
+use super::read::{OneTrace, SHARED_MAX_AGE, TraceReader};
 use super::svg;
 
 /// `Content-Type` of the timeline.
@@ -44,24 +44,33 @@ pub(crate) fn index(query: &str, reader: &TraceReader) -> Reply {
         Ok(query) => query,
         Err(message) => return Reply::error(400, &message),
     };
-    match reader.read(query.pid) {
-        Ok(set) => Reply::json(200, query.to_json(&set)),
-        Err(error) => unreadable(&error),
+    // One process's traces: its pipe alone, only what this query lists.
+    // Every process's: the read shared with every request at the time.
+    if let Some(pid) = query.pid {
+        return match reader.read_index(Some(pid), query.limit, |r| query.selects(r)) {
+            Ok(set) => Reply::json(200, query.to_json(&set)),
+            Err(error) => unreadable(&error),
+        };
+    }
+    match &reader.shared_index(SHARED_MAX_AGE).value {
+        Ok(set) => Reply::json(200, query.to_json(set)),
+        Err(error) => unreadable(error),
     }
 }
 
 /// `/traces/<pid>/<id>` and `/traces/<pid>/<id>.svg`.
 pub(crate) fn one(pid: u32, id: u64, format: TraceFormat, reader: &TraceReader) -> Reply {
-    match reader.read(Some(pid)) {
-        Ok(set) => match set.find(pid, id) {
-            Some(record) => format.reply(record),
-            None => Reply::error(404, &not_found(pid, id, &set)),
-        },
+    match reader.read_one(pid, id) {
+        Ok(OneTrace {
+            record: Some(record),
+            ..
+        }) => format.reply(&record),
+        Ok(one) => Reply::error(404, &not_found(pid, id, &one)),
         Err(error) => unreadable(&error),
     }
 }
 
-fn not_found(pid: u32, id: u64, set: &TraceSet) -> String {
+fn not_found(pid: u32, id: u64, set: &OneTrace) -> String {
     match set.sources.first() {
         None => format!("no trace pipe for PID {pid}"),
         Some(source) if !source.status.is_ok() => {

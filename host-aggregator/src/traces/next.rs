@@ -18,7 +18,8 @@ use crate::reply::Reply;
 use super::TraceReader;
 use super::answer::TraceFormat;
 use super::query::NextQuery;
-use super::read::Record;
+use super::read::OneTrace;
+use super::record::Short;
 
 /// How often the trace FIFOs are read while a request waits. Each read
 /// makes every traced process render its ring, so not much more often
@@ -94,16 +95,25 @@ pub(crate) async fn wait(
     let query = Arc::new(query);
     loop {
         let (reader, wanted) = (Arc::clone(&reader), Arc::clone(&query));
+        // The index read shared with every other waiter and `/traces`,
+        // then the one record found, from its process's pipe alone (it
+        // may have left the ring meanwhile: then wait on).
         let found = tokio::task::spawn_blocking(move || {
-            reader
-                .read(None)
-                .map(|set| first_after(set.records, arrived, &wanted))
+            let shared = reader.shared_index(POLL);
+            let set = shared.value.as_ref().map_err(ToString::to_string)?;
+            let Some((pid, id)) = first_after(&set.records, arrived, &wanted) else {
+                return Ok(None);
+            };
+            match reader.read_one(pid, id) {
+                Ok(OneTrace { record, .. }) => Ok(record),
+                Err(error) => Err(error.to_string()),
+            }
         })
         .await;
         match found {
             Ok(Ok(Some(record))) => return format.reply(&record),
             Ok(Ok(None)) => {}
-            Ok(Err(error)) => return Reply::error(503, &error.to_string()),
+            Ok(Err(error)) => return Reply::error(503, &error),
             Err(_) => return Reply::error(500, "reading the trace pipes failed"),
         }
         let now = Instant::now();
@@ -121,13 +131,14 @@ pub(crate) async fn wait(
     }
 }
 
-/// The earliest-started record whose root matches and that started at or
-/// after `arrived` (Unix seconds).
-fn first_after(records: Vec<Record>, arrived: f64, query: &NextQuery) -> Option<Record> {
+/// The PID and id of the earliest-started record whose root matches and
+/// that started at or after `arrived` (Unix seconds).
+fn first_after(records: &[Short], arrived: f64, query: &NextQuery) -> Option<(u32, u64)> {
     records
-        .into_iter()
+        .iter()
         .filter(|r| r.start >= arrived && query.task.is_match(&r.root))
         .min_by(|a, b| a.start.total_cmp(&b.start))
+        .map(|r| (r.pid, r.id))
 }
 
 fn unix_now() -> f64 {

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use regex::{Regex, RegexBuilder};
 
-use super::read::{Record, TraceSet};
+use super::read::{SHARED_KEEP, TraceSet};
+use super::record::Short;
 use crate::Status;
 use crate::export::json;
 
@@ -26,7 +27,7 @@ const REGEX_NEST_LIMIT: u32 = 32;
 /// Traces listed by default.
 pub const DEFAULT_LIMIT: usize = 100;
 /// Traces listed at most (a larger `limit` is lowered to it).
-pub const MAX_LIMIT: usize = 10_000;
+pub const MAX_LIMIT: usize = SHARED_KEEP;
 /// How long `/trace/next.*` waits by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `/trace/next.*` may be asked to wait at most.
@@ -112,7 +113,7 @@ impl IndexQuery {
     }
 
     /// Whether `record` is one this query lists (the limit aside).
-    pub fn selects(&self, record: &Record) -> bool {
+    pub fn selects(&self, record: &Short) -> bool {
         self.task
             .as_ref()
             .is_none_or(|re| re.is_match(&record.root))
@@ -121,7 +122,7 @@ impl IndexQuery {
     }
 
     /// The selected records of `set`, newest first, at most `limit`.
-    pub fn select<'s>(&self, set: &'s TraceSet) -> Vec<&'s Record> {
+    pub fn select<'s>(&self, set: &'s TraceSet) -> Vec<&'s Short> {
         set.records
             .iter()
             .filter(|r| self.selects(r))
@@ -131,8 +132,8 @@ impl IndexQuery {
 
     /// The index as JSON: `{"traces":[{"pid","id","root","tags","start",
     /// "duration_ns","outcome","spans","dropped_spans"}...],
-    /// "sources":{"total","ok",<status word>...,"bad_records"}}`, where
-    /// `spans` is the number of spans kept.
+    /// "sources":{"total","ok",<status word>...,"bad_records",
+    /// "skipped_budget"}}`, where `spans` is the number of spans kept.
     pub fn to_json(&self, set: &TraceSet) -> Vec<u8> {
         let mut buf = b"{\"traces\":[".to_vec();
         for (i, record) in self.select(set).into_iter().enumerate() {
@@ -171,16 +172,17 @@ impl IndexQuery {
                 r.id,
                 human_ns(r.duration_ns),
                 r.outcome,
-                r.spans.len(),
+                r.spans,
                 root.escape_debug()
             );
         }
         let ok = set.sources.iter().filter(|s| s.status.is_ok()).count();
         let _ = writeln!(
             out,
-            "({} trace pipes, {ok} read; {} bad records)",
+            "({} trace pipes, {ok} read; {} bad records; {} cut by the byte budget)",
             set.sources.len(),
-            set.bad_records
+            set.bad_records,
+            set.skipped_budget
         );
         out
     }
@@ -232,7 +234,7 @@ fn pairs(query: &str) -> impl Iterator<Item = (&str, String)> {
 }
 
 /// One short record (appstats' index row).
-fn write_short(buf: &mut Vec<u8>, r: &Record) {
+fn write_short(buf: &mut Vec<u8>, r: &Short) {
     let mut int = itoa::Buffer::new();
     buf.extend_from_slice(b"{\"pid\":");
     buf.extend_from_slice(int.format(r.pid).as_bytes());
@@ -256,14 +258,16 @@ fn write_short(buf: &mut Vec<u8>, r: &Record) {
     buf.extend_from_slice(b",\"outcome\":");
     json::write_string(buf, &r.outcome);
     buf.extend_from_slice(b",\"spans\":");
-    buf.extend_from_slice(int.format(r.spans.len()).as_bytes());
+    buf.extend_from_slice(int.format(r.spans).as_bytes());
     buf.extend_from_slice(b",\"dropped_spans\":");
     buf.extend_from_slice(int.format(r.dropped_spans).as_bytes());
     buf.push(b'}');
 }
 
-/// `{"total":N,"ok":N,"timed_out":N,...,"bad_records":N}`: every status
-/// word ([`Status::WORDS`]) with how many trace FIFOs ended so.
+/// `{"total":N,"ok":N,"timed_out":N,...,"bad_records":N,"skipped_budget":N}`:
+/// every status word ([`Status::WORDS`]) with how many trace FIFOs ended
+/// so, then the lines that were not traces and the FIFOs the read's byte
+/// budget cut (counted in `too_large` too).
 pub(crate) fn write_sources(buf: &mut Vec<u8>, set: &TraceSet) {
     let mut int = itoa::Buffer::new();
     buf.extend_from_slice(b"{\"total\":");
@@ -281,6 +285,8 @@ pub(crate) fn write_sources(buf: &mut Vec<u8>, set: &TraceSet) {
     }
     buf.extend_from_slice(b",\"bad_records\":");
     buf.extend_from_slice(int.format(set.bad_records).as_bytes());
+    buf.extend_from_slice(b",\"skipped_budget\":");
+    buf.extend_from_slice(int.format(set.skipped_budget).as_bytes());
     buf.push(b'}');
 }
 

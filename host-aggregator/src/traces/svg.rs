@@ -11,7 +11,7 @@ use std::time::Duration;
 use stats_core::Outcome;
 
 use super::query::human_ns;
-use super::read::Record;
+use super::record::Record;
 
 /// Spans drawn at most; the rest are counted in a last line.
 pub const MAX_ROWS: usize = 2000;
