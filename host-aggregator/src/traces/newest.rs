@@ -92,18 +92,21 @@ impl Newest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::traces::record::Head;
 
     fn short(pid: u32, id: u64, start: f64) -> Short {
         Short {
-            pid,
-            id,
-            root: "r".into(),
-            tags: Vec::new(),
-            start,
-            duration_ns: 1,
-            outcome: "success".into(),
+            head: Head {
+                pid,
+                id,
+                root: "r".into(),
+                tags: Vec::new(),
+                start,
+                duration_ns: 1,
+                outcome: "success".into(),
+                dropped_spans: 0,
+            },
             spans: 1,
-            dropped_spans: 0,
         }
     }
 

@@ -8,9 +8,10 @@ use serde_json::Value as Json;
 use stats_core::Outcome;
 use stats_core::trace::Span;
 
-/// One trace: the fields of the index, its spans and the line it came in.
+/// What the index and the full record both say of a trace: its process,
+/// id, root run and how that run went.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Record {
+pub struct Head {
     /// The writer's PID (from the FIFO's name, which the reader checked).
     pub pid: u32,
     /// Unique within its process.
@@ -27,6 +28,13 @@ pub struct Record {
     pub outcome: String,
     /// Runs under the root beyond the writer's span limit.
     pub dropped_spans: u64,
+}
+
+/// One trace: its head, its spans and the line it came in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Process, id, root run.
+    pub head: Head,
     /// The spans, root first, as the writer's [`stats_core::Trace`] holds them (a
     /// parent index that does not point at an earlier span, which a writer
     /// of ours never sends, is read as none).
@@ -40,38 +48,33 @@ pub struct Record {
 /// holds a few hundred bytes per trace.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Short {
-    /// The writer's PID.
-    pub pid: u32,
-    /// Unique within its process.
-    pub id: u64,
-    /// The root task's name.
-    pub root: String,
-    /// The root task's tags, in the writer's order.
-    pub tags: Vec<(String, String)>,
-    /// When the root run started, Unix seconds.
-    pub start: f64,
-    /// How long the root run took, nanoseconds.
-    pub duration_ns: u64,
-    /// How the root run ended.
-    pub outcome: String,
+    /// Process, id, root run.
+    pub head: Head,
     /// How many spans the writer kept.
     pub spans: usize,
-    /// Runs under the root beyond the writer's span limit.
-    pub dropped_spans: u64,
+}
+
+// A record and a short one read as their head (`record.pid`, ...): the
+// routes, the index order and the CLI only look at the head's fields.
+impl std::ops::Deref for Record {
+    type Target = Head;
+    fn deref(&self) -> &Head {
+        &self.head
+    }
+}
+
+impl std::ops::Deref for Short {
+    type Target = Head;
+    fn deref(&self) -> &Head {
+        &self.head
+    }
 }
 
 impl From<Record> for Short {
     fn from(r: Record) -> Short {
         Short {
-            pid: r.pid,
-            id: r.id,
-            root: r.root,
-            tags: r.tags,
-            start: r.start,
-            duration_ns: r.duration_ns,
-            outcome: r.outcome,
             spans: r.spans.len(),
-            dropped_spans: r.dropped_spans,
+            head: r.head,
         }
     }
 }
@@ -104,17 +107,19 @@ pub(crate) fn parse_record(line: &str) -> Option<Record> {
         });
     }
     Some(Record {
-        pid: u32::try_from(json.get("pid")?.as_u64()?).ok()?,
-        id: json.get("id")?.as_u64()?,
-        root: json.get("root")?.as_str()?.to_owned(),
-        tags,
-        start: json.get("start")?.as_f64()?,
-        duration_ns: json.get("duration_ns")?.as_u64()?,
-        outcome: json.get("outcome")?.as_str()?.to_owned(),
-        dropped_spans: json
-            .get("dropped_spans")
-            .and_then(Json::as_u64)
-            .unwrap_or(0),
+        head: Head {
+            pid: u32::try_from(json.get("pid")?.as_u64()?).ok()?,
+            id: json.get("id")?.as_u64()?,
+            root: json.get("root")?.as_str()?.to_owned(),
+            tags,
+            start: json.get("start")?.as_f64()?,
+            duration_ns: json.get("duration_ns")?.as_u64()?,
+            outcome: json.get("outcome")?.as_str()?.to_owned(),
+            dropped_spans: json
+                .get("dropped_spans")
+                .and_then(Json::as_u64)
+                .unwrap_or(0),
+        },
         spans,
         line: line.to_owned(),
     })

@@ -189,14 +189,16 @@ mod tests {
     #[test]
     fn rows_follow_the_tree_and_text_is_escaped() {
         let record = Record {
-            pid: 1,
-            id: 2,
-            root: "req<&>\"'\u{1}".into(),
-            tags: Vec::new(),
-            start: 0.0,
-            duration_ns: 1000,
-            outcome: "success".into(),
-            dropped_spans: 0,
+            head: super::super::record::Head {
+                pid: 1,
+                id: 2,
+                root: "req<&>\"'\u{1}".into(),
+                tags: Vec::new(),
+                start: 0.0,
+                duration_ns: 1000,
+                outcome: "success".into(),
+                dropped_spans: 0,
+            },
             spans: vec![
                 span("req<&>\"'\u{1}", None, 0, Some(1000)),
                 span("a", Some(0), 10, Some(100)),
