@@ -515,9 +515,15 @@ impl<'o> PassState<'o> {
             }
             // A piece with no envelope line from a writer that serves
             // envelopes: the middle of a snapshot split between readers.
+            // The writer's pipe size tells it too, even to a reader that
+            // never saw an envelope from it (its every earlier read torn):
+            // no foreign writer resizes its pipe to a size a fresh pipe
+            // never has (`pipe_writer::sized_by_our_writer`).
             Verdict::Foreign => {
                 let ours = writer
-                    .is_some_and(|(pid, started)| self.enveloped.serves_envelopes(pid, started));
+                    .is_some_and(|(pid, started)| self.enveloped.serves_envelopes(pid, started))
+                    || matches!(&slot.state, State::Reading { file, .. }
+                        if pipe_writer::sized_by_our_writer(file));
                 slot.source.foreign = !ours;
                 ours
             }

@@ -83,6 +83,7 @@ mod fifo;
 pub mod input;
 #[cfg_attr(not(feature = "writer"), allow(dead_code))] // `holds_file` is shared
 pub mod leftovers;
+mod pipe_size;
 #[cfg(feature = "writer")]
 mod pool;
 #[cfg_attr(not(feature = "writer"), allow(dead_code))] // its own-figures part serves
@@ -109,6 +110,7 @@ pub use dir::{
 pub use error::Error;
 #[cfg(feature = "writer")]
 pub use input::{span_line, span_reports};
+pub use pipe_size::sized_by_our_writer;
 #[cfg(feature = "writer")]
 pub use reach::CHECK_AFTER_SERVES;
 #[cfg(feature = "writer")]

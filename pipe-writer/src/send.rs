@@ -13,17 +13,11 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::write;
 
-/// Pages of a pipe made afresh (`PIPE_DEF_BUFFERS`: 65,536 bytes with 4 KiB
-/// pages, docs/FIFO.md).
-const FRESH_PAGES: usize = 16;
-/// Pages of a pipe made afresh by a user past
-/// `/proc/sys/fs/pipe-user-pages-soft` (`PIPE_MIN_DEF_BUFFERS`).
-const FRESH_PAGES_OVER_LIMIT: usize = 2;
+pub(crate) use crate::pipe_size::pipe_max_size;
+use crate::pipe_size::{fresh_sizes, page_size};
+
 /// The smallest size a snapshot's pipe is given, in pages.
 const MIN_PAGES: usize = 4;
-/// The cap on pipe growth when `/proc/sys/fs/pipe-max-size` cannot be read
-/// (the kernel's default).
-const FALLBACK_PIPE_MAX: usize = 1024 * 1024;
 /// How often a stalled write looks at the stop flag, so stopping a server
 /// never waits for a whole stall timeout.
 const STOP_CHECK: Duration = Duration::from_millis(10);
@@ -68,11 +62,7 @@ impl Delivery {
         let sigpipe = blocked
             .then(|| SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC))
             .and_then(Result::ok);
-        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-            .ok()
-            .flatten()
-            .and_then(|page| usize::try_from(page).ok())
-            .unwrap_or(4096);
+        let page = page_size();
         Delivery {
             stall,
             pipe_max,
@@ -139,12 +129,7 @@ impl Delivery {
     /// is such a marker. Failure (the per-user pipe page limit) only costs
     /// the guarantee and the marker, so it is otherwise ignored.
     fn size_pipe(&self, fd: &OwnedFd, len: usize) -> Option<usize> {
-        let fresh = [
-            FRESH_PAGES * self.page,
-            FRESH_PAGES_OVER_LIMIT * self.page,
-            // A pipe-max-size below the default caps fresh pipes too.
-            (FRESH_PAGES * self.page).min(self.pipe_max),
-        ];
+        let fresh = fresh_sizes(self.page, self.pipe_max);
         let mut size = len.next_power_of_two().max(MIN_PAGES * self.page);
         while fresh.contains(&size) {
             size *= 2;
@@ -162,14 +147,6 @@ impl Delivery {
     }
 }
 
-/// The largest pipe an unprivileged process may ask for.
-pub(crate) fn pipe_max_size() -> usize {
-    std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(FALLBACK_PIPE_MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,10 +157,7 @@ mod tests {
     #[test]
     fn a_snapshots_pipe_size_fits_it_and_is_never_a_fresh_pipes() {
         let delivery = Delivery::for_this_thread(Duration::from_secs(1), pipe_max_size());
-        let fresh = [
-            FRESH_PAGES * delivery.page,
-            FRESH_PAGES_OVER_LIMIT * delivery.page,
-        ];
+        let fresh = fresh_sizes(delivery.page, delivery.pipe_max);
         for len in [1, 4096, 9_000, 40_000, 65_536, 70_000, 300_000] {
             let (read_end, write_end) = nix::unistd::pipe().unwrap();
             let marker = delivery.size_pipe(&write_end, len);

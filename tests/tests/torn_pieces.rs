@@ -122,3 +122,64 @@ fn a_cat_storm_on_100000_stats_never_gives_an_ok_pass_with_a_partial_count() {
     // may be taken as stats.
     passes_under_a_storm(100_000);
 }
+
+/// Serves `body` (no envelope) at `path` to every reader until `stop`,
+/// first sizing each pipe to `size` bytes if given, as our writers do.
+fn bare_writer(path: PathBuf, body: &'static [u8], size: Option<i32>, stop: Arc<AtomicBool>) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
+    use nix::sys::stat::Mode;
+    while !stop.load(Relaxed) {
+        // Non-blocking: fails with ENXIO until a reader has it open.
+        match open(&path, OFlag::O_WRONLY | OFlag::O_NONBLOCK, Mode::empty()) {
+            Ok(fd) => {
+                if let Some(size) = size {
+                    fcntl(&fd, FcntlArg::F_SETPIPE_SZ(size)).expect("size the pipe");
+                }
+                // A reader that left before the write: EPIPE, try the next.
+                let _ = nix::unistd::write(&fd, body);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+/// The status and foreign flag of our FIFO after one pass by a collector
+/// that has never seen an envelope from this process.
+fn first_read_of_a_bare_piece(size: Option<i32>) -> (Status, bool) {
+    let dir = TempDir::new("torn-marker");
+    let path = dir.path().join(format!("{}.stats", std::process::id()));
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .expect("make the FIFO");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || bare_writer(path, b"requests: 7\nerrors: 1\n", size, stop))
+    };
+    let mut options = ReadOptions::new(dir.path());
+    options.deadline = Duration::from_millis(500);
+    let read = Collector::new(options).collect().expect("a pass");
+    stop.store(true, Relaxed);
+    writer.join().expect("the bare writer");
+    let source = read.source(std::process::id()).expect("our FIFO was read");
+    (source.status.clone(), source.foreign)
+}
+
+#[test]
+fn a_piece_from_a_pipe_sized_by_our_writer_is_torn_even_before_any_envelope() {
+    // A pipe of a size no fresh pipe has is one of our writers' (every
+    // snapshot's pipe gets one): its envelope-less piece is the middle of
+    // a snapshot, retried, never stats, though this reader never saw an
+    // envelope from it (the 100,000-stat storm's first passes may all be
+    // torn).
+    let (status, foreign) = first_read_of_a_bare_piece(Some(16 * 1024));
+    assert!(
+        matches!(status, Status::Incomplete | Status::TimedOut),
+        "{status:?}"
+    );
+    assert!(!foreign);
+    // A pipe left at its fresh size: a foreign (pipestatic-style) writer,
+    // whose lines are its stats.
+    let (status, foreign) = first_read_of_a_bare_piece(None);
+    assert_eq!(status, Status::Ok);
+    assert!(foreign);
+}
