@@ -44,6 +44,7 @@ mod reply;
 mod retention;
 mod routes;
 mod rules;
+mod single_flight;
 mod source;
 pub mod top;
 pub mod traces;

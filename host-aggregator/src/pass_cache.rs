@@ -8,19 +8,14 @@
 //! (say the directory cannot be listed) is shared and cached the same way,
 //! so a flood of requests cannot turn into a flood of failures.
 //!
-//! # Passes never queue up
-//!
-//! A waiter waits for the pass in flight when it arrived to *end*, and then
-//! takes that pass, whatever has started since: it never waits for a second
-//! pass. Waiting "until no pass is running" instead let the history
-//! recorder start pass after pass while requests waited (with one
-//! writerless FIFO, each pass takes the whole deadline: `/stats` took 7.7 s
-//! at the median, issue 12). So a request waits at most for the rest of one
-//! pass, plus one pass of its own when the last one is stale and none runs.
+//! Requests never queue behind passes: see [`crate::single_flight`], which
+//! holds the pass (a waiter takes the pass in flight when it arrived, and
+//! never waits for a second one).
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::single_flight::SingleFlight;
 use crate::{Error, Pass};
 
 /// Runs one read pass; the cache calls it from one thread at a time.
@@ -86,17 +81,8 @@ impl CachedPass {
 /// Single-flight cache of the latest pass (see the module docs).
 pub struct PassCache {
     collect: Mutex<CollectFn>,
-    state: Mutex<CacheState>,
-    pass_done: Condvar,
+    flight: SingleFlight<CachedPass>,
     max_age: Duration,
-}
-
-#[derive(Default)]
-struct CacheState {
-    latest: Option<Arc<CachedPass>>,
-    collecting: bool,
-    /// Passes ended so far (also the number of the latest).
-    passes: u64,
 }
 
 impl PassCache {
@@ -105,22 +91,21 @@ impl PassCache {
     pub fn new(collect: CollectFn, max_age: Duration) -> PassCache {
         PassCache {
             collect: Mutex::new(collect),
-            state: Mutex::new(CacheState::default()),
-            pass_done: Condvar::new(),
+            flight: SingleFlight::default(),
             max_age,
         }
     }
 
     /// How many passes have run.
     pub fn passes(&self) -> u64 {
-        self.lock_state().passes
+        self.flight.made()
     }
 
     /// The latest pass without running one, if any ran. Never waits for a
     /// pass in flight (the state lock is only ever held for a few
     /// instructions), so `/healthz` can always use it.
     pub fn latest(&self) -> Option<Arc<CachedPass>> {
-        self.lock_state().latest.clone()
+        self.flight.latest()
     }
 
     /// A pass no older than `max_age`, or the one in flight, or a new one.
@@ -134,71 +119,19 @@ impl PassCache {
         self.get_within(Duration::ZERO)
     }
 
+    /// A pass's age counts from its start: what it read is as old as that.
     fn get_within(&self, max_age: Duration) -> Arc<CachedPass> {
-        let mut state = self.lock_state();
-        if let Some(latest) = &state.latest
-            && latest.started.elapsed() <= max_age
-        {
-            return Arc::clone(latest);
-        }
-        // Wait for the pass in flight to end, not for the cache to be idle:
-        // another pass may start the moment this one ends. Should it panic
-        // (no pass ended) while another caller started one, wait for that
-        // one too; else run one below.
-        for _ in 0..2 {
-            if !state.collecting {
-                break;
-            }
-            let in_flight = state.passes + 1;
-            state = self
-                .pass_done
-                .wait_while(state, |s| s.passes < in_flight && s.collecting)
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(latest) = &state.latest
-                && state.passes >= in_flight
-            {
-                return Arc::clone(latest);
-            }
-        }
-        state.collecting = true;
-        drop(state);
-
-        // Clears `collecting` even if the collector panics, so waiters wake.
-        let mut in_flight = InFlight {
-            cache: self,
-            finished: None,
-        };
-        let started = Instant::now();
-        let result = {
-            let mut collect = self.collect.lock().unwrap_or_else(PoisonError::into_inner);
-            collect()
-        };
-        let number = self.lock_state().passes + 1;
-        let cached = Arc::new(CachedPass::new(number, started, result));
-        in_flight.finished = Some(Arc::clone(&cached));
-        cached
-    }
-
-    fn lock_state(&self) -> MutexGuard<'_, CacheState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-struct InFlight<'a> {
-    cache: &'a PassCache,
-    finished: Option<Arc<CachedPass>>,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        let mut state = self.cache.lock_state();
-        if let Some(finished) = self.finished.take() {
-            state.passes = finished.number;
-            state.latest = Some(finished);
-        }
-        state.collecting = false;
-        drop(state);
-        self.cache.pass_done.notify_all();
+        self.flight.get(
+            |pass| pass.started.elapsed() <= max_age,
+            |number| {
+                let started = Instant::now();
+                let result = {
+                    let mut collect = self.collect.lock().unwrap_or_else(PoisonError::into_inner);
+                    collect()
+                };
+                CachedPass::new(number, started, result)
+            },
+        )
     }
 }
 

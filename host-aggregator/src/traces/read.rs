@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use super::newest::Newest;
 use super::record::{Record, Short, parse_record};
-use super::shared::{Gate, Shared, SingleFlight};
+use super::shared::{Gate, Shared};
+use crate::single_flight::SingleFlight;
 use crate::source::{ReadOptions, Source, Status};
 use crate::{Error, discovery, reader};
 
@@ -83,7 +84,7 @@ pub struct TraceReader {
     options: ReadOptions,
     budget: usize,
     silent: Mutex<Vec<PathBuf>>,
-    shared: SingleFlight<Result<TraceSet, Error>>,
+    shared: SingleFlight<Shared<Result<TraceSet, Error>>>,
     pipes: Gate,
 }
 
@@ -115,15 +116,17 @@ impl TraceReader {
 
     /// How many reads of every FIFO [`TraceReader::shared_index`] ran.
     pub fn shared_reads(&self) -> u64 {
-        self.shared.reads()
+        self.shared.made()
     }
 
     /// The newest [`SHARED_KEEP`] traces of every FIFO, from a read ended
     /// at most `max_age` ago, or the one in flight, or a new one: however
     /// many requests ask at once, one read runs and one index is held.
     pub fn shared_index(&self, max_age: Duration) -> Arc<Shared<Result<TraceSet, Error>>> {
-        self.shared
-            .get(max_age, || self.read_index(None, SHARED_KEEP, |_| true))
+        self.shared.get(
+            |read| read.ended.elapsed() <= max_age,
+            |_| Shared::read(|| self.read_index(None, SHARED_KEEP, |_| true)),
+        )
     }
 
     /// Reads every trace FIFO (only `pid`'s, if given) and keeps the
