@@ -94,3 +94,24 @@ pub fn c_library() -> (PathBuf, PathBuf) {
         })
         .clone()
 }
+
+/// The `name: value` lines of one whole read of the pipe at `path`
+/// (metadata lines left out). A read that raced another reader (an
+/// aggregator) may come back empty or torn (FORMAT.md, "What a reader can
+/// rely on"): it is retried until it holds the whole envelope.
+pub fn read_pipe(path: &Path) -> Vec<(String, String)> {
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        if text.starts_with("#stats-pipe:") && text.contains("\n#end: ") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect()
+}

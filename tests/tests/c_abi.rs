@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use stats_pipe_tests::archive::wait_until;
-use stats_pipe_tests::bindings::c_library;
+use stats_pipe_tests::bindings::{c_library, read_pipe};
 use stats_pipe_tests::hostile::{TempDir, fixture};
 use stats_pipe_tests::serve::Aggregator;
 
@@ -41,25 +41,6 @@ fn compile(dir: &Path) -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     exe
-}
-
-fn read_pipe(path: &Path) -> HashMap<String, String> {
-    // A read that raced another reader (the aggregator) may come back
-    // empty or torn (FORMAT.md, "What a reader can rely on"): retry.
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        if text.starts_with("#stats-pipe:") && text.contains("\n#end: ") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.rsplit_once(':'))
-        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-        .collect()
 }
 
 #[test]
@@ -94,8 +75,8 @@ fn a_c_program_and_its_forked_child_publish_their_own_stats() {
         paths.insert(role.to_owned(), PathBuf::from(path));
     }
 
-    let parent = read_pipe(&paths["parent"]);
-    let child = read_pipe(&paths["child"]);
+    let parent: HashMap<String, String> = read_pipe(&paths["parent"]).into_iter().collect();
+    let child: HashMap<String, String> = read_pipe(&paths["child"]).into_iter().collect();
     let get = |stats: &HashMap<String, String>, name: &str| stats.get(name).cloned();
     for (name, value) in [
         ("c.requests", "5"),

@@ -7,14 +7,14 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use stats_pipe_tests::archive::wait_until;
-use stats_pipe_tests::bindings::{python, workspace};
+use stats_pipe_tests::bindings::{python, read_pipe, workspace};
 use stats_pipe_tests::hostile::{Processes, TempDir, fixture};
 use stats_pipe_tests::ports::free_port;
 use stats_pipe_tests::serve::{Aggregator, request};
@@ -26,24 +26,15 @@ fn host_stat(aggregator: &Aggregator, name: &str) -> Option<serde_json::Value> {
     answer.json()["stats"].get(name).cloned()
 }
 
-/// `name: value` lines of one read of a pipe (metadata lines left out).
-fn read_pipe(path: &Path) -> Vec<(String, String)> {
-    // A read that raced another reader (the aggregator) may come back
-    // empty or torn (FORMAT.md, "What a reader can rely on"): retry.
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        if text.starts_with("#stats-pipe:") && text.contains("\n#end: ") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.rsplit_once(':'))
-        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-        .collect()
+/// The test venv's Python running `script` with its pipe in `pipe_dir`,
+/// lingering `linger` seconds at exit (`STATS_PIPE_LINGER`).
+fn python_script(script: PathBuf, pipe_dir: &Path, linger: &str) -> Command {
+    let mut command = Command::new(python());
+    command
+        .arg(script)
+        .env("STATS_PIPE_DIR", pipe_dir)
+        .env("STATS_PIPE_LINGER", linger);
+    command
 }
 
 fn value_of<'a>(stats: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -138,18 +129,18 @@ fn gunicorn_workers_replaced_every_50_requests_count_all_1000() {
 
 #[test]
 fn multiprocessing_pool_of_8_forked_workers_sums_exactly() {
-    let python = python();
     let pipes = TempDir::new("py-pool");
     let aggregator = Aggregator::serve(pipes.path(), &["--interval", "200ms", "--max-age", "0s"]);
-    let mut child = Command::new(&python)
-        .arg(workspace().join("tests/python/pool_sum.py"))
-        .env("STATS_PIPE_DIR", pipes.path())
-        .env("STATS_PIPE_LINGER", "10")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start pool_sum.py");
+    let mut child = python_script(
+        workspace().join("tests/python/pool_sum.py"),
+        pipes.path(),
+        "10",
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .expect("start pool_sum.py");
     let mut stdin = child.stdin.take().expect("piped stdin");
     let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     let report: serde_json::Value = lines
@@ -208,12 +199,8 @@ fn multiprocessing_pool_of_8_forked_workers_sums_exactly() {
 
 #[test]
 fn pipestatic_example_runs_unchanged_with_the_import_changed() {
-    let python = python();
     let pipes = TempDir::new("py-pipestatic");
-    let mut child = Command::new(&python)
-        .arg(fixture("pipestatic_example.py"))
-        .env("STATS_PIPE_DIR", pipes.path())
-        .env("STATS_PIPE_LINGER", "0")
+    let mut child = python_script(fixture("pipestatic_example.py"), pipes.path(), "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -262,17 +249,17 @@ fn pipestatic_example_runs_unchanged_with_the_import_changed() {
 
 #[test]
 fn forks_while_the_parent_serves_and_records_never_deadlock() {
-    let python = python();
     let pipes = TempDir::new("py-fork-storm");
-    let mut child = Command::new(&python)
-        .arg(workspace().join("tests/python/fork_storm.py"))
-        .env("STATS_PIPE_DIR", pipes.path())
-        .env("STATS_PIPE_LINGER", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start fork_storm.py");
+    let mut child = python_script(
+        workspace().join("tests/python/fork_storm.py"),
+        pipes.path(),
+        "0",
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .expect("start fork_storm.py");
     let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     let path = lines
         .next()
@@ -315,16 +302,16 @@ fn forks_while_the_parent_serves_and_records_never_deadlock() {
 
 #[test]
 fn decorators_count_outcomes_for_functions_and_interleaved_coroutines() {
-    let python = python();
     let pipes = TempDir::new("py-decorators");
-    let mut child = Command::new(&python)
-        .arg(workspace().join("tests/python/decorators.py"))
-        .env("STATS_PIPE_DIR", pipes.path())
-        .env("STATS_PIPE_LINGER", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start decorators.py");
+    let mut child = python_script(
+        workspace().join("tests/python/decorators.py"),
+        pipes.path(),
+        "0",
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("start decorators.py");
     let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     let report: serde_json::Value = lines
         .next()
