@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use pipe_writer::Builder;
 use stats_core::envelope::{Verdict, verify};
-use util::{TempDir, body_of, read_once, registry_with};
+use util::{TempDir, bare_builder, body_of, read_once, registry_with};
 
 const READERS: usize = 4;
 /// Rounds for small snapshots; the acceptance number.
@@ -81,13 +80,7 @@ fn rounds(stats: usize) {
     let dir = TempDir::new(&format!("concurrent-{stats}"));
     let registry = registry_with(stats, 0);
     let expected = Arc::new(body_of(&registry));
-    let server = Builder::new()
-        .dir(dir.path())
-        .registry(Arc::clone(&registry))
-        // Compared byte for byte with the registry's lines.
-        .process_stats(false)
-        .start()
-        .unwrap();
+    let server = bare_builder(&dir, &registry).start().unwrap();
     let path: PathBuf = server.path().to_path_buf();
     let barrier = Arc::new(Barrier::new(READERS));
     // A reader that fails keeps meeting the others at the barrier (doing

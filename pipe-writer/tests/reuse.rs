@@ -7,16 +7,14 @@ mod util;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::{Mode, fstat};
-use pipe_writer::Builder;
 use stats_core::envelope::{Verdict, verify};
 use util::{
-    TempDir, body_of, complete_body, eventually, output_within, read_once, read_to_end,
-    registry_with, stalling_server,
+    TempDir, bare_builder, body_of, complete_body, eventually, output_within, read_once,
+    read_to_end, registry_with, stalling_server,
 };
 
 /// The FIFO at `path` now: its inode, and a descriptor that keeps the inode
@@ -53,13 +51,7 @@ impl Seen {
 fn sequential_cats_are_served_by_a_few_fifos_in_turn() {
     let dir = TempDir::new("reuse");
     let registry = registry_with(100, 0);
-    let server = Builder::new()
-        .dir(dir.path())
-        .registry(Arc::clone(&registry))
-        // Compared byte for byte with the registry's lines.
-        .process_stats(false)
-        .start()
-        .unwrap();
+    let server = bare_builder(&dir, &registry).start().unwrap();
     let mut seen = Seen::default();
     let mut at_path = Vec::new();
     for round in 0..100 {

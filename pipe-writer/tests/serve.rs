@@ -19,8 +19,8 @@ use pipe_writer::Builder;
 use stats_core::Registry;
 use stats_core::envelope::{Verdict, verify};
 use util::{
-    TempDir, body_of, complete_body, eventually, output_within, read_once, read_to_end,
-    registry_with, stalling_server,
+    TempDir, bare_builder, body_of, complete_body, eventually, output_within, read_once,
+    read_to_end, registry_with, stalling_server,
 };
 
 const READ_DEADLINE: Duration = Duration::from_secs(1);
@@ -42,11 +42,7 @@ const RACING_READ_DEADLINE: Duration = Duration::from_secs(5);
 // waits 0.5 to 2 s for its batched probe).
 
 fn serve(dir: &TempDir, registry: &Arc<Registry>) -> pipe_writer::Server {
-    Builder::new()
-        .dir(dir.path())
-        .registry(Arc::clone(registry))
-        // Compared byte for byte with the registry's lines.
-        .process_stats(false)
+    bare_builder(dir, registry)
         // The stats FIFO's protocol alone (traces: tests/traces.rs).
         .traces(false)
         .start()

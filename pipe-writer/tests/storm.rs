@@ -23,9 +23,8 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
-use pipe_writer::Builder;
 use stats_core::envelope::{Verdict, verify};
-use util::{TempDir, body_of, output_within, read_once, registry_with};
+use util::{TempDir, bare_builder, body_of, output_within, read_once, registry_with};
 
 /// Concurrent `cat` loops.
 const THREADS: usize = 12;
@@ -92,12 +91,7 @@ const ORPHANS: usize = 20;
 fn orphaned_cats_are_served_one_snapshot_while_reads_storm() {
     let dir = TempDir::new("orphanstorm");
     let registry = registry_with(200, 20);
-    let server = Builder::new()
-        .dir(dir.path())
-        .registry(Arc::clone(&registry))
-        .process_stats(false)
-        .start()
-        .unwrap();
+    let server = bare_builder(&dir, &registry).start().unwrap();
     let expected = Arc::new(body_of(&registry));
     let path = server.path().to_path_buf();
     // A careful reader reads the path back to back, except while the gate
@@ -178,13 +172,7 @@ fn orphaned_cats_are_served_one_snapshot_while_reads_storm() {
 fn every_cat_of_a_storm_prints_one_complete_snapshot_or_nothing_and_none_is_lost() {
     let dir = TempDir::new("storm");
     let registry = registry_with(200, 20);
-    let server = Builder::new()
-        .dir(dir.path())
-        .registry(Arc::clone(&registry))
-        // Compared byte for byte with the registry's lines.
-        .process_stats(false)
-        .start()
-        .unwrap();
+    let server = bare_builder(&dir, &registry).start().unwrap();
     let expected = Arc::new(body_of(&registry));
     let loops: Vec<_> = (0..THREADS)
         .map(|_| {

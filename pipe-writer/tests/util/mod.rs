@@ -126,16 +126,23 @@ pub fn registry_with(n: usize, pad: usize) -> Arc<Registry> {
     registry
 }
 
+/// A builder serving `registry` in `dir` with its stats only (no
+/// `process.*` figures), so a snapshot's lines compare byte for byte with
+/// [`body_of`].
+pub fn bare_builder(dir: &TempDir, registry: &Arc<Registry>) -> pipe_writer::Builder {
+    pipe_writer::Builder::new()
+        .dir(dir.path())
+        .registry(Arc::clone(registry))
+        .process_stats(false)
+}
+
 /// A server of a registry whose snapshot is larger than any pipe, so a
 /// reader that does not read stalls it; stall timeout 200 ms.
 pub fn stalling_server(dir: &TempDir) -> (Arc<Registry>, pipe_writer::Server) {
     let registry = registry_with(10_000, 110);
     assert!(body_of(&registry).len() > 1 << 20);
-    let server = pipe_writer::Builder::new()
-        .dir(dir.path())
-        .registry(Arc::clone(&registry))
+    let server = bare_builder(dir, &registry)
         .stall_timeout(Duration::from_millis(200))
-        .process_stats(false)
         .start()
         .unwrap();
     (registry, server)
