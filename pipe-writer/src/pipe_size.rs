@@ -7,6 +7,7 @@
 //! the aggregator.
 
 use std::os::fd::AsFd;
+use std::sync::OnceLock;
 
 use nix::fcntl::{FcntlArg, fcntl};
 
@@ -60,5 +61,11 @@ pub fn sized_by_our_writer(fd: impl AsFd) -> bool {
     let Ok(size) = usize::try_from(size) else {
         return false;
     };
-    !fresh_sizes(page_size(), pipe_max_size()).contains(&size)
+    // Read once: a reader asks for every foreign writer's pipe in every
+    // pass, and neither figure changes while a process runs (root may
+    // change pipe-max-size, but our writers read it once at start too).
+    static FRESH: OnceLock<[usize; 3]> = OnceLock::new();
+    !FRESH
+        .get_or_init(|| fresh_sizes(page_size(), pipe_max_size()))
+        .contains(&size)
 }
