@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use host_aggregator::glob::glob_match;
 use host_aggregator::history::{History, HistoryOptions, ProcessKey, Query};
-use host_aggregator::http::{Route, target};
+use host_aggregator::http::{PassRoute, Route, target};
 use libfuzzer_sys::fuzz_target;
 
 const NAMES: [&str; 5] = [
@@ -53,7 +53,7 @@ fuzz_target!(|input: &[u8]| {
     assert!(!parsed.path.contains(['?', '#']), "path {:?}", parsed.path);
     assert!(!parsed.query.contains('#') && url.contains(parsed.query));
     match parsed.route {
-        Some(Route::Process(pid)) => {
+        Some(Route::Pass(PassRoute::Process(pid))) => {
             let digits = parsed
                 .path
                 .strip_prefix("/stats/")

@@ -55,7 +55,7 @@ use crate::history::{History, HistoryOptions, Recorder};
 pub use crate::pass_cache::{CachedPass, CollectFn, PassCache};
 use crate::reply::Reply;
 use crate::routes::{self, Context, RequestHead};
-pub use crate::routes::{Route, Target, target};
+pub use crate::routes::{PassRoute, Route, Target, target};
 
 /// Where and how to serve.
 #[derive(Clone, Debug)]

@@ -29,13 +29,8 @@ pub enum Route {
     /// (separate files, so its content security policy needs no inline
     /// script).
     Asset(dashboard::Asset),
-    /// A format of [`FORMATS`] at its path: `/stats` (JSON), `/metrics`
-    /// (Prometheus), `/influx` (InfluxDB line protocol).
-    Export(&'static dyn Format),
-    /// `/stats/<pid>`: one source.
-    Process(u32),
-    /// `/processes`: every source with its status.
-    Processes,
+    /// What is answered from the shared pass.
+    Pass(PassRoute),
     /// `/healthz`: answered without reading pipes.
     Health,
     /// `/history`: the recorded series.
@@ -54,11 +49,24 @@ pub enum Route {
     TraceNext(TraceFormat),
 }
 
+/// The routes answered from the shared pass: their own type, so the
+/// function answering them has no arm for any other route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassRoute {
+    /// A format of [`FORMATS`] at its path: `/stats` (JSON), `/metrics`
+    /// (Prometheus), `/influx` (InfluxDB line protocol).
+    Export(&'static dyn Format),
+    /// `/stats/<pid>`: one source.
+    Process(u32),
+    /// `/processes`: every source with its status.
+    Processes,
+}
+
 /// Every fixed path and its route; with the formats' paths (in
 /// [`FORMATS`]) and `/stats/<pid>`, the routing and the index at `/`.
 const FIXED: [(&str, Route); 10] = [
     ("/", Route::Index),
-    ("/processes", Route::Processes),
+    ("/processes", Route::Pass(PassRoute::Processes)),
     ("/healthz", Route::Health),
     ("/history", Route::History),
     ("/funcs", Route::Funcs(crate::funcs::Format::Text)),
@@ -69,7 +77,7 @@ const FIXED: [(&str, Route); 10] = [
     ("/trace/next.svg", Route::TraceNext(TraceFormat::Svg)),
 ];
 
-/// The paths with parameters ([`Route::Process`], [`Route::Trace`]), as the
+/// The paths with parameters ([`PassRoute::Process`], [`Route::Trace`]), as the
 /// index shows them.
 const PARAMETER_PATHS: [&str; 3] = [
     "/stats/<pid>",
@@ -82,9 +90,7 @@ impl Route {
     /// off the connection threads), rather than only what is in memory.
     pub fn is_slow(self) -> bool {
         match self {
-            Route::Export(_)
-            | Route::Process(_)
-            | Route::Processes
+            Route::Pass(_)
             | Route::History
             | Route::Funcs(_)
             | Route::Traces
@@ -134,7 +140,7 @@ pub(crate) fn route_in(path: &str, formats: &[&'static dyn Format]) -> Option<Ro
         return Some(*route);
     }
     if let Some(format) = formats.iter().find(|f| f.path() == Some(trimmed)) {
-        return Some(Route::Export(*format));
+        return Some(Route::Pass(PassRoute::Export(*format)));
     }
     if let Some(asset) = dashboard::Asset::at(path) {
         return Some(Route::Asset(asset));
@@ -147,7 +153,7 @@ pub(crate) fn route_in(path: &str, formats: &[&'static dyn Format]) -> Option<Ro
     if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(Route::Process(pid.parse().ok()?))
+    Some(Route::Pass(PassRoute::Process(pid.parse().ok()?)))
 }
 
 /// Every path served, for the index and the 404 message: the fixed ones,
@@ -246,25 +252,26 @@ pub fn answer(route: Route, query: &str, accepts_html: bool, context: &Context) 
         },
         Route::History => history(query, context),
         Route::Health => health(context),
-        Route::Export(_) | Route::Process(_) | Route::Processes => {
-            from_pass(route, &context.cache.get())
-        }
+        Route::Pass(route) => from_pass(route, &context.cache.get()),
         Route::Funcs(format) => crate::funcs::answer(format, query, &context.cache.get()),
-        Route::Traces | Route::Trace(..) => {
-            let Some(reader) = &context.traces else {
-                return Reply::error(404, "traces are off in this server");
-            };
-            match route {
-                Route::Trace(pid, id, format) => traces::answer::one(pid, id, format, reader),
-                _ => traces::answer::index(query, reader),
-            }
-        }
+        Route::Traces => with_traces(context, |reader| traces::answer::index(query, reader)),
+        Route::Trace(pid, id, format) => with_traces(context, |reader| {
+            traces::answer::one(pid, id, format, reader)
+        }),
         // It waits: `http` answers it with `traces::next::wait`.
         Route::TraceNext(_) => Reply::error(500, "not an immediate route"),
     }
 }
 
-fn from_pass(route: Route, cached: &CachedPass) -> Reply {
+/// `answer` with the trace reader, or `404` when `serve` serves no traces.
+fn with_traces(context: &Context, answer: impl FnOnce(&TraceReader) -> Reply) -> Reply {
+    match &context.traces {
+        Some(reader) => answer(reader),
+        None => Reply::error(404, "traces are off in this server"),
+    }
+}
+
+fn from_pass(route: PassRoute, cached: &CachedPass) -> Reply {
     let pass = match &cached.result {
         Ok(pass) => pass,
         Err(error) => {
@@ -274,26 +281,20 @@ fn from_pass(route: Route, cached: &CachedPass) -> Reply {
         }
     };
     let mut reply = match route {
-        Route::Export(format) => Reply {
+        PassRoute::Export(format) => Reply {
             content_type: format.content_type(),
             ..Reply::json(
                 200,
                 cached.rendered(format.name(), pass, |pass| format.render(pass)),
             )
         },
-        Route::Processes => Reply::json(200, cached.rendered("processes", pass, json::processes)),
-        Route::Process(pid) => match pass.source(pid) {
+        PassRoute::Processes => {
+            Reply::json(200, cached.rendered("processes", pass, json::processes))
+        }
+        PassRoute::Process(pid) => match pass.source(pid) {
             Some(source) => Reply::json(200, json::process(pass, source)),
             None => Reply::error(404, &format!("no stats pipe for PID {pid}")),
         },
-        Route::Index
-        | Route::Asset(_)
-        | Route::Health
-        | Route::History
-        | Route::Funcs(_)
-        | Route::Traces
-        | Route::Trace(..)
-        | Route::TraceNext(_) => Reply::error(500, "not a pass route"),
     };
     reply.pass = Some(cached.number);
     reply
@@ -433,21 +434,25 @@ mod tests {
     fn route_table() {
         let cases = [
             ("/", Some(Route::Index)),
-            ("/stats", Some(Route::Export(&json::Json))),
-            ("/stats/", Some(Route::Export(&json::Json))),
-            ("/stats/42", Some(Route::Process(42))),
+            ("/stats", Some(Route::Pass(PassRoute::Export(&json::Json)))),
+            ("/stats/", Some(Route::Pass(PassRoute::Export(&json::Json)))),
+            ("/stats/42", Some(Route::Pass(PassRoute::Process(42)))),
             ("/stats/-1", None),
             ("/stats/+1", None),
             ("/stats/99999999999", None),
             ("/stats/42/x", None),
-            ("/processes", Some(Route::Processes)),
+            ("/processes", Some(Route::Pass(PassRoute::Processes))),
             (
                 "/metrics",
-                Some(Route::Export(&crate::export::prometheus::Prometheus)),
+                Some(Route::Pass(PassRoute::Export(
+                    &crate::export::prometheus::Prometheus,
+                ))),
             ),
             (
                 "/influx",
-                Some(Route::Export(&crate::export::influx::INFLUX)),
+                Some(Route::Pass(PassRoute::Export(
+                    &crate::export::influx::INFLUX,
+                ))),
             ),
             ("/history", Some(Route::History)),
             ("/healthz", Some(Route::Health)),

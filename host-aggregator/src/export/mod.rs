@@ -235,7 +235,8 @@ mod tests {
         let table: Vec<&'static dyn Format> =
             FORMATS.iter().copied().chain([&COUNT as _]).collect();
         let route = crate::routes::route_in("/count", &table);
-        assert_eq!(route, Some(crate::routes::Route::Export(&COUNT)));
+        let export = |format| crate::routes::Route::Pass(crate::routes::PassRoute::Export(format));
+        assert_eq!(route, Some(export(&COUNT)));
         assert_eq!(crate::routes::route_in("/count", FORMATS), None);
         let pass = Pass {
             started: UNIX_EPOCH,
@@ -244,7 +245,8 @@ mod tests {
             merged: snapshot(&[("a", Value::Int(1)), ("b", Value::Int(2))]),
             kinds: Default::default(),
         };
-        let Some(crate::routes::Route::Export(format)) = route else {
+        let Some(crate::routes::Route::Pass(crate::routes::PassRoute::Export(format))) = route
+        else {
             panic!("not a format route");
         };
         assert_eq!(format.render(&pass), b"2\n");
