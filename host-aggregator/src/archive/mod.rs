@@ -242,15 +242,16 @@ impl Database {
             db: &db,
             host,
             options,
+            read: Box::new(read),
         };
         match self {
             #[cfg(feature = "sqlite")]
-            Database::Sqlite(path) => sqlite::write(path, &run, read),
+            Database::Sqlite(path) => sqlite::write(path, run),
             #[cfg(feature = "postgres")]
-            Database::Postgres(url) => postgres::write(url, &run, read),
+            Database::Postgres(url) => postgres::write(url, run),
             #[allow(unreachable_patterns)]
             _ => {
-                let _ = (run, read);
+                drop(run);
                 Err(Error::BadArgument {
                     what: "--db",
                     given: self.describe(),
@@ -327,17 +328,23 @@ struct Row<'a> {
 
 /// What a backend's run is given besides its address: the database as
 /// errors name it (without a password), the host whose retention rows it
-/// reads and stores, and the options.
-#[derive(Clone, Copy)]
+/// reads and stores, the options, and what reads the stored rows.
 struct Run<'a> {
     db: &'a str,
     host: &'a str,
     options: &'a WriteOptions,
+    /// Gets the retention rows stored for `host` and returns the batch and
+    /// the rows to store instead (`None`: keep them).
+    read: ReadStored<'a>,
 }
 
 /// What a run's `read` returns once it has the stored retention rows: the
 /// batch to write and the rows to store instead (`None`: keep them).
 type ReadRetained = Result<(Batch, Option<Vec<retained::StateRow>>), Error>;
+
+/// A run's `read`: called once, inside the run's transaction, with the
+/// retention rows stored for its host.
+type ReadStored<'a> = Box<dyn FnOnce(&[retained::StateRow]) -> ReadRetained + 'a>;
 
 /// What a run must store, given each stat's recorded type.
 struct Plan<'a> {

@@ -11,8 +11,7 @@ use ::postgres::{Client, Config, Transaction};
 
 use super::retained::StateRow;
 use super::{
-    Batch, Outcome, Plan, ReadRetained, Row, Run, WriteOptions, db_error, pending_migrations,
-    schema,
+    Batch, Outcome, Plan, Row, Run, WriteOptions, db_error, pending_migrations, schema,
     tls::{self, TlsSettings},
     unix_seconds,
 };
@@ -22,16 +21,10 @@ use crate::Error;
 /// "stpipe" in ASCII).
 const LOCK_KEY: i64 = 0x7374_7069_7065;
 
-/// One run into the PostgreSQL database at `url`: `read` gets the
-/// retention rows stored for `host` and returns the batch and the rows to
-/// store instead (`None`: keep them). `db` names the database in errors
-/// (without its password).
-pub(super) fn write(
-    url: &str,
-    run: &Run<'_>,
-    read: impl FnOnce(&[StateRow]) -> ReadRetained,
-) -> Result<(Batch, Outcome), Error> {
-    let &Run { db, host, options } = run;
+/// One run into the PostgreSQL database at `url`. `db` names the database
+/// in errors (without its password).
+pub(super) fn write(url: &str, run: Run<'_>) -> Result<(Batch, Outcome), Error> {
+    let (db, host, options) = (run.db, run.host, run.options);
     let fail = |action| db_error::<::postgres::Error>(db, action);
     let mut client = connect(url, db, options)?;
     let mut tx = client.transaction().map_err(fail("begin a transaction"))?;
@@ -45,7 +38,7 @@ pub(super) fn write(
     migrate(&mut tx, db)?;
 
     let stored = load_retention(&mut tx, host).map_err(fail("read the retention state"))?;
-    let (batch, new_state) = read(&stored)?;
+    let (batch, new_state) = (run.read)(&stored)?;
     let claimed = tx
         .execute(
             "INSERT INTO runs (time, host, per_process, sources, samples, written_at)

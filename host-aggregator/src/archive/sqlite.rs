@@ -9,21 +9,13 @@ use std::path::Path;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::retained::StateRow;
-use super::{
-    Batch, Outcome, Plan, ReadRetained, Run, db_error, pending_migrations, schema, unix_seconds,
-};
+use super::{Batch, Outcome, Plan, Run, db_error, pending_migrations, schema, unix_seconds};
 use crate::Error;
 
 /// One run into the SQLite file at `path` (created with its directory if
-/// missing): `read` gets the retention rows stored for `host` and returns
-/// the batch and the rows to store instead (`None`: keep them). `db` names
-/// the database in errors.
-pub(super) fn write(
-    path: &Path,
-    run: &Run<'_>,
-    read: impl FnOnce(&[StateRow]) -> ReadRetained,
-) -> Result<(Batch, Outcome), Error> {
-    let &Run { db, host, options } = run;
+/// missing). `db` names the database in errors.
+pub(super) fn write(path: &Path, run: Run<'_>) -> Result<(Batch, Outcome), Error> {
+    let (db, host, options) = (run.db, run.host, run.options);
     let fail = |action| db_error::<rusqlite::Error>(db, action);
     if let Some(parent) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| Error::Io {
@@ -67,7 +59,7 @@ pub(super) fn write(
     }
 
     let stored = load_retention(&tx, host).map_err(fail("read the retention state"))?;
-    let (batch, new_state) = read(&stored)?;
+    let (batch, new_state) = (run.read)(&stored)?;
     let claimed = tx
         .execute(
             "INSERT INTO runs (time, host, per_process, sources, samples, written_at)
