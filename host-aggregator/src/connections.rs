@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Sleep;
@@ -281,28 +281,39 @@ impl TrackedStream {
     fn poll_write_with(
         &mut self,
         cx: &mut Context<'_>,
-        mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
+        write: impl FnMut(&TcpStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        loop {
-            match self.stream.poll_write_ready(cx) {
-                Poll::Pending => {
-                    if self.write_timeout.is_zero() {
-                        return Poll::Pending;
-                    }
-                    let error = ready!(self.poll_stall(cx));
-                    return Poll::Ready(Err(error));
-                }
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                Poll::Ready(Ok(())) => match write(&self.stream) {
-                    Ok(written) => {
-                        self.write_stall = None;
-                        self.moved();
-                        return Poll::Ready(Ok(written));
-                    }
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(error) => return Poll::Ready(Err(error)),
-                },
+        match poll_when_ready(&self.stream, cx, Interest::WRITABLE, write) {
+            Poll::Pending if self.write_timeout.is_zero() => Poll::Pending,
+            Poll::Pending => Poll::Ready(Err(ready!(self.poll_stall(cx)))),
+            Poll::Ready(Ok(written)) => {
+                self.write_stall = None;
+                self.moved();
+                Poll::Ready(Ok(written))
             }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+        }
+    }
+}
+
+/// Runs the non-blocking `operation` on `stream` once the socket is ready
+/// for `interest`, again each time it would still block (readiness can be
+/// stale).
+fn poll_when_ready<T>(
+    stream: &TcpStream,
+    cx: &mut Context<'_>,
+    interest: Interest,
+    mut operation: impl FnMut(&TcpStream) -> io::Result<T>,
+) -> Poll<io::Result<T>> {
+    loop {
+        if interest.is_readable() {
+            ready!(stream.poll_read_ready(cx))?;
+        } else {
+            ready!(stream.poll_write_ready(cx))?;
+        }
+        match operation(stream) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            done => return Poll::Ready(done),
         }
     }
 }
@@ -325,20 +336,18 @@ impl AsyncRead for TrackedStream {
             }
             return Poll::Ready(Ok(()));
         }
-        loop {
-            ready!(this.stream.poll_read_ready(cx))?;
-            match this.stream.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    if n > 0 {
-                        this.moved();
-                    }
-                    return Poll::Ready(Ok(()));
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Poll::Ready(Err(error)),
-            }
+        let unfilled = buf.initialize_unfilled();
+        let read = ready!(poll_when_ready(
+            &this.stream,
+            cx,
+            Interest::READABLE,
+            |stream| stream.try_read(unfilled)
+        ))?;
+        buf.advance(read);
+        if read > 0 {
+            this.moved();
         }
+        Poll::Ready(Ok(()))
     }
 }
 
