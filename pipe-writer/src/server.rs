@@ -301,6 +301,7 @@ impl Builder {
 }
 
 /// State shared by the handle and the serving threads.
+#[derive(Debug)]
 struct Shared {
     stop: Arc<AtomicBool>,
     counters: Counters,
@@ -318,6 +319,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A running server. Dropping it (or [`Server::stop`]) stops the threads,
 /// joins them and removes the FIFO.
 #[must_use = "dropping the Server stops serving at once"]
+#[derive(Debug)]
 pub struct Server {
     path: PathBuf,
     name: String,
@@ -330,15 +332,6 @@ pub struct Server {
     _claim: DirClaim,
     /// The server of `<dir>/traces/<pid>.traces`, if traces are served.
     traces: Option<Box<Server>>,
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("path", &self.path)
-            .field("stats", &self.stats())
-            .finish()
-    }
 }
 
 impl Server {
@@ -455,6 +448,7 @@ impl Drop for Server {
 }
 
 /// This process's claim on a directory, released on drop.
+#[derive(Debug)]
 struct DirClaim((u32, FileId));
 
 impl DirClaim {
