@@ -190,24 +190,43 @@ impl<H> PerFork<H> {
     }
 }
 
-/// A counter handle: `incr(n=1)` is one atomic add.
-#[pyclass(module = "stats_pipe", name = "Counter")]
-struct PyCounter {
-    /// The stat's name.
-    #[pyo3(get)]
-    name: String,
-    handle: PerFork<Counter>,
+/// Declares a handle class: a `#[pyclass]` holding the stat's name (the
+/// read-only attribute `name`) and its [`PerFork`] handle, which `lookup`
+/// finds by name in this process, with `__init__(name)` and the methods
+/// given after the `;`.
+macro_rules! handle_class {
+    (
+        $(#[$attr:meta])*
+        struct $class:ident(PerFork<$handle:ty>) = $lookup:expr;
+        $($methods:tt)*
+    ) => {
+        $(#[$attr])*
+        struct $class {
+            /// The stat's name.
+            #[pyo3(get)]
+            name: String,
+            handle: PerFork<$handle>,
+        }
+
+        #[pymethods]
+        impl $class {
+            #[new]
+            fn new(name: String) -> $class {
+                $class {
+                    handle: PerFork::new(&name, $lookup),
+                    name,
+                }
+            }
+
+            $($methods)*
+        }
+    };
 }
 
-#[pymethods]
-impl PyCounter {
-    #[new]
-    fn new(name: String) -> PyCounter {
-        PyCounter {
-            handle: PerFork::new(&name, |name| runtime::current().registry().counter(name)),
-            name,
-        }
-    }
+handle_class! {
+    /// A counter handle: `incr(n=1)` is one atomic add.
+    #[pyclass(module = "stats_pipe", name = "Counter")]
+    struct PyCounter(PerFork<Counter>) = |name| runtime::current().registry().counter(name);
 
     /// Adds `n` (default 1; an int or float >= 0).
     #[pyo3(signature = (n = None))]
@@ -240,24 +259,10 @@ fn negative(name: &str, n: f64) -> PyErr {
     ))
 }
 
-/// A gauge handle: `set(v)`, `add(n)`.
-#[pyclass(module = "stats_pipe", name = "Gauge")]
-struct PyGauge {
-    /// The stat's name.
-    #[pyo3(get)]
-    name: String,
-    handle: PerFork<Gauge>,
-}
-
-#[pymethods]
-impl PyGauge {
-    #[new]
-    fn new(name: String) -> PyGauge {
-        PyGauge {
-            handle: PerFork::new(&name, |name| runtime::current().registry().gauge(name)),
-            name,
-        }
-    }
+handle_class! {
+    /// A gauge handle: `set(v)`, `add(n)`.
+    #[pyclass(module = "stats_pipe", name = "Gauge")]
+    struct PyGauge(PerFork<Gauge>) = |name| runtime::current().registry().gauge(name);
 
     /// Sets the value (an int stays an int until a float is set).
     fn set(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -281,24 +286,10 @@ impl PyGauge {
     }
 }
 
-/// A histogram handle: `observe(v)`; the package's subclass adds `time()`.
-#[pyclass(module = "stats_pipe", name = "Histogram", subclass)]
-struct PyHistogram {
-    /// The stat's name.
-    #[pyo3(get)]
-    name: String,
-    handle: PerFork<Histogram>,
-}
-
-#[pymethods]
-impl PyHistogram {
-    #[new]
-    fn new(name: String) -> PyHistogram {
-        PyHistogram {
-            handle: PerFork::new(&name, |name| runtime::current().registry().histogram(name)),
-            name,
-        }
-    }
+handle_class! {
+    /// A histogram handle: `observe(v)`; the package's subclass adds `time()`.
+    #[pyclass(module = "stats_pipe", name = "Histogram", subclass)]
+    struct PyHistogram(PerFork<Histogram>) = |name| runtime::current().registry().histogram(name);
 
     /// Records one value (an int or a float; durations in seconds).
     fn observe(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -316,24 +307,10 @@ impl PyHistogram {
     }
 }
 
-/// A task handle (monkit's `mon.Task()`): `begin()` starts a run.
-#[pyclass(module = "stats_pipe", name = "TaskHandle")]
-struct PyTask {
-    /// The stat's name.
-    #[pyo3(get)]
-    name: String,
-    handle: PerFork<&'static Task>,
-}
-
-#[pymethods]
-impl PyTask {
-    #[new]
-    fn new(name: String) -> PyTask {
-        PyTask {
-            handle: PerFork::new(&name, |name| runtime::current().task(name)),
-            name,
-        }
-    }
+handle_class! {
+    /// A task handle (monkit's `mon.Task()`): `begin()` starts a run.
+    #[pyclass(module = "stats_pipe", name = "TaskHandle")]
+    struct PyTask(PerFork<&'static Task>) = |name| runtime::current().task(name);
 
     /// Starts a run: `.current` goes up and the clock starts.
     fn begin(&mut self) -> PyRun {
