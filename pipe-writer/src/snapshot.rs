@@ -47,6 +47,11 @@ pub(crate) struct Snapshotter {
     /// goes in `buf`.
     own_lines: Vec<u8>,
     inserts: Vec<Insert>,
+    /// Which of our `process.*` names the user made a stat of, as found when
+    /// the registry held this many metrics: looked up again only when that
+    /// number changes (stats are never removed), not five lock-and-hash
+    /// look-ups per serve (issue 15).
+    taken: Option<(usize, [bool; 5])>,
 }
 
 /// One line of `own_lines` to put at `at` in the buffer.
@@ -72,6 +77,7 @@ impl Snapshotter {
             buf: Vec::new(),
             own_lines: Vec::new(),
             inserts: Vec::new(),
+            taken: None,
         }
     }
 
@@ -105,13 +111,29 @@ impl Snapshotter {
         // ours, then the registry's.
         self.own_lines.clear();
         if let Some(own) = &self.own {
-            // Copied, never read here: /proc is read on the sweeper's clock.
-            for line in own.lines().into_iter().flatten() {
+            let lines = own.lines();
+            let count = registry.len();
+            let taken = match self.taken {
+                Some((known, taken)) if known == count => taken,
+                _ => {
+                    let taken = lines.map(|line| {
+                        line.is_some_and(|line| registry.get(line.name).is_some())
+                    });
+                    // Only lines all present are kept: a figure missing now
+                    // (unreadable) is looked up once it is back.
+                    if lines.iter().all(Option::is_some) {
+                        self.taken = Some((count, taken));
+                    }
+                    taken
+                }
+            };
+            // Copied, never read here: /proc is read off the reader's clock.
+            for (line, taken) in lines.into_iter().zip(taken) {
                 // The prefix is reserved, but a stat the user made under one
                 // of our names is theirs: no second line with that name.
-                if registry.get(line.name).is_some() {
+                let Some(line) = line.filter(|_| !taken) else {
                     continue;
-                }
+                };
                 if let Some(kind) = line.kind {
                     write_kind_line(&mut self.buf, kind, line.name);
                 }

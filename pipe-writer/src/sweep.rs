@@ -85,6 +85,12 @@ pub(crate) const MAX_RETIRED: usize = 128;
 /// A FIFO probed early (the flood) may be served only this long after its
 /// snapshot, so the readers it was served to have left.
 pub(crate) const SETTLE: Duration = Duration::from_millis(100);
+/// How much later than the first `due` the sweeper's timer may fire: a
+/// timer already set within this of it is left alone, so a writer read
+/// once a second moves it (a `timerfd_settime`) every other serve rather
+/// than after every one (issue 15). Reads that stop have their last FIFO
+/// probed [`LATEST_PROBE`] to [`LATEST_PROBE`] plus this after its snapshot.
+pub(crate) const ARM_SLACK: Duration = Duration::from_secs(1);
 
 /// A FIFO the serving thread has replaced.
 #[derive(Debug)]
@@ -157,6 +163,9 @@ struct State {
     orphans: Vec<(Retired, OwnedFd)>,
     /// The server is stopping: release everyone and end.
     ending: bool,
+    /// When the timer is set to fire, as last set; `None`: unset, or fired
+    /// (the sweeper clears it when it wakes).
+    armed: Option<Instant>,
 }
 
 impl Watch {
@@ -181,7 +190,7 @@ impl Watch {
         let mut state = self.lock();
         state.watched.push(Watched::new(retired));
         if arm {
-            self.arm(&state);
+            self.arm(&mut state);
         }
     }
 
@@ -224,7 +233,7 @@ impl Watch {
                 }
             }
         });
-        self.arm(&state);
+        self.arm(&mut state);
     }
 
     /// Hands an orphan the serving thread found on `fifo` (retirement
@@ -240,7 +249,7 @@ impl Watch {
             may_serve: true,
         };
         state.orphans.push((retired, writer));
-        self.arm(&state);
+        self.arm(&mut state);
     }
 
     /// Stops the sweeper: it releases every reader still attached to a
@@ -248,18 +257,30 @@ impl Watch {
     pub(crate) fn end(&self) {
         let mut state = self.lock();
         state.ending = true;
-        self.arm(&state);
+        self.arm(&mut state);
     }
 
-    /// Sets the sweeper's timer from `state`: now if it has work, the first
-    /// `due` otherwise, unset if nothing is watched.
-    fn arm(&self, state: &State) {
+    /// Sets the sweeper's timer from `state`: now if it has work, by the
+    /// first `due` otherwise (up to [`ARM_SLACK`] later: a timer already
+    /// set within that is left as it is), unset if nothing is watched.
+    fn arm(&self, state: &mut State) {
         let now = Instant::now();
         let when = if state.ending || !state.orphans.is_empty() {
             Some(now)
         } else {
-            state.watched.iter().map(|w| w.due).min()
+            let due = state.watched.iter().map(|w| w.due).min();
+            if let (Some(due), Some(armed)) = (due, state.armed)
+                && due <= armed
+                && armed <= due + ARM_SLACK
+            {
+                return;
+            }
+            due.map(|due| due + ARM_SLACK)
         };
+        if when.is_none() && state.armed.is_none() {
+            return;
+        }
+        state.armed = when;
         let _ = match when {
             // A zero time would unset the timer: at least a nanosecond.
             Some(when) => self.timer.set(
@@ -310,6 +331,9 @@ pub(crate) fn run(
         let now = Instant::now();
         let (orphans, due) = {
             let mut state = watch.lock();
+            // Fired (a one-shot timer is then unset), or woken early: set
+            // afresh below either way.
+            state.armed = None;
             if state.ending {
                 // Stopping: release whoever is attached (they read
                 // end-of-file) rather than write to readers that may still
@@ -347,7 +371,7 @@ pub(crate) fn run(
         }
         let mut state = watch.lock();
         state.watched.append(&mut again);
-        watch.arm(&state);
+        watch.arm(&mut state);
     }
 }
 
