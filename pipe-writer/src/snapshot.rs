@@ -116,9 +116,8 @@ impl Snapshotter {
             let taken = match self.taken {
                 Some((known, taken)) if known == count => taken,
                 _ => {
-                    let taken = lines.map(|line| {
-                        line.is_some_and(|line| registry.get(line.name).is_some())
-                    });
+                    let taken = lines
+                        .map(|line| line.is_some_and(|line| registry.get(line.name).is_some()));
                     // Only lines all present are kept: a figure missing now
                     // (unreadable) is looked up once it is back.
                     if lines.iter().all(Option::is_some) {
@@ -337,6 +336,37 @@ mod tests {
         // The user's gauge is not declared a counter on its behalf.
         assert!(!body.contains("#counter"), "{body}");
         assert!(body.contains("#max process.uptime_seconds: 1\n"), "{body}");
+    }
+
+    #[test]
+    fn a_stat_the_user_makes_under_our_name_later_wins_too() {
+        // The look-up of our names is kept between snapshots while the
+        // registry holds as many metrics: a stat made later is seen.
+        let registry = Arc::new(Registry::new());
+        registry.set("jobs", 1);
+        let own = Arc::new(OwnFigures::default());
+        own.refresh();
+        let seq = Arc::new(AtomicU64::new(0));
+        let mut snap = Snapshotter::new(Source::Own(Arc::clone(&registry)), 1, seq, Some(own));
+        let body = body_of(snap.build());
+        assert!(
+            body.contains("\n#counter process.cpu_seconds: 1\n")
+                || body.starts_with("#counter process.cpu_seconds: 1\n"),
+            "{body}"
+        );
+        assert_eq!(body.matches("process.threads:").count(), 1, "{body}");
+        assert!(!body.contains("process.threads: 77"), "{body}");
+        registry.set("process.threads", 77);
+        registry.set("process.cpu_seconds", 2);
+        let body = body_of(snap.build());
+        assert_eq!(body.matches("process.threads:").count(), 1, "{body}");
+        assert!(body.contains("\nprocess.threads: 77\n"), "{body}");
+        assert!(body.contains("\nprocess.cpu_seconds: 2\n"), "{body}");
+        assert!(!body.contains("#counter process.cpu_seconds"), "{body}");
+        // And kept while nothing is added.
+        let again = body_of(snap.build());
+        assert_eq!(again.matches("process.threads:").count(), 1, "{again}");
+        assert!(again.contains("\nprocess.threads: 77\n"), "{again}");
     }
 
     #[test]

@@ -22,8 +22,10 @@
 //! probes the FIFO of the read before at the next read, with no other
 //! thread woken. The sweeper thread is the fallback for when no read
 //! comes: it sleeps on a timer (a `timerfd`) set to the first
-//! [`LATEST_PROBE`] due, which the serving thread moves on after each
-//! serve; moving a timer wakes nobody. So the sweeper wakes only when a
+//! [`LATEST_PROBE`] due (up to [`ARM_SLACK`] later), which the serving
+//! thread moves on after a serve when it would fire too early; moving a
+//! timer wakes nobody. The serving thread probes by spare name, not
+//! through `/proc/self/fd` ([`crate::fifo::Fifo::open_nearby`]). So the sweeper wakes only when a
 //! writer's reads stop (once, [`LATEST_PROBE`] after the last one) or an
 //! orphan was found, and a writer nobody reads makes no wake-up at all.
 //! The serving thread never writes to an orphan itself (a stalled one
@@ -59,7 +61,10 @@ use nix::errno::Errno;
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
+use nix::fcntl::OFlag;
+
 use crate::counters::Counters;
+use crate::dir::PipeDir;
 use crate::fifo::{Fifo, Peek};
 use crate::process_stats::{OwnFigures, REFRESH};
 use crate::send::Delivery;
@@ -198,7 +203,9 @@ impl Watch {
     /// at least [`EARLIEST_PROBE`] old (past [`MAX_RETIRED`], the oldest at
     /// once), hands orphans found to the sweeper, and moves the sweeper's
     /// timer on.
-    pub(crate) fn after_serve(&self) {
+    /// `dir`: the serving thread's pipe directory, whose spare names it
+    /// probes by ([`Fifo::open_nearby`](crate::fifo::Fifo::open_nearby)).
+    pub(crate) fn after_serve(&self, dir: &PipeDir) {
         let now = Instant::now();
         let mut state = self.lock();
         let State {
@@ -215,7 +222,7 @@ impl Watch {
             if w.probe_from > now && !(oldest && age >= SETTLE) {
                 return true;
             }
-            match probe(&w.retired, true) {
+            match probe(&w.retired, true, Some(dir)) {
                 Found::Done => false,
                 Found::Reading if !oldest => {
                     if now - w.retired.closed_at < KEEP {
@@ -339,7 +346,7 @@ pub(crate) fn run(
                 // end-of-file) rather than write to readers that may still
                 // be finishing.
                 for w in state.watched.drain(..) {
-                    drop(probe(&w.retired, false));
+                    drop(probe(&w.retired, false, None));
                 }
                 state.orphans.clear();
                 return;
@@ -357,7 +364,7 @@ pub(crate) fn run(
         }
         let mut again = Vec::new();
         for w in due {
-            match probe(&w.retired, true) {
+            match probe(&w.retired, true, None) {
                 Found::Done => {}
                 Found::Reading => again.extend(w.again(now)),
                 Found::Orphan(writer) => sweeper.serve(&w.retired, writer),
@@ -413,19 +420,24 @@ impl Sweeper<'_> {
 /// bytes of the last snapshot unread is left alone without opening the
 /// write side, and a reader found once that pipe is gone is an orphan for
 /// sure (it opened after the last snapshot's readers all closed).
-fn probe(retired: &Retired, serve: bool) -> Found {
+///
+/// `via`: the pipe directory when the serving thread probes (by spare
+/// name), `None` from the sweeper (through `/proc/self/fd`).
+fn probe(retired: &Retired, serve: bool, via: Option<&PipeDir>) -> Found {
     let mut turn = retired.fifo.turn();
     if turn.current || turn.retirement != retired.retirement {
         return Found::Done;
     }
-    let peek = retired.fifo.peek(turn.marker);
+    let peek = retired.fifo.peek(turn.marker, via);
     if let Peek::Alive { unread } = peek
         && unread > 0
     {
         // Its last snapshot is still being read: that reader is no orphan.
         return Found::Reading;
     }
-    let found = retired.fifo.open_if_reader();
+    let found = retired
+        .fifo
+        .open_nearby(OFlag::O_WRONLY | OFlag::O_NONBLOCK, via);
     turn.drained = matches!(found, Err(Errno::ENXIO));
     let may_serve = retired.may_serve || peek == Peek::Fresh;
     match found {
