@@ -282,6 +282,23 @@ impl PipeDir {
         Ok(fifo)
     }
 
+    /// Opens the spare `name` with `flags` (not following a link): the
+    /// serving thread's way to a retired FIFO it knows by that name
+    /// ([`Fifo::open_nearby`](crate::fifo::Fifo::open_nearby)).
+    pub(crate) fn open_spare(&self, name: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
+        loop {
+            match openat(
+                &self.spares,
+                name,
+                flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY,
+                Mode::empty(),
+            ) {
+                Err(Errno::EINTR) => continue,
+                other => return other,
+            }
+        }
+    }
+
     /// Atomically replaces `to` in the pipe directory with the spare `from`.
     pub(crate) fn rename_spare(&self, from: &str, to: &str) -> Result<(), Errno> {
         renameat(&self.spares, from, &self.fd, to)

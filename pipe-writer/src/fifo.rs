@@ -3,11 +3,13 @@
 //! its name is now (renamed away, replaced, or planted over by someone else).
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
 use nix::sys::stat::{FileStat, Mode};
+
+use crate::dir::PipeDir;
 
 /// The identity of a file: device and inode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +33,15 @@ pub(crate) struct Fifo {
     path_fd: OwnedFd,
     id: FileId,
     turn: Mutex<Turn>,
+    /// Its name in our private spare directory while it has one there (set
+    /// and cleared by the spare pool on the serving thread): the serving
+    /// thread's peeks and probes of a retired FIFO open it by that name
+    /// ([`Fifo::open_nearby`]), a plain lookup in a small directory only we
+    /// may change, rather than through the `/proc/self/fd` link (about
+    /// three times the cost, issue 15). Only the serving thread, which
+    /// alone renames and removes spares, may use it: no name can change
+    /// under its feet.
+    spare_name: Mutex<Option<Arc<str>>>,
 }
 
 /// Whose turn it is to write to a FIFO: the serving thread's while the FIFO
@@ -105,7 +116,17 @@ impl Fifo {
                 drained: true,
                 marker: None,
             }),
+            spare_name: Mutex::new(None),
         }
+    }
+
+    /// Notes the spare name it has now (`None`: at our path, or no name of
+    /// ours). Serving thread only (see [`Fifo::open_nearby`]).
+    pub(crate) fn set_spare_name(&self, name: Option<Arc<str>>) {
+        *self
+            .spare_name
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = name;
     }
 
     /// Waits for the sweeper to finish with this FIFO, if it is busy.
@@ -133,20 +154,20 @@ impl Fifo {
     /// Whether the FIFO may be put back at our path, peeking at it if no
     /// probe has yet found it drained. Never waits: a FIFO the sweeper is
     /// busy with is not ready.
-    pub(crate) fn is_drained(&self) -> Drain {
+    pub(crate) fn is_drained(&self, via: Option<&PipeDir>) -> Drain {
         match self.try_turn() {
-            Some(mut turn) => self.drain_check(&mut turn),
+            Some(mut turn) => self.drain_check(&mut turn, via),
             None => Drain::NotYet,
         }
     }
 
     /// Takes the FIFO back from the sweeper to put it at our path, if it is
     /// drained (see [`Fifo::is_drained`]).
-    pub(crate) fn claim(&self) -> Drain {
+    pub(crate) fn claim(&self, via: Option<&PipeDir>) -> Drain {
         let Some(mut turn) = self.try_turn() else {
             return Drain::NotYet;
         };
-        let drain = self.drain_check(&mut turn);
+        let drain = self.drain_check(&mut turn, via);
         turn.current = matches!(drain, Drain::Ready);
         drain
     }
@@ -172,14 +193,14 @@ impl Fifo {
     /// printing nothing). A FIFO whose last pipe is alive is left to the
     /// orphan watch. Once it is gone, a reader found is an orphan for sure
     /// and is returned to be served, not released.
-    fn drain_check(&self, turn: &mut Turn) -> Drain {
+    fn drain_check(&self, turn: &mut Turn, via: Option<&PipeDir>) -> Drain {
         if turn.drained {
             return Drain::Ready;
         }
-        if self.peek(turn.marker) != Peek::Fresh {
+        if self.peek(turn.marker, via) != Peek::Fresh {
             return Drain::NotYet;
         }
-        match self.open_if_reader() {
+        match self.open_nearby(OFlag::O_WRONLY | OFlag::O_NONBLOCK, via) {
             Err(Errno::ENXIO) => {
                 turn.drained = true;
                 Drain::Ready
@@ -195,12 +216,12 @@ impl Fifo {
     /// Looks at the pipe behind the FIFO without releasing anyone: opens the
     /// read side (non-blocking: wakes only writers, and we are the only
     /// one), reads its size and unread bytes, closes it. Takes a
-    /// [`Turn::marker`].
-    pub(crate) fn peek(&self, marker: Option<usize>) -> Peek {
+    /// [`Turn::marker`]; `via`: see [`Fifo::open_nearby`].
+    pub(crate) fn peek(&self, marker: Option<usize>, via: Option<&PipeDir>) -> Peek {
         let Some(marker) = marker else {
             return Peek::Unknown;
         };
-        let Ok(reader) = self.reopen(OFlag::O_RDONLY | OFlag::O_NONBLOCK) else {
+        let Ok(reader) = self.open_nearby(OFlag::O_RDONLY | OFlag::O_NONBLOCK, via) else {
             return Peek::Unknown;
         };
         match fcntl(&reader, FcntlArg::F_GETPIPE_SZ) {
@@ -240,6 +261,26 @@ impl Fifo {
     /// [`Fifo::wait_for_reader`].
     pub(crate) fn open_wake_reader(&self) -> Result<OwnedFd, Errno> {
         self.reopen(OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+    }
+
+    /// Opens this FIFO with `flags`: by its spare name in `via`'s spare
+    /// directory when the serving thread passes `via` and the FIFO has one
+    /// there, else through `/proc/self/fd`. Other threads pass `None`.
+    pub(crate) fn open_nearby(
+        &self,
+        flags: OFlag,
+        via: Option<&PipeDir>,
+    ) -> Result<OwnedFd, Errno> {
+        let name = via.and_then(|_| {
+            self.spare_name
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        });
+        match (via, name) {
+            (Some(dir), Some(name)) => dir.open_spare(&name, flags),
+            _ => self.reopen(flags),
+        }
     }
 
     fn reopen(&self, flags: OFlag) -> Result<OwnedFd, Errno> {

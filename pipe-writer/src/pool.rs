@@ -72,10 +72,17 @@ impl Pool {
         }
     }
 
+    /// Notes on `fifo` that it now goes by the spare name `index`, for the
+    /// serving thread's probes ([`Fifo::open_nearby`]).
+    fn named(&self, fifo: &Fifo, index: usize) {
+        fifo.set_spare_name(Some(Arc::from(self.name(index))));
+    }
+
     /// Makes the first FIFO and renames it over `name` (replacing a stale
     /// FIFO of ours there). Returns it, current.
     pub(crate) fn start(&self, dir: &PipeDir, name: &str, mode: u32) -> Result<Arc<Fifo>, Error> {
         let first = self.fresh(dir, mode)?;
+        first.fifo.set_spare_name(None);
         if let Err(errno) = dir.rename_spare(&self.name(first.index), name) {
             dir.remove(Area::Spares, &self.name(first.index), Some(first.fifo.id()));
             return Err(swap_error(dir, name, errno));
@@ -94,6 +101,7 @@ impl Pool {
             }
             match dir.make_spare(&self.name(index), mode) {
                 Ok(fifo) => {
+                    self.named(&fifo, index);
                     return Ok(Spare {
                         index,
                         fifo: Arc::new(fifo),
@@ -126,12 +134,14 @@ impl Pool {
         let ready = self
             .spares
             .iter()
-            .position(|s| is_ready(&s.fifo, s.fifo.is_drained(), watch));
+            .position(|s| is_ready(&s.fifo, s.fifo.is_drained(Some(dir)), watch));
         if let Some(ready) = ready {
             self.spares.swap(0, ready);
             return Ok(());
         }
         if let Some(oldest) = self.spares.pop_front() {
+            // Left to the sweeper, which knows it by descriptor only.
+            oldest.fifo.set_spare_name(None);
             dir.remove(
                 Area::Spares,
                 &self.name(oldest.index),
@@ -157,7 +167,7 @@ impl Pool {
         let claimed = self
             .spares
             .iter()
-            .position(|s| is_ready(&s.fifo, s.fifo.claim(), watch));
+            .position(|s| is_ready(&s.fifo, s.fifo.claim(Some(dir)), watch));
         let spare = match claimed {
             Some(ready) => self.spares.remove(ready),
             None => None,
@@ -176,6 +186,8 @@ impl Pool {
         if self.exchange {
             match dir.exchange_spare(&spare_name, name) {
                 Ok(()) => {
+                    spare.fifo.set_spare_name(None);
+                    self.named(current, spare.index);
                     self.spares.push_back(Spare {
                         index: spare.index,
                         fifo: Arc::clone(current),
@@ -189,7 +201,12 @@ impl Pool {
             }
         }
         match dir.rename_spare(&spare_name, name) {
-            Ok(()) => Ok(spare.fifo),
+            Ok(()) => {
+                spare.fifo.set_spare_name(None);
+                // Renamed over: the FIFO that was at our path has no name.
+                current.set_spare_name(None);
+                Ok(spare.fifo)
+            }
             Err(errno) => Err(self.give_back(dir, spare, name, errno)),
         }
     }
@@ -205,6 +222,7 @@ impl Pool {
     /// the spares with end-of-file (stopping).
     pub(crate) fn remove_all(&mut self, dir: &PipeDir) {
         while let Some(spare) = self.spares.pop_front() {
+            spare.fifo.set_spare_name(None);
             dir.remove(Area::Spares, &self.name(spare.index), Some(spare.fifo.id()));
             drop(spare.fifo.open_if_reader());
         }

@@ -265,15 +265,17 @@ impl SelfFiles {
     /// The figures now; `None` if `/proc/self/stat` cannot be read.
     fn read(&mut self) -> Option<Figures> {
         use std::os::unix::fs::FileExt;
-        // A proc file is generated afresh by each read from offset 0.
+        // A proc file is generated afresh by each read from offset 0, and
+        // every read renders the whole of it: a read shorter than asked
+        // is the end (one `pread` per refresh, not two; issue 15).
         self.buf.clear();
         let mut chunk = [0u8; 1024];
         loop {
             let n = self.stat.read_at(&mut chunk, self.buf.len() as u64).ok()?;
-            if n == 0 {
+            self.buf.extend_from_slice(&chunk[..n]);
+            if n < chunk.len() {
                 break;
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
         let fields = StatFields::parse(&self.buf)?;
         Some(Figures {

@@ -565,7 +565,7 @@ impl ServeLoop {
             }
             // The orphan probes and the figures' refresh happen here, off
             // the reader's clock, rather than on a thread woken for them.
-            self.watch.after_serve();
+            self.watch.after_serve(&self.dir);
             if let Some(own) = &self.own
                 && self.refreshed.elapsed() >= REFRESH
                 && own.refresh_if_wanted()

@@ -47,6 +47,11 @@ pub(crate) struct Snapshotter {
     /// goes in `buf`.
     own_lines: Vec<u8>,
     inserts: Vec<Insert>,
+    /// Which of our `process.*` names the user made a stat of, as found when
+    /// the registry held this many metrics: looked up again only when that
+    /// number changes (stats are never removed), not five lock-and-hash
+    /// look-ups per serve (issue 15).
+    taken: Option<(usize, [bool; 5])>,
 }
 
 /// One line of `own_lines` to put at `at` in the buffer.
@@ -72,6 +77,7 @@ impl Snapshotter {
             buf: Vec::new(),
             own_lines: Vec::new(),
             inserts: Vec::new(),
+            taken: None,
         }
     }
 
@@ -105,13 +111,28 @@ impl Snapshotter {
         // ours, then the registry's.
         self.own_lines.clear();
         if let Some(own) = &self.own {
-            // Copied, never read here: /proc is read on the sweeper's clock.
-            for line in own.lines().into_iter().flatten() {
+            let lines = own.lines();
+            let count = registry.len();
+            let taken = match self.taken {
+                Some((known, taken)) if known == count => taken,
+                _ => {
+                    let taken = lines
+                        .map(|line| line.is_some_and(|line| registry.get(line.name).is_some()));
+                    // Only lines all present are kept: a figure missing now
+                    // (unreadable) is looked up once it is back.
+                    if lines.iter().all(Option::is_some) {
+                        self.taken = Some((count, taken));
+                    }
+                    taken
+                }
+            };
+            // Copied, never read here: /proc is read off the reader's clock.
+            for (line, taken) in lines.into_iter().zip(taken) {
                 // The prefix is reserved, but a stat the user made under one
                 // of our names is theirs: no second line with that name.
-                if registry.get(line.name).is_some() {
+                let Some(line) = line.filter(|_| !taken) else {
                     continue;
-                }
+                };
                 if let Some(kind) = line.kind {
                     write_kind_line(&mut self.buf, kind, line.name);
                 }
@@ -315,6 +336,37 @@ mod tests {
         // The user's gauge is not declared a counter on its behalf.
         assert!(!body.contains("#counter"), "{body}");
         assert!(body.contains("#max process.uptime_seconds: 1\n"), "{body}");
+    }
+
+    #[test]
+    fn a_stat_the_user_makes_under_our_name_later_wins_too() {
+        // The look-up of our names is kept between snapshots while the
+        // registry holds as many metrics: a stat made later is seen.
+        let registry = Arc::new(Registry::new());
+        registry.set("jobs", 1);
+        let own = Arc::new(OwnFigures::default());
+        own.refresh();
+        let seq = Arc::new(AtomicU64::new(0));
+        let mut snap = Snapshotter::new(Source::Own(Arc::clone(&registry)), 1, seq, Some(own));
+        let body = body_of(snap.build());
+        assert!(
+            body.contains("\n#counter process.cpu_seconds: 1\n")
+                || body.starts_with("#counter process.cpu_seconds: 1\n"),
+            "{body}"
+        );
+        assert_eq!(body.matches("process.threads:").count(), 1, "{body}");
+        assert!(!body.contains("process.threads: 77"), "{body}");
+        registry.set("process.threads", 77);
+        registry.set("process.cpu_seconds", 2);
+        let body = body_of(snap.build());
+        assert_eq!(body.matches("process.threads:").count(), 1, "{body}");
+        assert!(body.contains("\nprocess.threads: 77\n"), "{body}");
+        assert!(body.contains("\nprocess.cpu_seconds: 2\n"), "{body}");
+        assert!(!body.contains("#counter process.cpu_seconds"), "{body}");
+        // And kept while nothing is added.
+        let again = body_of(snap.build());
+        assert_eq!(again.matches("process.threads:").count(), 1, "{again}");
+        assert!(again.contains("\nprocess.threads: 77\n"), "{again}");
     }
 
     #[test]

@@ -22,8 +22,10 @@
 //! probes the FIFO of the read before at the next read, with no other
 //! thread woken. The sweeper thread is the fallback for when no read
 //! comes: it sleeps on a timer (a `timerfd`) set to the first
-//! [`LATEST_PROBE`] due, which the serving thread moves on after each
-//! serve; moving a timer wakes nobody. So the sweeper wakes only when a
+//! [`LATEST_PROBE`] due (up to [`ARM_SLACK`] later), which the serving
+//! thread moves on after a serve when it would fire too early; moving a
+//! timer wakes nobody. The serving thread probes by spare name, not
+//! through `/proc/self/fd` ([`crate::fifo::Fifo::open_nearby`]). So the sweeper wakes only when a
 //! writer's reads stop (once, [`LATEST_PROBE`] after the last one) or an
 //! orphan was found, and a writer nobody reads makes no wake-up at all.
 //! The serving thread never writes to an orphan itself (a stalled one
@@ -59,7 +61,10 @@ use nix::errno::Errno;
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
+use nix::fcntl::OFlag;
+
 use crate::counters::Counters;
+use crate::dir::PipeDir;
 use crate::fifo::{Fifo, Peek};
 use crate::process_stats::{OwnFigures, REFRESH};
 use crate::send::Delivery;
@@ -85,6 +90,12 @@ pub(crate) const MAX_RETIRED: usize = 128;
 /// A FIFO probed early (the flood) may be served only this long after its
 /// snapshot, so the readers it was served to have left.
 pub(crate) const SETTLE: Duration = Duration::from_millis(100);
+/// How much later than the first `due` the sweeper's timer may fire: a
+/// timer already set within this of it is left alone, so a writer read
+/// once a second moves it (a `timerfd_settime`) every other serve rather
+/// than after every one (issue 15). Reads that stop have their last FIFO
+/// probed [`LATEST_PROBE`] to [`LATEST_PROBE`] plus this after its snapshot.
+pub(crate) const ARM_SLACK: Duration = Duration::from_secs(1);
 
 /// A FIFO the serving thread has replaced.
 #[derive(Debug)]
@@ -157,6 +168,9 @@ struct State {
     orphans: Vec<(Retired, OwnedFd)>,
     /// The server is stopping: release everyone and end.
     ending: bool,
+    /// When the timer is set to fire, as last set; `None`: unset, or fired
+    /// (the sweeper clears it when it wakes).
+    armed: Option<Instant>,
 }
 
 impl Watch {
@@ -181,7 +195,7 @@ impl Watch {
         let mut state = self.lock();
         state.watched.push(Watched::new(retired));
         if arm {
-            self.arm(&state);
+            self.arm(&mut state);
         }
     }
 
@@ -189,7 +203,9 @@ impl Watch {
     /// at least [`EARLIEST_PROBE`] old (past [`MAX_RETIRED`], the oldest at
     /// once), hands orphans found to the sweeper, and moves the sweeper's
     /// timer on.
-    pub(crate) fn after_serve(&self) {
+    /// `dir`: the serving thread's pipe directory, whose spare names it
+    /// probes by ([`Fifo::open_nearby`](crate::fifo::Fifo::open_nearby)).
+    pub(crate) fn after_serve(&self, dir: &PipeDir) {
         let now = Instant::now();
         let mut state = self.lock();
         let State {
@@ -206,7 +222,7 @@ impl Watch {
             if w.probe_from > now && !(oldest && age >= SETTLE) {
                 return true;
             }
-            match probe(&w.retired, true) {
+            match probe(&w.retired, true, Some(dir)) {
                 Found::Done => false,
                 Found::Reading if !oldest => {
                     if now - w.retired.closed_at < KEEP {
@@ -224,7 +240,7 @@ impl Watch {
                 }
             }
         });
-        self.arm(&state);
+        self.arm(&mut state);
     }
 
     /// Hands an orphan the serving thread found on `fifo` (retirement
@@ -240,7 +256,7 @@ impl Watch {
             may_serve: true,
         };
         state.orphans.push((retired, writer));
-        self.arm(&state);
+        self.arm(&mut state);
     }
 
     /// Stops the sweeper: it releases every reader still attached to a
@@ -248,18 +264,30 @@ impl Watch {
     pub(crate) fn end(&self) {
         let mut state = self.lock();
         state.ending = true;
-        self.arm(&state);
+        self.arm(&mut state);
     }
 
-    /// Sets the sweeper's timer from `state`: now if it has work, the first
-    /// `due` otherwise, unset if nothing is watched.
-    fn arm(&self, state: &State) {
+    /// Sets the sweeper's timer from `state`: now if it has work, by the
+    /// first `due` otherwise (up to [`ARM_SLACK`] later: a timer already
+    /// set within that is left as it is), unset if nothing is watched.
+    fn arm(&self, state: &mut State) {
         let now = Instant::now();
         let when = if state.ending || !state.orphans.is_empty() {
             Some(now)
         } else {
-            state.watched.iter().map(|w| w.due).min()
+            let due = state.watched.iter().map(|w| w.due).min();
+            if let (Some(due), Some(armed)) = (due, state.armed)
+                && due <= armed
+                && armed <= due + ARM_SLACK
+            {
+                return;
+            }
+            due.map(|due| due + ARM_SLACK)
         };
+        if when.is_none() && state.armed.is_none() {
+            return;
+        }
+        state.armed = when;
         let _ = match when {
             // A zero time would unset the timer: at least a nanosecond.
             Some(when) => self.timer.set(
@@ -310,12 +338,15 @@ pub(crate) fn run(
         let now = Instant::now();
         let (orphans, due) = {
             let mut state = watch.lock();
+            // Fired (a one-shot timer is then unset), or woken early: set
+            // afresh below either way.
+            state.armed = None;
             if state.ending {
                 // Stopping: release whoever is attached (they read
                 // end-of-file) rather than write to readers that may still
                 // be finishing.
                 for w in state.watched.drain(..) {
-                    drop(probe(&w.retired, false));
+                    drop(probe(&w.retired, false, None));
                 }
                 state.orphans.clear();
                 return;
@@ -333,7 +364,7 @@ pub(crate) fn run(
         }
         let mut again = Vec::new();
         for w in due {
-            match probe(&w.retired, true) {
+            match probe(&w.retired, true, None) {
                 Found::Done => {}
                 Found::Reading => again.extend(w.again(now)),
                 Found::Orphan(writer) => sweeper.serve(&w.retired, writer),
@@ -347,7 +378,7 @@ pub(crate) fn run(
         }
         let mut state = watch.lock();
         state.watched.append(&mut again);
-        watch.arm(&state);
+        watch.arm(&mut state);
     }
 }
 
@@ -389,19 +420,24 @@ impl Sweeper<'_> {
 /// bytes of the last snapshot unread is left alone without opening the
 /// write side, and a reader found once that pipe is gone is an orphan for
 /// sure (it opened after the last snapshot's readers all closed).
-fn probe(retired: &Retired, serve: bool) -> Found {
+///
+/// `via`: the pipe directory when the serving thread probes (by spare
+/// name), `None` from the sweeper (through `/proc/self/fd`).
+fn probe(retired: &Retired, serve: bool, via: Option<&PipeDir>) -> Found {
     let mut turn = retired.fifo.turn();
     if turn.current || turn.retirement != retired.retirement {
         return Found::Done;
     }
-    let peek = retired.fifo.peek(turn.marker);
+    let peek = retired.fifo.peek(turn.marker, via);
     if let Peek::Alive { unread } = peek
         && unread > 0
     {
         // Its last snapshot is still being read: that reader is no orphan.
         return Found::Reading;
     }
-    let found = retired.fifo.open_if_reader();
+    let found = retired
+        .fifo
+        .open_nearby(OFlag::O_WRONLY | OFlag::O_NONBLOCK, via);
     turn.drained = matches!(found, Err(Errno::ENXIO));
     let may_serve = retired.may_serve || peek == Peek::Fresh;
     match found {

@@ -33,6 +33,25 @@ fn wake_ups_of(name: &str) -> u64 {
     total
 }
 
+/// CPU time (ns, `/proc/self/task/*/schedstat`) of this process's threads
+/// named `name`.
+fn cpu_of(name: &str) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        total += schedstat
+            .split(' ')
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
 #[test]
 fn a_writer_read_regularly_never_wakes_its_sweeper_and_one_unread_not_at_all() {
     let dir = TempDir::new("wakeups");
@@ -56,15 +75,28 @@ fn a_writer_read_regularly_never_wakes_its_sweeper_and_one_unread_not_at_all() {
     // reads; the design before issue 15's lighter writer woke it about
     // once every two reads (10 here), the first one once per read.
     assert!(read <= 1, "the sweeper woke {read} times for 20 reads");
-    // Reads stop: the last FIFOs are probed by the sweeper (one wake-up, at
-    // most 2 s later), then nothing is watched and nothing wakes it.
-    std::thread::sleep(Duration::from_secs(3));
-    let idle_from = wake_ups_of("stats-pipe-orph");
+    // Reads stop: the last FIFOs are probed by the sweeper (one wake-up, 2
+    // to 3 s after the last snapshot: LATEST_PROBE plus ARM_SLACK), then
+    // nothing is watched and nothing wakes any of the server's threads.
+    std::thread::sleep(Duration::from_secs(4));
+    let threads = [
+        "stats-pipe",
+        "stats-pipe-orph",
+        "traces-pipe",
+        "traces-orphans",
+    ];
+    let idle_from = threads.map(wake_ups_of);
+    let cpu_from = threads.map(cpu_of);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        wake_ups_of("stats-pipe-orph"),
+        threads.map(wake_ups_of),
         idle_from,
-        "a writer nobody reads woke its sweeper"
+        "a writer nobody reads woke one of {threads:?}"
+    );
+    assert_eq!(
+        threads.map(cpu_of),
+        cpu_from,
+        "a writer nobody reads ran one of {threads:?}"
     );
     assert_eq!(server.stats().orphans, 0);
     server.stop().unwrap();
