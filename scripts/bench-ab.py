@@ -56,7 +56,7 @@ def main():
     for name in runs["before"]:
         b = statistics.median(runs["before"][name])
         a = statistics.median(runs["after"].get(name, [float("nan")]))
-        print(f"{name:<40} {b:>12.2f} {a:>12.2f} {a / b:>13.2f}  {len(runs['before'][name])}")
+        print(f"{name:<40} {b:>12.4f} {a:>12.4f} {a / b:>13.2f}  {len(runs['before'][name])}")
 
 
 if __name__ == "__main__":

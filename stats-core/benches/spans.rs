@@ -8,6 +8,7 @@
 //! captured); the root's cost is spread over its children and included.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use stats_core::Registry;
@@ -52,5 +53,37 @@ fn spans(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, spans);
+/// The floor under a timed run with an edge, as the run does it: two clock
+/// reads (its start and end) and the five atomic adds no run can skip
+/// (running count up and down, duration bucket, duration sum, edge or
+/// outcome counter), each on a cache line of its own as in the real cells.
+fn floor(c: &mut Criterion) {
+    #[repr(align(128))]
+    struct Line(AtomicU64);
+    let mut group = c.benchmark_group("floor");
+    let clock = quanta::Clock::new();
+    group.bench_function("two_clock_reads", |b| {
+        b.iter(|| black_box(clock.raw()).wrapping_add(black_box(clock.raw())));
+    });
+    let lines: Vec<Line> = (0..5).map(|_| Line(AtomicU64::new(0))).collect();
+    group.bench_function("five_atomic_adds", |b| {
+        b.iter(|| {
+            for line in black_box(&lines) {
+                line.0.fetch_add(1, Relaxed);
+            }
+        });
+    });
+    group.bench_function("timed_run", |b| {
+        b.iter(|| {
+            let start = black_box(clock.raw());
+            for line in black_box(&lines) {
+                line.0.fetch_add(1, Relaxed);
+            }
+            black_box(clock.raw()).wrapping_sub(start)
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, spans, floor);
 criterion_main!(benches);

@@ -380,8 +380,8 @@ impl Registry {
                     histogram_lines::render(cell.name(), &cell.distribution(), buf);
                 }
                 Metric::Task(task) => {
-                    for counter in task.outcome_counters() {
-                        write_line(buf, counter.name(), counter.value());
+                    for (name, total) in task.outcome_lines() {
+                        write_line(buf, name, total);
                     }
                     write_line(buf, &task.sub_name("current"), Value::Int(task.current()));
                     write_line(
@@ -524,8 +524,8 @@ fn render_kind_lines(sorted: &Sorted, buf: &mut Vec<u8>) {
             }
             Metric::Histogram(cell) => write_kind_line(buf, WireKind::Histogram, cell.name()),
             Metric::Task(task) => {
-                for counter in task.outcome_counters() {
-                    write_kind_line(buf, WireKind::Counter, counter.name());
+                for name in task.outcome_names() {
+                    write_kind_line(buf, WireKind::Counter, name);
                 }
                 write_kind_line(buf, WireKind::Max, &task.sub_name("highwater"));
                 for histogram in task.duration_histograms() {

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod span;
+mod stack;
 pub mod trace;
 
 use std::sync::Arc;
@@ -29,7 +30,8 @@ use crate::clock;
 use crate::histogram::{Histogram, HistogramCell};
 use crate::tags;
 use crate::value::Value;
-use span::{Edges, Entered, SpanParent};
+use span::{Edges, SpanParent};
+use stack::Entered;
 use trace::Tracer;
 
 /// How a task run ended.
@@ -92,7 +94,10 @@ pub struct TaskOutcomes {
 /// The storage behind one task.
 pub(crate) struct TaskCell {
     name: Box<str>,
-    /// One counter per outcome, in `OUTCOMES` order.
+    /// One counter per outcome, in `OUTCOMES` order, of the runs that have
+    /// no call edge; a run with one is counted on its edge alone (one
+    /// atomic add a run less), and an outcome's total is this counter plus
+    /// the edges' ([`TaskCell::outcome_lines`]).
     outcomes: [Arc<Scalar>; 3],
     /// Durations per outcome, in `OUTCOMES` order.
     durations: [Histogram; 3],
@@ -158,8 +163,18 @@ impl TaskCell {
         tags::join(&format!("{}.{suffix}", split.base), &pairs)
     }
 
-    pub(crate) fn outcome_counters(&self) -> impl Iterator<Item = &Scalar> {
-        self.outcomes.iter().map(|s| &**s)
+    /// Each outcome counter's name, in `OUTCOMES` order.
+    pub(crate) fn outcome_names(&self) -> impl Iterator<Item = &str> {
+        self.outcomes.iter().map(|own| own.name())
+    }
+
+    /// Each outcome counter's name and its total (runs without an edge
+    /// plus those counted on an edge).
+    pub(crate) fn outcome_lines(&self) -> impl Iterator<Item = (&str, Value)> {
+        OUTCOMES.iter().map(|(outcome, _, _)| {
+            let own = &self.outcomes[outcome.slot()];
+            (own.name(), own.value().sum(self.edges.total(*outcome)))
+        })
     }
 
     pub(crate) fn duration_histograms(&self) -> impl Iterator<Item = &Histogram> {
@@ -182,16 +197,14 @@ impl TaskCell {
         }
     }
 
+    /// Ends a run; `on_edge`: it was counted on its call edge already.
     #[inline]
-    fn end(&self, outcome: Outcome, started: clock::Instant, ended: clock::Instant) {
-        self.end_after(outcome, clock::delta(started, ended));
-    }
-
-    #[inline]
-    fn end_after(&self, outcome: Outcome, elapsed: std::time::Duration) {
+    fn end(&self, outcome: Outcome, elapsed: std::time::Duration, on_edge: bool) {
         self.current.fetch_sub(1, Relaxed);
         let slot = outcome.slot();
-        self.outcomes[slot].add_int(1);
+        if !on_edge {
+            self.outcomes[slot].add_int(1);
+        }
         self.durations[slot].record_duration(elapsed);
     }
 }
@@ -250,7 +263,7 @@ impl Task {
         self.cell.begin();
         let started = clock::now();
         TaskGuard {
-            span: Some(span::enter(&self.cell, parent, started)),
+            span: Some(stack::enter(&self.cell, parent, started)),
             task: &self.cell,
             started,
             outcome: None,
@@ -270,22 +283,22 @@ impl Task {
         caller: Option<&Task>,
     ) {
         self.cell.begin();
-        self.cell.end_after(outcome, duration);
         if let Some(caller) = caller {
             span::count_edge(&self.cell, &caller.cell, outcome);
         }
+        self.cell.end(outcome, duration, caller.is_some());
     }
 
     /// Completed runs by outcome.
     pub fn outcomes(&self) -> TaskOutcomes {
-        let count = |i: usize| match self.cell.outcomes[i].value() {
+        let mut totals = self.cell.outcome_lines().map(|(_, total)| match total {
             Value::Int(n) => n,
             Value::Float(f) => f as i64,
-        };
+        });
         TaskOutcomes {
-            success: count(0),
-            errors: count(1),
-            panics: count(2),
+            success: totals.next().unwrap_or(0),
+            errors: totals.next().unwrap_or(0),
+            panics: totals.next().unwrap_or(0),
         }
     }
 
@@ -369,9 +382,14 @@ impl Drop for TaskGuard<'_> {
             self.outcome.unwrap_or(Outcome::Error)
         };
         let ended = clock::now();
-        self.task.end(outcome, self.started, ended);
-        if let Some(span) = self.span.take() {
-            span.exit(outcome, ended);
+        let span = self.span.take();
+        let on_edge = span
+            .as_ref()
+            .is_some_and(|span| span.leave(self.task, outcome));
+        self.task
+            .end(outcome, clock::delta(self.started, ended), on_edge);
+        if let Some(span) = span {
+            span.end(outcome, ended);
         }
     }
 }

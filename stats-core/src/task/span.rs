@@ -29,19 +29,14 @@
 //! );
 //! ```
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::Ordering::Release;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::trace::{SpanRef, TraceBuf};
+use super::trace::SpanRef;
 use super::{OUTCOME_LABELS, Outcome, TaskCell};
 use crate::cell::{DECLARATION_EPOCH, Kind, Scalar};
-use crate::clock;
 use crate::tags;
-
-/// Per-thread edge cache size at which it is emptied and refilled.
-const EDGE_CACHE_LIMIT: usize = 4096;
+use crate::value::Value;
 
 /// The counters of one call edge (caller → callee), one per outcome.
 pub(crate) struct Edge {
@@ -72,7 +67,7 @@ impl Edge {
     }
 
     #[inline]
-    fn count(&self, outcome: Outcome) {
+    pub(crate) fn count(&self, outcome: Outcome) {
         self.counters[outcome.slot()].add_int(1);
     }
 }
@@ -85,7 +80,7 @@ pub(crate) struct Edges {
 
 impl Edges {
     /// The edge from `caller` (slow path: under the callee's lock).
-    fn get(&self, callee: &TaskCell, caller: &Arc<TaskCell>) -> Arc<Edge> {
+    pub(crate) fn get(&self, callee: &TaskCell, caller: &Arc<TaskCell>) -> Arc<Edge> {
         let key = Arc::as_ptr(caller) as usize;
         let mut list = self
             .by_caller
@@ -100,6 +95,33 @@ impl Edges {
         // stale. Release: whoever reads the new epoch finds the edge.
         DECLARATION_EPOCH.fetch_add(1, Release);
         edge
+    }
+
+    /// Counts one call from the caller whose cell is at address `caller`,
+    /// if its edge exists (slow path: a guard dropped on another thread
+    /// than the one it started on, or while its thread-local is gone).
+    /// Whether it did.
+    pub(crate) fn count_from(&self, caller: usize, outcome: Outcome) -> bool {
+        let list = self
+            .by_caller
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let edge = list.iter().find(|(k, _)| *k == caller);
+        if let Some((_, edge)) = edge {
+            edge.count(outcome);
+        }
+        edge.is_some()
+    }
+
+    /// The runs with `outcome` counted on these edges, summed.
+    pub(crate) fn total(&self, outcome: Outcome) -> Value {
+        let list = self
+            .by_caller
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        list.iter().fold(Value::Int(0), |sum, (_, edge)| {
+            sum.sum(edge.counters[outcome.slot()].value())
+        })
     }
 
     /// Calls `f` with every edge's counters, in the order the edges
@@ -146,169 +168,12 @@ impl std::fmt::Debug for SpanParent {
 impl SpanParent {
     /// The innermost task run current on this thread, if any.
     pub fn current() -> Option<SpanParent> {
-        LOCAL
-            .try_with(|local| {
-                let local = local.try_borrow().ok()?;
-                local.stack.last().map(|frame| SpanParent {
-                    cell: Arc::clone(&frame.cell),
-                    span: frame.span.clone(),
-                })
-            })
-            .ok()
-            .flatten()
+        super::stack::current()
     }
 
     /// The parent's task name.
     pub fn task_name(&self) -> &str {
         self.cell.name()
-    }
-}
-
-/// One current run on a thread's stack.
-struct Frame {
-    token: u64,
-    cell: Arc<TaskCell>,
-    span: Option<SpanRef>,
-}
-
-/// A key of the per-thread edge cache: (caller, callee) cell addresses. The
-/// cached value holds both cells, so neither address can be reused while
-/// the entry exists.
-type EdgeKey = (usize, usize);
-
-struct CachedEdge {
-    edge: Arc<Edge>,
-    _pins: (Arc<TaskCell>, Arc<TaskCell>),
-}
-
-struct Local {
-    stack: Vec<Frame>,
-    edges: HashMap<EdgeKey, CachedEdge, foldhash::fast::FixedState>,
-    next_token: u64,
-}
-
-thread_local! {
-    static LOCAL: RefCell<Local> = const {
-        RefCell::new(Local {
-            stack: Vec::new(),
-            edges: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0xed9e)),
-            next_token: 1,
-        })
-    };
-}
-
-/// What a running task's guard keeps of its place among spans.
-pub(crate) struct Entered {
-    /// Its frame on this thread's stack (0: none, the thread-local is gone).
-    token: u64,
-    edge: Option<Arc<Edge>>,
-    span: Option<SpanRef>,
-    /// The run is the root of the trace in `span`.
-    root: bool,
-}
-
-/// Enters a run of `cell` under `parent` (`None`: this thread's current
-/// run, if any).
-#[inline]
-pub(crate) fn enter(
-    cell: &Arc<TaskCell>,
-    explicit: Option<&SpanParent>,
-    started: clock::Instant,
-) -> Entered {
-    LOCAL
-        .try_with(|local| {
-            let Ok(mut local) = local.try_borrow_mut() else {
-                return Entered::none();
-            };
-            let local = &mut *local;
-            let parent = match explicit {
-                Some(p) => Some((&p.cell, p.span.as_ref())),
-                None => local.stack.last().map(|f| (&f.cell, f.span.as_ref())),
-            };
-            let (edge, span, root) = match parent {
-                Some((caller, caller_span)) => {
-                    let key = (Arc::as_ptr(caller) as usize, Arc::as_ptr(cell) as usize);
-                    let edge = match local.edges.get(&key) {
-                        Some(cached) => Arc::clone(&cached.edge),
-                        None => {
-                            let edge = cell.edges().get(cell, caller);
-                            if local.edges.len() >= EDGE_CACHE_LIMIT {
-                                local.edges.clear();
-                            }
-                            local.edges.insert(
-                                key,
-                                CachedEdge {
-                                    edge: Arc::clone(&edge),
-                                    _pins: (Arc::clone(caller), Arc::clone(cell)),
-                                },
-                            );
-                            edge
-                        }
-                    };
-                    let span = caller_span.and_then(|p| p.child(cell, started));
-                    (Some(edge), span, false)
-                }
-                None => (None, TraceBuf::maybe_start(cell, started), true),
-            };
-            let token = local.next_token;
-            local.next_token += 1;
-            local.stack.push(Frame {
-                token,
-                cell: Arc::clone(cell),
-                span: span.clone(),
-            });
-            Entered {
-                token,
-                edge,
-                span,
-                root,
-            }
-        })
-        .unwrap_or_else(|_| Entered::none())
-}
-
-impl Entered {
-    fn none() -> Entered {
-        Entered {
-            token: 0,
-            edge: None,
-            span: None,
-            root: false,
-        }
-    }
-
-    /// The run's place, as a parent for work elsewhere.
-    pub(crate) fn parent(&self, cell: &Arc<TaskCell>) -> SpanParent {
-        SpanParent {
-            cell: Arc::clone(cell),
-            span: self.span.clone(),
-        }
-    }
-
-    /// Leaves the run: counts its edge, ends its span, finishes its trace
-    /// if it is a root.
-    #[inline]
-    pub(crate) fn exit(self, outcome: Outcome, ended: clock::Instant) {
-        if let Some(edge) = &self.edge {
-            edge.count(outcome);
-        }
-        if let Some(span) = &self.span {
-            span.end(outcome, ended);
-            if self.root {
-                span.finish_trace();
-            }
-        }
-        if self.token != 0 {
-            let _ = LOCAL.try_with(|local| {
-                if let Ok(mut local) = local.try_borrow_mut() {
-                    // Usually the top; guards dropped out of order are found
-                    // further down.
-                    if let Some(at) = local.stack.iter().rposition(|f| f.token == self.token) {
-                        local.stack.remove(at);
-                    }
-                }
-            });
-        }
     }
 }
 

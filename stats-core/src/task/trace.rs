@@ -33,7 +33,7 @@ use crate::clock;
 use crate::tags;
 
 /// One root run in this many is captured unless told otherwise
-/// ([`Tracer::set_sample_every`]): a captured root costs about 3.6 plain
+/// ([`Tracer::set_sample_every`]): a captured root costs about 4 plain
 /// task runs (BENCHMARKS.md), so capturing every root by default would
 /// make a task used as a root in a tight loop several times slower; at one
 /// in 100 that adds about 3 % on average.
