@@ -95,11 +95,15 @@ impl Snapshot {
             && let Some(kinds) = cache.known_block(&bytes[block.bytes.clone()])
         {
             let mut elsewhere = false;
+            let mut position = 0;
             let (snapshot, errors) = Snapshot::parse_parts(
                 &[&bytes[..block.bytes.start], &bytes[block.bytes.end..]],
                 block.lines,
                 max_line,
-                |name| cache.intern(name),
+                |name| {
+                    position += 1;
+                    cache.intern_at(position - 1, name)
+                },
                 |name| elsewhere |= parse_kind_line(name).is_some(),
             );
             if !elsewhere {
@@ -108,11 +112,15 @@ impl Snapshot {
         }
         let mut kind_lines = Vec::new();
         let mut declared = 0;
+        let mut position = 0;
         let (snapshot, errors) = Snapshot::parse_parts(
             &[bytes],
             0,
             max_line,
-            |name| cache.intern(name),
+            |name| {
+                position += 1;
+                cache.intern_at(position - 1, name)
+            },
             |name| {
                 if parse_kind_line(name).is_some() {
                     kind_lines.extend_from_slice(name.as_bytes());
@@ -388,8 +396,37 @@ mod tests {
         assert_eq!(b.get("x y"), Some(Value::Int(3)));
         drop((a, b));
         cache.sweep();
-        // Nothing holds them: a new parse makes fresh ones.
+        // Nothing holds them: a new parse makes fresh ones (held by the
+        // snapshot, the interned set and the last names by position).
         let (c, _, _) = Snapshot::parse_with_kinds_cached(b"x y: 4\n", 4096, &mut cache);
-        assert_eq!(Arc::strong_count(&c.entries()[0].name), 2);
+        assert_eq!(Arc::strong_count(&c.entries()[0].name), 3);
+        drop(c);
+        cache.sweep();
+        let (d, _, _) = Snapshot::parse_with_kinds_cached(b"z: 4\n", 4096, &mut cache);
+        assert_eq!(Arc::strong_count(&d.entries()[0].name), 3);
+    }
+
+    /// The name at a position is reused from the last snapshot only when
+    /// its bytes are the same: a renamed, inserted or shifted stat gets its
+    /// own name, and still the one shared string per name.
+    #[test]
+    fn names_by_position_are_reused_only_when_their_bytes_match() {
+        let mut cache = KindsCache::new();
+        let mut parse = |bytes: &[u8]| Snapshot::parse_with_kinds_cached(bytes, 4096, &mut cache).0;
+        let a = parse(b"a: 1\nb: 2\nc: 3\n");
+        let b = parse(b"a: 5\nbb: 6\nc: 7\nd: 8\n");
+        let names = |s: &Snapshot| s.iter().map(|(n, _)| n.to_owned()).collect::<Vec<_>>();
+        assert_eq!(names(&b), ["a", "bb", "c", "d"]);
+        assert_eq!(b.get("bb"), Some(Value::Int(6)));
+        assert!(Arc::ptr_eq(&a.entries()[0].name, &b.entries()[0].name));
+        assert!(Arc::ptr_eq(&a.entries()[2].name, &b.entries()[2].name));
+        // "b" now at a position where the last snapshot had "a": interned.
+        let c = parse(b"b: 9\na: 1\n");
+        assert_eq!(names(&c), ["a", "b"]);
+        assert!(Arc::ptr_eq(&a.entries()[1].name, &c.entries()[1].name));
+        assert!(Arc::ptr_eq(&a.entries()[0].name, &c.entries()[0].name));
+        // A longer name that starts like the remembered one is not it.
+        let d = parse(b"bx: 1\n");
+        assert_eq!(names(&d), ["bx"]);
     }
 }
