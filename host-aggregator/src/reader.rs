@@ -72,7 +72,7 @@ pub fn read_one(path: &Path, options: &ReadOptions) -> Source {
         &mut Enveloped::default(),
     )
     .pop()
-    .unwrap_or_else(|| Source::new(path.to_path_buf()))
+    .map_or_else(|| Source::new(path.to_path_buf()), |(source, _)| source)
 }
 
 /// Reads every path in one epoll loop that ends by `options.deadline`; one
@@ -82,7 +82,9 @@ pub fn read_one(path: &Path, options: &ReadOptions) -> Source {
 /// Sources whose writers declare the same kinds share one [`Kinds`] set
 /// from `kinds` (see [`KindsCache`]). A read with no envelope from a
 /// writer in `enveloped` is retried, never taken as a foreign snapshot; the
-/// writers that serve envelopes in this pass are added to it.
+/// writers that serve envelopes in this pass are added to it. Each source
+/// comes with the start time of its process as its checks found it (see
+/// [`procfs::check_pipe`]).
 ///
 /// [`Kinds`]: stats_core::kinds::Kinds
 pub(crate) fn read_all(
@@ -91,7 +93,7 @@ pub(crate) fn read_all(
     options: &ReadOptions,
     kinds: &mut KindsCache,
     enveloped: &mut Enveloped,
-) -> Vec<Source> {
+) -> Vec<(Source, Option<SystemTime>)> {
     run_pass(
         paths,
         silent_before,
@@ -101,7 +103,7 @@ pub(crate) fn read_all(
         (Framing::Stats, usize::MAX, &mut 0),
     )
     .into_iter()
-    .map(|(source, _)| source)
+    .map(|read| (read.source, read.started))
     .collect()
 }
 
@@ -129,7 +131,12 @@ pub(crate) fn read_traces(
         &mut Enveloped::default(),
         (Framing::Traces, budget, &mut skipped),
     );
-    (read, skipped)
+    (
+        read.into_iter()
+            .map(|read| (read.source, read.kept))
+            .collect(),
+        skipped,
+    )
 }
 
 fn run_pass(
@@ -139,18 +146,21 @@ fn run_pass(
     kinds: &mut KindsCache,
     enveloped: &mut Enveloped,
     (framing, budget, skipped): (Framing, usize, &mut usize),
-) -> Vec<(Source, Vec<u8>)> {
-    match PassState::new(paths.clone(), silent_before, options, kinds, enveloped) {
-        Ok(mut pass) => {
+) -> Vec<PathRead> {
+    // Made before the slots, so a failure needs no copy of the paths.
+    match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
+        Ok(epoll) => {
+            let mut pass = PassState::new(paths, silent_before, options, (kinds, enveloped), epoll);
             pass.framing = framing;
             pass.budget = budget;
             pass.run();
             *skipped = pass.skipped;
             pass.slots
                 .into_iter()
-                .map(|mut slot| {
-                    let kept = std::mem::take(&mut slot.kept);
-                    (slot.into_source(), kept)
+                .map(|mut slot| PathRead {
+                    kept: std::mem::take(&mut slot.kept),
+                    started: slot.started,
+                    source: slot.into_source(),
                 })
                 .collect()
         }
@@ -159,10 +169,23 @@ fn run_pass(
             .map(|path| {
                 let mut source = Source::new(path);
                 source.status = Status::Failed(format!("epoll_create: {e}"));
-                (source, Vec::new())
+                PathRead {
+                    source,
+                    kept: Vec::new(),
+                    started: None,
+                }
             })
             .collect(),
     }
+}
+
+/// What a pass gives for one path.
+struct PathRead {
+    source: Source,
+    /// The trace lines of a complete `.traces` answer.
+    kept: Vec<u8>,
+    /// The start time of the process, as its last checks found it.
+    started: Option<SystemTime>,
 }
 
 /// How an answer is framed, so a torn one can be told.
@@ -265,9 +288,9 @@ impl<'o> PassState<'o> {
         paths: Vec<PathBuf>,
         silent_before: &[PathBuf],
         options: &'o ReadOptions,
-        kinds: &'o mut KindsCache,
-        enveloped: &'o mut Enveloped,
-    ) -> io::Result<PassState<'o>> {
+        (kinds, enveloped): (&'o mut KindsCache, &'o mut Enveloped),
+        epoll: Epoll,
+    ) -> PassState<'o> {
         let now = Instant::now();
         let slots = paths
             .into_iter()
@@ -285,13 +308,13 @@ impl<'o> PassState<'o> {
                 kept: Vec::new(),
             })
             .collect();
-        Ok(PassState {
+        PassState {
             slots,
             options,
             kinds,
             enveloped,
             deadline: now + options.deadline,
-            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            epoll,
             done: 0,
             out_of_fds: false,
             next_open: None,
@@ -303,7 +326,7 @@ impl<'o> PassState<'o> {
             framing: Framing::Stats,
             budget: usize::MAX,
             skipped: 0,
-        })
+        }
     }
 
     fn run(&mut self) {

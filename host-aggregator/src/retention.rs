@@ -122,20 +122,23 @@ impl Retention {
     }
 
     /// Notes what one pass read: `read` are the sources read `Ok` this pass
-    /// (PID, stats, kinds). Returns the held stats of live processes not
+    /// (PID, the start time the read's checks found if they did, stats,
+    /// kinds; a missing start time is asked of `/proc`). Returns the held stats of live processes not
     /// read this pass, to merge besides them (and [`Retention::retained`]).
     pub(crate) fn update<'a>(
         &mut self,
-        read: impl IntoIterator<Item = (u32, &'a Snapshot, &'a Kinds)>,
+        read: impl IntoIterator<Item = (u32, Option<SystemTime>, &'a Snapshot, &'a Kinds)>,
         overrides: &MergeOverrides,
     ) -> Vec<(Snapshot, Kinds)> {
         let mut read_now = Vec::new();
-        for (pid, snapshot, kinds) in read {
+        for (pid, checked, snapshot, kinds) in read {
             if kinds.is_empty() {
                 continue;
             }
             read_now.push(pid);
-            let started = (self.start_time)(pid);
+            // The reader's checks looked the process up just before its
+            // read: asking `/proc` again was one more `stat` per pipe.
+            let started = checked.or_else(|| (self.start_time)(pid));
             let mut held = match self.held.remove(&pid) {
                 Some(old) if !same_start(started, old.started) => {
                     // The PID was reused: the old process is gone.
@@ -558,7 +561,10 @@ mod tests {
         for (_, (snapshot, kinds)) in read {
             merger.add_source(snapshot, kinds, |n| overrides.rule_for(n));
         }
-        let kept = retention.update(read.iter().map(|(pid, (s, k))| (*pid, s, k)), overrides);
+        let kept = retention.update(
+            read.iter().map(|(pid, (s, k))| (*pid, None, s, k)),
+            overrides,
+        );
         for (snapshot, kinds) in &kept {
             merger.add_source(snapshot, kinds, |n| overrides.rule_for(n));
         }
