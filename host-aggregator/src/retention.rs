@@ -692,6 +692,23 @@ mod tests {
         assert_eq!(merged.get("requests"), Some(Value::Int(90)));
     }
 
+    /// The start time the reader's checks found is the one used: `/proc`
+    /// (here the table, which still says the old process) is not asked.
+    #[test]
+    fn a_start_time_from_the_checks_tells_a_reused_pid() {
+        let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1)])));
+        let mut r = retention(&table);
+        let none = MergeOverrides::new();
+        let at = |secs| Some(UNIX_EPOCH + Duration::from_secs(secs));
+        let (old, new) = (source(40, &[]), source(50, &[]));
+        r.update([(10, at(1), &old.0, &old.1)], &none);
+        let kept = r.update([(10, at(100), &new.0, &new.1)], &none);
+        assert!(kept.is_empty());
+        let (retained, _) = r.retained().expect("the old process was folded");
+        assert_eq!(retained.get("requests"), Some(Value::Int(40)));
+        assert_eq!(r.folds(), 2, "its counter and its histogram");
+    }
+
     #[test]
     fn foreign_and_overridden_stats_are_not_retained() {
         let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1), (11, 1)])));
