@@ -263,6 +263,12 @@ impl KindsCache {
         interned
     }
 
+    /// The name the last snapshot parsed had at `position`, if remembered
+    /// (see [`KindsCache::intern_at`]).
+    pub(crate) fn recent_at(&self, position: usize) -> Option<&Arc<str>> {
+        self.recent.get(position)
+    }
+
     /// Forgets the texts and blocks not asked for since the last sweep, and
     /// the names no snapshot holds any more (call it once per read pass).
     pub fn sweep(&mut self) {
