@@ -282,6 +282,9 @@ struct PassState<'o> {
     budget: usize,
     /// Sources ended unfinished because the budget was spent.
     skipped: usize,
+    /// Pipes are opened `O_NOATIME` until one refuses it (see
+    /// [`attempt_open`]).
+    noatime: bool,
 }
 
 impl<'o> PassState<'o> {
@@ -327,6 +330,7 @@ impl<'o> PassState<'o> {
             framing: Framing::Stats,
             budget: usize::MAX,
             skipped: 0,
+            noatime: true,
         }
     }
 
@@ -404,7 +408,7 @@ impl<'o> PassState<'o> {
     fn open(&mut self, i: usize, now: Instant) {
         let slot = &mut self.slots[i];
         slot.source.attempts += 1;
-        match attempt_open(&slot.source) {
+        match attempt_open(&slot.source, &mut self.noatime) {
             Opened::Reading(file, id, started) => {
                 slot.started = started;
                 if let Err(e) = self

@@ -36,12 +36,35 @@ pub(super) enum Opened {
 /// without root's `CAP_MKNOD` (a hard link to one needs the same
 /// filesystem as `/dev` and, with `protected_hardlinks`, access to it).
 /// Where the open fails, an `lstat` says why in the same words as before.
-pub(super) fn attempt_open(source: &Source) -> Opened {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY).bits())
-        .open(&source.path)
+///
+/// With `noatime` set the pipe is opened `O_NOATIME` (issue 15): a read of
+/// a FIFO otherwise sets its access time, and since our writer renames a
+/// fresh FIFO over its path after every serve (a newer change time), it
+/// did on every read: a journalled inode update per pipe and pass for a
+/// time no one reads. Only the file's owner (or `CAP_FOWNER`) may ask it:
+/// refused (`EPERM`), the pipe is opened as before, and `noatime` is
+/// cleared for the rest of the pass.
+pub(super) fn attempt_open(source: &Source, noatime: &mut bool) -> Opened {
+    let flags = OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY;
+    let open = |flags: OFlag| {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits())
+            .open(&source.path)
+    };
+    let mut opened = open(if *noatime {
+        flags | OFlag::O_NOATIME
+    } else {
+        flags
+    });
+    if *noatime
+        && let Err(e) = &opened
+        && e.raw_os_error() == Some(Errno::EPERM as i32)
     {
+        *noatime = false;
+        opened = open(flags);
+    }
+    let file = match opened {
         Ok(file) => file,
         Err(e) => {
             return match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
