@@ -119,13 +119,15 @@ impl Collector {
             }
         }
         paths.sort_unstable();
-        let mut sources = read_all(
+        let (mut sources, started_at): (Vec<_>, Vec<_>) = read_all(
             paths,
             &self.silent_last_pass,
             &self.options,
             &mut self.kinds,
             &mut self.enveloped,
-        );
+        )
+        .into_iter()
+        .unzip();
         let mut pids: Vec<u32> = sources.iter().filter_map(|s| s.pid).collect();
         pids.sort_unstable();
         self.enveloped
@@ -160,8 +162,9 @@ impl Collector {
             .collect();
         let read = sources
             .iter()
-            .filter(|s| s.status.is_ok())
-            .filter_map(|s| Some((s.pid?, &s.snapshot, &s.kinds)));
+            .zip(started_at)
+            .filter(|(s, _)| s.status.is_ok())
+            .filter_map(|(s, started)| Some((s.pid?, started, &s.snapshot, &s.kinds)));
         for (held, kinds) in &self.retention.update(read, overrides) {
             merger.add_source(held, kinds, rule_for);
         }

@@ -13,26 +13,27 @@
 //! - pipestatic's writer unlinks and re-creates its FIFO after every read,
 //!   so a path that was listed but is missing at open is retried too.
 
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read};
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use pipe_writer::TracesRead;
 use stats_core::Snapshot;
 use stats_core::envelope::{self, Verdict};
 use stats_core::kinds::KindsCache;
 
-use crate::procfs::{self, PipeFault};
-use crate::source::{ReadOptions, RefuseReason, Source, Status};
+use crate::source::{ReadOptions, Source, Status};
 
 mod enveloped;
+mod open;
 pub(crate) use enveloped::Enveloped;
+pub(crate) use open::changed_at;
+use open::{Opened, attempt_open};
 
 /// Bytes asked for per `read`: large, so a snapshot of up to a pipe buffer
 /// comes out whole and readers that race split it all-or-nothing.
@@ -72,7 +73,7 @@ pub fn read_one(path: &Path, options: &ReadOptions) -> Source {
         &mut Enveloped::default(),
     )
     .pop()
-    .unwrap_or_else(|| Source::new(path.to_path_buf()))
+    .map_or_else(|| Source::new(path.to_path_buf()), |(source, _)| source)
 }
 
 /// Reads every path in one epoll loop that ends by `options.deadline`; one
@@ -82,7 +83,9 @@ pub fn read_one(path: &Path, options: &ReadOptions) -> Source {
 /// Sources whose writers declare the same kinds share one [`Kinds`] set
 /// from `kinds` (see [`KindsCache`]). A read with no envelope from a
 /// writer in `enveloped` is retried, never taken as a foreign snapshot; the
-/// writers that serve envelopes in this pass are added to it.
+/// writers that serve envelopes in this pass are added to it. Each source
+/// comes with the start time of its process as its checks found it (see
+/// [`crate::procfs::check_pipe`]).
 ///
 /// [`Kinds`]: stats_core::kinds::Kinds
 pub(crate) fn read_all(
@@ -91,7 +94,7 @@ pub(crate) fn read_all(
     options: &ReadOptions,
     kinds: &mut KindsCache,
     enveloped: &mut Enveloped,
-) -> Vec<Source> {
+) -> Vec<(Source, Option<SystemTime>)> {
     run_pass(
         paths,
         silent_before,
@@ -101,7 +104,7 @@ pub(crate) fn read_all(
         (Framing::Stats, usize::MAX, &mut 0),
     )
     .into_iter()
-    .map(|(source, _)| source)
+    .map(|read| (read.source, read.started))
     .collect()
 }
 
@@ -129,7 +132,12 @@ pub(crate) fn read_traces(
         &mut Enveloped::default(),
         (Framing::Traces, budget, &mut skipped),
     );
-    (read, skipped)
+    (
+        read.into_iter()
+            .map(|read| (read.source, read.kept))
+            .collect(),
+        skipped,
+    )
 }
 
 fn run_pass(
@@ -139,18 +147,21 @@ fn run_pass(
     kinds: &mut KindsCache,
     enveloped: &mut Enveloped,
     (framing, budget, skipped): (Framing, usize, &mut usize),
-) -> Vec<(Source, Vec<u8>)> {
-    match PassState::new(paths.clone(), silent_before, options, kinds, enveloped) {
-        Ok(mut pass) => {
+) -> Vec<PathRead> {
+    // Made before the slots, so a failure needs no copy of the paths.
+    match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
+        Ok(epoll) => {
+            let mut pass = PassState::new(paths, silent_before, options, (kinds, enveloped), epoll);
             pass.framing = framing;
             pass.budget = budget;
             pass.run();
             *skipped = pass.skipped;
             pass.slots
                 .into_iter()
-                .map(|mut slot| {
-                    let kept = std::mem::take(&mut slot.kept);
-                    (slot.into_source(), kept)
+                .map(|mut slot| PathRead {
+                    kept: std::mem::take(&mut slot.kept),
+                    started: slot.started,
+                    source: slot.into_source(),
                 })
                 .collect()
         }
@@ -159,10 +170,23 @@ fn run_pass(
             .map(|path| {
                 let mut source = Source::new(path);
                 source.status = Status::Failed(format!("epoll_create: {e}"));
-                (source, Vec::new())
+                PathRead {
+                    source,
+                    kept: Vec::new(),
+                    started: None,
+                }
             })
             .collect(),
     }
+}
+
+/// What a pass gives for one path.
+struct PathRead {
+    source: Source,
+    /// The trace lines of a complete `.traces` answer.
+    kept: Vec<u8>,
+    /// The start time of the process, as its last checks found it.
+    started: Option<SystemTime>,
 }
 
 /// How an answer is framed, so a torn one can be told.
@@ -258,6 +282,9 @@ struct PassState<'o> {
     budget: usize,
     /// Sources ended unfinished because the budget was spent.
     skipped: usize,
+    /// Pipes are opened `O_NOATIME` until one refuses it (see
+    /// [`attempt_open`]).
+    noatime: bool,
 }
 
 impl<'o> PassState<'o> {
@@ -265,9 +292,9 @@ impl<'o> PassState<'o> {
         paths: Vec<PathBuf>,
         silent_before: &[PathBuf],
         options: &'o ReadOptions,
-        kinds: &'o mut KindsCache,
-        enveloped: &'o mut Enveloped,
-    ) -> io::Result<PassState<'o>> {
+        (kinds, enveloped): (&'o mut KindsCache, &'o mut Enveloped),
+        epoll: Epoll,
+    ) -> PassState<'o> {
         let now = Instant::now();
         let slots = paths
             .into_iter()
@@ -285,13 +312,13 @@ impl<'o> PassState<'o> {
                 kept: Vec::new(),
             })
             .collect();
-        Ok(PassState {
+        PassState {
             slots,
             options,
             kinds,
             enveloped,
             deadline: now + options.deadline,
-            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            epoll,
             done: 0,
             out_of_fds: false,
             next_open: None,
@@ -303,7 +330,8 @@ impl<'o> PassState<'o> {
             framing: Framing::Stats,
             budget: usize::MAX,
             skipped: 0,
-        })
+            noatime: true,
+        }
     }
 
     fn run(&mut self) {
@@ -380,7 +408,7 @@ impl<'o> PassState<'o> {
     fn open(&mut self, i: usize, now: Instant) {
         let slot = &mut self.slots[i];
         slot.source.attempts += 1;
-        match attempt_open(&slot.source) {
+        match attempt_open(&slot.source, &mut self.noatime) {
             Opened::Reading(file, id, started) => {
                 slot.started = started;
                 if let Err(e) = self
@@ -668,108 +696,6 @@ impl<'o> PassState<'o> {
                 self.finish(i, Status::Failed(why.to_owned()));
             }
         }
-    }
-}
-
-/// What one open attempt gave.
-enum Opened {
-    /// Open; the FIFO's (device, inode), and the start time of the
-    /// process it is named after.
-    Reading(File, (u64, u64), Option<SystemTime>),
-    Refused(Status),
-    /// Listed but not there (now).
-    Missing,
-    OutOfFds,
-}
-
-/// Opens the path first and checks what was opened (issue 15: one
-/// `fstat` of the descriptor instead of an `lstat` of the path before the
-/// open and an `fstat` after it to see that both are the same file; a
-/// thousand pipes a pass). Every check is still made before a byte is
-/// read: `O_NOFOLLOW` refuses a symbolic link (`ELOOP`), and the descriptor
-/// must be a FIFO named after a live process of its owner
-/// ([`check_listed`]). Opening what is then refused costs nothing: a
-/// non-blocking read-only open neither waits nor changes a FIFO, a
-/// directory or a regular file, and `O_NOCTTY` keeps a terminal from
-/// becoming ours. A device node cannot be put in the pipe directory
-/// without root's `CAP_MKNOD` (a hard link to one needs the same
-/// filesystem as `/dev` and, with `protected_hardlinks`, access to it).
-/// Where the open fails, an `lstat` says why in the same words as before.
-fn attempt_open(source: &Source) -> Opened {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY).bits())
-        .open(&source.path)
-    {
-        Ok(file) => file,
-        Err(e) => {
-            return match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
-                Errno::ENOENT => Opened::Missing,
-                Errno::EMFILE | Errno::ENFILE => Opened::OutOfFds,
-                _ => refused_unopened(source, &e),
-            };
-        }
-    };
-    let opened = match file.metadata() {
-        Ok(opened) => opened,
-        Err(e) => return Opened::Refused(open_error(&e, "fstat")),
-    };
-    match check_listed(source, &opened) {
-        Ok(started) => Opened::Reading(file, (opened.dev(), opened.ino()), started),
-        Err(refused) => Opened::Refused(refused),
-    }
-}
-
-/// Why a path could not be opened: what the checks say of it (a socket,
-/// say, gives `ENXIO`, an unreadable regular file `EACCES`: both are not
-/// FIFOs), else the open's error.
-fn refused_unopened(source: &Source, e: &io::Error) -> Opened {
-    match std::fs::symlink_metadata(&source.path) {
-        Ok(listed) => match check_listed(source, &listed) {
-            Err(refused) => Opened::Refused(refused),
-            Ok(_) => Opened::Refused(open_error(e, "open")),
-        },
-        Err(gone) if gone.kind() == io::ErrorKind::NotFound => Opened::Missing,
-        Err(_) => Opened::Refused(open_error(e, "open")),
-    }
-}
-
-/// The checks made on what a path holds before it is read: a FIFO, named
-/// `<pid>.stats` (or `<pid>.traces`), of a live process that started before
-/// the FIFO was made, owned by that process's user.
-fn check_listed(source: &Source, listed: &Metadata) -> Result<Option<SystemTime>, Status> {
-    let kind = listed.file_type();
-    if kind.is_symlink() {
-        return Err(Status::Refused(RefuseReason::Symlink));
-    }
-    if !kind.is_fifo() {
-        return Err(Status::Refused(RefuseReason::NotFifo));
-    }
-    let Some(pid) = source.pid else {
-        return Err(Status::Refused(RefuseReason::BadName));
-    };
-    procfs::check_pipe(pid, listed.uid(), changed_at(listed)).map_err(|fault| match fault {
-        PipeFault::Stale(_) => Status::Stale,
-        PipeFault::WrongOwner(process_uid) => Status::Refused(RefuseReason::WrongOwner {
-            fifo_uid: listed.uid(),
-            process_uid,
-        }),
-        PipeFault::Unreadable(e) => Status::Failed(format!("owner of PID {pid}: {e}")),
-    })
-}
-
-/// The FIFO's change time (ctime): when it was made or last renamed.
-pub(crate) fn changed_at(meta: &Metadata) -> SystemTime {
-    let secs = u64::try_from(meta.ctime()).unwrap_or(0);
-    let nanos = u32::try_from(meta.ctime_nsec()).unwrap_or(0);
-    UNIX_EPOCH + Duration::new(secs, nanos)
-}
-
-fn open_error(e: &io::Error, call: &str) -> Status {
-    match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
-        Errno::ELOOP => Status::Refused(RefuseReason::Symlink),
-        Errno::EACCES | Errno::EPERM => Status::Refused(RefuseReason::Permission),
-        _ => Status::Failed(format!("{call}: {e}")),
     }
 }
 

@@ -24,6 +24,7 @@
 //!   overrides and are always retained).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use stats_core::histogram_lines::{Part, Rebuilder, classify, render};
@@ -35,16 +36,18 @@ use crate::rules::MergeOverrides;
 /// One process's last read cumulative stats, each list sorted by name.
 /// Kept as plain pairs (not a [`Snapshot`] and [`Kinds`]) so a pass with
 /// the same names as the last one updates values in place, allocating
-/// nothing per stat.
+/// nothing per stat. The names are the snapshots' shared strings (interned
+/// across sources by the reader): a thousand processes hold one copy of a
+/// name, and a name is found again by its pointer before its bytes.
 #[derive(Debug, Default)]
 struct Held {
     /// Start time of the process; `None` when `/proc` could not say (it
     /// exited right after serving).
     started: Option<SystemTime>,
     /// Its declared counters (but those an override takes).
-    counters: Vec<(String, Value)>,
+    counters: Vec<(Arc<str>, Value)>,
     /// Every line of its declared histograms.
-    histogram_lines: Vec<(String, Value)>,
+    histogram_lines: Vec<(Arc<str>, Value)>,
 }
 
 impl Held {
@@ -55,7 +58,7 @@ impl Held {
         for (name, value) in &self.counters {
             kinds.declare(name, WireKind::Counter);
             entries.push(Entry {
-                name: name.as_str().into(),
+                name: Arc::clone(name),
                 value: *value,
             });
         }
@@ -64,7 +67,7 @@ impl Held {
                 kinds.declare(&histogram, WireKind::Histogram);
             }
             entries.push(Entry {
-                name: name.as_str().into(),
+                name: Arc::clone(name),
                 value: *value,
             });
         }
@@ -85,6 +88,33 @@ pub(crate) struct Retention {
     /// The retained totals as a source to merge, rebuilt after a fold.
     retained_source: Option<(Snapshot, Kinds)>,
     folds: u64,
+    /// Which stats of the last snapshot noted are retained counters.
+    positions: Option<CounterPositions>,
+}
+
+/// Which stats of a snapshot (by position) are declared counters no
+/// override takes, for the names, kinds and overrides it was worked out
+/// with. The next process of the same program sends the same shared names
+/// under the same shared kinds: checked by pointer, its counters are known
+/// without looking each name up (issue 15).
+struct CounterPositions {
+    names: Vec<Arc<str>>,
+    kinds: Kinds,
+    overrides: MergeOverrides,
+    counter: Vec<bool>,
+}
+
+impl CounterPositions {
+    fn fits(&self, snapshot: &Snapshot, kinds: &Kinds, overrides: &MergeOverrides) -> bool {
+        self.kinds.shares_with(kinds)
+            && self.names.len() == snapshot.len()
+            && self
+                .names
+                .iter()
+                .zip(snapshot.entries())
+                .all(|(name, entry)| Arc::ptr_eq(name, &entry.name))
+            && self.overrides == *overrides
+    }
 }
 
 impl std::fmt::Debug for Retention {
@@ -113,6 +143,7 @@ impl Retention {
             histograms: HashMap::new(),
             retained_source: None,
             folds: 0,
+            positions: None,
         }
     }
 
@@ -122,20 +153,23 @@ impl Retention {
     }
 
     /// Notes what one pass read: `read` are the sources read `Ok` this pass
-    /// (PID, stats, kinds). Returns the held stats of live processes not
+    /// (PID, the start time the read's checks found if they did, stats,
+    /// kinds; a missing start time is asked of `/proc`). Returns the held stats of live processes not
     /// read this pass, to merge besides them (and [`Retention::retained`]).
     pub(crate) fn update<'a>(
         &mut self,
-        read: impl IntoIterator<Item = (u32, &'a Snapshot, &'a Kinds)>,
+        read: impl IntoIterator<Item = (u32, Option<SystemTime>, &'a Snapshot, &'a Kinds)>,
         overrides: &MergeOverrides,
     ) -> Vec<(Snapshot, Kinds)> {
         let mut read_now = Vec::new();
-        for (pid, snapshot, kinds) in read {
+        for (pid, checked, snapshot, kinds) in read {
             if kinds.is_empty() {
                 continue;
             }
             read_now.push(pid);
-            let started = (self.start_time)(pid);
+            // The reader's checks looked the process up just before its
+            // read: asking `/proc` again was one more `stat` per pipe.
+            let started = checked.or_else(|| (self.start_time)(pid));
             let mut held = match self.held.remove(&pid) {
                 Some(old) if !same_start(started, old.started) => {
                     // The PID was reused: the old process is gone.
@@ -191,10 +225,22 @@ impl Retention {
         overrides: &MergeOverrides,
     ) {
         let has_histograms = kinds.has_histograms();
-        let mut counters: Vec<(&str, Value)> = Vec::with_capacity(held.counters.len());
-        let mut lines: Vec<(&str, Value)> = Vec::with_capacity(held.histogram_lines.len());
+        let mut counters: Vec<(&Arc<str>, Value)> = Vec::with_capacity(held.counters.len());
+        let mut lines: Vec<(&Arc<str>, Value)> = Vec::with_capacity(held.histogram_lines.len());
         let mut count_lines: Vec<(&str, String)> = Vec::new();
-        for (name, value) in snapshot.iter() {
+        if !has_histograms {
+            let counter = self.counter_positions(snapshot, kinds, overrides);
+            counters.extend(
+                snapshot
+                    .entries()
+                    .iter()
+                    .zip(counter)
+                    .filter(|(_, counter)| **counter)
+                    .map(|(entry, _)| (&entry.name, entry.value)),
+            );
+        }
+        for Entry { name, value } in snapshot.entries().iter().filter(|_| has_histograms) {
+            let value = *value;
             match kinds.get(name) {
                 Some(WireKind::Counter) if overrides.rule_for(name).is_none() => {
                     counters.push((name, value));
@@ -206,7 +252,7 @@ impl Retention {
                     };
                     if kinds.get(&histogram) == Some(WireKind::Histogram) {
                         if part == Part::Count {
-                            count_lines.push((name, histogram));
+                            count_lines.push((&**name, histogram));
                         }
                         lines.push((name, value));
                     }
@@ -218,7 +264,7 @@ impl Retention {
             self.fold_counter(name, before);
         }
         let reset: Vec<&str> = fell(&held.histogram_lines, &lines)
-            .filter_map(|(line, _)| count_lines.iter().find(|(c, _)| *c == line))
+            .filter_map(|(line, _)| count_lines.iter().find(|(c, _)| *c == &**line))
             .map(|(_, histogram)| histogram.as_str())
             .collect();
         if !reset.is_empty() {
@@ -229,6 +275,39 @@ impl Retention {
         }
         overwrite(&mut held.counters, &counters);
         overwrite(&mut held.histogram_lines, &lines);
+    }
+
+    /// Which of `snapshot`'s stats are retained counters, by position (see
+    /// [`CounterPositions`]).
+    fn counter_positions(
+        &mut self,
+        snapshot: &Snapshot,
+        kinds: &Kinds,
+        overrides: &MergeOverrides,
+    ) -> &[bool] {
+        let fits = self
+            .positions
+            .as_ref()
+            .is_some_and(|known| known.fits(snapshot, kinds, overrides));
+        if !fits {
+            let counter = snapshot
+                .iter()
+                .map(|(name, _)| {
+                    kinds.get(name) == Some(WireKind::Counter) && overrides.rule_for(name).is_none()
+                })
+                .collect();
+            self.positions = Some(CounterPositions {
+                names: snapshot
+                    .entries()
+                    .iter()
+                    .map(|e| Arc::clone(&e.name))
+                    .collect(),
+                kinds: kinds.clone(),
+                overrides: overrides.clone(),
+                counter,
+            });
+        }
+        self.positions.as_ref().map_or(&[], |known| &known.counter)
     }
 
     /// A process is gone: all its cumulative stats join the retained totals.
@@ -335,7 +414,7 @@ impl Retention {
                 } else {
                     &mut held.counters
                 };
-                list.push((line.name, line.value));
+                list.push((Arc::from(line.name), line.value));
             }
             // `fell` and `overwrite` need the lists sorted by name.
             held.counters.sort_by(|a, b| a.0.cmp(&b.0));
@@ -375,7 +454,7 @@ impl Retention {
             let mut lines: Vec<HeldLine> = counters
                 .chain(histogram)
                 .map(|(name, histogram, value)| HeldLine {
-                    name: name.as_str().into(),
+                    name: name.to_string(),
                     histogram,
                     value: *value,
                 })
@@ -440,43 +519,50 @@ pub fn is_counter_line(kinds: &Kinds, line: &str) -> Option<bool> {
     ))
 }
 
+/// Whether two names are the same: the same shared string (the usual
+/// case), else the same bytes.
+fn same_name(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
 /// The old values, by name, of the stats whose new value is lower (both
 /// lists sorted by name).
 fn fell<'a>(
-    old: &'a [(String, Value)],
-    new: &'a [(&'a str, Value)],
-) -> impl Iterator<Item = (&'a str, Value)> {
+    old: &'a [(Arc<str>, Value)],
+    new: &'a [(&'a Arc<str>, Value)],
+) -> impl Iterator<Item = (&'a Arc<str>, Value)> {
     let mut at = 0;
     new.iter().filter_map(move |&(name, now)| {
-        while at < old.len() && old[at].0.as_str() < name {
+        while at < old.len() && !Arc::ptr_eq(&old[at].0, name) && old[at].0 < *name {
             at += 1;
         }
         let (old_name, before) = old.get(at)?;
-        (old_name == name && less(now, *before)).then_some((old_name.as_str(), *before))
+        (same_name(old_name, name) && less(now, *before)).then_some((old_name, *before))
     })
 }
 
 /// Makes `held` hold `now`: values overwritten in place when the names are
 /// the same as last time (the usual pass), else rebuilt.
-fn overwrite(held: &mut Vec<(String, Value)>, now: &[(&str, Value)]) {
-    let same_names = held.len() == now.len() && held.iter().zip(now).all(|((a, _), (b, _))| a == b);
+fn overwrite(held: &mut Vec<(Arc<str>, Value)>, now: &[(&Arc<str>, Value)]) {
+    let same_names =
+        held.len() == now.len() && held.iter().zip(now).all(|((a, _), (b, _))| same_name(a, b));
     if same_names {
         for ((_, value), (_, new)) in held.iter_mut().zip(now) {
             *value = *new;
         }
     } else {
-        *held = now.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect();
+        *held = now.iter().map(|(n, v)| (Arc::clone(n), *v)).collect();
     }
 }
 
 /// The histograms of held `lines` that `wanted` names.
-fn rebuild(
-    lines: &[(String, Value)],
+fn rebuild<N: AsRef<str>>(
+    lines: &[(N, Value)],
     wanted: impl Fn(&str) -> bool,
 ) -> HashMap<String, Distribution> {
     let mut rebuilder = Rebuilder::new();
     for (name, value) in lines {
-        rebuilder.take(name, *value, &wanted);
+        rebuilder.take(name.as_ref(), *value, &wanted);
     }
     rebuilder.finish()
 }
@@ -510,254 +596,4 @@ fn less(a: Value, b: Value) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, UNIX_EPOCH};
-
-    use stats_core::merge::TypedMerger;
-
-    use super::*;
-
-    /// Which PIDs live, and since when (seconds): the test's `/proc`.
-    type Table = Arc<Mutex<HashMap<u32, u64>>>;
-
-    fn retention(table: &Table) -> Retention {
-        let table = Arc::clone(table);
-        Retention::with_start_time(Box::new(move |pid| {
-            let started = *table.lock().unwrap().get(&pid)?;
-            Some(UNIX_EPOCH + Duration::from_secs(started))
-        }))
-    }
-
-    /// What one of our writers serves: counter `requests`, gauge `depth`,
-    /// histogram `lat` holding `values`.
-    fn source(requests: i64, values: &[i64]) -> (Snapshot, Kinds) {
-        let mut buf = format!("requests: {requests}\ndepth: 5\n").into_bytes();
-        let mut d = Distribution::default();
-        for &v in values {
-            d.buckets[stats_core::buckets::index(v as f64)] += 1;
-            d.count += 1;
-            d.sum = d.sum.sum(Value::Int(v));
-            d.min = d.min.min(v as f64);
-            d.max = d.max.max(v as f64);
-        }
-        render("lat", &d, &mut buf);
-        let mut kinds = Kinds::new();
-        kinds.declare("requests", WireKind::Counter);
-        kinds.declare("lat", WireKind::Histogram);
-        (Snapshot::parse(&buf, 4096).0, kinds)
-    }
-
-    /// One pass over `read` (PID, source), merged as the collector does.
-    fn pass(
-        retention: &mut Retention,
-        read: &[(u32, &(Snapshot, Kinds))],
-        overrides: &MergeOverrides,
-    ) -> Snapshot {
-        let mut merger = TypedMerger::new();
-        for (_, (snapshot, kinds)) in read {
-            merger.add_source(snapshot, kinds, |n| overrides.rule_for(n));
-        }
-        let kept = retention.update(read.iter().map(|(pid, (s, k))| (*pid, s, k)), overrides);
-        for (snapshot, kinds) in &kept {
-            merger.add_source(snapshot, kinds, |n| overrides.rule_for(n));
-        }
-        if let Some((snapshot, kinds)) = retention.retained() {
-            merger.add_source(snapshot, kinds, |n| overrides.rule_for(n));
-        }
-        merger.finish().0
-    }
-
-    #[test]
-    fn an_exited_process_is_folded_and_its_gauges_vanish() {
-        let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1), (11, 1)])));
-        let mut r = retention(&table);
-        let none = MergeOverrides::new();
-        let (a, b) = (source(7, &[1, 2, 100]), source(5, &[3]));
-        let merged = pass(&mut r, &[(10, &a), (11, &b)], &none);
-        assert_eq!(merged.get("requests"), Some(Value::Int(12)));
-        assert_eq!(merged.get("depth"), Some(Value::Int(10)));
-        assert_eq!(merged.get("lat.count"), Some(Value::Int(4)));
-
-        // 10 timed out but lives: its counter and histogram still count.
-        let merged = pass(&mut r, &[(11, &b)], &none);
-        assert_eq!(merged.get("requests"), Some(Value::Int(12)));
-        assert_eq!(merged.get("depth"), Some(Value::Int(5)));
-        assert_eq!(merged.get("lat.max"), Some(Value::Int(100)));
-        assert_eq!(r.folds(), 0);
-
-        // 10 exits: folded, and stays folded pass after pass.
-        table.lock().unwrap().remove(&10);
-        for _ in 0..2 {
-            let merged = pass(&mut r, &[(11, &b)], &none);
-            assert_eq!(merged.get("requests"), Some(Value::Int(12)));
-            assert_eq!(merged.get("depth"), Some(Value::Int(5)));
-            assert_eq!(merged.get("lat.count"), Some(Value::Int(4)));
-            assert_eq!(merged.get("lat.max"), Some(Value::Int(100)));
-            assert_eq!(merged.get("lat.sum"), Some(Value::Int(106)));
-        }
-        assert_eq!(r.folds(), 2, "one counter and one histogram");
-        assert!(r.held.len() == 1 && r.counters.len() == 1 && r.histograms.len() == 1);
-
-        // Every process gone: the totals remain, the gauges are gone.
-        table.lock().unwrap().clear();
-        let merged = pass(&mut r, &[], &none);
-        assert_eq!(merged.get("requests"), Some(Value::Int(12)));
-        assert_eq!(merged.get("lat.count"), Some(Value::Int(4)));
-        assert_eq!(merged.get("depth"), None);
-        assert!(r.held.is_empty());
-        assert_eq!(r.counters.len(), 1, "one total per name, not per process");
-    }
-
-    #[test]
-    fn a_reset_within_a_process_folds_the_value_before_it() {
-        let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1)])));
-        let mut r = retention(&table);
-        let none = MergeOverrides::new();
-        let before = source(40, &[1, 2, 3]);
-        assert_eq!(
-            pass(&mut r, &[(10, &before)], &none).get("requests"),
-            Some(Value::Int(40))
-        );
-        let after = source(3, &[9]);
-        let merged = pass(&mut r, &[(10, &after)], &none);
-        assert_eq!(merged.get("requests"), Some(Value::Int(43)));
-        assert_eq!(merged.get("lat.count"), Some(Value::Int(4)));
-        assert_eq!(merged.get("lat.max"), Some(Value::Int(9)));
-        let grown = source(10, &[9, 9]);
-        let merged = pass(&mut r, &[(10, &grown)], &none);
-        assert_eq!(merged.get("requests"), Some(Value::Int(50)));
-        assert_eq!(merged.get("lat.count"), Some(Value::Int(5)));
-        assert_eq!(r.folds(), 2);
-    }
-
-    #[test]
-    fn counter_lines_table() {
-        let (_, kinds) = source(1, &[1]);
-        let cases = [
-            ("requests", Some(true)),
-            ("lat.count", Some(true)),
-            ("lat.sum", Some(true)),
-            ("lat.nan", Some(true)),
-            ("lat.bucket[le=1.0]", Some(true)),
-            ("lat.min", Some(false)),
-            ("lat.max", Some(false)),
-            ("lat.p99", Some(false)),
-            ("depth", None),
-            ("other.count", None),
-        ];
-        for (line, want) in cases {
-            assert_eq!(is_counter_line(&kinds, line), want, "{line}");
-        }
-        let mut max = Kinds::new();
-        max.declare("jobs.highwater", WireKind::Max);
-        assert_eq!(is_counter_line(&max, "jobs.highwater"), Some(false));
-    }
-
-    #[test]
-    fn a_start_time_that_wobbles_is_still_one_process() {
-        let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1000)])));
-        let wobble = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (t, w) = (Arc::clone(&table), Arc::clone(&wobble));
-        let mut r = Retention::with_start_time(Box::new(move |pid| {
-            let started = *t.lock().unwrap().get(&pid)?;
-            // Each read off by a few hundred ns, as boot time recomputed is.
-            let nanos = w.fetch_add(337, std::sync::atomic::Ordering::Relaxed);
-            Some(UNIX_EPOCH + Duration::from_secs(started) + Duration::from_nanos(nanos))
-        }));
-        let none = MergeOverrides::new();
-        let a = source(7, &[1]);
-        for _ in 0..5 {
-            let merged = pass(&mut r, &[(10, &a)], &none);
-            assert_eq!(merged.get("requests"), Some(Value::Int(7)));
-        }
-        assert_eq!(r.folds(), 0);
-    }
-
-    #[test]
-    fn a_reused_pid_is_a_new_process() {
-        let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1)])));
-        let mut r = retention(&table);
-        let none = MergeOverrides::new();
-        pass(&mut r, &[(10, &source(40, &[]))], &none);
-        // Another process got PID 10 and counted past the old value already.
-        table.lock().unwrap().insert(10, 100);
-        let merged = pass(&mut r, &[(10, &source(50, &[]))], &none);
-        assert_eq!(merged.get("requests"), Some(Value::Int(90)));
-    }
-
-    #[test]
-    fn foreign_and_overridden_stats_are_not_retained() {
-        let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1), (11, 1)])));
-        let mut r = retention(&table);
-        let overrides = MergeOverrides::from_rules(vec!["requests=max".parse().unwrap()]);
-        let ours = source(40, &[1]);
-        let foreign = (Snapshot::parse(b"requests: 7\n", 4096).0, Kinds::new());
-        let merged = pass(&mut r, &[(10, &ours), (11, &foreign)], &overrides);
-        assert_eq!(merged.get("requests"), Some(Value::Int(40)));
-        table.lock().unwrap().clear();
-        let merged = pass(&mut r, &[], &overrides);
-        assert_eq!(merged.get("requests"), None);
-        assert_eq!(merged.get("lat.count"), Some(Value::Int(1)));
-    }
-
-    #[test]
-    fn a_retention_restored_between_passes_merges_as_a_long_lived_one() {
-        let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1), (11, 1), (12, 1)])));
-        let none = MergeOverrides::new();
-        let mut long_lived = retention(&table);
-        let mut saved = RetainedState::default();
-        let (a, b, c) = (source(7, &[1, 2, 100]), source(5, &[3]), source(1, &[]));
-        let (a_reset, b_more) = (source(2, &[4]), source(9, &[3, 5]));
-        // Each step: which PIDs live (and since when) and what was read.
-        type Step<'a> = (Vec<(u32, u64)>, Vec<(u32, &'a (Snapshot, Kinds))>);
-        let steps: Vec<Step> = vec![
-            (
-                vec![(10, 1), (11, 1), (12, 1)],
-                vec![(10, &a), (11, &b), (12, &c)],
-            ),
-            // 12 exits; 10 is not read but lives.
-            (vec![(10, 1), (11, 1)], vec![(11, &b)]),
-            // 10 resets, 11 grows, PID 12 comes back as another process.
-            (
-                vec![(10, 1), (11, 1), (12, 50)],
-                vec![(10, &a_reset), (11, &b_more), (12, &c)],
-            ),
-            // Every process gone.
-            (vec![], vec![]),
-        ];
-        for (live, read) in steps {
-            *table.lock().unwrap() = live.into_iter().collect();
-            let want = pass(&mut long_lived, &read, &none);
-            let mut restored = Retention::restore(std::mem::take(&mut saved), {
-                let table = Arc::clone(&table);
-                Box::new(move |pid| {
-                    let started = *table.lock().unwrap().get(&pid)?;
-                    Some(UNIX_EPOCH + Duration::from_secs(started))
-                })
-            });
-            let got = pass(&mut restored, &read, &none);
-            assert_eq!(got, want);
-            saved = restored.state();
-            assert_eq!(saved, long_lived.state());
-        }
-        let last = pass(&mut long_lived, &[], &none);
-        assert_eq!(last.get("requests"), Some(Value::Int(7 + 9 + 1 + 2 + 1)));
-        assert_eq!(last.get("lat.count"), Some(Value::Int(3 + 1 + 2)));
-        assert_eq!(last.get("lat.max"), Some(Value::Int(100)));
-    }
-
-    #[test]
-    fn fold_process_retains_a_process_of_an_earlier_boot() {
-        let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1)])));
-        let none = MergeOverrides::new();
-        let mut r = retention(&table);
-        pass(&mut r, &[(10, &source(40, &[]))], &none);
-        let mut restored = Retention::restore(r.state(), Box::new(|_| None));
-        restored.fold_process(10);
-        restored.fold_process(99);
-        let merged = pass(&mut restored, &[], &none);
-        assert_eq!(merged.get("requests"), Some(Value::Int(40)));
-        assert!(restored.state().processes.is_empty());
-    }
-}
+mod tests;

@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 
+mod typed;
+pub use typed::TypedMerger;
+
 use crate::snapshot::{Entry, Snapshot};
 use crate::value::Value;
 
@@ -189,149 +192,5 @@ mod tests {
         }
         assert_eq!("max".parse::<Rule>(), Ok(Rule::Max));
         assert!("avg".parse::<Rule>().is_err());
-    }
-}
-
-/// Merges sources by what each stat is (see [`crate::kinds`]): histograms
-/// as distributions (bucket counts, sums and counts added; min of mins, max
-/// of maxes; quantiles recomputed from the merged buckets, never averaged),
-/// counters and gauges summed, `max` stats by their largest value. An
-/// override rule, when given for a name, wins over the kind.
-#[derive(Debug, Default)]
-pub struct TypedMerger {
-    scalars: Merger,
-    histograms: HashMap<String, crate::histogram::Distribution>,
-    kinds: crate::kinds::Kinds,
-}
-
-impl TypedMerger {
-    /// An empty merger.
-    pub fn new() -> TypedMerger {
-        TypedMerger::default()
-    }
-
-    /// Adds one source's stats, read with the kinds it declared.
-    pub fn add_source(
-        &mut self,
-        stats: &Snapshot,
-        kinds: &crate::kinds::Kinds,
-        override_rule: impl Fn(&str) -> Option<Rule>,
-    ) {
-        use crate::kinds::WireKind;
-        let mut rebuilder = crate::histogram_lines::Rebuilder::new();
-        let has_histograms = kinds.has_histograms();
-        for (name, value) in stats.iter() {
-            if has_histograms
-                && rebuilder.take(name, value, |h| kinds.get(h) == Some(WireKind::Histogram))
-            {
-                continue;
-            }
-            let kind = kinds.get(name);
-            let rule = override_rule(name).unwrap_or(match kind {
-                Some(WireKind::Max) => Rule::Max,
-                // A histogram's lines reach here only when its base line is
-                // not declared as one: summed, as the rebuilder would.
-                Some(WireKind::Counter | WireKind::Histogram) | None => Rule::Sum,
-            });
-            if let Some(kind) = kind {
-                // A lookup, no allocation, once the name is declared.
-                self.kinds.declare(name, kind);
-            }
-            self.scalars.add_with(name, value, rule);
-        }
-        for (name, distribution) in rebuilder.finish() {
-            self.kinds.declare(&name, WireKind::Histogram);
-            match self.histograms.get_mut(&name) {
-                Some(total) => total.merge(&distribution),
-                None => {
-                    self.histograms.insert(name, distribution);
-                }
-            }
-        }
-    }
-
-    /// The merged distributions, by histogram name.
-    pub fn histograms(&self) -> &HashMap<String, crate::histogram::Distribution> {
-        &self.histograms
-    }
-
-    /// The merged snapshot (histograms rendered back to lines with fresh
-    /// quantiles) and the kinds seen across sources.
-    pub fn finish(self) -> (Snapshot, crate::kinds::Kinds) {
-        let mut entries = self.scalars.finish().into_entries();
-        let mut buf = Vec::new();
-        for (name, distribution) in &self.histograms {
-            crate::histogram_lines::render(name, distribution, &mut buf);
-        }
-        let (rendered, _) = Snapshot::parse(&buf, usize::MAX);
-        entries.extend(rendered.into_entries());
-        (Snapshot::from_entries(entries), self.kinds)
-    }
-}
-
-#[cfg(test)]
-mod typed_tests {
-    use super::*;
-    use crate::histogram::{Histogram, HistogramCell};
-    use crate::kinds::{Kinds, WireKind};
-    use std::sync::Arc;
-
-    /// What one process would serve: its histogram's lines plus two scalars.
-    fn source(values: &[f64], highwater: i64) -> (Snapshot, Kinds) {
-        let h = Histogram::new(Arc::new(HistogramCell::new("lat".into())));
-        for &v in values {
-            h.record_float(v);
-        }
-        let mut buf = Vec::new();
-        crate::histogram_lines::render("lat", &h.distribution(), &mut buf);
-        buf.extend_from_slice(format!("jobs.highwater: {highwater}\nrequests: 2\n").as_bytes());
-        let mut kinds = Kinds::new();
-        kinds.declare("lat", WireKind::Histogram);
-        kinds.declare("jobs.highwater", WireKind::Max);
-        kinds.declare("requests", WireKind::Counter);
-        (Snapshot::parse(&buf, 4096).0, kinds)
-    }
-
-    #[test]
-    fn histograms_merge_exactly_and_quantiles_are_recomputed() {
-        let all: Vec<f64> = (1..=3000).map(|i| f64::from(i) * 0.001).collect();
-        let one = Histogram::new(Arc::new(HistogramCell::new("lat".into())));
-        let mut merger = TypedMerger::new();
-        for (part, chunk) in all.chunks(1000).enumerate() {
-            let (snapshot, kinds) = source(chunk, part as i64 + 4);
-            merger.add_source(&snapshot, &kinds, |_| None);
-            chunk.iter().for_each(|&v| one.record_float(v));
-        }
-        let (merged, kinds) = merger.finish();
-        let whole = one.distribution();
-        for suffix in ["count", "min", "max", "p50", "p90", "p99"] {
-            let want = match suffix {
-                "count" => Value::Int(3000),
-                "min" => Value::Float(whole.min),
-                "max" => Value::Float(whole.max),
-                "p50" => Value::Float(whole.quantile(0.5).unwrap()),
-                "p90" => Value::Float(whole.quantile(0.9).unwrap()),
-                _ => Value::Float(whole.quantile(0.99).unwrap()),
-            };
-            assert_eq!(merged.get(&format!("lat.{suffix}")), Some(want), "{suffix}");
-        }
-        let sum = merged.get("lat.sum").unwrap().as_f64();
-        assert!((sum - 4501.5).abs() < 1e-9, "{sum}");
-        assert_eq!(merged.get("jobs.highwater"), Some(Value::Int(6)));
-        assert_eq!(merged.get("requests"), Some(Value::Int(6)));
-        assert_eq!(kinds.get("lat"), Some(WireKind::Histogram));
-    }
-
-    #[test]
-    fn foreign_sources_are_plain_sums_and_overrides_win() {
-        let mut merger = TypedMerger::new();
-        let (a, _) = Snapshot::parse(b"lat.count: 2\nq.depth: 5\n", 4096);
-        let (b, _) = Snapshot::parse(b"lat.count: 3\nq.depth: 7\n", 4096);
-        let min_for_depth = |n: &str| (n == "q.depth").then_some(Rule::Min);
-        merger.add_source(&a, &Kinds::new(), min_for_depth);
-        merger.add_source(&b, &Kinds::new(), min_for_depth);
-        let (merged, _) = merger.finish();
-        assert_eq!(merged.get("lat.count"), Some(Value::Int(5)));
-        assert_eq!(merged.get("q.depth"), Some(Value::Int(5)));
     }
 }

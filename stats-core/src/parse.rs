@@ -75,6 +75,27 @@ impl ErrorLog {
     }
 }
 
+/// Where a [`Parser`] hands its lines (a closure taking each good line's
+/// name and value is one).
+pub(crate) trait LineSink {
+    /// A line about to be parsed (valid UTF-8, not blank, within the length
+    /// limit): takes it as a good stat line itself and returns `true` only
+    /// where it read it exactly as [`parse_line`] would (a reader that knows
+    /// the name coming next, see [`crate::Snapshot::parse_with_kinds_cached`]).
+    fn quick(&mut self, _line: &str) -> bool {
+        false
+    }
+
+    /// A good line (metadata lines included), parsed.
+    fn entry(&mut self, name: &str, value: Value);
+}
+
+impl<F: FnMut(&str, Value)> LineSink for F {
+    fn entry(&mut self, name: &str, value: Value) {
+        self(name, value);
+    }
+}
+
 /// A streaming line parser. Lines end at `\n`; a trailing `\r` is dropped;
 /// blank lines are skipped silently.
 #[derive(Debug)]
@@ -109,7 +130,12 @@ impl Parser {
     /// Parses what `chunk` completes, calling `on_entry(name, value)` for each
     /// good line (metadata lines included: see [`crate::name::is_metadata`]).
     /// An unfinished last line is kept (up to the maximum) for the next call.
-    pub fn feed(&mut self, mut chunk: &[u8], mut on_entry: impl FnMut(&str, Value)) {
+    pub fn feed(&mut self, chunk: &[u8], mut on_entry: impl FnMut(&str, Value)) {
+        self.feed_to(chunk, &mut on_entry);
+    }
+
+    /// [`Parser::feed`] into a [`LineSink`].
+    pub(crate) fn feed_to(&mut self, mut chunk: &[u8], on_entry: &mut impl LineSink) {
         // Fast path for the usual whole snapshot: with no line pending, the
         // complete lines are checked as UTF-8 in one go and split as text,
         // rather than checked line by line.
@@ -118,10 +144,10 @@ impl Parser {
                 if let Ok(text) = std::str::from_utf8(&chunk[..last]) {
                     let mut start = 0;
                     for end in memchr::memchr_iter(b'\n', text.as_bytes()) {
-                        self.text_line(&text[start..end], &mut on_entry);
+                        self.text_line(&text[start..end], on_entry);
                         start = end + 1;
                     }
-                    self.text_line(&text[start..], &mut on_entry);
+                    self.text_line(&text[start..], on_entry);
                     chunk = &chunk[last + 1..];
                 }
             }
@@ -135,14 +161,14 @@ impl Parser {
                 continue;
             }
             if self.partial.is_empty() {
-                self.line(line, &mut on_entry);
+                self.line(line, on_entry);
             } else if self.partial.len() + line.len() > self.max_line {
                 self.partial.clear();
                 self.skip_too_long();
             } else {
                 let mut joined = std::mem::take(&mut self.partial);
                 joined.extend_from_slice(line);
-                self.line(&joined, &mut on_entry);
+                self.line(&joined, on_entry);
                 joined.clear();
                 self.partial = joined;
             }
@@ -164,12 +190,17 @@ impl Parser {
 
     /// Ends the stream: parses a last line that had no `\n`.
     pub fn finish(&mut self, mut on_entry: impl FnMut(&str, Value)) {
+        self.finish_to(&mut on_entry);
+    }
+
+    /// [`Parser::finish`] into a [`LineSink`].
+    pub(crate) fn finish_to(&mut self, on_entry: &mut impl LineSink) {
         if self.discarding {
             self.discarding = false;
             self.line_no += 1;
         } else if !self.partial.is_empty() {
             let last = std::mem::take(&mut self.partial);
-            self.line(&last, &mut on_entry);
+            self.line(&last, on_entry);
         }
     }
 
@@ -210,7 +241,7 @@ impl Parser {
         });
     }
 
-    fn line(&mut self, line: &[u8], on_entry: &mut impl FnMut(&str, Value)) {
+    fn line(&mut self, line: &[u8], on_entry: &mut impl LineSink) {
         match std::str::from_utf8(line) {
             Ok(text) => self.text_line(text, on_entry),
             Err(_) => {
@@ -229,7 +260,7 @@ impl Parser {
         }
     }
 
-    fn text_line(&mut self, text: &str, on_entry: &mut impl FnMut(&str, Value)) {
+    fn text_line(&mut self, text: &str, on_entry: &mut impl LineSink) {
         self.line_no += 1;
         if text.len() > self.max_line {
             self.errors.push(ParseError {
@@ -244,10 +275,14 @@ impl Parser {
         if !visible_first && text.trim().is_empty() {
             return;
         }
+        if on_entry.quick(text) {
+            self.good_lines += 1;
+            return;
+        }
         match parse_line(text) {
             Ok((name, value)) => {
                 self.good_lines += 1;
-                on_entry(name, value);
+                on_entry.entry(name, value);
             }
             Err(e) => self.errors.push(ParseError {
                 line: self.line_no,

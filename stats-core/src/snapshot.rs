@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::format::write_line;
+use crate::format::{parse_value, write_line};
 use crate::kinds::{Kinds, KindsCache, parse_kind_line};
 use crate::name::is_metadata;
-use crate::parse::{ErrorLog, Parser};
+use crate::parse::{ErrorLog, LineSink, Parser};
 use crate::value::Value;
 
 /// One stat in a snapshot.
@@ -65,7 +65,7 @@ impl Snapshot {
     /// Reads `name: value` lines, skipping metadata (`#...`) lines and
     /// counting bad ones. Lines longer than `max_line` bytes are skipped.
     pub fn parse(bytes: &[u8], max_line: usize) -> (Snapshot, ErrorLog) {
-        Snapshot::parse_parts(&[bytes], 0, max_line, |name| Arc::from(name), |_| {})
+        Snapshot::parse_parts(&[bytes], 0, max_line, None, |_| {})
     }
 
     /// Like [`Snapshot::parse`], also keeping the kind declarations
@@ -99,7 +99,7 @@ impl Snapshot {
                 &[&bytes[..block.bytes.start], &bytes[block.bytes.end..]],
                 block.lines,
                 max_line,
-                |name| cache.intern(name),
+                Some(cache),
                 |name| elsewhere |= parse_kind_line(name).is_some(),
             );
             if !elsewhere {
@@ -108,19 +108,14 @@ impl Snapshot {
         }
         let mut kind_lines = Vec::new();
         let mut declared = 0;
-        let (snapshot, errors) = Snapshot::parse_parts(
-            &[bytes],
-            0,
-            max_line,
-            |name| cache.intern(name),
-            |name| {
+        let (snapshot, errors) =
+            Snapshot::parse_parts(&[bytes], 0, max_line, Some(&mut *cache), |name| {
                 if parse_kind_line(name).is_some() {
                     kind_lines.extend_from_slice(name.as_bytes());
                     kind_lines.push(b'\n');
                     declared += 1;
                 }
-            },
-        );
+            });
         let kinds = cache.get(&kind_lines);
         // Remembered only when parsing it gave exactly what skipping it will:
         // every line of the block a good kind line, and no other anywhere.
@@ -135,14 +130,16 @@ impl Snapshot {
 
     /// Parses `parts` as one stream with `skipped` lines left out between
     /// the first part and the second (line numbers count them): stats kept
-    /// under the names `intern` gives, each metadata (`#`) line's name
-    /// handed to `metadata`, bad lines counted.
+    /// under names interned by `cache` if given (a line that starts with
+    /// the name the last snapshot had at its position is read without
+    /// parsing the name: [`KindsCache::intern_at`]), each metadata (`#`)
+    /// line's name handed to `metadata`, bad lines counted.
     fn parse_parts(
         parts: &[&[u8]],
         skipped: u64,
         max_line: usize,
-        mut intern: impl FnMut(&str) -> Arc<str>,
-        mut metadata: impl FnMut(&str),
+        cache: Option<&mut KindsCache>,
+        metadata: impl FnMut(&str),
     ) -> (Snapshot, ErrorLog) {
         let mut parser = Parser::new(max_line);
         // One entry per line at most, not counting metadata lines (our
@@ -158,25 +155,19 @@ impl Snapshot {
                 memchr::memmem::find_iter(p, b"\n#").count() + usize::from(p.first() == Some(&b'#'))
             })
             .sum();
-        let mut entries = Vec::with_capacity((lines + 1).saturating_sub(metadata_lines));
-        let mut keep = |name: &str, value: Value| {
-            if is_metadata(name) {
-                metadata(name);
-            } else {
-                entries.push(Entry {
-                    name: intern(name),
-                    value,
-                });
-            }
+        let mut keep = Keep {
+            entries: Vec::with_capacity((lines + 1).saturating_sub(metadata_lines)),
+            cache,
+            metadata,
         };
         for (i, part) in parts.iter().enumerate() {
             if i == 1 {
                 parser.skip_lines(skipped);
             }
-            parser.feed(part, &mut keep);
+            parser.feed_to(part, &mut keep);
         }
-        parser.finish(&mut keep);
-        (Snapshot::from_entries(entries), parser.take_errors())
+        parser.finish_to(&mut keep);
+        (Snapshot::from_entries(keep.entries), parser.take_errors())
     }
 
     /// The value of `name`, if present.
@@ -219,6 +210,57 @@ impl Snapshot {
         for entry in &self.entries {
             write_line(buf, &entry.name, entry.value);
         }
+    }
+}
+
+/// What [`Snapshot::parse_parts`] keeps of the lines.
+struct Keep<'c, M> {
+    entries: Vec<Entry>,
+    cache: Option<&'c mut KindsCache>,
+    metadata: M,
+}
+
+impl<M: FnMut(&str)> LineSink for Keep<'_, M> {
+    /// A line that reads `<name>:<value>` where `<name>` is the very name
+    /// the last snapshot parsed had at this position: the name is taken as
+    /// is, only the value is parsed. Exactly [`crate::format::parse_line`]'s
+    /// reading: that name came out of it (trimmed, not empty, no control
+    /// character, not metadata), and a value that parses has no other `:`,
+    /// so this `:` is the last one, where it splits. Anything else (another
+    /// name, a bad value) is parsed in full, errors and all.
+    fn quick(&mut self, line: &str) -> bool {
+        let Some(cache) = self.cache.as_deref_mut() else {
+            return false;
+        };
+        let position = self.entries.len();
+        let Some(name) = cache.recent_at(position) else {
+            return false;
+        };
+        let Some(rest) = line.strip_prefix(&**name).and_then(|r| r.strip_prefix(':')) else {
+            return false;
+        };
+        // No number holds a `:` or ends in anything `trim` keeps: where this
+        // parses, `parse_line` splits here and drops the same `\r`.
+        let Some(value) = parse_value(rest) else {
+            return false;
+        };
+        self.entries.push(Entry {
+            name: Arc::clone(name),
+            value,
+        });
+        true
+    }
+
+    fn entry(&mut self, name: &str, value: Value) {
+        if is_metadata(name) {
+            (self.metadata)(name);
+            return;
+        }
+        let name = match self.cache.as_deref_mut() {
+            Some(cache) => cache.intern_at(self.entries.len(), name),
+            None => Arc::from(name),
+        };
+        self.entries.push(Entry { name, value });
     }
 }
 
@@ -388,8 +430,89 @@ mod tests {
         assert_eq!(b.get("x y"), Some(Value::Int(3)));
         drop((a, b));
         cache.sweep();
-        // Nothing holds them: a new parse makes fresh ones.
+        // Nothing holds them: a new parse makes fresh ones (held by the
+        // snapshot, the interned set and the last names by position).
         let (c, _, _) = Snapshot::parse_with_kinds_cached(b"x y: 4\n", 4096, &mut cache);
-        assert_eq!(Arc::strong_count(&c.entries()[0].name), 2);
+        assert_eq!(Arc::strong_count(&c.entries()[0].name), 3);
+        drop(c);
+        cache.sweep();
+        let (d, _, _) = Snapshot::parse_with_kinds_cached(b"z: 4\n", 4096, &mut cache);
+        assert_eq!(Arc::strong_count(&d.entries()[0].name), 3);
     }
+
+    /// The name at a position is reused from the last snapshot only when
+    /// its bytes are the same: a renamed, inserted or shifted stat gets its
+    /// own name, and still the one shared string per name.
+    #[test]
+    fn names_by_position_are_reused_only_when_their_bytes_match() {
+        let mut cache = KindsCache::new();
+        let mut parse = |bytes: &[u8]| Snapshot::parse_with_kinds_cached(bytes, 4096, &mut cache).0;
+        let a = parse(b"a: 1\nb: 2\nc: 3\n");
+        let b = parse(b"a: 5\nbb: 6\nc: 7\nd: 8\n");
+        let names = |s: &Snapshot| s.iter().map(|(n, _)| n.to_owned()).collect::<Vec<_>>();
+        assert_eq!(names(&b), ["a", "bb", "c", "d"]);
+        assert_eq!(b.get("bb"), Some(Value::Int(6)));
+        assert!(Arc::ptr_eq(&a.entries()[0].name, &b.entries()[0].name));
+        assert!(Arc::ptr_eq(&a.entries()[2].name, &b.entries()[2].name));
+        // "b" now at a position where the last snapshot had "a": interned.
+        let c = parse(b"b: 9\na: 1\n");
+        assert_eq!(names(&c), ["a", "b"]);
+        assert!(Arc::ptr_eq(&a.entries()[1].name, &c.entries()[1].name));
+        assert!(Arc::ptr_eq(&a.entries()[0].name, &c.entries()[0].name));
+        // A longer name that starts like the remembered one is not it.
+        let d = parse(b"bx: 1\n");
+        assert_eq!(names(&d), ["bx"]);
+    }
+
+    proptest::proptest! {
+        /// Whatever the last snapshot was, a snapshot parsed through the
+        /// cache (names by position, lines read without parsing the name)
+        /// gives what a plain parse of the same bytes gives: the stats, the
+        /// bad lines and their numbers.
+        #[test]
+        fn reading_by_the_last_names_equals_a_plain_parse(
+            first in proptest::collection::vec(proptest::sample::select(LINES), 0..10),
+            second in proptest::collection::vec(proptest::sample::select(LINES), 0..10),
+        ) {
+            let mut cache = KindsCache::new();
+            let first = first.concat();
+            let second = second.concat();
+            Snapshot::parse_with_kinds_cached(first.as_bytes(), 64, &mut cache);
+            let (got, _, got_errors) =
+                Snapshot::parse_with_kinds_cached(second.as_bytes(), 64, &mut cache);
+            let (want, want_errors) = Snapshot::parse(second.as_bytes(), 64);
+            proptest::prop_assert_eq!(got_errors, want_errors);
+            let bits = |s: &Snapshot| {
+                s.iter()
+                    .map(|(n, v)| (n.to_owned(), v.is_float(), v.as_f64().to_bits()))
+                    .collect::<Vec<_>>()
+            };
+            proptest::prop_assert_eq!(bits(&got), bits(&want));
+        }
+    }
+
+    /// Lines that look alike: a name and its prefixes, other separators, a
+    /// second `:`, `\r`, spaces, bad values, metadata, a long line.
+    const LINES: &[&str] = &[
+        "a: 1\n",
+        "ab: 2\n",
+        "a:3\n",
+        "a : 4\n",
+        " a: 5\n",
+        "a: 6\r\n",
+        "a: x\n",
+        "a:\n",
+        "a: 1: 2\n",
+        "a:b: 7\n",
+        "ab: 2.5\n",
+        "b: nan\n",
+        "b: 99999999999999999999\n",
+        "b:\t-8 \n",
+        "#a: 1\n",
+        "#counter a: 1\n",
+        "\n",
+        "a\n",
+        "a: 1\r\r\n",
+        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb: 1\n",
+    ];
 }

@@ -317,6 +317,38 @@ fn read_one_reads_a_single_pipe_through_the_same_checks() {
     assert_eq!(missing.attempts, options.retries + 1);
 }
 
+/// The reader opens pipes `O_NOATIME` (issue 15): reading a FIFO, newly
+/// renamed over its path as our writer does after every serve, leaves its
+/// access time alone (it used to cost an inode update per pipe and pass).
+#[test]
+fn reading_a_pipe_leaves_its_access_time() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("noatime");
+    let path = dir.join(format!("{}.stats", std::process::id()));
+    make_fifo(&path);
+    // An access time long before the FIFO's change time: `relatime` would
+    // update it on the next read.
+    let old = nix::sys::time::TimeSpec::new(1_000_000, 0);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &path,
+        &old,
+        &nix::sys::time::TimeSpec::UTIME_OMIT,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .expect("set the FIFO's access time");
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || std::fs::write(path, "requests: 3\n"))
+    };
+    let source = read_one(&path, &ReadOptions::new(dir.path()));
+    writer.join().expect("the writer").expect("write the FIFO");
+    assert_eq!(source.status, Status::Ok);
+    assert_eq!(source.snapshot.get("requests"), Some(Value::Int(3)));
+    let after = std::fs::symlink_metadata(&path).expect("the FIFO");
+    assert_eq!(after.atime(), 1_000_000, "the read set the access time");
+}
+
 /// A FIFO with no writer (any local user can make one) costs a pass the
 /// whole deadline once; in the next passes it is given up after a short
 /// grace, and read normally as soon as a writer answers on it (issue 12).

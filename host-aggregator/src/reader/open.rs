@@ -1,0 +1,138 @@
+//! Opening one pipe and checking what was opened: the reader's checks
+//! (no symbolic link, a FIFO, named after a live process of its owner).
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+
+use crate::procfs::{self, PipeFault};
+use crate::source::{RefuseReason, Source, Status};
+
+/// What one open attempt gave.
+pub(super) enum Opened {
+    /// Open; the FIFO's (device, inode), and the start time of the
+    /// process it is named after.
+    Reading(File, (u64, u64), Option<SystemTime>),
+    Refused(Status),
+    /// Listed but not there (now).
+    Missing,
+    OutOfFds,
+}
+
+/// Opens the path first and checks what was opened (issue 15: one
+/// `fstat` of the descriptor instead of an `lstat` of the path before the
+/// open and an `fstat` after it to see that both are the same file; a
+/// thousand pipes a pass). Every check is still made before a byte is
+/// read: `O_NOFOLLOW` refuses a symbolic link (`ELOOP`), and the descriptor
+/// must be a FIFO named after a live process of its owner
+/// ([`check_listed`]). Opening what is then refused costs nothing: a
+/// non-blocking read-only open neither waits nor changes a FIFO, a
+/// directory or a regular file, and `O_NOCTTY` keeps a terminal from
+/// becoming ours. A device node cannot be put in the pipe directory
+/// without root's `CAP_MKNOD` (a hard link to one needs the same
+/// filesystem as `/dev` and, with `protected_hardlinks`, access to it).
+/// Where the open fails, an `lstat` says why in the same words as before.
+///
+/// With `noatime` set the pipe is opened `O_NOATIME` (issue 15): a read of
+/// a FIFO otherwise sets its access time, and since our writer renames a
+/// fresh FIFO over its path after every serve (a newer change time), it
+/// did on every read: a journalled inode update per pipe and pass for a
+/// time no one reads. Only the file's owner (or `CAP_FOWNER`) may ask it:
+/// refused (`EPERM`), the pipe is opened as before, and `noatime` is
+/// cleared for the rest of the pass.
+pub(super) fn attempt_open(source: &Source, noatime: &mut bool) -> Opened {
+    let flags = OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY;
+    let open = |flags: OFlag| {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits())
+            .open(&source.path)
+    };
+    let mut opened = open(if *noatime {
+        flags | OFlag::O_NOATIME
+    } else {
+        flags
+    });
+    if *noatime
+        && let Err(e) = &opened
+        && e.raw_os_error() == Some(Errno::EPERM as i32)
+    {
+        *noatime = false;
+        opened = open(flags);
+    }
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) => {
+            return match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+                Errno::ENOENT => Opened::Missing,
+                Errno::EMFILE | Errno::ENFILE => Opened::OutOfFds,
+                _ => refused_unopened(source, &e),
+            };
+        }
+    };
+    let opened = match file.metadata() {
+        Ok(opened) => opened,
+        Err(e) => return Opened::Refused(open_error(&e, "fstat")),
+    };
+    match check_listed(source, &opened) {
+        Ok(started) => Opened::Reading(file, (opened.dev(), opened.ino()), started),
+        Err(refused) => Opened::Refused(refused),
+    }
+}
+
+/// Why a path could not be opened: what the checks say of it (a socket,
+/// say, gives `ENXIO`, an unreadable regular file `EACCES`: both are not
+/// FIFOs), else the open's error.
+fn refused_unopened(source: &Source, e: &io::Error) -> Opened {
+    match std::fs::symlink_metadata(&source.path) {
+        Ok(listed) => match check_listed(source, &listed) {
+            Err(refused) => Opened::Refused(refused),
+            Ok(_) => Opened::Refused(open_error(e, "open")),
+        },
+        Err(gone) if gone.kind() == io::ErrorKind::NotFound => Opened::Missing,
+        Err(_) => Opened::Refused(open_error(e, "open")),
+    }
+}
+
+/// The checks made on what a path holds before it is read: a FIFO, named
+/// `<pid>.stats` (or `<pid>.traces`), of a live process that started before
+/// the FIFO was made, owned by that process's user.
+fn check_listed(source: &Source, listed: &Metadata) -> Result<Option<SystemTime>, Status> {
+    let kind = listed.file_type();
+    if kind.is_symlink() {
+        return Err(Status::Refused(RefuseReason::Symlink));
+    }
+    if !kind.is_fifo() {
+        return Err(Status::Refused(RefuseReason::NotFifo));
+    }
+    let Some(pid) = source.pid else {
+        return Err(Status::Refused(RefuseReason::BadName));
+    };
+    procfs::check_pipe(pid, listed.uid(), changed_at(listed)).map_err(|fault| match fault {
+        PipeFault::Stale(_) => Status::Stale,
+        PipeFault::WrongOwner(process_uid) => Status::Refused(RefuseReason::WrongOwner {
+            fifo_uid: listed.uid(),
+            process_uid,
+        }),
+        PipeFault::Unreadable(e) => Status::Failed(format!("owner of PID {pid}: {e}")),
+    })
+}
+
+/// The FIFO's change time (ctime): when it was made or last renamed.
+pub(crate) fn changed_at(meta: &Metadata) -> SystemTime {
+    let secs = u64::try_from(meta.ctime()).unwrap_or(0);
+    let nanos = u32::try_from(meta.ctime_nsec()).unwrap_or(0);
+    UNIX_EPOCH + Duration::new(secs, nanos)
+}
+
+fn open_error(e: &io::Error, call: &str) -> Status {
+    match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+        Errno::ELOOP => Status::Refused(RefuseReason::Symlink),
+        Errno::EACCES | Errno::EPERM => Status::Refused(RefuseReason::Permission),
+        _ => Status::Failed(format!("{call}: {e}")),
+    }
+}
