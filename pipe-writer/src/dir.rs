@@ -14,7 +14,7 @@
 //! components (`/tmp` -> `/private/tmp`) are the administrator's and are
 //! followed.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -282,21 +282,10 @@ impl PipeDir {
         Ok(fifo)
     }
 
-    /// Opens the spare `name` with `flags` (not following a link): the
-    /// serving thread's way to a retired FIFO it knows by that name
-    /// ([`Fifo::open_nearby`](crate::fifo::Fifo::open_nearby)).
-    pub(crate) fn open_spare(&self, name: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
-        loop {
-            match openat(
-                &self.spares,
-                name,
-                flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY,
-                Mode::empty(),
-            ) {
-                Err(Errno::EINTR) => continue,
-                other => return other,
-            }
-        }
+    /// The spare directory, for the serving thread to open a retired FIFO
+    /// by its spare name ([`Fifo::open_nearby`](crate::fifo::Fifo::open_nearby)).
+    pub(crate) fn spares(&self) -> BorrowedFd<'_> {
+        self.spares.as_fd()
     }
 
     /// Atomically replaces `to` in the pipe directory with the spare `from`.

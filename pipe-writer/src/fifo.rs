@@ -2,14 +2,12 @@
 //! `/proc/self/fd`, so we always reach exactly the FIFO we made, whatever
 //! its name is now (renamed away, replaced, or planted over by someone else).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
+use nix::fcntl::{FcntlArg, OFlag, fcntl, open, openat};
 use nix::sys::stat::{FileStat, Mode};
-
-use crate::dir::PipeDir;
 
 /// The identity of a file: device and inode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,20 +152,20 @@ impl Fifo {
     /// Whether the FIFO may be put back at our path, peeking at it if no
     /// probe has yet found it drained. Never waits: a FIFO the sweeper is
     /// busy with is not ready.
-    pub(crate) fn is_drained(&self, via: Option<&PipeDir>) -> Drain {
+    pub(crate) fn is_drained(&self, spares: Option<BorrowedFd<'_>>) -> Drain {
         match self.try_turn() {
-            Some(mut turn) => self.drain_check(&mut turn, via),
+            Some(mut turn) => self.drain_check(&mut turn, spares),
             None => Drain::NotYet,
         }
     }
 
     /// Takes the FIFO back from the sweeper to put it at our path, if it is
     /// drained (see [`Fifo::is_drained`]).
-    pub(crate) fn claim(&self, via: Option<&PipeDir>) -> Drain {
+    pub(crate) fn claim(&self, spares: Option<BorrowedFd<'_>>) -> Drain {
         let Some(mut turn) = self.try_turn() else {
             return Drain::NotYet;
         };
-        let drain = self.drain_check(&mut turn, via);
+        let drain = self.drain_check(&mut turn, spares);
         turn.current = matches!(drain, Drain::Ready);
         drain
     }
@@ -193,14 +191,14 @@ impl Fifo {
     /// printing nothing). A FIFO whose last pipe is alive is left to the
     /// orphan watch. Once it is gone, a reader found is an orphan for sure
     /// and is returned to be served, not released.
-    fn drain_check(&self, turn: &mut Turn, via: Option<&PipeDir>) -> Drain {
+    fn drain_check(&self, turn: &mut Turn, spares: Option<BorrowedFd<'_>>) -> Drain {
         if turn.drained {
             return Drain::Ready;
         }
-        if self.peek(turn.marker, via) != Peek::Fresh {
+        if self.peek(turn.marker, spares) != Peek::Fresh {
             return Drain::NotYet;
         }
-        match self.open_nearby(OFlag::O_WRONLY | OFlag::O_NONBLOCK, via) {
+        match self.open_nearby(OFlag::O_WRONLY | OFlag::O_NONBLOCK, spares) {
             Err(Errno::ENXIO) => {
                 turn.drained = true;
                 Drain::Ready
@@ -217,11 +215,11 @@ impl Fifo {
     /// read side (non-blocking: wakes only writers, and we are the only
     /// one), reads its size and unread bytes, closes it. Takes a
     /// [`Turn::marker`]; `via`: see [`Fifo::open_nearby`].
-    pub(crate) fn peek(&self, marker: Option<usize>, via: Option<&PipeDir>) -> Peek {
+    pub(crate) fn peek(&self, marker: Option<usize>, spares: Option<BorrowedFd<'_>>) -> Peek {
         let Some(marker) = marker else {
             return Peek::Unknown;
         };
-        let Ok(reader) = self.open_nearby(OFlag::O_RDONLY | OFlag::O_NONBLOCK, via) else {
+        let Ok(reader) = self.open_nearby(OFlag::O_RDONLY | OFlag::O_NONBLOCK, spares) else {
             return Peek::Unknown;
         };
         match fcntl(&reader, FcntlArg::F_GETPIPE_SZ) {
@@ -263,23 +261,34 @@ impl Fifo {
         self.reopen(OFlag::O_RDONLY | OFlag::O_NONBLOCK)
     }
 
-    /// Opens this FIFO with `flags`: by its spare name in `via`'s spare
-    /// directory when the serving thread passes `via` and the FIFO has one
-    /// there, else through `/proc/self/fd`. Other threads pass `None`.
+    /// Opens this FIFO with `flags`: by its spare name in the spare
+    /// directory `spares` when the serving thread passes it and the FIFO has
+    /// a name there (never following a link), else through `/proc/self/fd`.
+    /// Other threads pass `None`: only the serving thread renames spares.
     pub(crate) fn open_nearby(
         &self,
         flags: OFlag,
-        via: Option<&PipeDir>,
+        spares: Option<BorrowedFd<'_>>,
     ) -> Result<OwnedFd, Errno> {
-        let name = via.and_then(|_| {
+        let name = spares.and_then(|_| {
             self.spare_name
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone()
         });
-        match (via, name) {
-            (Some(dir), Some(name)) => dir.open_spare(&name, flags),
-            _ => self.reopen(flags),
+        let (Some(spares), Some(name)) = (spares, name) else {
+            return self.reopen(flags);
+        };
+        loop {
+            match openat(
+                spares,
+                &*name,
+                flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY,
+                Mode::empty(),
+            ) {
+                Err(Errno::EINTR) => continue,
+                other => return other,
+            }
         }
     }
 

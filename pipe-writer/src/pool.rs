@@ -134,7 +134,7 @@ impl Pool {
         let ready = self
             .spares
             .iter()
-            .position(|s| is_ready(&s.fifo, s.fifo.is_drained(Some(dir)), watch));
+            .position(|s| is_ready(&s.fifo, s.fifo.is_drained(Some(dir.spares())), watch));
         if let Some(ready) = ready {
             self.spares.swap(0, ready);
             return Ok(());
@@ -167,7 +167,7 @@ impl Pool {
         let claimed = self
             .spares
             .iter()
-            .position(|s| is_ready(&s.fifo, s.fifo.claim(Some(dir)), watch));
+            .position(|s| is_ready(&s.fifo, s.fifo.claim(Some(dir.spares())), watch));
         let spare = match claimed {
             Some(ready) => self.spares.remove(ready),
             None => None,

@@ -52,7 +52,7 @@
 //! [`crate::process_stats`]) are refreshed by whichever thread probes, at
 //! most every [`REFRESH`] and only if a snapshot used them since.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -222,7 +222,7 @@ impl Watch {
             if w.probe_from > now && !(oldest && age >= SETTLE) {
                 return true;
             }
-            match probe(&w.retired, true, Some(dir)) {
+            match probe(&w.retired, true, Some(dir.spares())) {
                 Found::Done => false,
                 Found::Reading if !oldest => {
                     if now - w.retired.closed_at < KEEP {
@@ -421,14 +421,14 @@ impl Sweeper<'_> {
 /// write side, and a reader found once that pipe is gone is an orphan for
 /// sure (it opened after the last snapshot's readers all closed).
 ///
-/// `via`: the pipe directory when the serving thread probes (by spare
+/// `spares`: the spare directory when the serving thread probes (by spare
 /// name), `None` from the sweeper (through `/proc/self/fd`).
-fn probe(retired: &Retired, serve: bool, via: Option<&PipeDir>) -> Found {
+fn probe(retired: &Retired, serve: bool, spares: Option<BorrowedFd<'_>>) -> Found {
     let mut turn = retired.fifo.turn();
     if turn.current || turn.retirement != retired.retirement {
         return Found::Done;
     }
-    let peek = retired.fifo.peek(turn.marker, via);
+    let peek = retired.fifo.peek(turn.marker, spares);
     if let Peek::Alive { unread } = peek
         && unread > 0
     {
@@ -437,7 +437,7 @@ fn probe(retired: &Retired, serve: bool, via: Option<&PipeDir>) -> Found {
     }
     let found = retired
         .fifo
-        .open_nearby(OFlag::O_WRONLY | OFlag::O_NONBLOCK, via);
+        .open_nearby(OFlag::O_WRONLY | OFlag::O_NONBLOCK, spares);
     turn.drained = matches!(found, Err(Errno::ENXIO));
     let may_serve = retired.may_serve || peek == Peek::Fresh;
     match found {
