@@ -137,6 +137,12 @@ fn bare_writer(path: PathBuf, body: &'static [u8], size: Option<i32>, stop: Arc<
                 }
                 // A reader that left before the write: EPIPE, try the next.
                 let _ = nix::unistd::write(&fd, body);
+                drop(fd);
+                // The reader sees its end of file only while no writer has
+                // the FIFO open: opening it again at once could append a
+                // second copy before the reader got there (a pass under
+                // load then read two pieces as one).
+                std::thread::sleep(Duration::from_millis(100));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(2)),
         }
