@@ -288,6 +288,40 @@ impl PipeDir {
         self.spares.as_fd()
     }
 
+    /// Whether a second name for a FIFO in the spare directory costs no
+    /// inode: false on tmpfs, where every name takes one of the
+    /// filesystem's `nr_inodes` (and memory), so spare FIFOs are given no
+    /// own names there (see `pool.rs`).
+    pub(crate) fn links_are_free(&self) -> bool {
+        nix::sys::statfs::fstatfs(&self.spares)
+            .is_ok_and(|fs| fs.filesystem_type() != nix::sys::statfs::TMPFS_MAGIC)
+    }
+
+    /// Gives the spare `from` a second name `to` in the spare directory (a
+    /// hard link, not following a link at `from`); a stale FIFO of ours at
+    /// `to` is replaced.
+    pub(crate) fn link_spare(&self, from: &str, to: &str) -> Result<(), Errno> {
+        let link = || {
+            nix::unistd::linkat(
+                &self.spares,
+                from,
+                &self.spares,
+                to,
+                // No flag: a link at `from` is linked, not followed.
+                AtFlags::empty(),
+            )
+        };
+        match link() {
+            Err(Errno::EEXIST)
+                if matches!(self.inspect(Area::Spares, to), Ok(Existing::OurFifo)) =>
+            {
+                self.remove(Area::Spares, to, None);
+                link()
+            }
+            other => other,
+        }
+    }
+
     /// Atomically replaces `to` in the pipe directory with the spare `from`.
     pub(crate) fn rename_spare(&self, from: &str, to: &str) -> Result<(), Errno> {
         renameat(&self.spares, from, &self.fd, to)

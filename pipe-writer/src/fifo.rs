@@ -1,6 +1,8 @@
 //! `Fifo`: one FIFO held by an `O_PATH` descriptor and reopened through
 //! `/proc/self/fd`, so we always reach exactly the FIFO we made, whatever
-//! its name is now (renamed away, replaced, or planted over by someone else).
+//! its name is now (renamed away, replaced, or planted over by someone else);
+//! the serving thread takes a shortcut, the FIFO's own name in our private
+//! spare directory ([`Fifo::open_nearby`]).
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
@@ -31,13 +33,18 @@ pub(crate) struct Fifo {
     path_fd: OwnedFd,
     id: FileId,
     turn: Mutex<Turn>,
-    /// Its name in our private spare directory while it has one there (set
-    /// and cleared by the spare pool on the serving thread): the serving
-    /// thread's peeks and probes of a retired FIFO open it by that name
-    /// ([`Fifo::open_nearby`]), a plain lookup in a small directory only we
-    /// may change, rather than through the `/proc/self/fd` link (about
-    /// three times the cost, issue 15). Only the serving thread, which
-    /// alone renames and removes spares, may use it: no name can change
+    /// Its own name in our private spare directory, a second hard link
+    /// made with it that stays with it wherever its other name goes (at our
+    /// path, or a slot name of the spare pool), until the pool lets it go
+    /// (set and cleared by the spare pool on the serving thread). The
+    /// serving thread opens it by that name ([`Fifo::open_nearby`]): its
+    /// wait for a reader while it is at our path, and its peeks and probes
+    /// once retired. A plain lookup in a small directory only we may
+    /// change, rather than through the `/proc/self/fd` link, whose walk
+    /// (`/proc`, `self`, the PID, `fd`, the number, each revalidated, then
+    /// the magic link) was the largest system-call cost a serve has beyond
+    /// the minimal writer's (issue 15). Only the serving thread, which
+    /// alone makes and removes spare names, may use it: no name can change
     /// under its feet.
     spare_name: Mutex<Option<Arc<str>>>,
 }
@@ -118,13 +125,21 @@ impl Fifo {
         }
     }
 
-    /// Notes the spare name it has now (`None`: at our path, or no name of
-    /// ours). Serving thread only (see [`Fifo::open_nearby`]).
+    /// Notes its own name in the spare directory (`None`: it has none, or
+    /// it was removed). Serving thread only (see [`Fifo::open_nearby`]).
     pub(crate) fn set_spare_name(&self, name: Option<Arc<str>>) {
         *self
             .spare_name
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = name;
+    }
+
+    /// Takes its own name away (see [`Fifo::set_spare_name`]), returning it.
+    pub(crate) fn take_spare_name(&self) -> Option<Arc<str>> {
+        self.spare_name
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Waits for the sweeper to finish with this FIFO, if it is busy.
@@ -214,7 +229,7 @@ impl Fifo {
     /// Looks at the pipe behind the FIFO without releasing anyone: opens the
     /// read side (non-blocking: wakes only writers, and we are the only
     /// one), reads its size and unread bytes, closes it. Takes a
-    /// [`Turn::marker`]; `via`: see [`Fifo::open_nearby`].
+    /// [`Turn::marker`]; `spares`: see [`Fifo::open_nearby`].
     pub(crate) fn peek(&self, marker: Option<usize>, spares: Option<BorrowedFd<'_>>) -> Peek {
         let Some(marker) = marker else {
             return Peek::Unknown;
@@ -244,9 +259,10 @@ impl Fifo {
         format!("/proc/self/fd/{}", self.path_fd.as_raw_fd())
     }
 
-    /// Opens the write side, blocking until a reader opens the FIFO.
-    pub(crate) fn wait_for_reader(&self) -> Result<OwnedFd, Errno> {
-        self.reopen(OFlag::O_WRONLY)
+    /// Opens the write side, blocking until a reader opens the FIFO;
+    /// `spares`: see [`Fifo::open_nearby`].
+    pub(crate) fn wait_for_reader(&self, spares: Option<BorrowedFd<'_>>) -> Result<OwnedFd, Errno> {
+        self.open_nearby(OFlag::O_WRONLY, spares)
     }
 
     /// Opens the write side only if a reader is there now (also one blocked
@@ -261,9 +277,9 @@ impl Fifo {
         self.reopen(OFlag::O_RDONLY | OFlag::O_NONBLOCK)
     }
 
-    /// Opens this FIFO with `flags`: by its spare name in the spare
+    /// Opens this FIFO with `flags`: by its own name in the spare
     /// directory `spares` when the serving thread passes it and the FIFO has
-    /// a name there (never following a link), else through `/proc/self/fd`.
+    /// one there (never following a link), else through `/proc/self/fd`.
     /// Other threads pass `None`: only the serving thread renames spares.
     pub(crate) fn open_nearby(
         &self,
@@ -287,6 +303,9 @@ impl Fifo {
                 Mode::empty(),
             ) {
                 Err(Errno::EINTR) => continue,
+                // A name removed behind our back (only our user may): the
+                // descriptor still reaches the FIFO.
+                Err(Errno::ENOENT) => return self.reopen(flags),
                 other => return other,
             }
         }

@@ -13,9 +13,10 @@
 //! `process.*` lines ([`process_stats`]): `process.rss_bytes`,
 //! `process.cpu_seconds` (a `#counter`), `process.threads`,
 //! `process.open_fds` and `process.uptime_seconds` (a `#max`). They are read
-//! from `/proc/self` in the background, at most once a second, when the
-//! orphan sweeper wakes after reads, so they are at most 2 s old (uptime is
-//! exact): a snapshot that would carry older figures reads them itself. [`Builder::process_stats`]`(false)` leaves them out.
+//! from `/proc/self` in the background, right after a serve (or when the
+//! orphan sweeper wakes), at most every 5 s, so they are at most 7 s old
+//! (uptime is exact): a snapshot that would carry older figures reads them
+//! itself. [`Builder::process_stats`]`(false)` leaves them out.
 //!
 //! ```
 //! use std::sync::Arc;

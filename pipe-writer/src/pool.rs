@@ -17,6 +17,14 @@
 //! `.<pid>.stats.tmp` and `.<pid>.stats.<n>.tmp`, so a listing of the pipe
 //! directory shows only the `<pid>.stats` of live writers; a name found
 //! taken by something not ours is stepped around.
+//!
+//! Each FIFO also has a name of its own there, a second hard link made
+//! with it (`.<pid>.stats.<n>.tmp`, `n` from [`NAMES`] on, never reused
+//! by this process), kept while the pool holds it, at our path or at a
+//! slot name: the serving thread opens it by that name, its wait for a
+//! reader included, never through `/proc/self/fd` (issue 15). Not on
+//! tmpfs, where each name takes an inode (a writer would need twice as
+//! many), and no more once the filesystem runs out of inodes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -53,38 +61,65 @@ pub(crate) struct Pool {
     /// Cleared for good when the filesystem cannot exchange two names: every
     /// serve then renames a fresh FIFO over the path.
     exchange: bool,
+    /// The number in the next FIFO's own name, from [`NAMES`] on.
+    next_own: u64,
+    /// Whether FIFOs get own names: cleared for good when the filesystem
+    /// runs out of inodes (on tmpfs each name takes one), so the names
+    /// never keep a FIFO from being made.
+    own_names: bool,
 }
 
 impl Pool {
-    pub(crate) fn new(pid: u32, suffix: &'static str) -> Pool {
+    /// `own_names`: whether FIFOs get own names (where they cost no inode,
+    /// [`PipeDir::links_are_free`]).
+    pub(crate) fn new(pid: u32, suffix: &'static str, own_names: bool) -> Pool {
         Pool {
             pid,
             suffix,
             spares: VecDeque::with_capacity(SPARES + 1),
             exchange: true,
+            next_own: NAMES as u64,
+            own_names,
         }
     }
 
     fn name(&self, index: usize) -> String {
-        match index {
+        self.numbered(index as u64)
+    }
+
+    fn numbered(&self, n: u64) -> String {
+        match n {
             0 => format!(".{}.{}.tmp", self.pid, self.suffix),
             n => format!(".{}.{}.{n}.tmp", self.pid, self.suffix),
         }
     }
 
-    /// Notes on `fifo` that it now goes by the spare name `index`, for the
-    /// serving thread's probes ([`Fifo::open_nearby`]).
-    fn named(&self, fifo: &Fifo, index: usize) {
-        fifo.set_spare_name(Some(Arc::from(self.name(index))));
+    /// Gives a FIFO just made under the slot name `index` its own name, for
+    /// the serving thread's opens ([`Fifo::open_nearby`]). Where no link
+    /// can be made (a filesystem without hard links, the link count at its
+    /// limit), it has none and is opened through `/proc/self/fd`.
+    fn name_own(&mut self, dir: &PipeDir, fifo: &Fifo, index: usize) {
+        if !self.own_names {
+            return;
+        }
+        let own = self.numbered(self.next_own);
+        self.next_own += 1;
+        let named = dir.link_spare(&self.name(index), &own).is_ok();
+        fifo.set_spare_name(named.then(|| Arc::from(own)));
     }
 
     /// Makes the first FIFO and renames it over `name` (replacing a stale
     /// FIFO of ours there). Returns it, current.
-    pub(crate) fn start(&self, dir: &PipeDir, name: &str, mode: u32) -> Result<Arc<Fifo>, Error> {
+    pub(crate) fn start(
+        &mut self,
+        dir: &PipeDir,
+        name: &str,
+        mode: u32,
+    ) -> Result<Arc<Fifo>, Error> {
         let first = self.fresh(dir, mode)?;
-        first.fifo.set_spare_name(None);
         if let Err(errno) = dir.rename_spare(&self.name(first.index), name) {
             dir.remove(Area::Spares, &self.name(first.index), Some(first.fifo.id()));
+            forget(dir, &first.fifo);
             return Err(swap_error(dir, name, errno));
         }
         first.fifo.make_current();
@@ -93,15 +128,30 @@ impl Pool {
 
     /// Makes a fresh FIFO under a spare name that no spare has (not yet in
     /// the pool).
-    fn fresh(&self, dir: &PipeDir, mode: u32) -> Result<Spare, Error> {
+    fn fresh(&mut self, dir: &PipeDir, mode: u32) -> Result<Spare, Error> {
         let mut squatted = None;
         for index in 0..NAMES {
             if self.spares.iter().any(|s| s.index == index) {
                 continue;
             }
-            match dir.make_spare(&self.name(index), mode) {
+            let made = match dir.make_spare(&self.name(index), mode) {
+                // Out of inodes: on tmpfs each own name takes one. They go,
+                // for good, and the FIFO is tried again.
+                Err(Error::Fifo {
+                    errno: Errno::ENOSPC | Errno::EDQUOT,
+                    ..
+                }) if self.own_names => {
+                    self.own_names = false;
+                    for spare in &self.spares {
+                        forget(dir, &spare.fifo);
+                    }
+                    dir.make_spare(&self.name(index), mode)
+                }
+                other => other,
+            };
+            match made {
                 Ok(fifo) => {
-                    self.named(&fifo, index);
+                    self.name_own(dir, &fifo, index);
                     return Ok(Spare {
                         index,
                         fifo: Arc::new(fifo),
@@ -141,7 +191,7 @@ impl Pool {
         }
         if let Some(oldest) = self.spares.pop_front() {
             // Left to the sweeper, which knows it by descriptor only.
-            oldest.fifo.set_spare_name(None);
+            forget(dir, &oldest.fifo);
             dir.remove(
                 Area::Spares,
                 &self.name(oldest.index),
@@ -186,8 +236,7 @@ impl Pool {
         if self.exchange {
             match dir.exchange_spare(&spare_name, name) {
                 Ok(()) => {
-                    spare.fifo.set_spare_name(None);
-                    self.named(current, spare.index);
+                    // Each keeps its own name: no other name to note.
                     self.spares.push_back(Spare {
                         index: spare.index,
                         fifo: Arc::clone(current),
@@ -202,9 +251,9 @@ impl Pool {
         }
         match dir.rename_spare(&spare_name, name) {
             Ok(()) => {
-                spare.fifo.set_spare_name(None);
-                // Renamed over: the FIFO that was at our path has no name.
-                current.set_spare_name(None);
+                // Renamed over: the FIFO that was at our path leaves the
+                // pool, for the sweeper.
+                forget(dir, current);
                 Ok(spare.fifo)
             }
             Err(errno) => Err(self.give_back(dir, spare, name, errno)),
@@ -222,10 +271,19 @@ impl Pool {
     /// the spares with end-of-file (stopping).
     pub(crate) fn remove_all(&mut self, dir: &PipeDir) {
         while let Some(spare) = self.spares.pop_front() {
-            spare.fifo.set_spare_name(None);
+            forget(dir, &spare.fifo);
             dir.remove(Area::Spares, &self.name(spare.index), Some(spare.fifo.id()));
             drop(spare.fifo.open_if_reader());
         }
+    }
+}
+
+/// Removes `fifo`'s own name ([`Pool::name_own`]), once the pool lets it
+/// go: from then on it is known by descriptor only.
+pub(crate) fn forget(dir: &PipeDir, fifo: &Fifo) {
+    let own = fifo.take_spare_name();
+    if let Some(own) = own {
+        dir.remove(Area::Spares, &own, Some(fifo.id()));
     }
 }
 

@@ -206,17 +206,25 @@ pub const UPTIME_SECONDS: &str = "process.uptime_seconds";
 
 /// How often at most a writer that is being read re-reads its own figures
 /// (on its serving thread right after a serve, or its orphan sweeper when
-/// that wakes; never on a reader's clock): read once a second, the figures in a snapshot are about
-/// this old, and never older than [`STALE`]. Uptime is exact: it is worked out
-/// when the snapshot is.
-pub(crate) const REFRESH: Duration = Duration::from_secs(1);
+/// that wakes; never on a reader's clock). Read once a second, the figures
+/// in a snapshot are at most this old plus the gap between reads, and
+/// never older than [`STALE`]; uptime is exact (worked out when the
+/// snapshot is). Five seconds (issue 15): a refresh (`pread` of
+/// `/proc/self/stat`, `fstat` of `/proc/self/fd`) was about 4 % of a serve
+/// read once a second, and whoever looks at these figures scrapes every 10
+/// to 15 s (Prometheus, gops), so every scrape still sees figures read
+/// within the last half of its interval. The first serve after start
+/// refreshes at once (the figures read at start predate the program's
+/// other threads).
+pub(crate) const REFRESH: Duration = Duration::from_secs(5);
 
 /// Figures older than this when a snapshot is built are read again on the
-/// spot. A writer nobody reads does not refresh in the background (a
+/// spot: [`REFRESH`] plus two seconds, so a writer read once a second never
+/// does. A writer nobody reads does not refresh in the background (a
 /// thousand idle writers would otherwise each wake and read `/proc` every
-/// second for nothing), so the first snapshot after such a pause pays for
-/// one read of `/proc/self` (about 30 µs).
-pub(crate) const STALE: Duration = Duration::from_secs(2);
+/// few seconds for nothing), so the first snapshot after such a pause pays
+/// for one read of `/proc/self` (about 30 µs).
+pub(crate) const STALE: Duration = Duration::from_secs(7);
 
 /// The writer's latest figures about itself, refreshed in the background
 /// while it is being read and copied into every snapshot.

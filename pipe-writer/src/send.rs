@@ -80,10 +80,20 @@ impl Delivery {
         bytes: &[u8],
         stop: &AtomicBool,
     ) -> (Sent, Option<usize>) {
-        if let Err(errno) = fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)) {
+        let (size, marker) = self.size_pipe(fd, bytes.len());
+        // A pipe sized to hold the whole snapshot takes it in one write
+        // without waiting for the reader: the write end was just opened on
+        // a FIFO no snapshot of ours is in (the serving thread's FIFO is
+        // drained before it goes back to our path; an orphan is served only
+        // once the pipe is empty), so the write cannot stall, and the
+        // blocking descriptor needs no `F_SETFL` (one system call a serve
+        // fewer, issue 15). Otherwise the write loop is non-blocking and
+        // bounded by the stall timeout.
+        if size.is_none_or(|size| size < bytes.len())
+            && let Err(errno) = fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+        {
             return (Sent::Failed(errno), None);
         }
-        let marker = self.size_pipe(fd, bytes.len());
         (self.write_all(fd, bytes, stop), marker)
     }
 
@@ -127,17 +137,22 @@ impl Delivery {
     /// can tell whether this pipe (and so a reader of this snapshot) is
     /// still there without opening the write side. Returns the size if it
     /// is such a marker. Failure (the per-user pipe page limit) only costs
-    /// the guarantee and the marker, so it is otherwise ignored.
-    fn size_pipe(&self, fd: &OwnedFd, len: usize) -> Option<usize> {
+    /// the guarantee and the marker, so it is otherwise ignored. Also
+    /// returns, first, the size the pipe has now (`None`: unknown).
+    fn size_pipe(&self, fd: &OwnedFd, len: usize) -> (Option<usize>, Option<usize>) {
         let fresh = fresh_sizes(self.page, self.pipe_max);
         let mut size = len.next_power_of_two().max(MIN_PAGES * self.page);
         while fresh.contains(&size) {
             size *= 2;
         }
         let size = i32::try_from(size.min(self.pipe_max)).unwrap_or(i32::MAX);
-        let set = fcntl(fd, FcntlArg::F_SETPIPE_SZ(size)).ok()?;
-        let set = usize::try_from(set).ok()?;
-        (!fresh.contains(&set)).then_some(set)
+        let Some(set) = fcntl(fd, FcntlArg::F_SETPIPE_SZ(size))
+            .ok()
+            .and_then(|set| usize::try_from(set).ok())
+        else {
+            return (None, None);
+        };
+        (Some(set), (!fresh.contains(&set)).then_some(set))
     }
 
     fn consume_sigpipe(&self) {
@@ -160,7 +175,8 @@ mod tests {
         let fresh = fresh_sizes(delivery.page, delivery.pipe_max);
         for len in [1, 4096, 9_000, 40_000, 65_536, 70_000, 300_000] {
             let (read_end, write_end) = nix::unistd::pipe().unwrap();
-            let marker = delivery.size_pipe(&write_end, len);
+            let (set, marker) = delivery.size_pipe(&write_end, len);
+            assert_eq!(set, marker, "{len} bytes");
             let size = fcntl(&read_end, FcntlArg::F_GETPIPE_SZ).unwrap();
             let size = usize::try_from(size).unwrap();
             assert!(!fresh.contains(&size), "{len} bytes: pipe of {size}");

@@ -114,10 +114,10 @@ impl Builder {
     /// default): `process.rss_bytes`, `process.cpu_seconds`,
     /// `process.threads`, `process.open_fds` and `process.uptime_seconds`
     /// (see [`crate::process_stats`]). They are read from `/proc/self` off
-    /// the readers' clock, at most once a second, right after a serve (or
-    /// when the orphan sweeper wakes), so they are at most 2 s old (uptime
-    /// is exact): a snapshot that would carry older figures reads them
-    /// itself.
+    /// the readers' clock, at most every 5 s, right after a serve (or when
+    /// the orphan sweeper wakes), so they are at most 7 s old (uptime is
+    /// exact): a snapshot that would carry older figures reads them itself
+    /// (see [`crate::process_stats`]'s `REFRESH` for why 5 s).
     pub fn process_stats(mut self, on: bool) -> Builder {
         self.process_stats = on;
         self
@@ -191,7 +191,7 @@ impl Builder {
             Existing::OurFifo => Some(dir.open_fifo(Area::Pipes, &name)?),
             Existing::Nothing => None,
         };
-        let pool = Pool::new(pid, self.content.suffix());
+        let mut pool = Pool::new(pid, self.content.suffix(), dir.links_are_free());
         let first = pool.start(&dir, &name, self.mode)?;
 
         let shared = Arc::new(Shared {
@@ -215,6 +215,7 @@ impl Builder {
         };
         let watch = Watch::new().map_err(|errno| {
             dir.remove(Area::Pipes, &name, Some(first.id()));
+            crate::pool::forget(&dir, &first);
             spawn_failed(std::io::Error::from(errno))
         })?;
         let watch = Arc::new(watch);
@@ -254,6 +255,7 @@ impl Builder {
             })
             .map_err(|e| {
                 dir.remove(Area::Pipes, &name, Some(first.id()));
+                crate::pool::forget(&dir, &first);
                 spawn_failed(e)
             })?;
 
@@ -267,7 +269,10 @@ impl Builder {
             snapshotter: Snapshotter::new(self.source, pid, seq, own.clone()).serving(self.content),
             watch: Arc::clone(&watch),
             own,
-            refreshed: Instant::now(),
+            // The first serve refreshes (see `REFRESH`).
+            refreshed: Instant::now()
+                .checked_sub(REFRESH)
+                .unwrap_or_else(Instant::now),
             on_unreachable: self.on_unreachable,
             checked: Instant::now(),
         };
@@ -283,6 +288,9 @@ impl Builder {
                 watch.end();
                 let _ = sweeping.join();
                 dir.remove(Area::Pipes, &name, None);
+                if let Some(first) = lock(&shared.current).as_ref() {
+                    crate::pool::forget(&dir, first);
+                }
                 return Err(spawn_failed(e));
             }
         };
@@ -499,6 +507,7 @@ impl ServeLoop {
         let result = self.serve(delivery);
         self.dir
             .remove(Area::Pipes, &self.name, Some(self.current.id()));
+        crate::pool::forget(&self.dir, &self.current);
         self.pool.remove_all(&self.dir);
         // Readers that opened the path just before it went get end-of-file
         // rather than a wait for a writer that is gone.
@@ -517,7 +526,7 @@ impl ServeLoop {
             }
             let writer = self
                 .current
-                .wait_for_reader()
+                .wait_for_reader(Some(self.dir.spares()))
                 .map_err(|errno| Error::Fifo {
                     path: self.dir.join(&self.name),
                     op: "open",

@@ -24,7 +24,7 @@
 //! comes: it sleeps on a timer (a `timerfd`) set to the first
 //! [`LATEST_PROBE`] due (up to [`ARM_SLACK`] later), which the serving
 //! thread moves on after a serve when it would fire too early; moving a
-//! timer wakes nobody. The serving thread probes by spare name, not
+//! timer wakes nobody. The serving thread probes by own name, not
 //! through `/proc/self/fd` ([`crate::fifo::Fifo::open_nearby`]). So the sweeper wakes only when a
 //! writer's reads stop (once, [`LATEST_PROBE`] after the last one) or an
 //! orphan was found, and a writer nobody reads makes no wake-up at all.

@@ -122,3 +122,86 @@ fn a_fifo_with_a_reader_still_attached_is_never_put_back() {
     server.stop().unwrap();
     assert!(dir.list().is_empty(), "left behind: {:?}", dir.list());
 }
+
+/// Whether `path`'s filesystem is tmpfs, where FIFOs get no own names
+/// (each would take an inode).
+fn on_tmpfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+}
+
+/// The serving thread opens its FIFOs by their own names in the spare
+/// directory (a second hard link each, issue 15) rather than through
+/// `/proc/self/fd`: the FIFO at the path has one there, every name there is
+/// one a writer makes (so a dead writer's are cleaned up), none is left
+/// behind, and a name removed behind the writer's back only costs the
+/// shortcut: readers are still served.
+#[test]
+fn the_fifo_at_the_path_has_an_own_name_and_serves_without_it() {
+    let dir = TempDir::new("own-names");
+    let registry = registry_with(20, 0);
+    let server = bare_builder(&dir, &registry).start().unwrap();
+    let pid = std::process::id();
+    let cat = |round: usize| {
+        let out = output_within(
+            Command::new("cat").arg(server.path()),
+            Duration::from_secs(5),
+        );
+        assert!(out.status.success(), "round {round}: {out:?}");
+        assert_eq!(
+            complete_body(&out.stdout),
+            body_of(&registry),
+            "round {round}"
+        );
+    };
+    for round in 0..10 {
+        cat(round);
+    }
+    let spares = dir
+        .path()
+        .join(pipe_writer::spare_dir_name(nix::unistd::geteuid().as_raw()));
+    let entries = || -> Vec<(String, u64, u64)> {
+        std::fs::read_dir(&spares)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let meta = std::fs::symlink_metadata(e.path()).unwrap();
+                use std::os::unix::fs::MetadataExt;
+                (
+                    e.file_name().into_string().unwrap(),
+                    meta.ino(),
+                    meta.nlink(),
+                )
+            })
+            .collect()
+    };
+    for (name, _, _) in entries() {
+        let number = name
+            .strip_prefix(&format!(".{pid}.stats."))
+            .and_then(|rest| rest.strip_suffix("tmp"));
+        assert!(
+            number.is_some_and(|n| n.is_empty() || n.trim_end_matches('.').parse::<u64>().is_ok()),
+            "a name no writer makes: {name}"
+        );
+    }
+    let (at_path, _held) = fifo_at(server.path());
+    let own: Vec<_> = entries().into_iter().filter(|e| e.1 == at_path).collect();
+    if on_tmpfs(dir.path()) {
+        assert!(own.is_empty(), "own names on tmpfs: {own:?}");
+    } else {
+        assert_eq!(
+            own.len(),
+            1,
+            "the FIFO at the path by name: {:?}",
+            entries()
+        );
+        assert_eq!(own[0].2, 2, "two names: the path and its own");
+        // Removed behind its back: the serving thread still reaches it.
+        std::fs::remove_file(spares.join(&own[0].0)).unwrap();
+    }
+    for round in 10..20 {
+        cat(round);
+    }
+    server.stop().unwrap();
+    assert!(dir.list().is_empty(), "left behind: {:?}", dir.list());
+}
