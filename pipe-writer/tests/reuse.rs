@@ -47,6 +47,18 @@ impl Seen {
     }
 }
 
+/// `cat` of `path` (within 5 s) gets exactly one whole snapshot of
+/// `registry`.
+fn cat_gets_one_whole_snapshot(path: &Path, registry: &stats_core::Registry, round: usize) {
+    let out = output_within(Command::new("cat").arg(path), Duration::from_secs(5));
+    assert!(out.status.success(), "round {round}: {out:?}");
+    assert_eq!(
+        complete_body(&out.stdout),
+        body_of(registry),
+        "round {round}"
+    );
+}
+
 #[test]
 fn sequential_cats_are_served_by_a_few_fifos_in_turn() {
     let dir = TempDir::new("reuse");
@@ -56,16 +68,7 @@ fn sequential_cats_are_served_by_a_few_fifos_in_turn() {
     let mut at_path = Vec::new();
     for round in 0..100 {
         at_path.push(seen.record(server.path()));
-        let out = output_within(
-            Command::new("cat").arg(server.path()),
-            Duration::from_secs(5),
-        );
-        assert!(out.status.success(), "round {round}: {out:?}");
-        assert_eq!(
-            complete_body(&out.stdout),
-            body_of(&registry),
-            "round {round}"
-        );
+        cat_gets_one_whole_snapshot(server.path(), &registry, round);
     }
     eprintln!("100 cats served by {} FIFOs: {at_path:?}", seen.distinct());
     // One FIFO per serve would be 100. The pool is the path's FIFO and three
@@ -142,18 +145,7 @@ fn the_fifo_at_the_path_has_an_own_name_and_serves_without_it() {
     let registry = registry_with(20, 0);
     let server = bare_builder(&dir, &registry).start().unwrap();
     let pid = std::process::id();
-    let cat = |round: usize| {
-        let out = output_within(
-            Command::new("cat").arg(server.path()),
-            Duration::from_secs(5),
-        );
-        assert!(out.status.success(), "round {round}: {out:?}");
-        assert_eq!(
-            complete_body(&out.stdout),
-            body_of(&registry),
-            "round {round}"
-        );
-    };
+    let cat = |round: usize| cat_gets_one_whole_snapshot(server.path(), &registry, round);
     for round in 0..10 {
         cat(round);
     }
