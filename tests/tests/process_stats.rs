@@ -154,7 +154,7 @@ fn a_writer_reports_its_own_figures_as_proc_sees_them() {
     writer.send("jobs += 1");
     let started = Instant::now();
     // The figures read at start predate the binary's stdin and signal
-    // threads; a refresh (every second, in the background) catches up.
+    // threads; the first serve refreshes them at once.
     let (text, stats, proc) = wait_until(Duration::from_secs(5), "threads to match", || {
         let (text, stats) = writer.cat();
         let proc = kernel(writer.pid());
@@ -221,6 +221,42 @@ fn a_writer_reports_its_own_figures_as_proc_sees_them() {
     let (_, later) = writer.cat();
     let moved = number(&later, "process.uptime_seconds") - uptime;
     assert!((0.25..2.0).contains(&moved), "uptime moved {moved}");
+}
+
+#[test]
+fn figures_read_once_a_second_catch_up_within_the_refresh_bound() {
+    // A writer read twice a second refreshes its figures at most every 5 s
+    // (issue 15: a lighter serve) and never shows any older than 7 s: CPU
+    // time it spent after a read is in a snapshot within that bound.
+    let dir = TempDir::new("procstats-fresh");
+    let mut writer = Writer::start(dir.path(), &[]);
+    writer.send("jobs += 1");
+    let before = number(&writer.cat().1, "process.cpu_seconds");
+    // Work the writer must do itself: parse a few hundred thousand lines.
+    let burst = "jobs += 1\n".repeat(400_000);
+    writer
+        .stdin
+        .write_all(burst.as_bytes())
+        .expect("feed pipe-writer");
+    writer.stdin.flush().expect("flush pipe-writer stdin");
+    let spent = wait_until(Duration::from_secs(30), "the burst to be parsed", || {
+        let (_, stats) = writer.cat();
+        (number(&stats, "jobs") == 400_001.0).then(|| kernel(writer.pid()).cpu_seconds)
+    });
+    assert!(
+        spent >= before + 0.02,
+        "the burst cost too little CPU to see: {before} -> {spent}"
+    );
+    let read_from = Instant::now();
+    let caught_up = wait_until(Duration::from_secs(20), "CPU time to catch up", || {
+        std::thread::sleep(Duration::from_millis(500));
+        let cpu = number(&writer.cat().1, "process.cpu_seconds");
+        (cpu >= spent - 0.011).then(|| read_from.elapsed())
+    });
+    assert!(
+        caught_up <= Duration::from_secs(9),
+        "figures {caught_up:?} old: the bound is 7 s (and a read's slack)"
+    );
 }
 
 #[test]
