@@ -151,10 +151,17 @@ impl SweepLog {
             }
         };
         let mut lines = Vec::new();
-        let removed: Vec<&GcAction> = actions
+        let mut removed: Vec<&GcAction> = actions
             .iter()
             .filter(|a| a.outcome == GcOutcome::Removed)
             .collect();
+        // The pipes first, then the spares' names (a dead writer leaves up
+        // to eight of those): the line names whose processes died.
+        removed.sort_by_key(|a| {
+            a.path
+                .file_name()
+                .is_some_and(|name| name.as_encoded_bytes().starts_with(b"."))
+        });
         if !removed.is_empty() {
             let mut line = format!(
                 "gc: removed {} stale pipe(s) in {}:",

@@ -118,6 +118,24 @@ pub fn read_rest(mut fifo: std::fs::File, mut bytes: Vec<u8>) -> Vec<u8> {
     }
 }
 
+/// How many FIFOs of `pid` [`entries_of`] finds: its names counted by inode,
+/// since a writer also gives each FIFO its own second name (a hard link) in
+/// the spare directory where the filesystem allows (not on tmpfs).
+///
+/// # Panics
+/// If `dir` cannot be listed.
+pub fn fifos_of(dir: &Path, pid: u32) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let mut inodes: Vec<u64> = entries_of(dir, pid)
+        .iter()
+        .filter_map(|name| std::fs::symlink_metadata(dir.join(name)).ok())
+        .map(|meta| meta.ino())
+        .collect();
+    inodes.sort_unstable();
+    inodes.dedup();
+    inodes.len()
+}
+
 /// The names in `dir` that belong to `pid`: its pipe and the writer's
 /// spare FIFOs (`.<pid>.stats.tmp`, `.<pid>.stats.<n>.tmp`), which live in
 /// the spare directory of their user (listed as `.spares-<uid>/<name>`), or

@@ -13,7 +13,7 @@ use serde_json::Value;
 use stats_core::envelope::{Verdict, verify};
 use stats_pipe_tests::archive::{run, run_ok, sqlite_json};
 use stats_pipe_tests::faults::{
-    SmallDisk, entries_of, many_stats, open_and_read_part, read_rest, sigkill,
+    SmallDisk, entries_of, fifos_of, many_stats, open_and_read_part, read_rest, sigkill,
 };
 use stats_pipe_tests::live::{Feeder, TempDir, wait_for};
 use stats_pipe_tests::serve::{Aggregator, workspace_binary};
@@ -132,7 +132,7 @@ fn a_writer_killed_mid_snapshot_is_told_apart_and_its_pipe_collected() {
     );
     for live in [a.pid(), b.pid()] {
         assert_eq!(
-            entries_of(dir.path(), live).len(),
+            fifos_of(dir.path(), live),
             4,
             "a live writer's pipe and spares stay"
         );
@@ -284,7 +284,7 @@ fn the_pipe_directory_removed_and_made_again_recovers_without_restarts() {
     assert_eq!(mode & 0o7777, 0o1777, "made like /tmp: sticky and shared");
 
     for pid in [a.pid(), b.pid()] {
-        assert_eq!(entries_of(&pipes, pid).len(), 4, "pipe and spares of {pid}");
+        assert_eq!(fifos_of(&pipes, pid), 4, "pipe and spares of {pid}");
     }
     a.send("requests += 1");
     wait_for_stats(&aggregator, "the same writer still taking input", |s| {
