@@ -10,47 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pipe_writer::Builder;
-use util::{TempDir, complete_body, read_once, registry_with};
+use util::{TempDir, complete_body, read_once, registry_with, threads_named};
 
 const READ_DEADLINE: Duration = Duration::from_secs(2);
-
-/// Sleeps that ended (voluntary context switches) of this process's threads
-/// named `name`.
-fn wake_ups_of(name: &str) -> u64 {
-    let mut total = 0;
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
-        }
-        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        total += status
-            .lines()
-            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    total
-}
-
-/// CPU time (ns, `/proc/self/task/*/schedstat`) of this process's threads
-/// named `name`.
-fn cpu_of(name: &str) -> u64 {
-    let mut total = 0;
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
-        }
-        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-        total += schedstat
-            .split(' ')
-            .next()
-            .and_then(|ns| ns.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    total
-}
 
 #[test]
 fn a_writer_read_regularly_never_wakes_its_sweeper_and_one_unread_not_at_all() {
@@ -63,14 +25,14 @@ fn a_writer_read_regularly_never_wakes_its_sweeper_and_one_unread_not_at_all() {
         .unwrap();
     // The sweeper has gone to sleep on its (unset) timer.
     std::thread::sleep(Duration::from_millis(200));
-    let before = wake_ups_of("stats-pipe-orph");
+    let before = threads_named("stats-pipe-orph").wake_ups;
     // Twenty reads, 300 ms apart: every retired FIFO is probed by a later
     // serve, so the sweeper's timer is moved on and never fires.
     for _ in 0..20 {
         complete_body(&read_once(server.path(), READ_DEADLINE).unwrap());
         std::thread::sleep(Duration::from_millis(300));
     }
-    let read = wake_ups_of("stats-pipe-orph") - before;
+    let read = threads_named("stats-pipe-orph").wake_ups - before;
     // One spare for a hiccup of the machine longer than 1.5 s between two
     // reads; the design before issue 15's lighter writer woke it about
     // once every two reads (10 here), the first one once per read.
@@ -85,17 +47,17 @@ fn a_writer_read_regularly_never_wakes_its_sweeper_and_one_unread_not_at_all() {
         "traces-pipe",
         "traces-orphans",
     ];
-    let idle_from = threads.map(wake_ups_of);
-    let cpu_from = threads.map(cpu_of);
+    let idle_from = threads.map(threads_named);
     std::thread::sleep(Duration::from_secs(3));
+    let idle_to = threads.map(threads_named);
     assert_eq!(
-        threads.map(wake_ups_of),
-        idle_from,
+        idle_to.map(|t| t.wake_ups),
+        idle_from.map(|t| t.wake_ups),
         "a writer nobody reads woke one of {threads:?}"
     );
     assert_eq!(
-        threads.map(cpu_of),
-        cpu_from,
+        idle_to.map(|t| t.cpu_ns),
+        idle_from.map(|t| t.cpu_ns),
         "a writer nobody reads ran one of {threads:?}"
     );
     assert_eq!(server.stats().orphans, 0);

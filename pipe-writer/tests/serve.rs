@@ -4,7 +4,6 @@
 
 mod util;
 
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -19,7 +18,7 @@ use pipe_writer::Builder;
 use stats_core::Registry;
 use stats_core::envelope::{Verdict, verify};
 use util::{
-    TempDir, bare_builder, body_of, complete_body, eventually, output_within, read_once,
+    LookedUp, TempDir, bare_builder, body_of, complete_body, eventually, output_within, read_once,
     read_to_end, registry_with, stalling_server,
 };
 
@@ -270,21 +269,15 @@ fn an_orphan_blocking_cat_is_served() {
     let registry = registry_with(50, 0);
     let server = serve(&dir, &registry);
     // Look the FIFO up now, as a racing reader's path lookup would ...
-    let looked_up = open(
-        server.path(),
-        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .unwrap();
+    let looked_up = LookedUp::new(server.path());
     let old_inode = fifo_inode(server.path());
     // ... then another reader is served, which replaces it ...
     complete_body(&read_once(server.path(), READ_DEADLINE).unwrap());
     assert_ne!(fifo_inode(server.path()), old_inode);
     // ... and only now does the racing `cat` open it, blocking, with the
     // writer long gone.
-    let proc_path = format!("/proc/self/fd/{}", looked_up.as_raw_fd());
-    let own = format!("/proc/{}/fd/{}", std::process::id(), looked_up.as_raw_fd());
-    assert!(std::fs::metadata(&proc_path).is_ok());
+    let own = looked_up.proc_path();
+    assert!(std::fs::metadata(&own).is_ok());
     let started = Instant::now();
     let out = output_within(Command::new("cat").arg(&own), Duration::from_secs(5));
     let waited = started.elapsed();
@@ -301,12 +294,7 @@ fn an_orphan_found_by_a_later_serve_is_served_while_reads_go_on() {
     let registry = registry_with(50, 0);
     let server = serve(&dir, &registry);
     // A racing reader's path lookup finds the FIFO now ...
-    let looked_up = open(
-        server.path(),
-        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .unwrap();
+    let looked_up = LookedUp::new(server.path());
     // ... another reader is served, which retires it ...
     complete_body(&read_once(server.path(), READ_DEADLINE).unwrap());
     // ... and the racing `cat` opens it only now, while a reader keeps
@@ -328,7 +316,7 @@ fn an_orphan_found_by_a_later_serve_is_served_while_reads_go_on() {
             reads
         })
     };
-    let own = format!("/proc/{}/fd/{}", std::process::id(), looked_up.as_raw_fd());
+    let own = looked_up.proc_path();
     let started = Instant::now();
     let out = output_within(Command::new("cat").arg(&own), Duration::from_secs(5));
     let waited = started.elapsed();

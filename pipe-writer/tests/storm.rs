@@ -15,16 +15,13 @@
 
 mod util;
 
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{OFlag, open};
-use nix::sys::stat::Mode;
 use stats_core::envelope::{Verdict, verify};
-use util::{TempDir, bare_builder, body_of, output_within, read_once, registry_with};
+use util::{LookedUp, TempDir, bare_builder, body_of, output_within, read_once, registry_with};
 
 /// Concurrent `cat` loops.
 const THREADS: usize = 12;
@@ -124,12 +121,7 @@ fn orphaned_cats_are_served_one_snapshot_while_reads_storm() {
     for _ in 0..ORPHANS {
         let paused = gate.lock().unwrap();
         // A racing reader's path lookup finds the FIFO now ...
-        let looked_up = open(
-            &path,
-            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .unwrap();
+        let looked_up = LookedUp::new(&path);
         // ... another reader is served, which retires it ...
         assert_eq!(
             not_one_snapshot(&read_once(&path, CAT_DEADLINE).unwrap(), &expected),
@@ -137,7 +129,7 @@ fn orphaned_cats_are_served_one_snapshot_while_reads_storm() {
         );
         // ... and only now does the racing `cat` open it (blocking: no
         // writer) ...
-        let own = format!("/proc/{}/fd/{}", std::process::id(), looked_up.as_raw_fd());
+        let own = looked_up.proc_path();
         let orphan =
             std::thread::spawn(move || output_within(Command::new("cat").arg(&own), CAT_DEADLINE));
         std::thread::sleep(Duration::from_millis(150));

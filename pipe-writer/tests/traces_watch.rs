@@ -9,17 +9,14 @@
 
 mod util;
 
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::fcntl::{OFlag, open};
-use nix::sys::stat::Mode;
 use pipe_writer::{Builder, TracesRead, verify_traces};
 use stats_core::Registry;
-use util::{TempDir, complete_body, output_within, read_once};
+use util::{LookedUp, TempDir, complete_body, output_within, read_once, threads_named};
 
 const READ_DEADLINE: Duration = Duration::from_secs(2);
 /// A `cat` left waiting longer than this hangs (an orphan is served within
@@ -28,26 +25,6 @@ const CAT_DEADLINE: Duration = Duration::from_secs(10);
 /// The sweeper threads, by the 15 bytes of their names `comm` keeps.
 const STATS_SWEEPER: &str = "stats-pipe-orph";
 const TRACES_SWEEPER: &str = "traces-orphans";
-
-/// Sleeps that ended (voluntary context switches) of this process's threads
-/// named `name`, and how many there are.
-fn wake_ups_of(name: &str) -> (u64, usize) {
-    let (mut total, mut threads) = (0, 0);
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
-        }
-        threads += 1;
-        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        total += status
-            .lines()
-            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    (total, threads)
-}
 
 /// The trace lines of one complete answer.
 fn trace_lines(bytes: &[u8]) -> Option<usize> {
@@ -84,8 +61,12 @@ fn the_traces_fifo_is_probed_at_its_serves_wakes_nothing_unread_and_serves_its_o
     let traces = server.traces_path().unwrap().to_path_buf();
     // Both sweepers have gone to sleep on their (unset) timers.
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(wake_ups_of(TRACES_SWEEPER).1, 1, "one traces sweeper");
-    let (traces_before, _) = wake_ups_of(TRACES_SWEEPER);
+    assert_eq!(
+        threads_named(TRACES_SWEEPER).threads,
+        1,
+        "one traces sweeper"
+    );
+    let traces_before = threads_named(TRACES_SWEEPER).wake_ups;
 
     // The stats read regularly: the traces side, unread, wakes for nothing.
     for _ in 0..10 {
@@ -93,7 +74,7 @@ fn the_traces_fifo_is_probed_at_its_serves_wakes_nothing_unread_and_serves_its_o
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(
-        wake_ups_of(TRACES_SWEEPER).0,
+        threads_named(TRACES_SWEEPER).wake_ups,
         traces_before,
         "the traces sweeper woke while only the stats were read"
     );
@@ -103,18 +84,18 @@ fn the_traces_fifo_is_probed_at_its_serves_wakes_nothing_unread_and_serves_its_o
     // (one spare for a hiccup of the machine), and the stats side, unread
     // meanwhile, goes quiet after its last probe.
     std::thread::sleep(Duration::from_secs(3));
-    let (stats_idle, _) = wake_ups_of(STATS_SWEEPER);
-    let (traces_before, _) = wake_ups_of(TRACES_SWEEPER);
+    let stats_idle = threads_named(STATS_SWEEPER).wake_ups;
+    let traces_before = threads_named(TRACES_SWEEPER).wake_ups;
     for _ in 0..20 {
         assert_eq!(trace_lines(&read_traces(&traces)), Some(5));
         std::thread::sleep(Duration::from_millis(300));
     }
-    let read = wake_ups_of(TRACES_SWEEPER).0 - traces_before;
+    let read = threads_named(TRACES_SWEEPER).wake_ups - traces_before;
     assert!(
         read <= 1,
         "the traces sweeper woke {read} times for 20 reads"
     );
-    assert_eq!(wake_ups_of(STATS_SWEEPER).0, stats_idle);
+    assert_eq!(threads_named(STATS_SWEEPER).wake_ups, stats_idle);
 
     // An orphaned `cat` of the traces FIFO (its path lookup found a FIFO
     // that was then served and retired) while reads come back to back: the
@@ -122,14 +103,9 @@ fn the_traces_fifo_is_probed_at_its_serves_wakes_nothing_unread_and_serves_its_o
     // to the sweeper, which serves it one whole answer, never a bare
     // end-of-file.
     for _ in 0..5 {
-        let looked_up = open(
-            &traces,
-            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .unwrap();
+        let looked_up = LookedUp::new(&traces);
         assert_eq!(trace_lines(&read_traces(&traces)), Some(5));
-        let own = format!("/proc/{}/fd/{}", std::process::id(), looked_up.as_raw_fd());
+        let own = looked_up.proc_path();
         let orphan =
             std::thread::spawn(move || output_within(Command::new("cat").arg(&own), CAT_DEADLINE));
         std::thread::sleep(Duration::from_millis(150));
@@ -151,10 +127,10 @@ fn the_traces_fifo_is_probed_at_its_serves_wakes_nothing_unread_and_serves_its_o
     // most 2 s later, or a few for orphans still being served), then
     // nothing is watched and nothing wakes it.
     std::thread::sleep(Duration::from_secs(3));
-    let (idle_from, _) = wake_ups_of(TRACES_SWEEPER);
+    let idle_from = threads_named(TRACES_SWEEPER).wake_ups;
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        wake_ups_of(TRACES_SWEEPER).0,
+        threads_named(TRACES_SWEEPER).wake_ups,
         idle_from,
         "a traces FIFO nobody reads woke its sweeper"
     );

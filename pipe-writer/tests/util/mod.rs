@@ -256,3 +256,63 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// What the kernel counts for this process's threads named `name` (their
+/// `comm`, at most 15 bytes): how many there are, their sleeps that ended
+/// (voluntary context switches: wake-ups) and their CPU time in ns
+/// (`schedstat`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadFigures {
+    pub threads: usize,
+    pub wake_ups: u64,
+    pub cpu_ns: u64,
+}
+
+/// [`ThreadFigures`] of the threads named `name`, from `/proc/self/task`.
+pub fn threads_named(name: &str) -> ThreadFigures {
+    let mut figures = ThreadFigures::default();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let read = |file: &str| std::fs::read_to_string(task.path().join(file)).unwrap_or_default();
+        if read("comm").trim() != name {
+            continue;
+        }
+        figures.threads += 1;
+        figures.wake_ups += read("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        figures.cpu_ns += read("schedstat")
+            .split(' ')
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    figures
+}
+
+/// What a racing reader's path lookup holds: the FIFO found at a path, by
+/// an `O_PATH` descriptor, to be opened later through
+/// [`LookedUp::proc_path`] whatever is at the path by then (the way a `cat`
+/// that looked the path up just before a swap reaches a retired FIFO).
+pub struct LookedUp(OwnedFd);
+
+impl LookedUp {
+    pub fn new(path: &Path) -> LookedUp {
+        LookedUp(
+            open(
+                path,
+                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .unwrap(),
+        )
+    }
+
+    /// `/proc/<pid>/fd/<n>`: opening it (from any process) opens the FIFO
+    /// that was looked up.
+    pub fn proc_path(&self) -> String {
+        use std::os::fd::AsRawFd;
+        format!("/proc/{}/fd/{}", std::process::id(), self.0.as_raw_fd())
+    }
+}
