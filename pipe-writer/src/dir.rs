@@ -61,7 +61,13 @@ pub fn spare_dir_name(uid: u32) -> String {
 /// resolves); [`Error::UnsafeDir`] for a writable directory that is not
 /// sticky.
 pub fn check_dir(path: &Path, owner: u32, mode: u32) -> Result<(), Error> {
-    let uid = geteuid().as_raw();
+    check_dir_for(path, owner, mode, geteuid())
+}
+
+/// [`check_dir`] for the effective user `uid`, known already (a serving
+/// thread's check after a serve makes no `geteuid` call).
+pub(crate) fn check_dir_for(path: &Path, owner: u32, mode: u32, uid: Uid) -> Result<(), Error> {
+    let uid = uid.as_raw();
     if owner != 0 && owner != uid {
         return Err(Error::DirOwner {
             path: path.to_path_buf(),
@@ -280,6 +286,11 @@ impl PipeDir {
             })?;
         }
         Ok(fifo)
+    }
+
+    /// The pipe directory, held open.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     /// The spare directory, for the serving thread to open a retired FIFO

@@ -57,6 +57,9 @@ pub(crate) struct Pool {
     pid: u32,
     /// The served name's suffix: `stats` or `traces`.
     suffix: &'static str,
+    /// The slot names, made once: formatting one per serve was a measurable
+    /// share of a serve's CPU (issue 15).
+    slot_names: [Box<str>; NAMES],
     spares: VecDeque<Spare>,
     /// Cleared for good when the filesystem cannot exchange two names: every
     /// serve then renames a fresh FIFO over the path.
@@ -76,6 +79,7 @@ impl Pool {
         Pool {
             pid,
             suffix,
+            slot_names: std::array::from_fn(|index| numbered(pid, suffix, index as u64).into()),
             spares: VecDeque::with_capacity(SPARES + 1),
             exchange: true,
             next_own: NAMES as u64,
@@ -83,15 +87,9 @@ impl Pool {
         }
     }
 
-    fn name(&self, index: usize) -> String {
-        self.numbered(index as u64)
-    }
-
-    fn numbered(&self, n: u64) -> String {
-        match n {
-            0 => format!(".{}.{}.tmp", self.pid, self.suffix),
-            n => format!(".{}.{}.{n}.tmp", self.pid, self.suffix),
-        }
+    /// The slot name `index` (below [`NAMES`]).
+    fn name(&self, index: usize) -> &str {
+        &self.slot_names[index]
     }
 
     /// Gives a FIFO just made under the slot name `index` its own name, for
@@ -102,9 +100,9 @@ impl Pool {
         if !self.own_names {
             return;
         }
-        let own = self.numbered(self.next_own);
+        let own = numbered(self.pid, self.suffix, self.next_own);
         self.next_own += 1;
-        let named = dir.link_spare(&self.name(index), &own).is_ok();
+        let named = dir.link_spare(self.name(index), &own).is_ok();
         fifo.set_spare_name(named.then(|| Arc::from(own)));
     }
 
@@ -117,8 +115,8 @@ impl Pool {
         mode: u32,
     ) -> Result<Arc<Fifo>, Error> {
         let first = self.fresh(dir, mode)?;
-        if let Err(errno) = dir.rename_spare(&self.name(first.index), name) {
-            dir.remove(Area::Spares, &self.name(first.index), Some(first.fifo.id()));
+        if let Err(errno) = dir.rename_spare(self.name(first.index), name) {
+            dir.remove(Area::Spares, self.name(first.index), Some(first.fifo.id()));
             forget(dir, &first.fifo);
             return Err(swap_error(dir, name, errno));
         }
@@ -134,7 +132,7 @@ impl Pool {
             if self.spares.iter().any(|s| s.index == index) {
                 continue;
             }
-            let made = match dir.make_spare(&self.name(index), mode) {
+            let made = match dir.make_spare(self.name(index), mode) {
                 // Out of inodes: on tmpfs each own name takes one. They go,
                 // for good, and the FIFO is tried again.
                 Err(Error::Fifo {
@@ -145,7 +143,7 @@ impl Pool {
                     for spare in &self.spares {
                         forget(dir, &spare.fifo);
                     }
-                    dir.make_spare(&self.name(index), mode)
+                    dir.make_spare(self.name(index), mode)
                 }
                 other => other,
             };
@@ -165,7 +163,7 @@ impl Pool {
         }
         // Every free name is squatted (the pool itself holds at most SPARES).
         Err(squatted.unwrap_or_else(|| Error::Fifo {
-            path: dir.join_in(Area::Spares, &self.name(0)),
+            path: dir.join_in(Area::Spares, self.name(0)),
             op: "find a free spare name for",
             errno: Errno::EEXIST,
         }))
@@ -194,7 +192,7 @@ impl Pool {
             forget(dir, &oldest.fifo);
             dir.remove(
                 Area::Spares,
-                &self.name(oldest.index),
+                self.name(oldest.index),
                 Some(oldest.fifo.id()),
             );
         }
@@ -232,9 +230,11 @@ impl Pool {
                 fresh
             }
         };
-        let spare_name = self.name(spare.index);
+        // The field itself, not `self.name`: the arms below change other
+        // fields while it is borrowed.
+        let spare_name = &self.slot_names[spare.index];
         if self.exchange {
-            match dir.exchange_spare(&spare_name, name) {
+            match dir.exchange_spare(spare_name, name) {
                 Ok(()) => {
                     // Each keeps its own name: no other name to note.
                     self.spares.push_back(Spare {
@@ -249,7 +249,7 @@ impl Pool {
                 Err(errno) => return Err(self.give_back(dir, spare, name, errno)),
             }
         }
-        match dir.rename_spare(&spare_name, name) {
+        match dir.rename_spare(spare_name, name) {
             Ok(()) => {
                 // Renamed over: the FIFO that was at our path leaves the
                 // pool, for the sweeper.
@@ -272,9 +272,18 @@ impl Pool {
     pub(crate) fn remove_all(&mut self, dir: &PipeDir) {
         while let Some(spare) = self.spares.pop_front() {
             forget(dir, &spare.fifo);
-            dir.remove(Area::Spares, &self.name(spare.index), Some(spare.fifo.id()));
+            dir.remove(Area::Spares, self.name(spare.index), Some(spare.fifo.id()));
             drop(spare.fifo.open_if_reader());
         }
+    }
+}
+
+/// The spare name numbered `n`: `.<pid>.<suffix>.tmp` for 0, else
+/// `.<pid>.<suffix>.<n>.tmp`.
+fn numbered(pid: u32, suffix: &str, n: u64) -> String {
+    match n {
+        0 => format!(".{pid}.{suffix}.tmp"),
+        n => format!(".{pid}.{suffix}.{n}.tmp"),
     }
 }
 

@@ -8,9 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::stat::{SFlag, lstat};
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{SFlag, fstatat, lstat};
 
-use crate::dir::{PipeDir, check_dir, check_fifo_of};
+use crate::dir::{PipeDir, check_dir_for, check_fifo_of};
 use crate::error::Error;
 use crate::fifo::{Fifo, FileId};
 
@@ -31,10 +32,17 @@ impl std::fmt::Debug for OnUnreachable {
     }
 }
 
-/// Checks that the directory at `dir`'s path may still be trusted and that
-/// `path` names `current`, the FIFO served now (two `lstat`s). A FIFO of
-/// another user there is a squat, never taken for ours.
-pub(crate) fn check_reach(dir: &PipeDir, path: &Path, current: Option<&Fifo>) -> Result<(), Error> {
+/// Checks that the directory at `dir`'s path may still be trusted and
+/// that `path` (`name` in it) names `current`, the FIFO served now: an
+/// `lstat` of the directory's path and a look-up of `name` in the
+/// directory we hold (by path if another directory took its place). A
+/// FIFO of another user there is a squat, never taken for ours.
+pub(crate) fn check_reach(
+    dir: &PipeDir,
+    name: &str,
+    path: &Path,
+    current: Option<&Fifo>,
+) -> Result<(), Error> {
     let dir_path = dir.path();
     let stat = lstat(dir_path).map_err(|errno| Error::Dir {
         path: dir_path.to_path_buf(),
@@ -42,7 +50,7 @@ pub(crate) fn check_reach(dir: &PipeDir, path: &Path, current: Option<&Fifo>) ->
         errno,
     })?;
     match SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) {
-        SFlag::S_IFDIR => check_dir(dir_path, stat.st_uid, stat.st_mode)?,
+        SFlag::S_IFDIR => check_dir_for(dir_path, stat.st_uid, stat.st_mode, dir.uid())?,
         SFlag::S_IFLNK => {
             return Err(Error::DirIsSymlink {
                 path: dir_path.to_path_buf(),
@@ -54,7 +62,15 @@ pub(crate) fn check_reach(dir: &PipeDir, path: &Path, current: Option<&Fifo>) ->
             });
         }
     }
-    let stat = lstat(path).map_err(|errno| Error::Fifo {
+    // Our name looked up in the directory we hold, with no walk of the
+    // path, while the path still leads to it; else through the path, which
+    // then tells what readers find there (nothing, or another FIFO).
+    let stat = if FileId::of(&stat) == dir.id() {
+        fstatat(dir.fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+    } else {
+        lstat(path)
+    }
+    .map_err(|errno| Error::Fifo {
         path: path.to_path_buf(),
         op: "look up",
         errno,

@@ -403,7 +403,7 @@ impl Server {
         // Held while looking, so a serve swapping FIFOs meanwhile cannot make
         // the path and `current` disagree (the serving thread swaps under it).
         let current = lock(&self.shared.current);
-        check_reach(&self.dir, &self.path, current.as_deref())
+        check_reach(&self.dir, &self.name, &self.path, current.as_deref())
     }
 
     /// Stops serving: wakes and joins the threads, removes the FIFO.
@@ -595,7 +595,7 @@ impl ServeLoop {
         }
         self.checked = Instant::now();
         let path = self.dir.join(&self.name);
-        if let Err(error) = check_reach(&self.dir, &path, Some(&self.current)) {
+        if let Err(error) = check_reach(&self.dir, &self.name, &path, Some(&self.current)) {
             (report.0)(&error);
         }
     }

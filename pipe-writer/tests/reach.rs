@@ -61,3 +61,47 @@ fn a_lost_path_is_reported_after_a_serve_at_most_once_a_second() {
     assert!(server.check().is_ok());
     server.stop().unwrap();
 }
+
+/// The check looks our name up in the directory it holds while the path
+/// still leads there; a directory put in its place is looked at through
+/// the path, as readers see it: our FIFO moved away with the old one is no
+/// longer reached.
+#[test]
+fn a_directory_put_in_place_of_ours_is_looked_at_through_the_path() {
+    let parent = TempDir::new("reach-moved");
+    let dir = parent.path().join("pipes");
+    std::fs::create_dir(&dir).unwrap();
+    let server = Builder::new()
+        .dir(&dir)
+        .registry(registry_with(3, 0))
+        .start()
+        .unwrap();
+    assert_eq!(server.check(), Ok(()));
+    let name = server.path().file_name().unwrap().to_owned();
+
+    // Ours moved aside (our FIFO still in it), an empty one in its place.
+    std::fs::rename(&dir, parent.path().join("moved")).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    match server.check() {
+        Err(Error::Fifo { path, op, errno }) => {
+            assert_eq!(path, server.path());
+            assert_eq!((op, errno), ("look up", nix::errno::Errno::ENOENT));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A FIFO of ours under our name there: not the one we serve.
+    nix::unistd::mkfifo(
+        &dir.join(&name),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    assert_eq!(
+        server.check(),
+        Err(Error::Replaced {
+            path: server.path().to_path_buf()
+        })
+    );
+    drop(server);
+}
