@@ -3,10 +3,11 @@
 //! every source it lists; a writer reads its own in the background and
 //! appends them to each snapshot as the reserved `process.*` lines.
 //!
-//! Everything but the descriptor count comes from one read of
-//! `/proc/<pid>/stat`: rendering `/proc/<pid>/status` costs the kernel
-//! several times more, and its `VmRSS` is the same counter as field 24
-//! (`rss`, in pages) of `stat`.
+//! For another process everything but the descriptor count comes from one
+//! read of `/proc/<pid>/stat`: rendering `/proc/<pid>/status` costs the
+//! kernel several times more, and its `VmRSS` is the same counter as field
+//! 24 (`rss`, in pages) of `stat`. A writer's own refresh is lighter still
+//! (see `SelfFiles`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -209,9 +210,9 @@ pub const UPTIME_SECONDS: &str = "process.uptime_seconds";
 /// that wakes; never on a reader's clock). Read once a second, the figures
 /// in a snapshot are at most this old plus the gap between reads, and
 /// never older than [`STALE`]; uptime is exact (worked out when the
-/// snapshot is). Five seconds (issue 15): a refresh (`pread` of
-/// `/proc/self/stat`, `fstat` of `/proc/self/fd`) was about 4 % of a serve
-/// read once a second, and whoever looks at these figures scrapes every 10
+/// snapshot is). Five seconds (issue 15): a refresh (then a `pread` of
+/// `/proc/self/stat` and an `fstat` of `/proc/self/fd`) was about 4 % of a
+/// serve read once a second, and whoever looks at these figures scrapes every 10
 /// to 15 s (Prometheus, gops), so every scrape still sees figures read
 /// within the last half of its interval. The first serve after start
 /// refreshes at once (the figures read at start predate the program's
@@ -239,10 +240,17 @@ pub(crate) struct OwnFigures {
     files: Mutex<Option<SelfFiles>>,
 }
 
-/// What a refresh reads, kept open.
+/// What a refresh reads, kept open: the lightest source of each figure
+/// (issue 15). Rendering `/proc/self/stat` (some fifty fields, a walk of
+/// every thread) was most of a refresh; it is read once, for the start
+/// time, which never changes.
 struct SelfFiles {
-    stat: std::fs::File,
+    /// `/proc/self/statm`: its second field is the resident set in pages.
+    statm: std::fs::File,
+    /// `/proc/self/task`: its link count is the number of threads plus two.
+    tasks: std::fs::File,
     fds: nix::dir::Dir,
+    started_after_boot: Duration,
     buf: Vec<u8>,
 }
 
@@ -254,7 +262,9 @@ impl std::fmt::Debug for SelfFiles {
 
 impl SelfFiles {
     fn open() -> Option<SelfFiles> {
-        let stat = std::fs::File::open("/proc/self/stat").ok()?;
+        let started_after_boot = StatFields::read("self").ok()?.started_after_boot();
+        let statm = std::fs::File::open("/proc/self/statm").ok()?;
+        let tasks = std::fs::File::open("/proc/self/task").ok()?;
         let fds = nix::dir::Dir::open(
             "/proc/self/fd",
             nix::fcntl::OFlag::O_RDONLY
@@ -264,30 +274,43 @@ impl SelfFiles {
         )
         .ok()?;
         Some(SelfFiles {
-            stat,
+            statm,
+            tasks,
             fds,
-            buf: Vec::with_capacity(1024),
+            started_after_boot,
+            buf: Vec::with_capacity(128),
         })
     }
 
-    /// The figures now; `None` if `/proc/self/stat` cannot be read.
+    /// The figures now: CPU time from the process's CPU clock (exact, one
+    /// system call), the resident set from `statm`, threads and descriptors
+    /// from two `fstat`s.
     fn read(&mut self) -> Option<Figures> {
-        use std::os::unix::fs::FileExt;
-        // A proc file is generated afresh by each read from offset 0, and
-        // every read renders the whole of it: a read shorter than asked
-        // is the end (one `pread` per refresh, not two; issue 15).
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let cpu = Duration::from(clock_gettime(ClockId::CLOCK_PROCESS_CPUTIME_ID).ok()?);
+        // A proc file is generated afresh by each read from offset 0; a
+        // read shorter than asked is the end.
         self.buf.clear();
-        let mut chunk = [0u8; 1024];
+        let mut chunk = [0u8; 128];
         loop {
-            let n = self.stat.read_at(&mut chunk, self.buf.len() as u64).ok()?;
+            let n = self.statm.read_at(&mut chunk, self.buf.len() as u64).ok()?;
             self.buf.extend_from_slice(&chunk[..n]);
             if n < chunk.len() {
                 break;
             }
         }
-        let fields = StatFields::parse(&self.buf)?;
+        let rss_pages = std::str::from_utf8(&self.buf)
+            .ok()?
+            .split_ascii_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()?;
+        let threads = self.tasks.metadata().ok()?.nlink().checked_sub(2)?;
         Some(Figures {
-            fields,
+            cpu,
+            rss_pages,
+            threads,
+            started_after_boot: self.started_after_boot,
             open_fds: Some(self.open_fds()),
         })
     }
@@ -320,8 +343,25 @@ struct Latest {
 
 #[derive(Clone, Copy, Debug)]
 struct Figures {
-    fields: StatFields,
+    cpu: Duration,
+    rss_pages: u64,
+    threads: u64,
+    started_after_boot: Duration,
     open_fds: Option<u64>,
+}
+
+impl Figures {
+    fn into_stats(self) -> ProcessStats {
+        ProcessStats {
+            // Not needed here (and `getpid` is a system call).
+            pid: 0,
+            rss_bytes: self.rss_pages.saturating_mul(page_size()),
+            cpu: self.cpu,
+            threads: self.threads,
+            open_fds: self.open_fds,
+            uptime: since_boot().saturating_sub(self.started_after_boot),
+        }
+    }
 }
 
 impl OwnFigures {
@@ -373,11 +413,10 @@ impl OwnFigures {
             self.refresh();
             latest = *self.lock();
         }
-        let Some(Figures { fields, open_fds }) = latest.figures else {
+        let Some(figures) = latest.figures else {
             return [None; 5];
         };
-        // The PID is not needed here (and `getpid` is a system call).
-        let stats = fields.into_stats(0, open_fds);
+        let stats = figures.into_stats();
         let line = |name, value, kind| Some(OwnLine { name, value, kind });
         [
             line(
@@ -455,6 +494,44 @@ mod tests {
         let own = ProcessStats::read_self().unwrap();
         assert_eq!(own.pid, std::process::id());
         assert!(own.open_fds.unwrap() >= 3);
+    }
+
+    /// A writer's own refresh reads lighter sources (CPU clock, `statm`,
+    /// the link count of `task`) than [`ProcessStats::read_self`] (`stat`):
+    /// the same figures.
+    #[test]
+    fn own_refresh_agrees_with_proc_stat() {
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {}
+        let (ready, wait) = std::sync::mpsc::channel::<()>();
+        let helper = std::thread::spawn(move || wait.recv().is_err());
+        let mut files = SelfFiles::open().unwrap();
+        // Other tests start and end threads meanwhile: the light read is
+        // taken between two full ones that agree on the count.
+        let (light, full) = (0..100)
+            .find_map(|_| {
+                let before = ProcessStats::read_self().unwrap();
+                let light = files.read().unwrap().into_stats();
+                let after = ProcessStats::read_self().unwrap();
+                (before.threads == after.threads).then_some((light, after))
+            })
+            .unwrap();
+        drop(ready);
+        assert!(helper.join().unwrap());
+        assert_eq!(light.threads, full.threads);
+        assert!(light.threads >= 2, "{light:?}");
+        assert!(
+            light.rss_bytes.abs_diff(full.rss_bytes) < full.rss_bytes / 4,
+            "{light:?} {full:?}"
+        );
+        // `stat` counts whole ticks (10 ms), the clock nanoseconds.
+        assert!(light.cpu >= Duration::from_millis(30), "{light:?}");
+        assert!(
+            light.cpu.abs_diff(full.cpu) < Duration::from_millis(50),
+            "{light:?} {full:?}"
+        );
+        assert!(light.uptime.abs_diff(full.uptime) < Duration::from_millis(50));
+        assert_eq!(light.open_fds.is_some(), full.open_fds.is_some());
     }
 
     #[test]
