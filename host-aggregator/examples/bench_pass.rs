@@ -21,7 +21,8 @@
 //!   (`scripts/bench/prom_multiproc.py --driven`).
 //!
 //! Then the writers' own CPU: for `SECONDS` seconds both sets are read once
-//! a second by the bare reader (`paced-bare`), then ours by `GET /stats`
+//! a second by the bare reader (`paced-bare`; which set is read first
+//! alternates from second to second), then ours by `GET /stats`
 //! once a second (`paced-stats`, the aggregator's pace), then nobody reads
 //! either (`idle`). CPU is the sum over every thread of every writer process
 //! (`/proc/<pid>/task/*/schedstat`, nanoseconds), as are the wake-ups (each
@@ -525,11 +526,11 @@ fn main() {
     );
 
     // The writers' own CPU, read once a second, then not at all.
-    let phase = |name: &str, read: &mut dyn FnMut()| {
+    let phase = |name: &str, read: &mut dyn FnMut(u64)| {
         let (ours0, min0) = (set_totals(&ours_pids), set_totals(&min_pids));
         let start = Instant::now();
         for second in 1..=seconds {
-            read();
+            read(second);
             let next = start + Duration::from_secs(second);
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
@@ -543,16 +544,24 @@ fn main() {
             );
         }
     };
-    phase("paced-bare", &mut || {
-        bare_pass(&ours_dir, &mut chunk);
-        bare_pass(&min_dir, &mut chunk);
+    // The set read second in a second measured 10-18 % less CPU than the
+    // same binary read first (BENCHMARKS.md, 2026-12-02 third session):
+    // the order alternates, so neither set has the better place.
+    phase("paced-bare", &mut |second| {
+        let (first, then) = if second % 2 == 1 {
+            (&ours_dir, &min_dir)
+        } else {
+            (&min_dir, &ours_dir)
+        };
+        bare_pass(first, &mut chunk);
+        bare_pass(then, &mut chunk);
     });
-    phase("paced-stats", &mut || {
+    phase("paced-stats", &mut |_| {
         get_stats(addr);
     });
     // Let the last reads' after-effects (orphan checks) pass first.
     std::thread::sleep(Duration::from_secs(6));
-    phase("idle", &mut || {});
+    phase("idle", &mut |_| {});
     drop(ours);
     drop(minimal);
     let _ = std::fs::remove_dir_all(&base);
