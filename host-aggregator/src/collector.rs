@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 use stats_core::kinds::KindsCache;
 use stats_core::merge::TypedMerger;
 
-use crate::discovery::discover;
+use crate::discovery::{by_bytes, discover};
 use crate::error::Error;
 use crate::reader::{Enveloped, read_all};
 use crate::retention::Retention;
@@ -114,11 +114,14 @@ impl Collector {
         // (the reader retries a missing path, then reports it Vanished).
         let listed = paths.len();
         for path in &self.ok_last_pass {
-            if paths[..listed].binary_search(path).is_err() {
+            if paths[..listed]
+                .binary_search_by(|listed| by_bytes(listed, path))
+                .is_err()
+            {
                 paths.push(path.clone());
             }
         }
-        paths.sort_unstable();
+        paths.sort_unstable_by(|a, b| by_bytes(a, b));
         let (mut sources, started_at): (Vec<_>, Vec<_>) = read_all(
             paths,
             &self.silent_last_pass,

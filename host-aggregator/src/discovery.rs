@@ -73,8 +73,16 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<PathBuf>, Error> {
             .filter_map(Result::ok)
             .map(|entry| entry.path()),
     );
-    found.sort_unstable();
+    found.sort_unstable_by(|a, b| by_bytes(a, b));
     Ok(found)
+}
+
+/// The order of paths that all name entries of one directory: the byte
+/// order of the paths, which for them is [`Path`]'s own order (only the
+/// last component differs), at the cost of one `memcmp` rather than a walk
+/// of every component (a pass compares paths thousands of times).
+pub(crate) fn by_bytes(a: &Path, b: &Path) -> std::cmp::Ordering {
+    a.as_os_str().cmp(b.as_os_str())
 }
 
 /// `*.stats`, not hidden, something before the suffix.

@@ -27,6 +27,7 @@ use stats_core::Snapshot;
 use stats_core::envelope::{self, Verdict};
 use stats_core::kinds::KindsCache;
 
+use crate::discovery::by_bytes;
 use crate::source::{ReadOptions, Source, Status};
 
 mod enveloped;
@@ -299,7 +300,9 @@ impl<'o> PassState<'o> {
         let slots = paths
             .into_iter()
             .map(|path| Slot {
-                silent_before: silent_before.binary_search(&path).is_ok(),
+                silent_before: silent_before
+                    .binary_search_by(|silent| by_bytes(silent, &path))
+                    .is_ok(),
                 source: Source::new(path),
                 state: State::Waiting {
                     at: now,
