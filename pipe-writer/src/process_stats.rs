@@ -234,9 +234,9 @@ pub(crate) struct OwnFigures {
     latest: Mutex<Latest>,
     /// A snapshot used the figures since the last background refresh.
     wanted: AtomicBool,
-    /// `/proc/self/stat` and `/proc/self/fd`, opened at the first refresh
-    /// and kept: a refresh is then one `pread` and one listing, with no
-    /// path lookup in `/proc` (issue 15: a lighter writer).
+    /// What a refresh reads in `/proc/self`, opened at the first refresh
+    /// and kept: no path lookup in `/proc` after that (issue 15: a lighter
+    /// writer).
     files: Mutex<Option<SelfFiles>>,
 }
 
