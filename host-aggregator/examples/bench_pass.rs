@@ -4,8 +4,9 @@
 //! by `RENAME_EXCHANGE`, nothing else) in two fresh directories, an
 //! aggregator `serve --max-age 0s --no-history` over ours, and
 //! prometheus_client's multiprocess collector over N processes' files, then
-//! times read passes round by round, each round in this order so every
-//! reader sees the same load:
+//! times read passes round by round, each reader once a round, in this
+//! order turned by one place every round (so no reader always comes first
+//! or after the same one):
 //!
 //! - `stats`: `GET /stats` from the running aggregator (a fresh pass each);
 //!   CPU is the aggregator process's (all its threads), RSS its `VmHWM`;
@@ -461,44 +462,67 @@ fn main() {
     let mut last = None;
     let mut bare_bytes = (0, 0);
     let mut ok = usize::MAX;
-    for _ in 0..passes {
-        // stats: the aggregator's CPU, all its threads.
-        std::thread::sleep(pause);
-        let (clock, before) = (Instant::now(), cpu_ns(serve_pid));
-        get_stats(addr);
-        rows[0].1.walls.push(clock.elapsed());
-        rows[0].1.cpu += Duration::from_nanos(cpu_ns(serve_pid) - before);
-        std::thread::sleep(pause);
-        dump(&aggregator, Some(&mut rows[1].1));
-        if let (Some(bin), Some((_, other_addr, other_pid))) = (&other, &other_serve) {
+    // The readers of a round, each timed into its row. Every round starts
+    // one reader further on, so no reader always comes first or always
+    // follows the same one: the writer sets showed a position effect of
+    // 10-18 % (BENCHMARKS.md, 2026-12-02 third session).
+    let mut readers = vec![0, 1];
+    if other.is_some() {
+        readers.extend([6, 7]);
+    }
+    readers.extend([2, 3, 4, 5]);
+    for round in 0..passes {
+        for k in 0..readers.len() {
+            let row = readers[(round + k) % readers.len()];
             std::thread::sleep(pause);
-            let (clock, before) = (Instant::now(), cpu_ns(*other_pid));
-            get_stats(*other_addr);
-            rows[6].1.walls.push(clock.elapsed());
-            rows[6].1.cpu += Duration::from_nanos(cpu_ns(*other_pid) - before);
-            std::thread::sleep(pause);
-            dump(bin, Some(&mut rows[7].1));
+            match row {
+                // stats: the aggregator's CPU, all its threads.
+                0 => {
+                    let (clock, before) = (Instant::now(), cpu_ns(serve_pid));
+                    get_stats(addr);
+                    rows[0].1.walls.push(clock.elapsed());
+                    rows[0].1.cpu += Duration::from_nanos(cpu_ns(serve_pid) - before);
+                }
+                1 => dump(&aggregator, Some(&mut rows[1].1)),
+                2 => {
+                    // One pass alive at a time, as in `dump`: peak RSS is
+                    // one pass's.
+                    drop(last.take());
+                    let (clock, before) = (Instant::now(), cpu_of(UsageWho::RUSAGE_SELF));
+                    let pass = collector.collect().expect("pass");
+                    rows[2].1.walls.push(clock.elapsed());
+                    rows[2].1.cpu += cpu_of(UsageWho::RUSAGE_SELF) - before;
+                    ok = ok.min(pass.ok_count());
+                    last = Some(pass);
+                }
+                3 | 4 => {
+                    let dir = if row == 3 { &ours_dir } else { &min_dir };
+                    let (clock, before) = (Instant::now(), cpu_of(UsageWho::RUSAGE_SELF));
+                    bare_bytes = bare_pass(dir, &mut chunk);
+                    rows[row].1.walls.push(clock.elapsed());
+                    rows[row].1.cpu += cpu_of(UsageWho::RUSAGE_SELF) - before;
+                }
+                5 => {
+                    let (wall, cpu) = python.pass();
+                    rows[5].1.walls.push(wall);
+                    rows[5].1.cpu += cpu;
+                }
+                _ => {
+                    let (Some(bin), Some((_, other_addr, other_pid))) = (&other, &other_serve)
+                    else {
+                        continue;
+                    };
+                    if row == 6 {
+                        let (clock, before) = (Instant::now(), cpu_ns(*other_pid));
+                        get_stats(*other_addr);
+                        rows[6].1.walls.push(clock.elapsed());
+                        rows[6].1.cpu += Duration::from_nanos(cpu_ns(*other_pid) - before);
+                    } else {
+                        dump(bin, Some(&mut rows[7].1));
+                    }
+                }
+            }
         }
-        // One pass alive at a time, as in `dump`: peak RSS is one pass's.
-        drop(last.take());
-        std::thread::sleep(pause);
-        let (clock, before) = (Instant::now(), cpu_of(UsageWho::RUSAGE_SELF));
-        let pass = collector.collect().expect("pass");
-        rows[2].1.walls.push(clock.elapsed());
-        rows[2].1.cpu += cpu_of(UsageWho::RUSAGE_SELF) - before;
-        ok = ok.min(pass.ok_count());
-        last = Some(pass);
-        for (row, dir) in [(3, &ours_dir), (4, &min_dir)] {
-            std::thread::sleep(pause);
-            let (clock, before) = (Instant::now(), cpu_of(UsageWho::RUSAGE_SELF));
-            bare_bytes = bare_pass(dir, &mut chunk);
-            rows[row].1.walls.push(clock.elapsed());
-            rows[row].1.cpu += cpu_of(UsageWho::RUSAGE_SELF) - before;
-        }
-        std::thread::sleep(pause);
-        let (wall, cpu) = python.pass();
-        rows[5].1.walls.push(wall);
-        rows[5].1.cpu += cpu;
     }
     if ok < n {
         eprintln!("bench_pass: a collect pass had only {ok} of {n} sources ok");
