@@ -149,7 +149,7 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(errors, whole.1, "Snapshot::parse counts the same bad lines");
     assert!(snapshot.len() <= whole.0.len());
     assert!(
-        snapshot.entries().windows(2).all(|w| w[0].name < w[1].name),
+        snapshot.names().windows(2).all(|w| w[0] < w[1]),
         "snapshot sorted, names unique"
     );
     let _ = kinds;

@@ -111,8 +111,8 @@ impl CounterPositions {
             && self
                 .names
                 .iter()
-                .zip(snapshot.entries())
-                .all(|(name, entry)| Arc::ptr_eq(name, &entry.name))
+                .zip(snapshot.names())
+                .all(|(name, held)| Arc::ptr_eq(name, held))
             && self.overrides == *overrides
     }
 }
@@ -233,14 +233,12 @@ impl Retention {
             counters.extend(
                 snapshot
                     .entries()
-                    .iter()
                     .zip(counter)
                     .filter(|(_, counter)| **counter)
-                    .map(|(entry, _)| (&entry.name, entry.value)),
+                    .map(|(entry, _)| entry),
             );
         }
-        for Entry { name, value } in snapshot.entries().iter().filter(|_| has_histograms) {
-            let value = *value;
+        for (name, value) in snapshot.entries().filter(|_| has_histograms) {
             match kinds.get(name) {
                 Some(WireKind::Counter) if overrides.rule_for(name).is_none() => {
                     counters.push((name, value));
@@ -297,11 +295,7 @@ impl Retention {
                 })
                 .collect();
             self.positions = Some(CounterPositions {
-                names: snapshot
-                    .entries()
-                    .iter()
-                    .map(|e| Arc::clone(&e.name))
-                    .collect(),
+                names: snapshot.names().to_vec(),
                 kinds: kinds.clone(),
                 overrides: overrides.clone(),
                 counter,

@@ -148,10 +148,6 @@ const KINDS_CACHE_LIMIT: usize = 1024;
 /// its own snapshots).
 const NAMES_LIMIT: usize = 1 << 20;
 
-/// Positions [`KindsCache::intern_at`] remembers names for, at most: a
-/// snapshot of a hundred thousand stats is interned past them as any other.
-const RECENT_LIMIT: usize = 16_384;
-
 /// Builds [`Kinds`] once per distinct text of kind lines and hands out
 /// shared copies: a reader of a thousand processes of one program holds one
 /// set of declarations, not a thousand, and parses them once.
@@ -177,10 +173,10 @@ pub struct KindsCache {
     /// Stat names interned across sources: a thousand processes of one
     /// program send the same names, held once ([`KindsCache::intern`]).
     names: HashSet<Arc<str>, foldhash::fast::RandomState>,
-    /// The names of the last snapshot parsed, by position
-    /// ([`KindsCache::intern_at`]): the next source of the same program
-    /// sends the same names in the same order.
-    recent: Vec<Arc<str>>,
+    /// The names of the last snapshot parsed whose lines came in name
+    /// order ([`KindsCache::recent`]): the next source of the same program
+    /// sends the same names in the same order, and shares this list.
+    recent: Option<Arc<[Arc<str>]>>,
 }
 
 impl KindsCache {
@@ -243,37 +239,26 @@ impl KindsCache {
         fresh
     }
 
-    /// [`KindsCache::intern`] for the stat at `position` in its snapshot:
-    /// when the last snapshot parsed had these very bytes at that position,
-    /// its shared string is handed out after one comparison, with no hash
-    /// (a thousand processes of one program send the same names in the same
-    /// order; issue 15). Otherwise interned, and remembered at `position`.
-    pub fn intern_at(&mut self, position: usize, name: &str) -> Arc<str> {
-        if let Some(recent) = self.recent.get(position)
-            && **recent == *name
-        {
-            return Arc::clone(recent);
-        }
-        let interned = self.intern(name);
-        if position < self.recent.len() {
-            self.recent[position] = Arc::clone(&interned);
-        } else if position == self.recent.len() && position < RECENT_LIMIT {
-            self.recent.push(Arc::clone(&interned));
-        }
-        interned
+    /// The names of the last snapshot parsed through this cache whose
+    /// lines came in name order, as one shared list: a parse reads a line
+    /// that starts with the name at its position without parsing the name,
+    /// and a snapshot with every one of these names, in order, shares the
+    /// list (a thousand processes of one program send the same names in
+    /// the same order; issue 15).
+    pub fn recent(&self) -> Option<Arc<[Arc<str>]>> {
+        self.recent.clone()
     }
 
-    /// The name the last snapshot parsed had at `position`, if remembered
-    /// (see [`KindsCache::intern_at`]).
-    pub(crate) fn recent_at(&self, position: usize) -> Option<&Arc<str>> {
-        self.recent.get(position)
+    /// Remembers `names` as [`KindsCache::recent`].
+    pub fn set_recent(&mut self, names: Arc<[Arc<str>]>) {
+        self.recent = Some(names);
     }
 
     /// Forgets the texts and blocks not asked for since the last sweep, and
     /// the names no snapshot holds any more (call it once per read pass).
     pub fn sweep(&mut self) {
         // Held here, they would count as held by a snapshot.
-        self.recent.clear();
+        self.recent = None;
         self.by_text.retain(|_, (_, used)| std::mem::take(used));
         self.by_block.retain(|_, (_, used)| std::mem::take(used));
         self.names.retain(|name| Arc::strong_count(name) > 1);

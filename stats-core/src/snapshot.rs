@@ -18,9 +18,15 @@ pub struct Entry {
 }
 
 /// Stats sorted by name, each name once.
+///
+/// The names are one shared list (issue 15): a reader's snapshots of many
+/// processes of one program, which send the same names, share their list
+/// through one reference, and a parse that finds the names of the last
+/// snapshot read at every position takes no reference per stat.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
-    entries: Vec<Entry>,
+    names: Arc<[Arc<str>]>,
+    values: Vec<Value>,
 }
 
 impl Snapshot {
@@ -32,24 +38,43 @@ impl Snapshot {
     /// Builds a snapshot from entries in any order; for a repeated name the
     /// later entry wins (as in a pipestatic reader's dict).
     pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Snapshot {
-        let mut entries: Vec<Entry> = entries.into_iter().collect();
+        let (names, values) = entries
+            .into_iter()
+            .map(|entry| (entry.name, entry.value))
+            .unzip();
+        Snapshot::from_parts(names, values)
+    }
+
+    /// [`Snapshot::from_entries`] from the names and values apart.
+    fn from_parts(names: Vec<Arc<str>>, values: Vec<Value>) -> Snapshot {
         // Our writers render in name order: then there is nothing to sort or
         // drop, and no second vector to build (a reader does this once per
         // pipe per pass).
-        if entries.windows(2).all(|w| w[0].name < w[1].name) {
-            return Snapshot { entries };
+        if names.windows(2).all(|w| w[0] < w[1]) {
+            return Snapshot {
+                names: names.into(),
+                values,
+            };
         }
+        let mut entries: Vec<(Arc<str>, Value)> = names.into_iter().zip(values).collect();
         // Stable sort keeps the written order among equal names, so keeping
         // the last of each run is "later wins".
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut deduped: Vec<Entry> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            match deduped.last_mut() {
-                Some(last) if last.name == entry.name => *last = entry,
-                _ => deduped.push(entry),
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut names: Vec<Arc<str>> = Vec::with_capacity(entries.len());
+        let mut values: Vec<Value> = Vec::with_capacity(entries.len());
+        for (name, value) in entries {
+            match (names.last(), values.last_mut()) {
+                (Some(last), Some(kept)) if *last == name => *kept = value,
+                _ => {
+                    names.push(name);
+                    values.push(value);
+                }
             }
         }
-        Snapshot { entries: deduped }
+        Snapshot {
+            names: names.into(),
+            values,
+        }
     }
 
     /// Builds a snapshot from entries already sorted by name with no repeats
@@ -59,7 +84,14 @@ impl Snapshot {
     /// In debug builds, if the entries are not strictly sorted.
     pub fn from_sorted(entries: Vec<Entry>) -> Snapshot {
         debug_assert!(entries.windows(2).all(|w| w[0].name < w[1].name));
-        Snapshot { entries }
+        let (names, values): (Vec<_>, _) = entries
+            .into_iter()
+            .map(|entry| (entry.name, entry.value))
+            .unzip();
+        Snapshot {
+            names: names.into(),
+            values,
+        }
     }
 
     /// Reads `name: value` lines, skipping metadata (`#...`) lines and
@@ -132,7 +164,7 @@ impl Snapshot {
     /// the first part and the second (line numbers count them): stats kept
     /// under names interned by `cache` if given (a line that starts with
     /// the name the last snapshot had at its position is read without
-    /// parsing the name: [`KindsCache::intern_at`]), each metadata (`#`)
+    /// parsing the name: [`KindsCache::recent`]), each metadata (`#`)
     /// line's name handed to `metadata`, bad lines counted.
     fn parse_parts(
         parts: &[&[u8]],
@@ -155,8 +187,12 @@ impl Snapshot {
                 memchr::memmem::find_iter(p, b"\n#").count() + usize::from(p.first() == Some(&b'#'))
             })
             .sum();
+        let last = cache.as_deref().and_then(KindsCache::recent);
         let mut keep = Keep {
-            entries: Vec::with_capacity((lines + 1).saturating_sub(metadata_lines)),
+            following: last.is_some(),
+            last,
+            names: Vec::new(),
+            values: Vec::with_capacity((lines + 1).saturating_sub(metadata_lines)),
             cache,
             metadata,
         };
@@ -167,73 +203,143 @@ impl Snapshot {
             parser.feed_to(part, &mut keep);
         }
         parser.finish_to(&mut keep);
-        (Snapshot::from_entries(keep.entries), parser.take_errors())
+        (keep.finish(), parser.take_errors())
     }
 
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<Value> {
-        self.entries
-            .binary_search_by(|e| (*e.name).cmp(name))
+        self.names
+            .binary_search_by(|held| (**held).cmp(name))
             .ok()
-            .map(|i| self.entries[i].value)
+            .map(|i| self.values[i])
     }
 
-    /// The entries, sorted by name.
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
+    /// The names, sorted; [`Snapshot::values`] holds their values at the
+    /// same positions.
+    pub fn names(&self) -> &[Arc<str>] {
+        &self.names
+    }
+
+    /// The values, in the order of [`Snapshot::names`].
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+
+    /// Whether both snapshots hold the very same list of names (one parse
+    /// took it from the other, or both from a third): then the names are
+    /// equal position by position without comparing any.
+    pub fn shares_names_with(&self, other: &Snapshot) -> bool {
+        Arc::ptr_eq(&self.names, &other.names)
+    }
+
+    /// Iterates `(name, value)` in name order, each name as the shared
+    /// string the snapshot holds.
+    pub fn entries(&self) -> impl Iterator<Item = (&Arc<str>, Value)> {
+        self.names.iter().zip(self.values.iter().copied())
     }
 
     /// Takes the entries out, sorted by name.
     pub fn into_entries(self) -> Vec<Entry> {
-        self.entries
+        self.names
+            .iter()
+            .zip(self.values)
+            .map(|(name, value)| Entry {
+                name: Arc::clone(name),
+                value,
+            })
+            .collect()
     }
 
     /// Iterates `(name, value)` in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Value)> {
-        self.entries.iter().map(|e| (&*e.name, e.value))
+        self.names
+            .iter()
+            .zip(self.values.iter().copied())
+            .map(|(name, value)| (&**name, value))
     }
 
     /// Number of stats.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.values.len()
     }
 
     /// Whether there are no stats.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.values.is_empty()
     }
 
     /// Appends every stat as a `name: value\n` line, with no allocation per
     /// line.
     pub fn render_into(&self, buf: &mut Vec<u8>) {
-        buf.reserve(self.entries.len() * 24);
-        for entry in &self.entries {
-            write_line(buf, &entry.name, entry.value);
+        buf.reserve(self.values.len() * 24);
+        for (name, value) in self.iter() {
+            write_line(buf, name, value);
         }
     }
 }
 
 /// What [`Snapshot::parse_parts`] keeps of the lines.
 struct Keep<'c, M> {
-    entries: Vec<Entry>,
+    /// The names of the last snapshot parsed through the cache, if any: a
+    /// line that starts with the name at its position is read by it.
+    last: Option<Arc<[Arc<str>]>>,
+    /// Every stat so far had `last`'s name at its position: `names` is
+    /// still empty, and a snapshot that ends so shares `last`.
+    following: bool,
+    names: Vec<Arc<str>>,
+    values: Vec<Value>,
     cache: Option<&'c mut KindsCache>,
     metadata: M,
+}
+
+impl<M> Keep<'_, M> {
+    /// Stops following `last`: the names so far, taken from it, are now
+    /// this snapshot's own.
+    fn leave_last(&mut self) {
+        if std::mem::take(&mut self.following)
+            && let Some(last) = &self.last
+        {
+            self.names.reserve(self.values.capacity());
+            self.names
+                .extend(last[..self.values.len()].iter().map(Arc::clone));
+        }
+    }
+
+    /// The snapshot kept; the cache remembers its names for the next parse
+    /// when they came in order (our writers sort them).
+    fn finish(mut self) -> Snapshot {
+        if self.following
+            && let Some(last) = &self.last
+            && last.len() == self.values.len()
+        {
+            return Snapshot {
+                names: Arc::clone(last),
+                values: self.values,
+            };
+        }
+        self.leave_last();
+        let in_order = self.names.windows(2).all(|w| w[0] < w[1]);
+        let snapshot = Snapshot::from_parts(self.names, self.values);
+        if in_order && let Some(cache) = self.cache {
+            cache.set_recent(Arc::clone(&snapshot.names));
+        }
+        snapshot
+    }
 }
 
 impl<M: FnMut(&str)> LineSink for Keep<'_, M> {
     /// A line that reads `<name>:<value>` where `<name>` is the very name
     /// the last snapshot parsed had at this position: the name is taken as
-    /// is, only the value is parsed. Exactly [`crate::format::parse_line`]'s
-    /// reading: that name came out of it (trimmed, not empty, no control
-    /// character, not metadata), and a value that parses has no other `:`,
-    /// so this `:` is the last one, where it splits. Anything else (another
-    /// name, a bad value) is parsed in full, errors and all.
+    /// is, only the value is parsed, and while every line does so no name
+    /// is even referenced (the snapshot shares the last one's list).
+    /// Exactly [`crate::format::parse_line`]'s reading: that name came out
+    /// of it (trimmed, not empty, no control character, not metadata), and
+    /// a value that parses has no other `:`, so this `:` is the last one,
+    /// where it splits. Anything else (another name, a bad value) is parsed
+    /// in full, errors and all.
     fn quick(&mut self, line: &str) -> bool {
-        let Some(cache) = self.cache.as_deref_mut() else {
-            return false;
-        };
-        let position = self.entries.len();
-        let Some(name) = cache.recent_at(position) else {
+        let position = self.values.len();
+        let Some(name) = self.last.as_deref().and_then(|last| last.get(position)) else {
             return false;
         };
         let Some(rest) = line.strip_prefix(&**name).and_then(|r| r.strip_prefix(':')) else {
@@ -244,10 +350,10 @@ impl<M: FnMut(&str)> LineSink for Keep<'_, M> {
         let Some(value) = parse_value(rest) else {
             return false;
         };
-        self.entries.push(Entry {
-            name: Arc::clone(name),
-            value,
-        });
+        if !self.following {
+            self.names.push(Arc::clone(name));
+        }
+        self.values.push(value);
         true
     }
 
@@ -256,11 +362,16 @@ impl<M: FnMut(&str)> LineSink for Keep<'_, M> {
             (self.metadata)(name);
             return;
         }
-        let name = match self.cache.as_deref_mut() {
-            Some(cache) => cache.intern_at(self.entries.len(), name),
-            None => Arc::from(name),
+        self.leave_last();
+        let position = self.values.len();
+        let at_position = self.last.as_deref().and_then(|last| last.get(position));
+        let name = match (at_position, self.cache.as_deref_mut()) {
+            (Some(held), _) if **held == *name => Arc::clone(held),
+            (_, Some(cache)) => cache.intern(name),
+            (_, None) => Arc::from(name),
         };
-        self.entries.push(Entry { name, value });
+        self.names.push(name);
+        self.values.push(value);
     }
 }
 
@@ -318,8 +429,8 @@ mod tests {
             entry("b", Value::Float(3.0)),
         ]);
         assert_eq!(
-            s.entries(),
-            &[entry("a", Value::Int(2)), entry("b", Value::Float(3.0))]
+            s.clone().into_entries(),
+            [entry("a", Value::Int(2)), entry("b", Value::Float(3.0))]
         );
         assert_eq!(s.get("b"), Some(Value::Float(3.0)));
         assert_eq!(s.get("c"), None);
@@ -346,7 +457,7 @@ mod tests {
     #[test]
     fn parse_drops_metadata() {
         let (s, _) = Snapshot::parse(b"#pid: 5\nx: 1\n#end: 13\n", 4096);
-        assert_eq!(s.entries(), &[entry("x", Value::Int(1))]);
+        assert_eq!(s.into_entries(), [entry("x", Value::Int(1))]);
     }
 
     #[test]
@@ -354,7 +465,7 @@ mod tests {
         let (s, kinds, errors) =
             Snapshot::parse_with_kinds(b"#pid: 5\n#counter x: 1\n#histogram h a: 1\nx: 1\n", 4096);
         assert!(errors.is_empty());
-        assert_eq!(s.entries(), &[entry("x", Value::Int(1))]);
+        assert_eq!(s.into_entries(), [entry("x", Value::Int(1))]);
         assert_eq!(kinds.get("x"), Some(crate::kinds::WireKind::Counter));
         assert_eq!(kinds.get("h a"), Some(crate::kinds::WireKind::Histogram));
     }
@@ -426,18 +537,60 @@ mod tests {
         let mut cache = KindsCache::new();
         let (a, _, _) = Snapshot::parse_with_kinds_cached(b"x y: 1\nz: 2\n", 4096, &mut cache);
         let (b, _, _) = Snapshot::parse_with_kinds_cached(b"x y: 3\n", 4096, &mut cache);
-        assert!(Arc::ptr_eq(&a.entries()[0].name, &b.entries()[0].name));
+        assert!(Arc::ptr_eq(&a.names()[0], &b.names()[0]));
+        assert!(!a.shares_names_with(&b));
         assert_eq!(b.get("x y"), Some(Value::Int(3)));
         drop((a, b));
         cache.sweep();
-        // Nothing holds them: a new parse makes fresh ones (held by the
-        // snapshot, the interned set and the last names by position).
+        // Nothing holds them: a new parse makes fresh ones, held by the
+        // snapshot's list (which the cache keeps as the last names) and the
+        // interned set.
         let (c, _, _) = Snapshot::parse_with_kinds_cached(b"x y: 4\n", 4096, &mut cache);
-        assert_eq!(Arc::strong_count(&c.entries()[0].name), 3);
+        assert_eq!(Arc::strong_count(&c.names()[0]), 2);
         drop(c);
         cache.sweep();
         let (d, _, _) = Snapshot::parse_with_kinds_cached(b"z: 4\n", 4096, &mut cache);
-        assert_eq!(Arc::strong_count(&d.entries()[0].name), 3);
+        assert_eq!(Arc::strong_count(&d.names()[0]), 2);
+    }
+
+    /// Snapshots with the same names in the same order share one list of
+    /// them: no reference per stat; one that differs anywhere has its own.
+    #[test]
+    fn the_same_names_in_order_share_the_last_snapshots_list() {
+        let mut cache = KindsCache::new();
+        let mut parse = |bytes: &[u8]| Snapshot::parse_with_kinds_cached(bytes, 4096, &mut cache).0;
+        let a = parse(b"#pid: 1\na: 1\nb: 2\nc: 3\n");
+        let b = parse(b"#pid: 2\na: 4\nb: 5\nbad line\nc: 6\n");
+        assert!(a.shares_names_with(&b));
+        assert_eq!(b.values(), [Value::Int(4), Value::Int(5), Value::Int(6)]);
+        assert_eq!(
+            Arc::strong_count(&a.names()[0]),
+            2,
+            "the list and the interned set"
+        );
+        // One stat fewer, one more, or a value that is not a number: a list
+        // of its own, and its names still the shared strings.
+        for bytes in [
+            &b"a: 1\nb: 2\n"[..],
+            b"a: 1\nb: 2\nc: 3\nd: 4\n",
+            b"a: 1\nb: x\nc: 3\n",
+        ] {
+            let base = parse(b"a: 1\nb: 2\nc: 3\n");
+            assert!(parse(b"a: 7\nb: 8\nc: 9\n").shares_names_with(&base));
+            let own = parse(bytes);
+            assert!(
+                !own.shares_names_with(&base),
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+            assert!(Arc::ptr_eq(&own.names()[0], &a.names()[0]));
+        }
+        // Out of order: sorted as ever, and not remembered as the last names.
+        let unsorted = parse(b"b: 1\na: 2\n");
+        assert_eq!(unsorted.get("a"), Some(Value::Int(2)));
+        let after = parse(b"a: 1\nb: 2\nc: 3\nd: 4\n");
+        assert_eq!(after.len(), 4);
+        assert!(parse(b"a: 1\nb: 2\nc: 3\nd: 4\n").shares_names_with(&after));
     }
 
     /// The name at a position is reused from the last snapshot only when
@@ -452,13 +605,13 @@ mod tests {
         let names = |s: &Snapshot| s.iter().map(|(n, _)| n.to_owned()).collect::<Vec<_>>();
         assert_eq!(names(&b), ["a", "bb", "c", "d"]);
         assert_eq!(b.get("bb"), Some(Value::Int(6)));
-        assert!(Arc::ptr_eq(&a.entries()[0].name, &b.entries()[0].name));
-        assert!(Arc::ptr_eq(&a.entries()[2].name, &b.entries()[2].name));
+        assert!(Arc::ptr_eq(&a.names()[0], &b.names()[0]));
+        assert!(Arc::ptr_eq(&a.names()[2], &b.names()[2]));
         // "b" now at a position where the last snapshot had "a": interned.
         let c = parse(b"b: 9\na: 1\n");
         assert_eq!(names(&c), ["a", "b"]);
-        assert!(Arc::ptr_eq(&a.entries()[1].name, &c.entries()[1].name));
-        assert!(Arc::ptr_eq(&a.entries()[0].name, &c.entries()[0].name));
+        assert!(Arc::ptr_eq(&a.names()[1], &c.names()[1]));
+        assert!(Arc::ptr_eq(&a.names()[0], &c.names()[0]));
         // A longer name that starts like the remembered one is not it.
         let d = parse(b"bx: 1\n");
         assert_eq!(names(&d), ["bx"]);

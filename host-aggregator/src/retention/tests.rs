@@ -285,10 +285,7 @@ fn counters_by_position_follow_each_process_kinds_and_the_overrides() {
     let counting = read(b"#counter requests: 1\nrequests: 40\nz: 1\n");
     let counting_too = read(b"#counter requests: 1\nrequests: 5\nz: 2\n");
     let gauge = read(b"#max z: 1\nrequests: 7\nz: 3\n");
-    assert!(Arc::ptr_eq(
-        &counting.0.entries()[0].name,
-        &gauge.0.entries()[0].name
-    ));
+    assert!(Arc::ptr_eq(&counting.0.names()[0], &gauge.0.names()[0]));
     let none = MergeOverrides::new();
     let mut r = retention(&table);
     pass(

@@ -86,8 +86,7 @@ impl TypedMerger {
         let has_histograms = kinds.has_histograms();
         let mut fresh = std::mem::take(&mut self.fresh);
         let mut at = 0;
-        for entry in stats.entries() {
-            let (name, value) = (&entry.name, entry.value);
+        for (name, value) in stats.entries() {
             if has_histograms
                 && rebuilder.take(name, value, |h| kinds.get(h) == Some(WireKind::Histogram))
             {
