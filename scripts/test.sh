@@ -15,6 +15,8 @@ echo "== host-aggregator without its optional parts (no database engine, no CLI)
 cargo clippy -p host-aggregator --no-default-features --all-targets -- -D warnings
 cargo build -p host-aggregator --no-default-features
 cargo clippy -p pipe-writer --no-default-features -- -D warnings
+echo "== the fuzz targets compile (they run under scripts/fuzz.sh; a change of API broke one unseen)"
+cargo clippy --manifest-path fuzz/Cargo.toml --locked -- -D warnings
 echo "== cargo doc"
 RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --workspace --quiet
 echo "== cargo test"

@@ -17,6 +17,7 @@ use std::io::BufReader;
 
 use libfuzzer_sys::fuzz_target;
 use pipe_writer::input::{Command, InputError, MAX_LINE, parse_line, read_line};
+use pipe_writer::span_reports::SpanReports;
 use stats_core::{ParseErrorKind, Parser, Registry, Value};
 
 fn same(a: Value, b: Value) -> bool {
@@ -36,6 +37,7 @@ fuzz_target!(|input: &[u8]| {
     let stdin: Vec<u8> = data.repeat(usize::from(*repeat % 32) + 1);
     let mut reader = BufReader::with_capacity(usize::from(*capacity) + 1, stdin.as_slice());
     let registry = Registry::new();
+    let mut spans = SpanReports::new();
     let mut buf = Vec::new();
     let mut items = 0usize;
     while let Some(line) = read_line(&mut reader, &mut buf).expect("reading a slice cannot fail") {
@@ -60,6 +62,12 @@ fuzz_target!(|input: &[u8]| {
         };
         let name = match command {
             Command::Set { name, .. } | Command::Incr { name, .. } => name,
+            // A task run: recorded (it must not panic either), with no
+            // stat of its own name to check here.
+            Command::Span(_) => {
+                command.apply(&registry, &mut spans);
+                continue;
+            }
         };
         assert_eq!(
             stats_core::name::validate(name),
@@ -67,7 +75,7 @@ fuzz_target!(|input: &[u8]| {
             "accepted name {name:?}"
         );
         let was_float = registry.get(name).is_some_and(Value::is_float);
-        command.apply(&registry);
+        command.apply(&registry, &mut spans);
         let now = registry.get(name).expect("the stat exists once applied");
         if was_float {
             assert!(now.is_float(), "once a float, always a float");
