@@ -553,12 +553,17 @@ mod tests {
         assert_eq!(Arc::strong_count(&d.names()[0]), 2);
     }
 
+    /// A parse through one cache, as a reader makes pass after pass.
+    fn through_one_cache() -> impl FnMut(&[u8]) -> Snapshot {
+        let mut cache = KindsCache::new();
+        move |bytes| Snapshot::parse_with_kinds_cached(bytes, 4096, &mut cache).0
+    }
+
     /// Snapshots with the same names in the same order share one list of
     /// them: no reference per stat; one that differs anywhere has its own.
     #[test]
     fn the_same_names_in_order_share_the_last_snapshots_list() {
-        let mut cache = KindsCache::new();
-        let mut parse = |bytes: &[u8]| Snapshot::parse_with_kinds_cached(bytes, 4096, &mut cache).0;
+        let mut parse = through_one_cache();
         let a = parse(b"#pid: 1\na: 1\nb: 2\nc: 3\n");
         let b = parse(b"#pid: 2\na: 4\nb: 5\nbad line\nc: 6\n");
         assert!(a.shares_names_with(&b));
@@ -598,8 +603,7 @@ mod tests {
     /// own name, and still the one shared string per name.
     #[test]
     fn names_by_position_are_reused_only_when_their_bytes_match() {
-        let mut cache = KindsCache::new();
-        let mut parse = |bytes: &[u8]| Snapshot::parse_with_kinds_cached(bytes, 4096, &mut cache).0;
+        let mut parse = through_one_cache();
         let a = parse(b"a: 1\nb: 2\nc: 3\n");
         let b = parse(b"a: 5\nbb: 6\nc: 7\nd: 8\n");
         let names = |s: &Snapshot| s.iter().map(|(n, _)| n.to_owned()).collect::<Vec<_>>();
