@@ -38,10 +38,7 @@ impl Snapshot {
     /// Builds a snapshot from entries in any order; for a repeated name the
     /// later entry wins (as in a pipestatic reader's dict).
     pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Snapshot {
-        let (names, values) = entries
-            .into_iter()
-            .map(|entry| (entry.name, entry.value))
-            .unzip();
+        let (names, values) = split(entries);
         Snapshot::from_parts(names, values)
     }
 
@@ -84,10 +81,7 @@ impl Snapshot {
     /// In debug builds, if the entries are not strictly sorted.
     pub fn from_sorted(entries: Vec<Entry>) -> Snapshot {
         debug_assert!(entries.windows(2).all(|w| w[0].name < w[1].name));
-        let (names, values): (Vec<_>, _) = entries
-            .into_iter()
-            .map(|entry| (entry.name, entry.value))
-            .unzip();
+        let (names, values) = split(entries);
         Snapshot {
             names: names.into(),
             values,
@@ -276,6 +270,14 @@ impl Snapshot {
             write_line(buf, name, value);
         }
     }
+}
+
+/// The names and the values of `entries`, apart, in their order.
+fn split(entries: impl IntoIterator<Item = Entry>) -> (Vec<Arc<str>>, Vec<Value>) {
+    entries
+        .into_iter()
+        .map(|entry| (entry.name, entry.value))
+        .unzip()
 }
 
 /// What [`Snapshot::parse_parts`] keeps of the lines.
