@@ -57,8 +57,9 @@ pub(crate) struct Pool {
     pid: u32,
     /// The served name's suffix: `stats` or `traces`.
     suffix: &'static str,
-    /// The slot names, made once: formatting one per serve was a measurable
-    /// share of a serve's CPU (issue 15).
+    /// The slot names, made once: formatting one per serve showed in a
+    /// profile of the serving thread (issue 15; no change in the writers'
+    /// CPU could be measured, BENCHMARKS.md).
     slot_names: [Box<str>; NAMES],
     spares: VecDeque<Spare>,
     /// Cleared for good when the filesystem cannot exchange two names: every

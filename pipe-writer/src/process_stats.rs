@@ -241,9 +241,10 @@ pub(crate) struct OwnFigures {
 }
 
 /// What a refresh reads, kept open: the lightest source of each figure
-/// (issue 15). Rendering `/proc/self/stat` (some fifty fields, a walk of
-/// every thread) was most of a refresh; it is read once, for the start
-/// time, which never changes.
+/// (issue 15). Rendering `/proc/self/stat` makes the kernel print some
+/// fifty fields and walk every thread; it is read once, for the start
+/// time, which never changes. (No change in the writers' CPU could be
+/// measured either way: BENCHMARKS.md, 2026-12-02 third session.)
 struct SelfFiles {
     /// `/proc/self/statm`: its second field is the resident set in pages.
     statm: std::fs::File,
