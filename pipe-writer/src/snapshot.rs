@@ -277,16 +277,26 @@ mod tests {
             .collect()
     }
 
+    /// A snapshotter of `registry` that adds the process's own figures,
+    /// read once.
+    fn with_own_figures(registry: Arc<Registry>) -> Snapshotter {
+        let own = Arc::new(OwnFigures::default());
+        own.refresh();
+        Snapshotter::new(
+            Source::Own(registry),
+            1,
+            Arc::new(AtomicU64::new(0)),
+            Some(own),
+        )
+    }
+
     #[test]
     fn own_lines_are_sorted_in_with_their_kinds() {
         let registry = Arc::new(Registry::new());
         for name in ["a", "process", "process.zz", "requests", "zeta"] {
             registry.incr(name, 1);
         }
-        let own = Arc::new(OwnFigures::default());
-        own.refresh();
-        let seq = Arc::new(AtomicU64::new(0));
-        let mut snap = Snapshotter::new(Source::Own(registry), 1, seq, Some(own));
+        let mut snap = with_own_figures(registry);
         let body = body_of(snap.build());
         let names = names(&body);
         let expected = [
@@ -315,10 +325,7 @@ mod tests {
         let registry = Arc::new(Registry::new());
         registry.set("process.threads", 77);
         registry.set("process.cpu_seconds", 1.5);
-        let own = Arc::new(OwnFigures::default());
-        own.refresh();
-        let seq = Arc::new(AtomicU64::new(0));
-        let mut snap = Snapshotter::new(Source::Own(registry), 1, seq, Some(own));
+        let mut snap = with_own_figures(registry);
         let body = body_of(snap.build());
         assert_eq!(
             names(&body),
@@ -344,10 +351,7 @@ mod tests {
         // registry holds as many metrics: a stat made later is seen.
         let registry = Arc::new(Registry::new());
         registry.set("jobs", 1);
-        let own = Arc::new(OwnFigures::default());
-        own.refresh();
-        let seq = Arc::new(AtomicU64::new(0));
-        let mut snap = Snapshotter::new(Source::Own(Arc::clone(&registry)), 1, seq, Some(own));
+        let mut snap = with_own_figures(Arc::clone(&registry));
         let body = body_of(snap.build());
         assert!(
             body.contains("\n#counter process.cpu_seconds: 1\n")
@@ -378,10 +382,7 @@ mod tests {
         registry.record("process.threads.x", 1.5);
         registry.task("process.q").run(|| Ok::<(), ()>(())).unwrap();
         registry.set("zz", 1);
-        let own = Arc::new(OwnFigures::default());
-        own.refresh();
-        let seq = Arc::new(AtomicU64::new(0));
-        let mut snap = Snapshotter::new(Source::Own(Arc::clone(&registry)), 1, seq, Some(own));
+        let mut snap = with_own_figures(Arc::clone(&registry));
         let body = body_of(snap.build());
         let mut expected = body_of_registry(&registry);
         for name in [
