@@ -132,9 +132,9 @@ fn route(path: &str) -> Option<Route> {
 /// The route `path` names, with `formats` as the table of formats.
 pub(crate) fn route_in(path: &str, formats: &[&'static dyn Format]) -> Option<Route> {
     // `/stats/` as `/stats`: a trailing slash some clients add.
-    let trimmed = match path {
-        "/stats/" => "/stats",
-        other => other,
+    let trimmed = match path.strip_suffix('/') {
+        Some(json::PATH) => json::PATH,
+        _ => path,
     };
     if let Some((_, route)) = FIXED.iter().find(|(fixed, _)| *fixed == trimmed) {
         return Some(*route);
@@ -149,7 +149,7 @@ pub(crate) fn route_in(path: &str, formats: &[&'static dyn Format]) -> Option<Ro
         let (pid, id, format) = crate::traces::answer::parse_path(rest)?;
         return Some(Route::Trace(pid, id, format));
     }
-    let pid = path.strip_prefix("/stats/")?;
+    let pid = path.strip_prefix(json::PATH)?.strip_prefix('/')?;
     if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -9,6 +9,7 @@ use stats_core::Value;
 
 use super::{Batch, HOST_PID, Sample};
 use crate::Error;
+use crate::export::json;
 
 /// Largest response accepted; a host's whole `/stats` is far smaller.
 const MAX_RESPONSE: u64 = 256 << 20;
@@ -90,14 +91,14 @@ impl Remote {
     /// [`Error::Fetch`] if the server cannot be reached, answers with an
     /// error status, or sends JSON without the expected fields.
     pub fn batch(&self, host: &str, time: Option<i64>, per_process: bool) -> Result<Batch, Error> {
-        let stats = self.get_json("/stats")?;
+        let stats = self.get_json(json::PATH)?;
         let stamp = stats
             .get("timestamp")
             .and_then(Json::as_f64)
             .ok_or_else(|| {
-                self.fetch_error("/stats", "no numeric \"timestamp\" in the answer".into())
+                self.fetch_error(json::PATH, "no numeric \"timestamp\" in the answer".into())
             })?;
-        let mut samples = self.samples("/stats", &stats, HOST_PID)?;
+        let mut samples = self.samples(json::PATH, &stats, HOST_PID)?;
         let mut sources = stats
             .pointer("/sources/ok")
             .and_then(Json::as_u64)
@@ -116,7 +117,7 @@ impl Remote {
                 .collect();
             sources = pids.len() as u64;
             for pid in pids {
-                let path = format!("/stats/{pid}");
+                let path = format!("{}/{pid}", json::PATH);
                 let one = self.get_json(&path)?;
                 samples.extend(self.samples(&path, &one, pid)?);
             }

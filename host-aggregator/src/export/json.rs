@@ -28,7 +28,7 @@ impl super::Format for Json {
         &super::FormatInfo {
             name: "json",
             about: "`{\"stats\": {...}, \"timestamp\": ...}` (pipestatic's shape)",
-            path: Some("/stats"),
+            path: Some(PATH),
             content_type: CONTENT_TYPE,
         }
     }
@@ -39,6 +39,10 @@ impl super::Format for Json {
         process(pass, source)
     }
 }
+
+/// Where `serve` answers the host-wide view; one process's is at
+/// `PATH/<pid>`. The archive's remote fetch reads the same paths.
+pub const PATH: &str = "/stats";
 
 /// The HTTP content type of every JSON answer.
 pub const CONTENT_TYPE: &str = "application/json";
