@@ -329,21 +329,80 @@ pub struct StatsPipeRun {
     guard: TaskGuard<'static>,
 }
 
+/// What the four handle types share: a name looked up once per process
+/// into the metric recorded through.
+trait Handle: Sized + 'static {
+    /// What the handle records into.
+    type Metric: Send + Sync + 'static;
+    /// The metric called `name` in `runtime` (a child of `fork` looks its
+    /// own up again, on first use).
+    fn lookup(runtime: &'static runtime::Runtime, name: &str) -> Self::Metric;
+    /// The handle for `name`, with its chain of per-process metrics.
+    fn new(name: Box<str>, chain: &'static PerProcess<Self::Metric>) -> Self;
+    /// Its name and chain.
+    fn parts(&self) -> (&str, &'static PerProcess<Self::Metric>);
+}
+
+macro_rules! handle_kind {
+    ($handle:ident => $metric:ty, |$runtime:ident, $name:ident| $lookup:expr) => {
+        impl Handle for $handle {
+            type Metric = $metric;
+            fn lookup($runtime: &'static runtime::Runtime, $name: &str) -> $metric {
+                $lookup
+            }
+            fn new(name: Box<str>, chain: &'static PerProcess<$metric>) -> Self {
+                $handle { name, chain }
+            }
+            fn parts(&self) -> (&str, &'static PerProcess<$metric>) {
+                (&self.name, self.chain)
+            }
+        }
+    };
+}
+
+handle_kind!(StatsPipeCounter => Counter, |r, name| r.registry().counter(name));
+handle_kind!(StatsPipeGauge => Gauge, |r, name| r.registry().gauge(name));
+handle_kind!(StatsPipeHistogram => Histogram, |r, name| r.registry().histogram(name));
+handle_kind!(StatsPipeTask => &'static Task, |r, name| r.task(name));
+
 /// Makes a handle: look the name up once per process, then record without
-/// a lookup.
-fn make<H, T: Send + Sync + 'static>(
-    function: &'static str,
-    name: *const c_char,
-    lookup: impl Fn(&str) -> T,
-    wrap: impl FnOnce(Box<str>, &'static PerProcess<T>) -> H,
-) -> *const H {
+/// a lookup. NULL (and a recorded error) for a NULL or non-UTF-8 name.
+///
+/// # Safety
+///
+/// As [`name`]: `name` is NULL or a NUL-terminated string valid for the
+/// call.
+unsafe fn make<H: Handle>(function: &'static str, name: *const c_char) -> *const H {
     guarded(function, std::ptr::null(), || {
-        // SAFETY: `name` is a NUL-terminated string (header).
+        // SAFETY: the caller's promise, passed on.
         let Some(name) = (unsafe { self::name(function, name) }) else {
             return std::ptr::null();
         };
-        let chain = PerProcess::leak(lookup(name));
-        leak(wrap(name.into(), chain))
+        let chain = PerProcess::leak(H::lookup(runtime::current(), name));
+        leak(H::new(name.into(), chain))
+    })
+}
+
+/// Runs `op` on this process's metric behind `handle` (nothing for NULL),
+/// with serving started if need be. A panic is caught and recorded.
+///
+/// # Safety
+///
+/// As [`handle`]: `handle` is NULL or came from [`make`].
+unsafe fn with_handle<H: Handle, R: Copy>(
+    function: &'static str,
+    handle: *const H,
+    fallback: R,
+    op: impl FnOnce(&H::Metric) -> R,
+) -> R {
+    guarded(function, fallback, || {
+        // SAFETY: the caller's promise, passed on.
+        let Some(handle) = (unsafe { self::handle(handle) }) else {
+            return fallback;
+        };
+        let runtime = runtime::recording();
+        let (name, chain) = handle.parts();
+        op(chain.get(|_| H::lookup(runtime, name)))
     })
 }
 
@@ -356,12 +415,8 @@ fn make<H, T: Send + Sync + 'static>(
 /// `name` is NULL or a NUL-terminated string valid for the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_counter(name: *const c_char) -> *const StatsPipeCounter {
-    make(
-        "stats_pipe_counter",
-        name,
-        |n| runtime::current().registry().counter(n),
-        |name, chain| StatsPipeCounter { name, chain },
-    )
+    // SAFETY: `name` is NULL or a NUL-terminated string (header).
+    unsafe { make("stats_pipe_counter", name) }
 }
 
 /// Adds `by` to the counter (NULL handle: nothing). One atomic add.
@@ -372,15 +427,8 @@ pub unsafe extern "C" fn stats_pipe_counter(name: *const c_char) -> *const Stats
 /// `counter` is NULL or a handle from `stats_pipe_counter`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_counter_incr(counter: *const StatsPipeCounter, by: u64) {
-    guarded("stats_pipe_counter_incr", (), || {
-        // SAFETY: NULL or a handle from `stats_pipe_counter` (header).
-        if let Some(c) = unsafe { handle(counter) } {
-            runtime::recording();
-            c.chain
-                .get(|_| runtime::current().registry().counter(&c.name))
-                .incr_by(by);
-        }
-    });
+    // SAFETY: NULL or a handle from `stats_pipe_counter` (header).
+    unsafe { with_handle("stats_pipe_counter_incr", counter, (), |c| c.incr_by(by)) };
 }
 
 /// A gauge handle for `name` (ownership as `stats_pipe_counter`).
@@ -390,12 +438,8 @@ pub unsafe extern "C" fn stats_pipe_counter_incr(counter: *const StatsPipeCounte
 /// `name` is NULL or a NUL-terminated string valid for the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_gauge(name: *const c_char) -> *const StatsPipeGauge {
-    make(
-        "stats_pipe_gauge",
-        name,
-        |n| runtime::current().registry().gauge(n),
-        |name, chain| StatsPipeGauge { name, chain },
-    )
+    // SAFETY: `name` is NULL or a NUL-terminated string (header).
+    unsafe { make("stats_pipe_gauge", name) }
 }
 
 /// Sets the gauge to an integer (NULL handle: nothing). Thread-safe.
@@ -405,7 +449,8 @@ pub unsafe extern "C" fn stats_pipe_gauge(name: *const c_char) -> *const StatsPi
 /// `gauge` is NULL or a handle from `stats_pipe_gauge`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_gauge_set(gauge: *const StatsPipeGauge, value: i64) {
-    gauge_op("stats_pipe_gauge_set", gauge, |g| g.set(value));
+    // SAFETY: NULL or a handle from `stats_pipe_gauge` (header).
+    unsafe { with_handle("stats_pipe_gauge_set", gauge, (), |g| g.set(value)) };
 }
 
 /// Sets the gauge to a float; it stays a float. Thread-safe.
@@ -415,7 +460,8 @@ pub unsafe extern "C" fn stats_pipe_gauge_set(gauge: *const StatsPipeGauge, valu
 /// `gauge` is NULL or a handle from `stats_pipe_gauge`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_gauge_set_float(gauge: *const StatsPipeGauge, value: f64) {
-    gauge_op("stats_pipe_gauge_set_float", gauge, |g| g.set(value));
+    // SAFETY: NULL or a handle from `stats_pipe_gauge` (header).
+    unsafe { with_handle("stats_pipe_gauge_set_float", gauge, (), |g| g.set(value)) };
 }
 
 /// Adds `by` (may be negative) to the gauge. Thread-safe.
@@ -425,18 +471,8 @@ pub unsafe extern "C" fn stats_pipe_gauge_set_float(gauge: *const StatsPipeGauge
 /// `gauge` is NULL or a handle from `stats_pipe_gauge`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_gauge_add(gauge: *const StatsPipeGauge, by: i64) {
-    gauge_op("stats_pipe_gauge_add", gauge, |g| g.add(by));
-}
-
-fn gauge_op(function: &'static str, gauge: *const StatsPipeGauge, op: impl FnOnce(&Gauge)) {
-    guarded(function, (), || {
-        // SAFETY: NULL or a handle from `stats_pipe_gauge` (header).
-        if let Some(g) = unsafe { handle(gauge) } {
-            runtime::recording();
-            op(g.chain
-                .get(|_| runtime::current().registry().gauge(&g.name)));
-        }
-    });
+    // SAFETY: NULL or a handle from `stats_pipe_gauge` (header).
+    unsafe { with_handle("stats_pipe_gauge_add", gauge, (), |g| g.add(by)) };
 }
 
 /// A histogram handle for `name` (ownership as `stats_pipe_counter`).
@@ -446,12 +482,8 @@ fn gauge_op(function: &'static str, gauge: *const StatsPipeGauge, op: impl FnOnc
 /// `name` is NULL or a NUL-terminated string valid for the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_histogram(name: *const c_char) -> *const StatsPipeHistogram {
-    make(
-        "stats_pipe_histogram",
-        name,
-        |n| runtime::current().registry().histogram(n),
-        |name, chain| StatsPipeHistogram { name, chain },
-    )
+    // SAFETY: `name` is NULL or a NUL-terminated string (header).
+    unsafe { make("stats_pipe_histogram", name) }
 }
 
 /// Records a float (durations in seconds) into the histogram. Thread-safe.
@@ -464,9 +496,12 @@ pub unsafe extern "C" fn stats_pipe_histogram_observe(
     histogram: *const StatsPipeHistogram,
     value: f64,
 ) {
-    histogram_op("stats_pipe_histogram_observe", histogram, |h| {
-        h.record_float(value)
-    });
+    // SAFETY: NULL or a handle from `stats_pipe_histogram` (header).
+    unsafe {
+        with_handle("stats_pipe_histogram_observe", histogram, (), |h| {
+            h.record_float(value)
+        })
+    };
 }
 
 /// Records an integer into the histogram (`.sum`, `.min`, `.max` stay
@@ -480,24 +515,12 @@ pub unsafe extern "C" fn stats_pipe_histogram_observe_int(
     histogram: *const StatsPipeHistogram,
     value: i64,
 ) {
-    histogram_op("stats_pipe_histogram_observe_int", histogram, |h| {
-        h.record(value)
-    });
-}
-
-fn histogram_op(
-    function: &'static str,
-    histogram: *const StatsPipeHistogram,
-    op: impl FnOnce(&Histogram),
-) {
-    guarded(function, (), || {
-        // SAFETY: NULL or a handle from `stats_pipe_histogram` (header).
-        if let Some(h) = unsafe { handle(histogram) } {
-            runtime::recording();
-            op(h.chain
-                .get(|_| runtime::current().registry().histogram(&h.name)));
-        }
-    });
+    // SAFETY: NULL or a handle from `stats_pipe_histogram` (header).
+    unsafe {
+        with_handle("stats_pipe_histogram_observe_int", histogram, (), |h| {
+            h.record(value)
+        })
+    };
 }
 
 /// A task handle for `name` (monkit's `mon.Task()`; ownership as
@@ -508,12 +531,8 @@ fn histogram_op(
 /// `name` is NULL or a NUL-terminated string valid for the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_task(name: *const c_char) -> *const StatsPipeTask {
-    make(
-        "stats_pipe_task",
-        name,
-        |n| runtime::current().task(n),
-        |name, chain| StatsPipeTask { name, chain },
-    )
+    // SAFETY: `name` is NULL or a NUL-terminated string (header).
+    unsafe { make("stats_pipe_task", name) }
 }
 
 /// Begins a run of the task: `.current` goes up, the clock starts.
@@ -526,17 +545,13 @@ pub unsafe extern "C" fn stats_pipe_task(name: *const c_char) -> *const StatsPip
 /// `task` is NULL or a handle from `stats_pipe_task`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stats_pipe_task_begin(task: *const StatsPipeTask) -> *mut StatsPipeRun {
-    guarded("stats_pipe_task_begin", std::ptr::null_mut(), || {
-        // SAFETY: NULL or a handle from `stats_pipe_task` (header).
-        let Some(t) = (unsafe { handle(task) }) else {
-            return std::ptr::null_mut();
-        };
-        let runtime = runtime::recording();
-        let task = t.chain.get(|_| runtime.task(&t.name));
+    let begin = |task: &&'static Task| {
         Box::into_raw(Box::new(StatsPipeRun {
             guard: task.start(),
         }))
-    })
+    };
+    // SAFETY: NULL or a handle from `stats_pipe_task` (header).
+    unsafe { with_handle("stats_pipe_task_begin", task, std::ptr::null_mut(), begin) }
 }
 
 /// Ends a run and frees it: `ok` nonzero counts a success, 0 an error; its
