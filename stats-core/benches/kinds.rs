@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use common::on_two_threads;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Bencher, Criterion, criterion_group, criterion_main};
 use stats_core::Registry;
 
 mod common;
@@ -20,6 +20,16 @@ mod common;
 #[repr(align(128))]
 #[derive(Default)]
 struct PaddedAtomic(AtomicU64);
+
+/// Times `record(i)` for i = 1, 2, 3...: each iteration records the next
+/// of the cycling sample values.
+fn each_value(b: &mut Bencher, mut record: impl FnMut(usize)) {
+    let mut i = 0;
+    b.iter(|| {
+        i += 1;
+        record(i);
+    });
+}
 
 fn histogram(c: &mut Criterion) {
     let mut group = c.benchmark_group("histogram");
@@ -42,18 +52,12 @@ fn histogram(c: &mut Criterion) {
     let at = |i: usize| values[i & 1023];
 
     group.bench_function("ours/1_thread", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i += 1;
-            ours.record_float(black_box(at(i)));
-        });
+        each_value(b, |i| ours.record_float(black_box(at(i))))
     });
     group.bench_function("ours_by_name/1_thread", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i += 1;
-            registry.record(black_box("latency"), black_box(at(i)));
-        });
+        each_value(b, |i| {
+            registry.record(black_box("latency"), black_box(at(i)))
+        })
     });
     group.bench_function("ours/2_threads", |b| {
         b.iter_custom(|iters| {
@@ -65,11 +69,7 @@ fn histogram(c: &mut Criterion) {
         prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 12),
     );
     group.bench_function("prometheus_client/1_thread", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i += 1;
-            prom.observe(black_box(at(i)));
-        });
+        each_value(b, |i| prom.observe(black_box(at(i))))
     });
     group.bench_function("prometheus_client/2_threads", |b| {
         b.iter_custom(|iters| {
@@ -80,11 +80,7 @@ fn histogram(c: &mut Criterion) {
     let bucket = Arc::new(metrics_util::storage::AtomicBucket::<f64>::new());
     let metrics_handle = metrics::Histogram::from_arc(Arc::clone(&bucket));
     group.bench_function("metrics/1_thread", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i += 1;
-            metrics_handle.record(black_box(at(i)));
-        });
+        each_value(b, |i| metrics_handle.record(black_box(at(i))));
         bucket.clear();
     });
     group.bench_function("metrics/2_threads", |b| {

@@ -5,7 +5,8 @@
 use std::hint::black_box;
 use std::io::Write;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use stats_core::{Registry, Snapshot, Value};
 
 const STATS: usize = 10_000;
@@ -50,6 +51,22 @@ fn naive_render(snapshot: &Snapshot, out: &mut Vec<u8>) {
     }
 }
 
+/// Times `render` writing into `buf`, emptied before each render.
+fn into_buffer(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    buf: &mut Vec<u8>,
+    render: impl Fn(&mut Vec<u8>),
+) {
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            buf.clear();
+            render(buf);
+            black_box(buf.len())
+        })
+    });
+}
+
 fn render(c: &mut Criterion) {
     let registry = busy_registry();
     let snapshot = registry.snapshot();
@@ -68,34 +85,18 @@ fn render(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("render");
     let mut buf = Vec::with_capacity(ours.len());
-    group.bench_function("snapshot_10000", |b| {
-        b.iter(|| {
-            buf.clear();
-            black_box(&snapshot).render_into(&mut buf);
-            black_box(buf.len())
-        })
+    into_buffer(&mut group, "snapshot_10000", &mut buf, |buf| {
+        black_box(&snapshot).render_into(buf)
     });
-    group.bench_function("registry_10000", |b| {
-        b.iter(|| {
-            buf.clear();
-            black_box(&registry).render_into(&mut buf);
-            black_box(buf.len())
-        })
+    into_buffer(&mut group, "registry_10000", &mut buf, |buf| {
+        black_box(&registry).render_into(buf)
     });
     let integers = integer_registry();
-    group.bench_function("registry_10000_integers", |b| {
-        b.iter(|| {
-            buf.clear();
-            black_box(&integers).render_into(&mut buf);
-            black_box(buf.len())
-        })
+    into_buffer(&mut group, "registry_10000_integers", &mut buf, |buf| {
+        black_box(&integers).render_into(buf)
     });
-    group.bench_function("naive_write_10000", |b| {
-        b.iter(|| {
-            buf.clear();
-            naive_render(black_box(&snapshot), &mut buf);
-            black_box(buf.len())
-        })
+    into_buffer(&mut group, "naive_write_10000", &mut buf, |buf| {
+        naive_render(black_box(&snapshot), buf)
     });
     group.finish();
 }
