@@ -11,7 +11,7 @@ use stats_core::merge::TypedMerger;
 
 use crate::discovery::{by_bytes, discover};
 use crate::error::Error;
-use crate::reader::{Enveloped, read_all};
+use crate::reader::{Enveloped, Known, read_all};
 use crate::retention::Retention;
 use crate::rules::MergeOverrides;
 use crate::source::{Pass, ReadOptions, Status};
@@ -40,6 +40,8 @@ pub struct Collector {
     /// Writers that have served an envelope: a piece without one from them
     /// is torn, never foreign (see [`Enveloped`]).
     enveloped: Enveloped,
+    /// Processes checked in earlier passes, by pidfd (see [`Known`]).
+    known: Known,
 }
 
 impl Collector {
@@ -54,6 +56,7 @@ impl Collector {
             retention: Retention::new(),
             kinds: KindsCache::new(),
             enveloped: Enveloped::default(),
+            known: Known::new(),
         }
     }
 
@@ -128,6 +131,7 @@ impl Collector {
             &self.options,
             &mut self.kinds,
             &mut self.enveloped,
+            &mut self.known,
         )
         .into_iter()
         .unzip();

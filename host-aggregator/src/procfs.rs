@@ -188,7 +188,9 @@ pub fn staleness(pid: u32, changed: SystemTime) -> Option<Staleness> {
     }
 }
 
-fn stale_by_start(changed: SystemTime, started: SystemTime) -> Option<Staleness> {
+/// Whether a FIFO last changed at `changed` is older than the process that
+/// started at `started` (by more than [`STALE_MARGIN`]): a reused PID.
+pub(crate) fn stale_by_start(changed: SystemTime, started: SystemTime) -> Option<Staleness> {
     (changed + STALE_MARGIN < started).then_some(Staleness::Reused)
 }
 

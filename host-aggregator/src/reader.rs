@@ -31,10 +31,16 @@ use crate::discovery::by_bytes;
 use crate::source::{ReadOptions, Source, Status};
 
 mod enveloped;
+mod known;
 mod open;
 pub(crate) use enveloped::Enveloped;
+pub(crate) use known::Known;
 pub(crate) use open::changed_at;
 use open::{Opened, attempt_open};
+
+/// The epoll token of [`Known::exits`] in a pass's set (slots are
+/// numbered from 0).
+const EXITS: u64 = u64::MAX;
 
 /// Bytes asked for per `read`: large, so a snapshot of up to a pipe buffer
 /// comes out whole and readers that race split it all-or-nothing.
@@ -72,6 +78,7 @@ pub fn read_one(path: &Path, options: &ReadOptions) -> Source {
         options,
         &mut KindsCache::new(),
         &mut Enveloped::default(),
+        &mut Known::none(),
     )
     .pop()
     .map_or_else(|| Source::new(path.to_path_buf()), |(source, _)| source)
@@ -95,13 +102,13 @@ pub(crate) fn read_all(
     options: &ReadOptions,
     kinds: &mut KindsCache,
     enveloped: &mut Enveloped,
+    known: &mut Known,
 ) -> Vec<(Source, Option<SystemTime>)> {
     run_pass(
         paths,
         silent_before,
         options,
-        kinds,
-        enveloped,
+        (kinds, enveloped, known),
         (Framing::Stats, usize::MAX, &mut 0),
     )
     .into_iter()
@@ -129,8 +136,11 @@ pub(crate) fn read_traces(
         paths,
         silent_before,
         options,
-        &mut KindsCache::new(),
-        &mut Enveloped::default(),
+        (
+            &mut KindsCache::new(),
+            &mut Enveloped::default(),
+            &mut Known::none(),
+        ),
         (Framing::Traces, budget, &mut skipped),
     );
     (
@@ -145,14 +155,13 @@ fn run_pass(
     paths: Vec<PathBuf>,
     silent_before: &[PathBuf],
     options: &ReadOptions,
-    kinds: &mut KindsCache,
-    enveloped: &mut Enveloped,
+    caches: (&mut KindsCache, &mut Enveloped, &mut Known),
     (framing, budget, skipped): (Framing, usize, &mut usize),
 ) -> Vec<PathRead> {
     // Made before the slots, so a failure needs no copy of the paths.
     match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
         Ok(epoll) => {
-            let mut pass = PassState::new(paths, silent_before, options, (kinds, enveloped), epoll);
+            let mut pass = PassState::new(paths, silent_before, options, caches, epoll);
             pass.framing = framing;
             pass.budget = budget;
             pass.run();
@@ -257,6 +266,8 @@ struct PassState<'o> {
     kinds: &'o mut KindsCache,
     /// Writers known to serve envelopes (see [`Enveloped`]).
     enveloped: &'o mut Enveloped,
+    /// Processes checked in earlier passes (see [`Known`]).
+    known: &'o mut Known,
     deadline: Instant,
     /// One epoll set for the whole pass: a wake-up costs O(ready), not
     /// O(open pipes) as `poll` would with a thousand pipes.
@@ -293,9 +304,15 @@ impl<'o> PassState<'o> {
         paths: Vec<PathBuf>,
         silent_before: &[PathBuf],
         options: &'o ReadOptions,
-        (kinds, enveloped): (&'o mut KindsCache, &'o mut Enveloped),
+        (kinds, enveloped, known): (&'o mut KindsCache, &'o mut Enveloped, &'o mut Known),
         epoll: Epoll,
     ) -> PassState<'o> {
+        known.start_pass();
+        if let Some(exits) = known.exits() {
+            // Without it the pass still works: exits are then noticed at
+            // the next pass's start only.
+            let _ = epoll.add(exits, EpollEvent::new(EpollFlags::EPOLLIN, EXITS));
+        }
         let now = Instant::now();
         let slots = paths
             .into_iter()
@@ -320,6 +337,7 @@ impl<'o> PassState<'o> {
             options,
             kinds,
             enveloped,
+            known,
             deadline: now + options.deadline,
             epoll,
             done: 0,
@@ -370,7 +388,10 @@ impl<'o> PassState<'o> {
                 return self.fail_unfinished("too many open files");
             }
             for event in &events[..ready] {
-                self.drain(event.data() as usize);
+                match event.data() {
+                    EXITS => self.writers_exited(),
+                    slot => self.drain(slot as usize),
+                }
             }
         }
     }
@@ -411,7 +432,7 @@ impl<'o> PassState<'o> {
     fn open(&mut self, i: usize, now: Instant) {
         let slot = &mut self.slots[i];
         slot.source.attempts += 1;
-        match attempt_open(&slot.source, &mut self.noatime) {
+        match attempt_open(&slot.source, &mut self.noatime, self.known) {
             Opened::Reading(file, id, started) => {
                 slot.started = started;
                 if let Err(e) = self
@@ -640,6 +661,33 @@ impl<'o> PassState<'o> {
                 self.retry(i, at, Status::Vanished);
             } else {
                 self.next_check = Some(self.next_check.map_or(next, |n| n.min(next)));
+            }
+        }
+    }
+
+    /// Kept processes exited during the pass: a pipe of theirs that has
+    /// sent nothing and has no writer attached will never answer, so it is
+    /// tried again at once, and the checks (in full now) find it stale. A
+    /// writer that wrote its snapshot before exiting is read as usual.
+    fn writers_exited(&mut self) {
+        let exited = self.known.forget_exited();
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            let State::Reading { file, .. } = &mut slot.state else {
+                continue;
+            };
+            if !slot.bytes.is_empty() || !slot.source.pid.is_some_and(|pid| exited.contains(&pid)) {
+                continue;
+            }
+            // 0: no writer and nothing buffered; EAGAIN: a writer (a child
+            // that inherited it, say) is attached; bytes: read on.
+            match file.read(&mut self.chunk) {
+                Ok(0) => self.retry(i, Instant::now(), Status::Vanished),
+                Ok(n) => {
+                    self.budget = self.budget.saturating_sub(n);
+                    slot.bytes.extend_from_slice(&self.chunk[..n]);
+                }
+                Err(_) => {}
             }
         }
     }

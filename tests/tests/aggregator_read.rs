@@ -391,3 +391,57 @@ fn a_fifo_silent_last_pass_is_given_up_quickly_and_read_once_it_answers() {
     assert_eq!(status_of(&pass, &path), &Status::Ok);
     assert_eq!(pass.merged.get("late"), Some(Value::Int(1)));
 }
+
+/// A pipe of a process the reader keeps across passes (issue 15: by
+/// pidfd, instead of a `stat` of `/proc/<pid>` per pass) whose process
+/// dies while a pass waits on it is not waited on until the deadline: the
+/// exit is heard at once and the checks, made in full again, find the
+/// pipe stale. Without the exit, a FIFO still at its path with no writer
+/// is waited on for the whole deadline.
+#[test]
+fn a_kept_writer_that_dies_while_a_pass_waits_on_it_ends_the_wait() {
+    let dir = TempDir::new("dies-mid-pass");
+    let mut processes = Processes::new();
+    let pid = processes.sleeper();
+    let path = dir.join(format!("{pid}.stats"));
+    make_fifo(&path);
+    let mut options = ReadOptions::new(dir.path());
+    options.deadline = Duration::from_secs(20);
+    let mut collector = Collector::new(options);
+    // Two passes answered (this thread's writes stand for the process's),
+    // so the second keeps the process.
+    for round in 1..=2 {
+        let writer_path = path.clone();
+        let writer = std::thread::spawn(move || {
+            let mut fifo = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&writer_path)
+                .unwrap();
+            std::io::Write::write_all(&mut fifo, format!("round: {round}\n").as_bytes()).unwrap();
+        });
+        let pass = collector.collect().unwrap();
+        writer.join().unwrap();
+        assert_eq!(status_of(&pass, &path), &Status::Ok);
+        assert_eq!(pass.merged.get("round"), Some(Value::Int(round)));
+    }
+
+    // Nobody answers this time; the process dies 300 ms into the pass.
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        processes.kill(pid);
+    });
+    let started = std::time::Instant::now();
+    let pass = collector.collect().unwrap();
+    let took = started.elapsed();
+    killer.join().unwrap();
+    assert_eq!(
+        status_of(&pass, &path),
+        &Status::Stale,
+        "a dead writer's pipe: {:?}",
+        status_of(&pass, &path)
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the pass waited {took:?} on a dead writer's pipe (deadline 20 s)"
+    );
+}

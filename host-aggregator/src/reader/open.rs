@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
-use crate::procfs::{self, PipeFault};
+use super::known::Known;
+use crate::procfs::PipeFault;
 use crate::source::{RefuseReason, Source, Status};
 
 /// What one open attempt gave.
@@ -44,7 +45,7 @@ pub(super) enum Opened {
 /// time no one reads. Only the file's owner (or `CAP_FOWNER`) may ask it:
 /// refused (`EPERM`), the pipe is opened as before, and `noatime` is
 /// cleared for the rest of the pass.
-pub(super) fn attempt_open(source: &Source, noatime: &mut bool) -> Opened {
+pub(super) fn attempt_open(source: &Source, noatime: &mut bool, known: &mut Known) -> Opened {
     let flags = OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY;
     let open = |flags: OFlag| {
         OpenOptions::new()
@@ -70,7 +71,7 @@ pub(super) fn attempt_open(source: &Source, noatime: &mut bool) -> Opened {
             return match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
                 Errno::ENOENT => Opened::Missing,
                 Errno::EMFILE | Errno::ENFILE => Opened::OutOfFds,
-                _ => refused_unopened(source, &e),
+                _ => refused_unopened(source, &e, known),
             };
         }
     };
@@ -78,7 +79,7 @@ pub(super) fn attempt_open(source: &Source, noatime: &mut bool) -> Opened {
         Ok(opened) => opened,
         Err(e) => return Opened::Refused(open_error(&e, "fstat")),
     };
-    match check_listed(source, &opened) {
+    match check_listed(source, &opened, known) {
         Ok(started) => Opened::Reading(file, (opened.dev(), opened.ino()), started),
         Err(refused) => Opened::Refused(refused),
     }
@@ -87,9 +88,9 @@ pub(super) fn attempt_open(source: &Source, noatime: &mut bool) -> Opened {
 /// Why a path could not be opened: what the checks say of it (a socket,
 /// say, gives `ENXIO`, an unreadable regular file `EACCES`: both are not
 /// FIFOs), else the open's error.
-fn refused_unopened(source: &Source, e: &io::Error) -> Opened {
+fn refused_unopened(source: &Source, e: &io::Error, known: &mut Known) -> Opened {
     match std::fs::symlink_metadata(&source.path) {
-        Ok(listed) => match check_listed(source, &listed) {
+        Ok(listed) => match check_listed(source, &listed, known) {
             Err(refused) => Opened::Refused(refused),
             Ok(_) => Opened::Refused(open_error(e, "open")),
         },
@@ -101,7 +102,11 @@ fn refused_unopened(source: &Source, e: &io::Error) -> Opened {
 /// The checks made on what a path holds before it is read: a FIFO, named
 /// `<pid>.stats` (or `<pid>.traces`), of a live process that started before
 /// the FIFO was made, owned by that process's user.
-fn check_listed(source: &Source, listed: &Metadata) -> Result<Option<SystemTime>, Status> {
+fn check_listed(
+    source: &Source,
+    listed: &Metadata,
+    known: &mut Known,
+) -> Result<Option<SystemTime>, Status> {
     let kind = listed.file_type();
     if kind.is_symlink() {
         return Err(Status::Refused(RefuseReason::Symlink));
@@ -112,7 +117,8 @@ fn check_listed(source: &Source, listed: &Metadata) -> Result<Option<SystemTime>
     let Some(pid) = source.pid else {
         return Err(Status::Refused(RefuseReason::BadName));
     };
-    procfs::check_pipe(pid, listed.uid(), changed_at(listed)).map_err(|fault| match fault {
+    let checked = known.check_pipe(pid, listed.uid(), changed_at(listed));
+    checked.map_err(|fault| match fault {
         PipeFault::Stale(_) => Status::Stale,
         PipeFault::WrongOwner(process_uid) => Status::Refused(RefuseReason::WrongOwner {
             fifo_uid: listed.uid(),
