@@ -16,6 +16,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -36,7 +37,7 @@ mod open;
 pub(crate) use enveloped::Enveloped;
 pub(crate) use known::Known;
 pub(crate) use open::changed_at;
-use open::{Opened, attempt_open};
+use open::{Opened, attempt_open, common_dir};
 
 /// The epoll token of [`Known::exits`] in a pass's set (slots are
 /// numbered from 0).
@@ -297,6 +298,9 @@ struct PassState<'o> {
     /// Pipes are opened `O_NOATIME` until one refuses it (see
     /// [`attempt_open`]).
     noatime: bool,
+    /// The one directory every path of the pass is in, opened once (see
+    /// [`common_dir`]).
+    dir: Option<OwnedFd>,
 }
 
 impl<'o> PassState<'o> {
@@ -313,6 +317,7 @@ impl<'o> PassState<'o> {
             // the next pass's start only.
             let _ = epoll.add(exits, EpollEvent::new(EpollFlags::EPOLLIN, EXITS));
         }
+        let dir = common_dir(&paths);
         let now = Instant::now();
         let slots = paths
             .into_iter()
@@ -352,6 +357,7 @@ impl<'o> PassState<'o> {
             budget: usize::MAX,
             skipped: 0,
             noatime: true,
+            dir,
         }
     }
 
@@ -432,7 +438,8 @@ impl<'o> PassState<'o> {
     fn open(&mut self, i: usize, now: Instant) {
         let slot = &mut self.slots[i];
         slot.source.attempts += 1;
-        match attempt_open(&slot.source, &mut self.noatime, self.known) {
+        let dir = self.dir.as_ref().map(AsFd::as_fd);
+        match attempt_open(&slot.source, dir, &mut self.noatime, self.known) {
             Opened::Reading(file, id, started) => {
                 slot.started = started;
                 if let Err(e) = self

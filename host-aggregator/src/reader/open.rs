@@ -3,13 +3,17 @@
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::Mode;
 
 use super::known::Known;
+use crate::discovery::by_bytes;
 use crate::procfs::PipeFault;
 use crate::source::{RefuseReason, Source, Status};
 
@@ -45,13 +49,26 @@ pub(super) enum Opened {
 /// time no one reads. Only the file's owner (or `CAP_FOWNER`) may ask it:
 /// refused (`EPERM`), the pipe is opened as before, and `noatime` is
 /// cleared for the rest of the pass.
-pub(super) fn attempt_open(source: &Source, noatime: &mut bool, known: &mut Known) -> Opened {
+///
+/// `dir` is the pass's directory, opened once, where every path of the pass
+/// is in it: the name is then looked up there, without a walk of the whole
+/// path per pipe.
+pub(super) fn attempt_open(
+    source: &Source,
+    dir: Option<BorrowedFd<'_>>,
+    noatime: &mut bool,
+    known: &mut Known,
+) -> Opened {
     let flags = OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY;
-    let open = |flags: OFlag| {
-        OpenOptions::new()
+    let name = source.path.file_name();
+    let open = |flags: OFlag| match (dir, name) {
+        (Some(dir), Some(name)) => openat(dir, name, flags | OFlag::O_CLOEXEC, Mode::empty())
+            .map(File::from)
+            .map_err(io::Error::from),
+        _ => OpenOptions::new()
             .read(true)
             .custom_flags(flags.bits())
-            .open(&source.path)
+            .open(&source.path),
     };
     let mut opened = open(if *noatime {
         flags | OFlag::O_NOATIME
@@ -83,6 +100,22 @@ pub(super) fn attempt_open(source: &Source, noatime: &mut bool, known: &mut Know
         Ok(started) => Opened::Reading(file, (opened.dev(), opened.ino()), started),
         Err(refused) => Opened::Refused(refused),
     }
+}
+
+/// The directory every one of `paths` is in, opened `O_PATH`, or `None`
+/// where they are in several (or it cannot be opened: each path is then
+/// opened whole). A directory put in its place during the pass is not
+/// looked at: the pass reads what was listed, in the directory listed.
+pub(super) fn common_dir(paths: &[PathBuf]) -> Option<OwnedFd> {
+    let dir = paths.first()?.parent()?;
+    if !paths.iter().all(|path| {
+        path.parent()
+            .is_some_and(|parent| by_bytes(parent, dir).is_eq())
+    }) {
+        return None;
+    }
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    nix::fcntl::open(dir, flags, Mode::empty()).ok()
 }
 
 /// Why a path could not be opened: what the checks say of it (a socket,
@@ -140,5 +173,22 @@ fn open_error(e: &io::Error, call: &str) -> Status {
         Errno::ELOOP => Status::Refused(RefuseReason::Symlink),
         Errno::EACCES | Errno::EPERM => Status::Refused(RefuseReason::Permission),
         _ => Status::Failed(format!("{call}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_opens_its_directory_once_only_where_every_path_is_in_it() {
+        let tmp = std::env::temp_dir();
+        let here = |name: &str| tmp.join(name);
+        assert!(common_dir(&[here("1.stats"), here("2.stats")]).is_some());
+        assert!(common_dir(&[here("1.stats"), tmp.join("sub").join("2.stats")]).is_none());
+        assert!(common_dir(&[]).is_none());
+        // Relative names have no directory to open.
+        assert!(common_dir(&[PathBuf::from("1.stats")]).is_none());
+        assert!(common_dir(&[tmp.join("missing-dir-of-a-test").join("1.stats")]).is_none());
     }
 }
