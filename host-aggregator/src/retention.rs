@@ -98,7 +98,9 @@ pub(crate) struct Retention {
 /// under the same shared kinds: checked by pointer, its counters are known
 /// without looking each name up (issue 15).
 struct CounterPositions {
-    names: Vec<Arc<str>>,
+    /// A snapshot with the names worked out with: one whose parse shared
+    /// its name list fits by one pointer comparison.
+    names: Snapshot,
     kinds: Kinds,
     overrides: MergeOverrides,
     counter: Vec<bool>,
@@ -107,12 +109,14 @@ struct CounterPositions {
 impl CounterPositions {
     fn fits(&self, snapshot: &Snapshot, kinds: &Kinds, overrides: &MergeOverrides) -> bool {
         self.kinds.shares_with(kinds)
-            && self.names.len() == snapshot.len()
-            && self
-                .names
-                .iter()
-                .zip(snapshot.names())
-                .all(|(name, held)| Arc::ptr_eq(name, held))
+            && (self.names.shares_names_with(snapshot)
+                || self.names.len() == snapshot.len()
+                    && self
+                        .names
+                        .names()
+                        .iter()
+                        .zip(snapshot.names())
+                        .all(|(name, held)| Arc::ptr_eq(name, held)))
             && self.overrides == *overrides
     }
 }
@@ -295,7 +299,7 @@ impl Retention {
                 })
                 .collect();
             self.positions = Some(CounterPositions {
-                names: snapshot.names().to_vec(),
+                names: snapshot.clone(),
                 kinds: kinds.clone(),
                 overrides: overrides.clone(),
                 counter,
