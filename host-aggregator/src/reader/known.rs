@@ -13,8 +13,9 @@
 //! and so does every pipe whose FIFO changed before that start time.
 //!
 //! Bounded: at most a quarter of the descriptor limit (`serve` gives half
-//! to connections), and a process is kept only from its second pass on, so
-//! a one-shot read (`dump`, `archive`) opens no pidfd at all.
+//! to connections); a process is kept only from its second pass on, so a
+//! one-shot read (`dump`, `archive`) opens no pidfd at all, and forgotten
+//! after a pass that did not check it (its pipe is gone, though it lives).
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -40,6 +41,8 @@ pub(crate) struct Known {
     seen_now: HashSet<u32>,
     /// Entries at most.
     limit: usize,
+    /// Passes started, to forget entries no pass checks any more.
+    pass: u64,
 }
 
 #[derive(Debug)]
@@ -48,6 +51,8 @@ struct Entry {
     _pidfd: OwnedFd,
     started: SystemTime,
     owner: u32,
+    /// The last pass that checked it.
+    checked_in: u64,
 }
 
 impl Known {
@@ -60,6 +65,7 @@ impl Known {
             seen_before: HashSet::new(),
             seen_now: HashSet::new(),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            pass: 0,
         }
     }
 
@@ -71,13 +77,18 @@ impl Known {
             seen_before: HashSet::new(),
             seen_now: HashSet::new(),
             limit: 0,
+            pass: 0,
         }
     }
 
-    /// Called as a pass starts: forgets the processes that have exited,
-    /// and turns this pass's first sights into the last pass's.
+    /// Called as a pass starts: forgets the processes that have exited and
+    /// those the last pass did not check, and turns the last pass's first
+    /// sights into the ones before.
     pub(crate) fn start_pass(&mut self) {
         self.forget_exited();
+        let last = self.pass;
+        self.entries.retain(|_, entry| entry.checked_in >= last);
+        self.pass += 1;
         self.seen_before = std::mem::take(&mut self.seen_now);
     }
 
@@ -130,9 +141,10 @@ impl Known {
         owner: u32,
         changed: SystemTime,
     ) -> Result<Option<SystemTime>, PipeFault> {
-        if let Some(entry) = self.entries.get(&pid)
+        if let Some(entry) = self.entries.get_mut(&pid)
             && entry.owner == owner
         {
+            entry.checked_in = self.pass;
             return match procfs::stale_by_start(changed, entry.started) {
                 Some(stale) => Err(PipeFault::Stale(stale)),
                 None => Ok(Some(entry.started)),
@@ -150,6 +162,7 @@ impl Known {
                         _pidfd: pidfd,
                         started: *started,
                         owner,
+                        checked_in: self.pass,
                     };
                     self.entries.insert(pid, entry);
                 }
@@ -257,6 +270,29 @@ mod tests {
         }
         assert_eq!(none.len(), 0);
         assert!(none.exits().is_none());
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_process_no_pass_checks_any_more_is_forgotten_though_it_lives() {
+        let mut child = sleeper();
+        let pid = child.id();
+        let now = SystemTime::now() + Duration::from_secs(1);
+        let mut known = Known::new();
+        for _ in 0..2 {
+            known.start_pass();
+            known.check_pipe(pid, our_uid(), now).unwrap();
+        }
+        assert_eq!(known.len(), 1);
+        // A pass that checks it keeps it; the pass after one that did not
+        // forgets it (its pidfd closed).
+        known.start_pass();
+        known.check_pipe(pid, our_uid(), now).unwrap();
+        known.start_pass();
+        assert_eq!(known.len(), 1);
+        known.start_pass();
+        assert_eq!(known.len(), 0);
         child.kill().unwrap();
         child.wait().unwrap();
     }
