@@ -674,8 +674,9 @@ impl<'o> PassState<'o> {
 
     /// Kept processes exited during the pass: a pipe of theirs that has
     /// sent nothing and has no writer attached will never answer, so it is
-    /// tried again at once, and the checks (in full now) find it stale. A
-    /// writer that wrote its snapshot before exiting is read as usual.
+    /// tried again at once, and the checks find it stale (a zombie not yet
+    /// reaped included: see [`Known::check_pipe`]). A writer that wrote its
+    /// snapshot before exiting is read as usual.
     fn writers_exited(&mut self) {
         let exited = self.known.forget_exited();
         for i in 0..self.slots.len() {

@@ -352,6 +352,18 @@ fn reading_a_pipe_leaves_its_access_time() {
 /// A FIFO with no writer (any local user can make one) costs a pass the
 /// whole deadline once; in the next passes it is given up after a short
 /// grace, and read normally as soon as a writer answers on it (issue 12).
+/// Writes `lines` once into the FIFO at `path`, from a thread that blocks
+/// until a reader opens it: a writer standing in for the process the FIFO
+/// is named after.
+fn answer_once(path: &Path, lines: &str) -> std::thread::JoinHandle<()> {
+    let path = path.to_path_buf();
+    let lines = lines.to_owned();
+    std::thread::spawn(move || {
+        let mut fifo = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut fifo, lines.as_bytes()).unwrap();
+    })
+}
+
 #[test]
 fn a_fifo_silent_last_pass_is_given_up_quickly_and_read_once_it_answers() {
     let dir = TempDir::new("silent-fifo");
@@ -377,15 +389,7 @@ fn a_fifo_silent_last_pass_is_given_up_quickly_and_read_once_it_answers() {
     );
 
     // A writer shows up: it answers within the grace and is read.
-    let writer_path = path.clone();
-    let writer = std::thread::spawn(move || {
-        // Blocks until the pass opens the read end.
-        let mut fifo = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&writer_path)
-            .unwrap();
-        std::io::Write::write_all(&mut fifo, b"late: 1\n").unwrap();
-    });
+    let writer = answer_once(&path, "late: 1\n");
     let pass = collector.collect().unwrap();
     writer.join().unwrap();
     assert_eq!(status_of(&pass, &path), &Status::Ok);
@@ -411,14 +415,7 @@ fn a_kept_writer_that_dies_while_a_pass_waits_on_it_ends_the_wait() {
     // Two passes answered (this thread's writes stand for the process's),
     // so the second keeps the process.
     for round in 1..=2 {
-        let writer_path = path.clone();
-        let writer = std::thread::spawn(move || {
-            let mut fifo = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&writer_path)
-                .unwrap();
-            std::io::Write::write_all(&mut fifo, format!("round: {round}\n").as_bytes()).unwrap();
-        });
+        let writer = answer_once(&path, &format!("round: {round}\n"));
         let pass = collector.collect().unwrap();
         writer.join().unwrap();
         assert_eq!(status_of(&pass, &path), &Status::Ok);

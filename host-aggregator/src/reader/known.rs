@@ -26,7 +26,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::resource::{Resource, getrlimit};
 use rustix::process::{Pid, PidfdFlags, pidfd_open};
 
-use crate::procfs::{self, PipeFault};
+use crate::procfs::{self, PipeFault, Staleness};
 
 /// The processes checked, by PID.
 #[derive(Debug)]
@@ -43,6 +43,9 @@ pub(crate) struct Known {
     limit: usize,
     /// Passes started, to forget entries no pass checks any more.
     pass: u64,
+    /// The processes heard to exit since the pass started, with their
+    /// start times: `/proc` still shows one until its parent reaps it.
+    exited: HashMap<u32, SystemTime>,
 }
 
 #[derive(Debug)]
@@ -66,6 +69,7 @@ impl Known {
             seen_now: HashSet::new(),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             pass: 0,
+            exited: HashMap::new(),
         }
     }
 
@@ -78,6 +82,7 @@ impl Known {
             seen_now: HashSet::new(),
             limit: 0,
             pass: 0,
+            exited: HashMap::new(),
         }
     }
 
@@ -85,6 +90,7 @@ impl Known {
     /// those the last pass did not check, and turns the last pass's first
     /// sights into the ones before.
     pub(crate) fn start_pass(&mut self) {
+        self.exited.clear();
         self.forget_exited();
         let last = self.pass;
         self.entries.retain(|_, entry| entry.checked_in >= last);
@@ -121,7 +127,8 @@ impl Known {
             for event in &events[..ready] {
                 let pid = u32::try_from(event.data()).unwrap_or(0);
                 // Dropping the pidfd takes it out of the epoll set.
-                if self.entries.remove(&pid).is_some() {
+                if let Some(entry) = self.entries.remove(&pid) {
+                    self.exited.insert(pid, entry.started);
                     exited.push(pid);
                 }
             }
@@ -134,7 +141,9 @@ impl Known {
     /// [`procfs::check_pipe`] for the FIFO of `pid`, owned by `owner`,
     /// last changed at `changed`: answered from the entry where there is
     /// one for that owner, else checked in full (and kept where it passes,
-    /// the PID was seen in the last pass, and there is room).
+    /// the PID was seen in the last pass, and there is room). A process
+    /// heard to exit in this pass that the full check still finds, by its
+    /// start time, is a zombie: dead.
     pub(crate) fn check_pipe(
         &mut self,
         pid: u32,
@@ -153,7 +162,12 @@ impl Known {
         // Opened before the checks, so the process they find is the one
         // the pidfd names, or an exit shows on it at the next look.
         let pidfd = self.pidfd_for(pid);
-        let checked = procfs::check_pipe(pid, owner, changed);
+        let checked = match procfs::check_pipe(pid, owner, changed) {
+            Ok(Some(started)) if self.exited.get(&pid) == Some(&started) => {
+                Err(PipeFault::Stale(Staleness::Dead))
+            }
+            checked => checked,
+        };
         match (&checked, pidfd, &self.exits) {
             (Ok(Some(started)), Some(pidfd), Some(exits)) => {
                 let event = EpollEvent::new(EpollFlags::EPOLLIN, u64::from(pid));
@@ -199,14 +213,25 @@ mod tests {
     use std::process::{Child, Command};
     use std::time::Duration;
 
-    use crate::procfs::Staleness;
-
     fn sleeper() -> Child {
         Command::new("sleep").arg("60").spawn().unwrap()
     }
 
     fn our_uid() -> u32 {
         nix::unistd::geteuid().as_raw()
+    }
+
+    /// A `Known` that has checked `pid` in two passes (so keeps it), and
+    /// a FIFO change time that passes the start-time check.
+    fn kept_after_two_passes(pid: u32) -> (Known, SystemTime) {
+        let now = SystemTime::now() + Duration::from_secs(1);
+        let mut known = Known::new();
+        for _ in 0..2 {
+            known.start_pass();
+            known.check_pipe(pid, our_uid(), now).unwrap();
+        }
+        assert_eq!(known.len(), 1);
+        (known, now)
     }
 
     #[test]
@@ -247,16 +272,33 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_process_that_exited_is_dead_while_still_a_zombie() {
+        let mut child = sleeper();
+        let pid = child.id();
+        let (mut known, now) = kept_after_two_passes(pid);
+        child.kill().unwrap();
+        // Not reaped: /proc/<pid> is still there, with the same start time.
+        let exited = loop {
+            let exited = known.forget_exited();
+            if !exited.is_empty() {
+                break exited;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(exited, vec![pid]);
+        assert!(procfs::look(pid).is_ok(), "a zombie shows in /proc");
+        assert!(matches!(
+            known.check_pipe(pid, our_uid(), now),
+            Err(PipeFault::Stale(Staleness::Dead))
+        ));
+        child.wait().unwrap();
+    }
+
+    #[test]
     fn another_owner_is_checked_in_full_and_nothing_is_kept_by_none() {
         let mut child = sleeper();
         let pid = child.id();
-        let now = SystemTime::now() + Duration::from_secs(1);
-        let mut known = Known::new();
-        for _ in 0..2 {
-            known.start_pass();
-            known.check_pipe(pid, our_uid(), now).unwrap();
-        }
-        assert_eq!(known.len(), 1);
+        let (mut known, now) = kept_after_two_passes(pid);
         let other = our_uid().wrapping_add(1);
         assert!(matches!(
             known.check_pipe(pid, other, now),
@@ -278,13 +320,7 @@ mod tests {
     fn a_process_no_pass_checks_any_more_is_forgotten_though_it_lives() {
         let mut child = sleeper();
         let pid = child.id();
-        let now = SystemTime::now() + Duration::from_secs(1);
-        let mut known = Known::new();
-        for _ in 0..2 {
-            known.start_pass();
-            known.check_pipe(pid, our_uid(), now).unwrap();
-        }
-        assert_eq!(known.len(), 1);
+        let (mut known, now) = kept_after_two_passes(pid);
         // A pass that checks it keeps it; the pass after one that did not
         // forgets it (its pidfd closed).
         known.start_pass();
