@@ -150,6 +150,17 @@ fn dir_key(dir: &str) -> io::Result<(DirKey, u32)> {
     Ok((key, meta.uid()))
 }
 
+/// This machine's host name (`/proc/sys/kernel/hostname`), or `localhost`
+/// if it cannot be read: the `host` of archived samples and of the
+/// Influx format's tag.
+pub fn local_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
 /// The cache is only ever a shortcut: a panic elsewhere while it was held
 /// leaves it usable.
 fn cache_lock() -> std::sync::MutexGuard<'static, Option<HashMap<u32, (DirKey, SystemTime)>>> {

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::remote::Remote;
-use super::{Batch, Database, Outcome, WriteOptions, local_host_name};
+use super::{Batch, Database, Outcome, WriteOptions};
+use crate::procfs::local_host_name;
 use crate::{Collector, Error, ReadOptions};
 
 /// Flags of `host-aggregator archive`.

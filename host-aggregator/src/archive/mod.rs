@@ -123,16 +123,6 @@ pub fn unix_seconds(time: SystemTime) -> i64 {
     })
 }
 
-/// This machine's host name (`/proc/sys/kernel/hostname`), or `localhost`
-/// if it cannot be read.
-pub fn local_host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
-}
-
 /// Where a run writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Database {

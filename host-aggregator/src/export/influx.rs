@@ -57,7 +57,7 @@ pub static INFLUX: InfluxFormat = InfluxFormat {
 
 impl InfluxFormat {
     fn host(&self) -> &str {
-        self.host.get_or_init(crate::archive::local_host_name)
+        self.host.get_or_init(crate::procfs::local_host_name)
     }
 
     fn memory(&self) -> std::sync::MutexGuard<'_, Influx> {
