@@ -9,8 +9,10 @@
 //!
 //! An entry keeps what the full checks found: the process's start time and
 //! the FIFO owner they accepted. A pipe of the same process with another
-//! owner (the process changed user) goes through the full checks again,
-//! and so does every pipe whose FIFO changed before that start time.
+//! owner goes through the full checks again, and every kept process's pipe
+//! does so one pass in [`FULL_CHECK_EVERY`]: a process that changed user
+//! since (a `setuid` program it ran) is refused within that many passes,
+//! and forgotten.
 //!
 //! Bounded: at most a quarter of the descriptor limit (`serve` gives half
 //! to connections); a process is kept only from its second pass on, so a
@@ -27,6 +29,12 @@ use nix::sys::resource::{Resource, getrlimit};
 use rustix::process::{Pid, PidfdFlags, pidfd_open};
 
 use crate::procfs::{self, PipeFault, Staleness};
+
+/// How often a kept process's pipe is checked in full all the same (in
+/// passes): a process that changes user after its first checks (a
+/// `setuid` program it runs, a dropped privilege) is refused within this
+/// many passes, as it would have been at once without the entry.
+const FULL_CHECK_EVERY: u64 = 8;
 
 /// The processes checked, by PID.
 #[derive(Debug)]
@@ -140,18 +148,22 @@ impl Known {
 
     /// [`procfs::check_pipe`] for the FIFO of `pid`, owned by `owner`,
     /// last changed at `changed`: answered from the entry where there is
-    /// one for that owner, else checked in full (and kept where it passes,
-    /// the PID was seen in the last pass, and there is room). A process
-    /// heard to exit in this pass that the full check still finds, by its
-    /// start time, is a zombie: dead.
+    /// one for that owner, except every [`FULL_CHECK_EVERY`]th pass (by
+    /// PID, so not all at once), which checks in full as a pipe without an
+    /// entry is: a process that changed user since is then refused again.
+    /// Kept where the full check passes, the PID was seen in the last
+    /// pass, and there is room. A process heard to exit in this pass that
+    /// the full check still finds, by its start time, is a zombie: dead.
     pub(crate) fn check_pipe(
         &mut self,
         pid: u32,
         owner: u32,
         changed: SystemTime,
     ) -> Result<Option<SystemTime>, PipeFault> {
+        let due = (self.pass + u64::from(pid)) % FULL_CHECK_EVERY == 0;
         if let Some(entry) = self.entries.get_mut(&pid)
             && entry.owner == owner
+            && !due
         {
             entry.checked_in = self.pass;
             return match procfs::stale_by_start(changed, entry.started) {
@@ -161,29 +173,52 @@ impl Known {
         }
         // Opened before the checks, so the process they find is the one
         // the pidfd names, or an exit shows on it at the next look.
-        let pidfd = self.pidfd_for(pid);
+        let pidfd = if self.entries.contains_key(&pid) {
+            None
+        } else {
+            self.pidfd_for(pid)
+        };
         let checked = match procfs::check_pipe(pid, owner, changed) {
             Ok(Some(started)) if self.exited.get(&pid) == Some(&started) => {
                 Err(PipeFault::Stale(Staleness::Dead))
             }
             checked => checked,
         };
-        match (&checked, pidfd, &self.exits) {
-            (Ok(Some(started)), Some(pidfd), Some(exits)) => {
-                let event = EpollEvent::new(EpollFlags::EPOLLIN, u64::from(pid));
-                if exits.add(&pidfd, event).is_ok() {
-                    let entry = Entry {
-                        _pidfd: pidfd,
-                        started: *started,
-                        owner,
-                        checked_in: self.pass,
-                    };
-                    self.entries.insert(pid, entry);
-                }
+        let Ok(Some(started)) = checked else {
+            // The process is gone, or no longer of the user it was kept
+            // for: its entry no longer answers for it. (A leftover FIFO, or
+            // another user's FIFO under its name, says nothing of it.)
+            let forget = match &checked {
+                Err(PipeFault::Stale(Staleness::Dead)) => true,
+                Err(PipeFault::WrongOwner(_)) => self
+                    .entries
+                    .get(&pid)
+                    .is_some_and(|entry| entry.owner == owner),
+                _ => false,
+            };
+            if forget {
+                self.entries.remove(&pid);
             }
-            _ => {
-                self.seen_now.insert(pid);
+            self.seen_now.insert(pid);
+            return checked;
+        };
+        if let Some(entry) = self.entries.get_mut(&pid) {
+            // The pidfd still names the process the checks found.
+            entry.owner = owner;
+            entry.checked_in = self.pass;
+        } else if let (Some(pidfd), Some(exits)) = (pidfd, &self.exits) {
+            let event = EpollEvent::new(EpollFlags::EPOLLIN, u64::from(pid));
+            if exits.add(&pidfd, event).is_ok() {
+                let entry = Entry {
+                    _pidfd: pidfd,
+                    started,
+                    owner,
+                    checked_in: self.pass,
+                };
+                self.entries.insert(pid, entry);
             }
+        } else {
+            self.seen_now.insert(pid);
         }
         checked
     }
@@ -329,6 +364,46 @@ mod tests {
         assert_eq!(known.len(), 1);
         known.start_pass();
         assert_eq!(known.len(), 0);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_kept_process_that_changes_user_is_refused_within_the_full_check_interval() {
+        // Root runs the tests (as CI does): the child drops to nobody.
+        assert_eq!(
+            our_uid(),
+            0,
+            "this test needs root, as the test command runs"
+        );
+        let mut child = Command::new("python3")
+            .args([
+                "-c",
+                "import os, sys, time; sys.stdin.read(1); os.setuid(65534); time.sleep(60)",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let (mut known, now) = kept_after_two_passes(pid);
+        drop(child.stdin.take()); // EOF: the child drops to nobody
+        std::thread::sleep(Duration::from_millis(300));
+        let mut refused_after = None;
+        for pass in 0..FULL_CHECK_EVERY.min(64) {
+            known.start_pass();
+            if matches!(
+                known.check_pipe(pid, our_uid(), now),
+                Err(PipeFault::WrongOwner(65534))
+            ) {
+                refused_after = Some(pass);
+                break;
+            }
+        }
+        assert!(
+            refused_after.is_some(),
+            "a root FIFO under a process now of nobody was still read after {FULL_CHECK_EVERY} passes"
+        );
+        assert_eq!(known.len(), 0, "the entry is forgotten");
         child.kill().unwrap();
         child.wait().unwrap();
     }
