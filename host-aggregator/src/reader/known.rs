@@ -269,6 +269,13 @@ mod tests {
         (known, now)
     }
 
+    /// A sleeping child kept by a `Known` (see [`kept_after_two_passes`]).
+    fn kept_sleeper() -> (Child, Known, SystemTime) {
+        let child = sleeper();
+        let (known, now) = kept_after_two_passes(child.id());
+        (child, known, now)
+    }
+
     #[test]
     fn a_process_is_kept_from_its_second_pass_and_forgotten_when_it_exits() {
         let mut child = sleeper();
@@ -308,9 +315,8 @@ mod tests {
 
     #[test]
     fn a_kept_process_that_exited_is_dead_while_still_a_zombie() {
-        let mut child = sleeper();
+        let (mut child, mut known, now) = kept_sleeper();
         let pid = child.id();
-        let (mut known, now) = kept_after_two_passes(pid);
         child.kill().unwrap();
         // Not reaped: /proc/<pid> is still there, with the same start time.
         let exited = loop {
@@ -331,9 +337,8 @@ mod tests {
 
     #[test]
     fn another_owner_is_checked_in_full_and_nothing_is_kept_by_none() {
-        let mut child = sleeper();
+        let (mut child, mut known, now) = kept_sleeper();
         let pid = child.id();
-        let (mut known, now) = kept_after_two_passes(pid);
         let other = our_uid().wrapping_add(1);
         assert!(matches!(
             known.check_pipe(pid, other, now),
@@ -353,9 +358,8 @@ mod tests {
 
     #[test]
     fn a_process_no_pass_checks_any_more_is_forgotten_though_it_lives() {
-        let mut child = sleeper();
+        let (mut child, mut known, now) = kept_sleeper();
         let pid = child.id();
-        let (mut known, now) = kept_after_two_passes(pid);
         // A pass that checks it keeps it; the pass after one that did not
         // forgets it (its pidfd closed).
         known.start_pass();
