@@ -649,16 +649,7 @@ impl<'o> PassState<'o> {
             let next = *check_at;
             let at_path = std::fs::symlink_metadata(&slot.source.path);
             let orphaned = !at_path.as_ref().is_ok_and(|m| (m.dev(), m.ino()) == *id)
-                && match file.read(&mut self.chunk) {
-                    Ok(0) => true,
-                    Ok(n) => {
-                        self.budget = self.budget.saturating_sub(n);
-                        slot.bytes.extend_from_slice(&self.chunk[..n]);
-                        false
-                    }
-                    // EAGAIN: a writer is attached and will write.
-                    Err(_) => false,
-                };
+                && writerless(file, &mut self.chunk, &mut slot.bytes, &mut self.budget);
             if orphaned {
                 let at = if at_path.is_ok() {
                     now
@@ -687,15 +678,10 @@ impl<'o> PassState<'o> {
             if !slot.bytes.is_empty() || !slot.source.pid.is_some_and(|pid| exited.contains(&pid)) {
                 continue;
             }
-            // 0: no writer and nothing buffered; EAGAIN: a writer (a child
-            // that inherited it, say) is attached; bytes: read on.
-            match file.read(&mut self.chunk) {
-                Ok(0) => self.retry(i, Instant::now(), Status::Vanished),
-                Ok(n) => {
-                    self.budget = self.budget.saturating_sub(n);
-                    slot.bytes.extend_from_slice(&self.chunk[..n]);
-                }
-                Err(_) => {}
+            // A writer still attached (a child that inherited it, say), or
+            // bytes that came: read on.
+            if writerless(file, &mut self.chunk, &mut slot.bytes, &mut self.budget) {
+                self.retry(i, Instant::now(), Status::Vanished);
             }
         }
     }
@@ -760,6 +746,22 @@ impl<'o> PassState<'o> {
 
 /// Parses a whole snapshot into the source: stats kept, kind declarations
 /// kept apart, other metadata (`#`) lines dropped, bad lines counted.
+/// One `read` of a pipe that has not answered yet, keeping what came in
+/// `bytes` (counted against `budget`): whether it was a bare end of file,
+/// no writer attached and nothing buffered. `EAGAIN` (a writer is attached
+/// and will write) is not.
+fn writerless(file: &mut File, chunk: &mut [u8], bytes: &mut Vec<u8>, budget: &mut usize) -> bool {
+    match file.read(chunk) {
+        Ok(0) => true,
+        Ok(n) => {
+            *budget = budget.saturating_sub(n);
+            bytes.extend_from_slice(&chunk[..n]);
+            false
+        }
+        Err(_) => false,
+    }
+}
+
 fn parse_into(source: &mut Source, bytes: &[u8], max_line: usize, cache: &mut KindsCache) {
     let (snapshot, kinds, errors) = Snapshot::parse_with_kinds_cached(bytes, max_line, cache);
     source.kinds = kinds;
