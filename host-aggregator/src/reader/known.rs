@@ -72,12 +72,8 @@ impl Known {
         let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft) / 4;
         Known {
             exits: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok(),
-            entries: HashMap::new(),
-            seen_before: HashSet::new(),
-            seen_now: HashSet::new(),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
-            pass: 0,
-            exited: HashMap::new(),
+            ..Known::none()
         }
     }
 
