@@ -1,0 +1,68 @@
+//! Parsing one process's snapshot as the aggregator's pass does (issue
+//! 15): the 180 stats `scripts/bench-aggregate.sh` feeds every writer
+//! (counters, tagged counters, float gauges), rendered with kind lines and
+//! the envelope, parsed with a warm [`KindsCache`] (the kind block
+//! recognised, the names shared with the last snapshot), beside the same
+//! bytes parsed with no cache and the floor of splitting them into lines.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use stats_core::envelope::{Header, write_header, write_trailer};
+use stats_core::kinds::KindsCache;
+use stats_core::{Registry, Snapshot};
+
+const STATS: usize = 180;
+const MAX_LINE: usize = 4096;
+
+/// The bytes one of the bench's writers serves.
+fn snapshot_bytes() -> Vec<u8> {
+    let registry = Registry::new();
+    for i in 0..STATS {
+        let module = i / 3;
+        match i % 3 {
+            0 => registry.incr(&format!("app.module{module}.requests[code=200]"), i),
+            1 => registry.incr(&format!("app.module{module}.bytes_sent"), i * 1000),
+            _ => registry.set(
+                &format!("app.module{module}.latency_seconds"),
+                i as f64 / 8.0,
+            ),
+        }
+    }
+    let mut buf = Vec::new();
+    write_header(
+        &mut buf,
+        &Header {
+            pid: 4242,
+            seq: 7,
+            time: 1_700_000_000.25,
+        },
+    );
+    registry.render_kinds_into(&mut buf);
+    registry.render_into(&mut buf);
+    write_trailer(&mut buf);
+    buf
+}
+
+fn parse(c: &mut Criterion) {
+    let bytes = snapshot_bytes();
+    let mut group = c.benchmark_group(format!("parse_{STATS}_stats"));
+    let mut cache = KindsCache::new();
+    let (first, _, errors) = Snapshot::parse_with_kinds_cached(&bytes, MAX_LINE, &mut cache);
+    assert!(errors.is_empty(), "the bench's own lines parse");
+    let kept = first;
+    group.bench_function("cached_warm", |b| {
+        b.iter(|| Snapshot::parse_with_kinds_cached(black_box(&bytes), MAX_LINE, &mut cache))
+    });
+    group.bench_function("uncached", |b| {
+        b.iter(|| Snapshot::parse(black_box(&bytes), MAX_LINE))
+    });
+    group.bench_function("floor_split_lines", |b| {
+        b.iter(|| memchr::memchr_iter(b'\n', black_box(&bytes)).count())
+    });
+    drop(kept);
+    group.finish();
+}
+
+criterion_group!(benches, parse);
+criterion_main!(benches);
