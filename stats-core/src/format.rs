@@ -79,19 +79,146 @@ pub fn write_line(buf: &mut Vec<u8>, name: &str, value: Value) {
 /// anything else that parses as a float (including `nan`, `inf`, `-inf`,
 /// `infinity`, any case, and integers too large for `i64`) is a float.
 /// Surrounding whitespace is ignored. Returns `None` for anything else.
+///
+/// Inlined: a reader calls it for every line, and returning the value
+/// through memory cost more than reading it (issue 15, `benches/parse.rs`).
+#[inline(always)]
 pub fn parse_value(text: &str) -> Option<Value> {
-    let text = text.trim();
-    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(match text.parse::<i64>() {
-            Ok(i) => Value::Int(i),
-            // Only overflow is possible here: an integer too big for i64.
-            Err(_) => Value::Float(text.parse::<f64>().ok()?),
-        });
+    let text = trim(text);
+    match parse_int(text.as_bytes()) {
+        Int::Fits(int) => Some(Value::Int(int)),
+        // An integer too big for i64 is a float too.
+        Int::TooLarge | Int::Other => parse_float(text).map(Value::Float),
     }
-    // Rust's float grammar also accepts "inf"/"infinity"/"nan" in any case,
-    // which is what Python's float() accepts too.
-    text.parse::<f64>().ok().map(Value::Float)
+}
+
+/// The float reading, kept out of line so that [`parse_value`]'s integer
+/// path is small enough to inline. Rust's float grammar also accepts
+/// "inf"/"infinity"/"nan" in any case, which is what Python's float()
+/// accepts too.
+#[inline(never)]
+fn parse_float(text: &str) -> Option<f64> {
+    plain_decimal(text.as_bytes()).or_else(|| text.parse::<f64>().ok())
+}
+
+/// Powers of ten that are exact as `f64` (up to 10^22).
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A float written as plain decimal digits with one `.`, its digits
+/// together at most 2^53 (`-12.375`, what writers send for most floats),
+/// read without the general float parser (a third of the bench's lines
+/// are such floats): its digits make an integer below 2^53 and its
+/// fraction at most 22 places, so both it and the power of ten are exact
+/// doubles, and one correctly rounded division gives what
+/// `str::parse::<f64>` gives (Clinger's fast path). `None` for anything
+/// else, which goes to the general parser.
+#[inline]
+fn plain_decimal(bytes: &[u8]) -> Option<f64> {
+    let (negative, rest) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, bytes),
+    };
+    let dot = memchr::memchr(b'.', rest)?;
+    let places = rest.len() - dot - 1;
+    if rest.len() < 2 || places >= EXACT_POWERS_OF_TEN.len() {
+        return None;
+    }
+    let mut digits: u64 = 0;
+    for (at, &byte) in rest.iter().enumerate() {
+        if at == dot {
+            continue;
+        }
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        digits = digits.checked_mul(10)?.checked_add(u64::from(digit))?;
+    }
+    if digits > 1 << 53 {
+        return None;
+    }
+    // Exact: at most 2^53.
+    let magnitude = digits as f64 / EXACT_POWERS_OF_TEN[places];
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+/// `str::trim`, without decoding characters where both ends are ASCII (a
+/// number always is): ASCII white space is what `char::is_whitespace`
+/// says of ASCII (TAB to CR, and space), and only a non-ASCII byte at an
+/// end needs the full trim.
+#[inline]
+fn trim(text: &str) -> &str {
+    let is_space = |b: &u8| matches!(b, b'\t'..=b'\r' | b' ');
+    let bytes = text.as_bytes();
+    let start = bytes
+        .iter()
+        .position(|b| !is_space(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |last| last + 1);
+    match text.get(start..end) {
+        Some(ascii)
+            if ascii.as_bytes().first().is_none_or(u8::is_ascii)
+                && ascii.as_bytes().last().is_none_or(u8::is_ascii) =>
+        {
+            ascii
+        }
+        _ => text.trim(),
+    }
+}
+
+/// What [`parse_int`] made of a value.
+enum Int {
+    /// An integer within `i64`'s range.
+    Fits(i64),
+    /// Digits, with an optional sign, of a number out of `i64`'s range.
+    TooLarge,
+    /// Not an optionally signed run of digits.
+    Other,
+}
+
+/// An optionally signed run of decimal digits, in one pass (what
+/// `str::parse::<i64>` accepts, with overflow told apart).
+#[inline(always)]
+fn parse_int(bytes: &[u8]) -> Int {
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() {
+        return Int::Other;
+    }
+    let mut magnitude: u64 = 0;
+    let mut overflow = false;
+    for &byte in digits {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return Int::Other;
+        }
+        match magnitude
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(u64::from(digit)))
+        {
+            Some(m) => magnitude = m,
+            None => overflow = true,
+        }
+    }
+    let fits = if negative {
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
+    };
+    match fits {
+        Some(int) if !overflow => Int::Fits(int),
+        _ => Int::TooLarge,
+    }
 }
 
 /// Why a line could not be read as a stat.
@@ -238,6 +365,87 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(parse_value(text), *want, "{text:?}");
+        }
+    }
+
+    /// The reading `parse_value` must give, in the plainest terms: trim,
+    /// an optionally signed run of digits within `i64` is an integer,
+    /// anything `str::parse::<f64>` takes is a float.
+    fn plain_reading(text: &str) -> Option<Value> {
+        let text = text.trim();
+        let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(int) = text.parse::<i64>() {
+                return Some(Value::Int(int));
+            }
+        }
+        text.parse::<f64>().ok().map(Value::Float)
+    }
+
+    #[test]
+    fn fast_readings_agree_with_the_plain_one_at_the_edges() {
+        let cases = [
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "+9223372036854775807",
+            "00000000000000000000000000001",
+            "-0",
+            "+0",
+            "0.0",
+            "-0.0",
+            "+.5",
+            "5.",
+            ".5",
+            "-.5",
+            ".",
+            "-.",
+            "+",
+            "1.2.3",
+            "1..2",
+            "9007199254740993.0",
+            "9007199254740992.5",
+            "0.9007199254740993",
+            "0.1234567890123456789012",
+            "0.12345678901234567890123",
+            "123456789012345.6",
+            "1.5e3",
+            "1_000",
+            " \u{a0}5\u{a0} ",
+            "\u{2003}7",
+            "7\u{85}",
+            "\x0b12\x0c",
+            "\r-3.25\r",
+            "\u{1c}5",
+            "١٢",
+        ];
+        for text in cases {
+            let (fast, plain) = (parse_value(text), plain_reading(text));
+            assert_eq!(fast, plain, "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_readings_agree_with_the_plain_one(text in "[-+ .0-9eE\t\r\u{a0}]{0,30}") {
+            proptest::prop_assert_eq!(parse_value(&text), plain_reading(&text));
+        }
+
+        #[test]
+        fn plain_decimals_read_as_the_float_parser_reads_them(
+            negative: bool,
+            int_digits in "[0-9]{0,17}",
+            frac_digits in "[0-9]{0,24}",
+        ) {
+            let text = format!("{}{int_digits}.{frac_digits}", if negative { "-" } else { "" });
+            proptest::prop_assert_eq!(parse_value(&text), plain_reading(&text));
+        }
+
+        #[test]
+        fn any_rendered_float_reads_back(bits: u64) {
+            let value = Value::Float(f64::from_bits(bits));
+            proptest::prop_assert_eq!(parse_value(&render(value)), Some(value));
         }
     }
 
