@@ -169,7 +169,12 @@ pub struct KindsCache {
     /// Whole blocks of kind lines, as sent (`#counter requests: 1\n...`),
     /// that parsed cleanly → the kinds they declare, and whether used since
     /// the last sweep: a block seen again is not parsed again.
-    by_block: HashMap<Box<[u8]>, (Kinds, bool), foldhash::fast::RandomState>,
+    by_block: HashMap<Arc<[u8]>, (Kinds, bool), foldhash::fast::RandomState>,
+    /// The block last found in or added to `by_block`, with its line count
+    /// ([`KindsCache::recent_block`]): the next source of the same program
+    /// sends it again, and comparing its bytes where it starts costs less
+    /// than finding the block's end line by line and hashing it.
+    recent_block: Option<(Arc<[u8]>, u64, Kinds)>,
     /// Stat names interned across sources: a thousand processes of one
     /// program send the same names, held once ([`KindsCache::intern`]).
     names: HashSet<Arc<str>, foldhash::fast::RandomState>,
@@ -211,9 +216,12 @@ impl KindsCache {
     /// The kinds of a block of whole kind lines, as sent, if
     /// [`KindsCache::remember_block`] was told of the same bytes.
     pub fn known_block(&mut self, block: &[u8]) -> Option<Kinds> {
+        let held = Arc::clone(self.by_block.get_key_value(block)?.0);
         let (kinds, used) = self.by_block.get_mut(block)?;
         *used = true;
-        Some(kinds.clone())
+        let kinds = kinds.clone();
+        self.set_recent_block(held, &kinds);
+        Some(kinds)
     }
 
     /// Remembers that `block`, whole kind lines as sent, every one of them
@@ -222,7 +230,30 @@ impl KindsCache {
         if self.by_block.len() >= KINDS_CACHE_LIMIT {
             self.by_block.clear();
         }
-        self.by_block.insert(block.into(), (kinds.clone(), true));
+        let block: Arc<[u8]> = block.into();
+        self.by_block
+            .insert(Arc::clone(&block), (kinds.clone(), true));
+        self.set_recent_block(block, kinds);
+    }
+
+    /// The block of kind lines [`KindsCache::known_block`] last found or
+    /// [`KindsCache::remember_block`] last took in this pass, its number of
+    /// lines and its kinds.
+    pub fn recent_block(&self) -> Option<(&[u8], u64, &Kinds)> {
+        self.recent_block
+            .as_ref()
+            .map(|(block, lines, kinds)| (&**block, *lines, kinds))
+    }
+
+    fn set_recent_block(&mut self, block: Arc<[u8]>, kinds: &Kinds) {
+        let same = self
+            .recent_block
+            .as_ref()
+            .is_some_and(|(held, _, _)| Arc::ptr_eq(held, &block));
+        if !same {
+            let lines = memchr::memchr_iter(b'\n', &block).count() as u64;
+            self.recent_block = Some((block, lines, kinds.clone()));
+        }
     }
 
     /// `name` as a shared string: the one held already if any snapshot
@@ -259,6 +290,7 @@ impl KindsCache {
     pub fn sweep(&mut self) {
         // Held here, they would count as held by a snapshot.
         self.recent = None;
+        self.recent_block = None;
         self.by_text.retain(|_, (_, used)| std::mem::take(used));
         self.by_block.retain(|_, (_, used)| std::mem::take(used));
         self.names.retain(|name| Arc::strong_count(name) > 1);

@@ -78,12 +78,16 @@ impl ErrorLog {
 /// Where a [`Parser`] hands its lines (a closure taking each good line's
 /// name and value is one).
 pub(crate) trait LineSink {
-    /// A line about to be parsed (valid UTF-8, not blank, within the length
-    /// limit): takes it as a good stat line itself and returns `true` only
-    /// where it read it exactly as [`parse_line`] would (a reader that knows
-    /// the name coming next, see [`crate::Snapshot::parse_with_kinds_cached`]).
-    fn quick(&mut self, _line: &str) -> bool {
-        false
+    /// A line about to be parsed, at the start of `rest` (valid UTF-8; the
+    /// line ends at the first `\n` or with `rest`): takes it as a good stat
+    /// line itself and returns its length (without the `\n`) only where it
+    /// read it exactly as [`parse_line`] would and it is at most `max_line`
+    /// bytes long (a reader that knows the name coming next, see
+    /// [`crate::Snapshot::parse_with_kinds_cached`]). It finds the line's
+    /// end itself: a line read this way is looked at once, not first
+    /// searched for its `\n`.
+    fn quick(&mut self, _rest: &str, _max_line: usize) -> Option<usize> {
+        None
     }
 
     /// A good line (metadata lines included), parsed.
@@ -142,12 +146,7 @@ impl Parser {
         if self.partial.is_empty() && !self.discarding {
             if let Some(last) = memchr::memrchr(b'\n', chunk) {
                 if let Ok(text) = std::str::from_utf8(&chunk[..last]) {
-                    let mut start = 0;
-                    for end in memchr::memchr_iter(b'\n', text.as_bytes()) {
-                        self.text_line(&text[start..end], on_entry);
-                        start = end + 1;
-                    }
-                    self.text_line(&text[start..], on_entry);
+                    self.text_lines(text, on_entry);
                     chunk = &chunk[last + 1..];
                 }
             }
@@ -260,7 +259,44 @@ impl Parser {
         }
     }
 
+    /// Every line of `text` (valid UTF-8; the last line has no `\n`): each
+    /// offered to [`LineSink::quick`] where it starts, and split off by a
+    /// search for its end only where that declines it.
+    fn text_lines(&mut self, text: &str, on_entry: &mut impl LineSink) {
+        let mut start = 0;
+        loop {
+            let rest = &text[start..];
+            let end = match on_entry.quick(rest, self.max_line) {
+                Some(len) => {
+                    self.line_no += 1;
+                    self.good_lines += 1;
+                    start + len
+                }
+                None => {
+                    let end =
+                        memchr::memchr(b'\n', rest.as_bytes()).map_or(text.len(), |i| start + i);
+                    self.parse_text_line(&text[start..end], on_entry);
+                    end
+                }
+            };
+            if end >= text.len() {
+                return;
+            }
+            start = end + 1;
+        }
+    }
+
     fn text_line(&mut self, text: &str, on_entry: &mut impl LineSink) {
+        if on_entry.quick(text, self.max_line).is_some() {
+            self.line_no += 1;
+            self.good_lines += 1;
+            return;
+        }
+        self.parse_text_line(text, on_entry);
+    }
+
+    /// A line [`LineSink::quick`] declined.
+    fn parse_text_line(&mut self, text: &str, on_entry: &mut impl LineSink) {
         self.line_no += 1;
         if text.len() > self.max_line {
             self.errors.push(ParseError {
@@ -273,10 +309,6 @@ impl Parser {
         // only the rest need the Unicode-aware trim.
         let visible_first = text.as_bytes().first().is_some_and(u8::is_ascii_graphic);
         if !visible_first && text.trim().is_empty() {
-            return;
-        }
-        if on_entry.quick(text) {
-            self.good_lines += 1;
             return;
         }
         match parse_line(text) {
