@@ -238,6 +238,13 @@ impl Snapshot {
         &self.values
     }
 
+    /// The shared list [`Snapshot::names`] reads from: a reader that keeps
+    /// a clone knows, by one pointer comparison, a later snapshot with the
+    /// very same names (see [`Snapshot::shares_names_with`]).
+    pub fn names_list(&self) -> &Arc<[Arc<str>]> {
+        &self.names
+    }
+
     /// Whether both snapshots hold the very same list of names (one parse
     /// took it from the other, or both from a third): then the names are
     /// equal position by position without comparing any.

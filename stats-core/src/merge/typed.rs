@@ -39,6 +39,12 @@ pub struct TypedMerger {
     /// number, so a [`Merged::resolved_in`] that differs says the kind of
     /// its name must be looked up again.
     last_kinds: Option<(Kinds, u64)>,
+    /// The names of the last source added, when they were the whole merged
+    /// run position by position: a source that shares that very list (the
+    /// next process of the same program, parsed through one
+    /// [`crate::kinds::KindsCache`]) merges value by value, with no walk
+    /// of the names.
+    same_names: Option<Arc<[Arc<str>]>>,
 }
 
 /// One merged stat, with what its value merges by.
@@ -82,8 +88,22 @@ impl TypedMerger {
         override_rule: impl Fn(&str) -> Option<Rule>,
     ) {
         let set = self.kinds_number(kinds);
-        let mut rebuilder = Rebuilder::new();
         let has_histograms = kinds.has_histograms();
+        if !has_histograms
+            && let Some(names) = &self.same_names
+            && Arc::ptr_eq(names, stats.names_list())
+        {
+            for (merged, &value) in self.merged.iter_mut().zip(stats.values()) {
+                if merged.resolved_in != set {
+                    merged.kind = kinds.get(&merged.name);
+                    merged.resolved_in = set;
+                    declare(&mut self.kinds, &merged.name, merged.kind);
+                }
+                merged.value = merged.rule().combine(merged.value, value);
+            }
+            return;
+        }
+        let mut rebuilder = Rebuilder::new();
         let mut fresh = std::mem::take(&mut self.fresh);
         let mut at = 0;
         for (name, value) in stats.entries() {
@@ -127,6 +147,14 @@ impl TypedMerger {
             self.weave(&mut fresh);
         }
         self.fresh = fresh;
+        let names = stats.names();
+        let same = self.merged.len() == names.len()
+            && self
+                .merged
+                .iter()
+                .zip(names)
+                .all(|(merged, name)| Arc::ptr_eq(&merged.name, name));
+        self.same_names = same.then(|| Arc::clone(stats.names_list()));
         for (name, distribution) in rebuilder.finish() {
             self.kinds.declare(&name, WireKind::Histogram);
             match self.histograms.get_mut(&name) {
@@ -371,6 +399,69 @@ mod typed_tests {
                 "stat.07" => Some(Rule::Last),
                 _ => None,
             };
+            let mut merger = TypedMerger::new();
+            for (stats, kinds) in &built {
+                merger.add_source(stats, kinds, rule_for);
+            }
+            let (merged, kinds) = merger.finish();
+            let (want, want_kinds) = reference(&built, rule_for);
+            proptest::prop_assert!(same(&merged, &want), "{merged:?} != {want:?}");
+            let mut got: Vec<_> = kinds.iter().collect();
+            let mut wanted: Vec<_> = want_kinds.iter().collect();
+            got.sort_by_key(|(n, _)| *n);
+            wanted.sort_by_key(|(n, _)| *n);
+            proptest::prop_assert_eq!(got, wanted);
+        }
+    }
+
+    proptest::proptest! {
+        /// Sources of one program parsed through one cache share one list
+        /// of names, and merge value by value after the first: the same
+        /// result as the hash map merge, with kinds sets changing from
+        /// source to source, a source with fewer names between them, and
+        /// overrides.
+        #[test]
+        fn sources_sharing_names_merge_as_any_other(
+            sources in proptest::collection::vec(
+                (proptest::collection::vec(-5i64..5, 12), 0usize..3, proptest::bool::weighted(0.8)),
+                0..8,
+            )
+        ) {
+            let names: Vec<String> = (0..12).map(|i| format!("stat.{i:02}")).collect();
+            let kinds_sets: Vec<Kinds> = (0..3)
+                .map(|set| {
+                    let mut kinds = Kinds::new();
+                    for (i, name) in names.iter().enumerate() {
+                        match (i + set) % 3 {
+                            0 => kinds.declare(name, WireKind::Counter),
+                            1 => kinds.declare(name, WireKind::Max),
+                            _ => {}
+                        }
+                    }
+                    kinds
+                })
+                .collect();
+            let mut cache = crate::kinds::KindsCache::new();
+            let built: Vec<(Snapshot, Kinds)> = sources
+                .iter()
+                .map(|(values, set, all)| {
+                    let count = if *all { 12 } else { 6 };
+                    let text: String = names[..count]
+                        .iter()
+                        .zip(values)
+                        .map(|(name, value)| format!("{name}: {value}\n"))
+                        .collect();
+                    let (stats, _, _) =
+                        Snapshot::parse_with_kinds_cached(text.as_bytes(), 64, &mut cache);
+                    (stats, kinds_sets[*set].clone())
+                })
+                .collect();
+            let shared = built
+                .windows(2)
+                .filter(|pair| pair[0].0.shares_names_with(&pair[1].0))
+                .count();
+            proptest::prop_assert!(built.len() < 3 || shared > 0 || sources.iter().any(|s| !s.2));
+            let rule_for = |n: &str| (n == "stat.03").then_some(Rule::Min);
             let mut merger = TypedMerger::new();
             for (stats, kinds) in &built {
                 merger.add_source(stats, kinds, rule_for);
