@@ -48,6 +48,12 @@ struct Held {
     counters: Vec<(Arc<str>, Value)>,
     /// Every line of its declared histograms.
     histogram_lines: Vec<(Arc<str>, Value)>,
+    /// What `counters` was taken from last: the snapshot's shared list of
+    /// names and the [`Retention::positions_made`] of the counter
+    /// positions used. A snapshot with that list, under those positions,
+    /// holds its counters at the same places: they are compared and
+    /// overwritten value by value (issue 15).
+    taken_from: Option<(Arc<[Arc<str>]>, u64)>,
 }
 
 impl Held {
@@ -90,6 +96,9 @@ pub(crate) struct Retention {
     folds: u64,
     /// Which stats of the last snapshot noted are retained counters.
     positions: Option<CounterPositions>,
+    /// How many times `positions` was worked out: a [`Held::taken_from`]
+    /// with another number was taken under other positions.
+    positions_made: u64,
 }
 
 /// Which stats of a snapshot (by position) are declared counters no
@@ -148,6 +157,7 @@ impl Retention {
             retained_source: None,
             folds: 0,
             positions: None,
+            positions_made: 0,
         }
     }
 
@@ -229,6 +239,34 @@ impl Retention {
         overrides: &MergeOverrides,
     ) {
         let has_histograms = kinds.has_histograms();
+        if !has_histograms && held.histogram_lines.is_empty() {
+            self.counter_positions(snapshot, kinds, overrides);
+            let made = self.positions_made;
+            let counter = self
+                .positions
+                .as_ref()
+                .map_or(&[][..], |known| &known.counter);
+            if held.taken_from.as_ref().is_some_and(|(names, taken)| {
+                Arc::ptr_eq(names, snapshot.names_list()) && *taken == made
+            }) {
+                let mut fell = Vec::new();
+                let now = snapshot
+                    .values()
+                    .iter()
+                    .zip(counter)
+                    .filter(|(_, counter)| **counter);
+                for ((name, before), (&now, _)) in held.counters.iter_mut().zip(now) {
+                    if less(now, *before) {
+                        fell.push((Arc::clone(name), *before));
+                    }
+                    *before = now;
+                }
+                for (name, before) in fell {
+                    self.fold_counter(&name, before);
+                }
+                return;
+            }
+        }
         let mut counters: Vec<(&Arc<str>, Value)> = Vec::with_capacity(held.counters.len());
         let mut lines: Vec<(&Arc<str>, Value)> = Vec::with_capacity(held.histogram_lines.len());
         let mut count_lines: Vec<(&str, String)> = Vec::new();
@@ -277,6 +315,8 @@ impl Retention {
         }
         overwrite(&mut held.counters, &counters);
         overwrite(&mut held.histogram_lines, &lines);
+        held.taken_from =
+            (!has_histograms).then(|| (Arc::clone(snapshot.names_list()), self.positions_made));
     }
 
     /// Which of `snapshot`'s stats are retained counters, by position (see
@@ -298,6 +338,7 @@ impl Retention {
                     kinds.get(name) == Some(WireKind::Counter) && overrides.rule_for(name).is_none()
                 })
                 .collect();
+            self.positions_made += 1;
             self.positions = Some(CounterPositions {
                 names: snapshot.clone(),
                 kinds: kinds.clone(),

@@ -308,3 +308,46 @@ fn counters_by_position_follow_each_process_kinds_and_the_overrides() {
     // Process 10 held `requests` before the override came: dropped with it.
     assert_eq!(merged.get("requests"), None);
 }
+
+/// A process read pass after pass with the same names (one shared list,
+/// as the reader's parse gives them) is followed value by value: a reset
+/// still folds the value before it, and a change of kinds over the same
+/// names is followed too.
+#[test]
+fn a_process_read_with_the_same_names_is_followed_value_by_value() {
+    let table: Table = Arc::new(Mutex::new(HashMap::from([(10, 1)])));
+    let mut cache = stats_core::kinds::KindsCache::new();
+    let mut read = |text: &[u8]| {
+        let (snapshot, kinds, _) = Snapshot::parse_with_kinds_cached(text, 4096, &mut cache);
+        (snapshot, kinds)
+    };
+    let none = MergeOverrides::new();
+    let mut r = retention(&table);
+    let counters = b"#counter requests: 1\n#counter sent: 1\n";
+    let first = read(&[&counters[..], b"requests: 40\nsent: 7\nz: 1\n"].concat());
+    pass(&mut r, &[(10, &first)], &none);
+    let reset = read(&[&counters[..], b"requests: 3\nsent: 9\nz: 2\n"].concat());
+    assert!(reset.0.shares_names_with(&first.0));
+    let merged = pass(&mut r, &[(10, &reset)], &none);
+    assert_eq!(merged.get("requests"), Some(Value::Int(43)));
+    assert_eq!(merged.get("sent"), Some(Value::Int(9)));
+    assert_eq!(r.folds(), 1);
+    let merged = pass(&mut r, &[(10, &reset)], &none);
+    assert_eq!(merged.get("requests"), Some(Value::Int(43)));
+    assert_eq!(r.folds(), 1, "the same values again fold nothing");
+    // Other kinds over the same names: `sent` is a gauge now.
+    let regauged = read(b"#counter requests: 1\nrequests: 5\nsent: 1\nz: 3\n");
+    assert!(regauged.0.shares_names_with(&first.0));
+    let merged = pass(&mut r, &[(10, &regauged)], &none);
+    assert_eq!(merged.get("requests"), Some(Value::Int(45)));
+    assert_eq!(merged.get("sent"), Some(Value::Int(1)));
+    let lower = read(b"#counter requests: 1\nrequests: 2\nsent: 0\nz: 3\n");
+    let merged = pass(&mut r, &[(10, &lower)], &none);
+    assert_eq!(merged.get("requests"), Some(Value::Int(47)));
+    assert_eq!(merged.get("sent"), Some(Value::Int(0)));
+    assert_eq!(r.folds(), 2, "a gauge that falls is not a reset");
+    table.lock().unwrap().clear();
+    let merged = pass(&mut r, &[], &none);
+    assert_eq!(merged.get("requests"), Some(Value::Int(47)));
+    assert_eq!(merged.get("sent"), None);
+}
