@@ -237,8 +237,8 @@ impl KindsCache {
     }
 
     /// The block of kind lines [`KindsCache::known_block`] last found or
-    /// [`KindsCache::remember_block`] last took in this pass, its number of
-    /// lines and its kinds.
+    /// [`KindsCache::remember_block`] last took (while it is remembered:
+    /// see [`KindsCache::sweep`]), its number of lines and its kinds.
     pub fn recent_block(&self) -> Option<(&[u8], u64, &Kinds)> {
         self.recent_block
             .as_ref()
@@ -287,12 +287,28 @@ impl KindsCache {
 
     /// Forgets the texts and blocks not asked for since the last sweep, and
     /// the names no snapshot holds any more (call it once per read pass).
+    ///
+    /// The recent names and block stay for the next pass (the same
+    /// programs send them again, and a list kept across passes lets a
+    /// reader follow a process by one pointer comparison), as long as
+    /// something else holds the list (a snapshot of this pass) and the
+    /// block is still remembered: held only here, the list would keep its
+    /// names alive for ever.
     pub fn sweep(&mut self) {
-        // Held here, they would count as held by a snapshot.
-        self.recent = None;
-        self.recent_block = None;
+        if self
+            .recent
+            .as_ref()
+            .is_some_and(|list| Arc::strong_count(list) == 1)
+        {
+            self.recent = None;
+        }
         self.by_text.retain(|_, (_, used)| std::mem::take(used));
         self.by_block.retain(|_, (_, used)| std::mem::take(used));
+        if let Some((block, _, _)) = &self.recent_block
+            && !self.by_block.contains_key(&**block)
+        {
+            self.recent_block = None;
+        }
         self.names.retain(|name| Arc::strong_count(name) > 1);
     }
 

@@ -623,6 +623,32 @@ mod tests {
         assert_eq!(Arc::strong_count(&d.names()[0]), 2);
     }
 
+    /// The last names stay for the next pass while a snapshot of this one
+    /// holds them: the next pass's snapshot of the same program shares the
+    /// very list. Held by the cache alone, they go at the sweep, with
+    /// their interned strings.
+    #[test]
+    fn the_last_names_outlive_a_sweep_only_while_a_snapshot_holds_them() {
+        let mut cache = KindsCache::new();
+        let mut parse = |bytes: &[u8]| Snapshot::parse_with_kinds_cached(bytes, 4096, &mut cache).0;
+        let first = parse(b"a: 1\nb: 2\n");
+        let next_pass = |cache: &mut KindsCache, bytes: &[u8]| {
+            cache.sweep();
+            Snapshot::parse_with_kinds_cached(bytes, 4096, cache).0
+        };
+        let next = next_pass(&mut cache, b"a: 3\nb: 4\n");
+        assert!(next.shares_names_with(&first));
+        drop((first, next));
+        let fresh = next_pass(&mut cache, b"a: 5\nb: 6\n");
+        // Its own list and strings: the list, the interned set.
+        assert_eq!(Arc::strong_count(&fresh.names()[0]), 2);
+        assert_eq!(
+            Arc::strong_count(fresh.names_list()),
+            2,
+            "the snapshot, the cache"
+        );
+    }
+
     /// A parse through one cache, as a reader makes pass after pass.
     fn through_one_cache() -> impl FnMut(&[u8]) -> Snapshot {
         let mut cache = KindsCache::new();
