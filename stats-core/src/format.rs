@@ -122,21 +122,22 @@ fn plain_decimal(bytes: &[u8]) -> Option<f64> {
         Some((b'+', rest)) => (false, rest),
         _ => (false, bytes),
     };
-    let dot = memchr::memchr(b'.', rest)?;
-    let places = rest.len() - dot - 1;
-    if rest.len() < 2 || places >= EXACT_POWERS_OF_TEN.len() {
-        return None;
-    }
+    // One pass: the digits, and where the one `.` is.
+    let mut dot = None;
     let mut digits: u64 = 0;
     for (at, &byte) in rest.iter().enumerate() {
-        if at == dot {
-            continue;
-        }
         let digit = byte.wrapping_sub(b'0');
-        if digit > 9 {
+        if digit <= 9 {
+            digits = digits.checked_mul(10)?.checked_add(u64::from(digit))?;
+        } else if byte == b'.' && dot.is_none() {
+            dot = Some(at);
+        } else {
             return None;
         }
-        digits = digits.checked_mul(10)?.checked_add(u64::from(digit))?;
+    }
+    let places = rest.len() - dot? - 1;
+    if rest.len() < 2 || places >= EXACT_POWERS_OF_TEN.len() {
+        return None;
     }
     if digits > 1 << 53 {
         return None;
