@@ -90,6 +90,12 @@ pub(crate) trait LineSink {
         None
     }
 
+    /// Whether [`LineSink::quick`] may take lines at all: a sink that never
+    /// does has its lines split by one search over the text.
+    fn reads_quickly(&self) -> bool {
+        false
+    }
+
     /// A good line (metadata lines included), parsed.
     fn entry(&mut self, name: &str, value: Value);
 }
@@ -264,6 +270,15 @@ impl Parser {
     /// search for its end only where that declines it.
     fn text_lines(&mut self, text: &str, on_entry: &mut impl LineSink) {
         let mut start = 0;
+        if !on_entry.reads_quickly() {
+            // One search over the whole text: a call a line costs more.
+            for end in memchr::memchr_iter(b'\n', text.as_bytes()) {
+                self.parse_text_line(&text[start..end], on_entry);
+                start = end + 1;
+            }
+            self.parse_text_line(&text[start..], on_entry);
+            return;
+        }
         loop {
             let rest = &text[start..];
             let end = match on_entry.quick(rest, self.max_line) {

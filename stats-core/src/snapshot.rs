@@ -365,6 +365,10 @@ impl<M: FnMut(&str)> LineSink for Keep<'_, M> {
     /// a value that parses has no other `:`, so this `:` is the last one,
     /// where it splits. Anything else (another name, a bad value) is parsed
     /// in full, errors and all.
+    fn reads_quickly(&self) -> bool {
+        self.last.is_some()
+    }
+
     fn quick(&mut self, rest: &str, max_line: usize) -> Option<usize> {
         let position = self.values.len();
         let name = self.last.as_deref()?.get(position)?;
