@@ -347,6 +347,45 @@ mod typed_tests {
             })
     }
 
+    /// Three sets of kinds over `names`: each name a counter, `max` or
+    /// undeclared, turning by one place from set to set.
+    fn three_kinds_sets(names: &[impl AsRef<str>]) -> Vec<Kinds> {
+        (0..3)
+            .map(|set| {
+                let mut kinds = Kinds::new();
+                for (i, name) in names.iter().enumerate() {
+                    match (i + set) % 3 {
+                        0 => kinds.declare(name.as_ref(), WireKind::Counter),
+                        1 => kinds.declare(name.as_ref(), WireKind::Max),
+                        _ => {}
+                    }
+                }
+                kinds
+            })
+            .collect()
+    }
+
+    /// Merges `built` and checks the stats and kinds against the hash map
+    /// merge of the same sources.
+    fn merges_as_the_reference(
+        built: &[(Snapshot, Kinds)],
+        rule_for: impl Fn(&str) -> Option<Rule> + Copy,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let mut merger = TypedMerger::new();
+        for (stats, kinds) in built {
+            merger.add_source(stats, kinds, rule_for);
+        }
+        let (merged, kinds) = merger.finish();
+        let (want, want_kinds) = reference(built, rule_for);
+        proptest::prop_assert!(same(&merged, &want), "{merged:?} != {want:?}");
+        let mut got: Vec<_> = kinds.iter().collect();
+        let mut wanted: Vec<_> = want_kinds.iter().collect();
+        got.sort_by_key(|(n, _)| *n);
+        wanted.sort_by_key(|(n, _)| *n);
+        proptest::prop_assert_eq!(got, wanted);
+        Ok(())
+    }
+
     proptest::proptest! {
         /// Sources with names shared (one string, as interned) or not (equal
         /// strings apart), missing or extra names, kinds sets shared, other
@@ -360,19 +399,7 @@ mod typed_tests {
             )
         ) {
             let names: Vec<Arc<str>> = (0..12).map(|i| Arc::from(format!("stat.{i:02}"))).collect();
-            let kinds_sets: Vec<Kinds> = (0..3)
-                .map(|set| {
-                    let mut kinds = Kinds::new();
-                    for (i, name) in names.iter().enumerate() {
-                        match (i + set) % 3 {
-                            0 => kinds.declare(name, WireKind::Counter),
-                            1 => kinds.declare(name, WireKind::Max),
-                            _ => {}
-                        }
-                    }
-                    kinds
-                })
-                .collect();
+            let kinds_sets = three_kinds_sets(&names);
             let built: Vec<(Snapshot, Kinds)> = sources
                 .iter()
                 .map(|(stats, set)| {
@@ -399,18 +426,7 @@ mod typed_tests {
                 "stat.07" => Some(Rule::Last),
                 _ => None,
             };
-            let mut merger = TypedMerger::new();
-            for (stats, kinds) in &built {
-                merger.add_source(stats, kinds, rule_for);
-            }
-            let (merged, kinds) = merger.finish();
-            let (want, want_kinds) = reference(&built, rule_for);
-            proptest::prop_assert!(same(&merged, &want), "{merged:?} != {want:?}");
-            let mut got: Vec<_> = kinds.iter().collect();
-            let mut wanted: Vec<_> = want_kinds.iter().collect();
-            got.sort_by_key(|(n, _)| *n);
-            wanted.sort_by_key(|(n, _)| *n);
-            proptest::prop_assert_eq!(got, wanted);
+            merges_as_the_reference(&built, rule_for)?;
         }
     }
 
@@ -428,19 +444,7 @@ mod typed_tests {
             )
         ) {
             let names: Vec<String> = (0..12).map(|i| format!("stat.{i:02}")).collect();
-            let kinds_sets: Vec<Kinds> = (0..3)
-                .map(|set| {
-                    let mut kinds = Kinds::new();
-                    for (i, name) in names.iter().enumerate() {
-                        match (i + set) % 3 {
-                            0 => kinds.declare(name, WireKind::Counter),
-                            1 => kinds.declare(name, WireKind::Max),
-                            _ => {}
-                        }
-                    }
-                    kinds
-                })
-                .collect();
+            let kinds_sets = three_kinds_sets(&names);
             let mut cache = crate::kinds::KindsCache::new();
             let built: Vec<(Snapshot, Kinds)> = sources
                 .iter()
@@ -462,18 +466,7 @@ mod typed_tests {
                 .count();
             proptest::prop_assert!(built.len() < 3 || shared > 0 || sources.iter().any(|s| !s.2));
             let rule_for = |n: &str| (n == "stat.03").then_some(Rule::Min);
-            let mut merger = TypedMerger::new();
-            for (stats, kinds) in &built {
-                merger.add_source(stats, kinds, rule_for);
-            }
-            let (merged, kinds) = merger.finish();
-            let (want, want_kinds) = reference(&built, rule_for);
-            proptest::prop_assert!(same(&merged, &want), "{merged:?} != {want:?}");
-            let mut got: Vec<_> = kinds.iter().collect();
-            let mut wanted: Vec<_> = want_kinds.iter().collect();
-            got.sort_by_key(|(n, _)| *n);
-            wanted.sort_by_key(|(n, _)| *n);
-            proptest::prop_assert_eq!(got, wanted);
+            merges_as_the_reference(&built, rule_for)?;
         }
     }
 
