@@ -312,3 +312,27 @@ const LINES: &[&str] = &[
     "a: 1\r\r\n",
     "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb: 1\n",
 ];
+
+/// A line that starts with the name the last snapshot had there but runs
+/// past the length limit (a hostile writer's endless value) is refused as
+/// too long, as a plain parse refuses it, however it is split; the lines
+/// after it still read by the last names.
+#[test]
+fn a_known_name_with_an_endless_value_is_too_long_all_the_same() {
+    let mut cache = KindsCache::new();
+    Snapshot::parse_with_kinds_cached(b"a: 1\nb: 2\n", 64, &mut cache);
+    for digits in [60, 63, 64, 10_000] {
+        let text = format!("a: {}\nb: 3\n", "7".repeat(digits));
+        let (got, _, got_errors) =
+            Snapshot::parse_with_kinds_cached(text.as_bytes(), 64, &mut cache);
+        let (want, want_errors) = Snapshot::parse(text.as_bytes(), 64);
+        assert_eq!(got_errors, want_errors, "{digits} digits");
+        assert_eq!(
+            got.iter().collect::<Vec<_>>(),
+            want.iter().collect::<Vec<_>>()
+        );
+        assert_eq!(got.get("b"), Some(Value::Int(3)));
+        let too_long = text.find('\n').unwrap() > 64;
+        assert_eq!(got.get("a").is_none(), too_long, "{digits} digits");
+    }
+}
