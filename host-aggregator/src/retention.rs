@@ -239,39 +239,21 @@ impl Retention {
         overrides: &MergeOverrides,
     ) {
         let has_histograms = kinds.has_histograms();
-        if !has_histograms && held.histogram_lines.is_empty() {
-            self.counter_positions(snapshot, kinds, overrides);
-            let made = self.positions_made;
-            let counter = self
-                .positions
-                .as_ref()
-                .map_or(&[][..], |known| &known.counter);
-            if held.taken_from.as_ref().is_some_and(|(names, taken)| {
-                Arc::ptr_eq(names, snapshot.names_list()) && *taken == made
-            }) {
-                let mut fell = Vec::new();
-                let now = snapshot
-                    .values()
-                    .iter()
-                    .zip(counter)
-                    .filter(|(_, counter)| **counter);
-                for ((name, before), (&now, _)) in held.counters.iter_mut().zip(now) {
-                    if less(now, *before) {
-                        fell.push((Arc::clone(name), *before));
-                    }
-                    *before = now;
-                }
-                for (name, before) in fell {
-                    self.fold_counter(&name, before);
-                }
-                return;
-            }
-        }
         let mut counters: Vec<(&Arc<str>, Value)> = Vec::with_capacity(held.counters.len());
         let mut lines: Vec<(&Arc<str>, Value)> = Vec::with_capacity(held.histogram_lines.len());
         let mut count_lines: Vec<(&str, String)> = Vec::new();
         if !has_histograms {
-            let counter = self.counter_positions(snapshot, kinds, overrides);
+            let (counter, made) = self.counter_positions(snapshot, kinds, overrides);
+            if held.histogram_lines.is_empty()
+                && held.taken_from.as_ref().is_some_and(|(names, taken)| {
+                    Arc::ptr_eq(names, snapshot.names_list()) && *taken == made
+                })
+            {
+                for (name, before) in follow(&mut held.counters, snapshot.values(), counter) {
+                    self.fold_counter(&name, before);
+                }
+                return;
+            }
             counters.extend(
                 snapshot
                     .entries()
@@ -320,13 +302,14 @@ impl Retention {
     }
 
     /// Which of `snapshot`'s stats are retained counters, by position (see
-    /// [`CounterPositions`]).
+    /// [`CounterPositions`]), and which working-out of them that is
+    /// ([`Retention::positions_made`]).
     fn counter_positions(
         &mut self,
         snapshot: &Snapshot,
         kinds: &Kinds,
         overrides: &MergeOverrides,
-    ) -> &[bool] {
+    ) -> (&[bool], u64) {
         let fits = self
             .positions
             .as_ref()
@@ -346,7 +329,11 @@ impl Retention {
                 counter,
             });
         }
-        self.positions.as_ref().map_or(&[], |known| &known.counter)
+        let counter = self
+            .positions
+            .as_ref()
+            .map_or(&[][..], |known| &known.counter);
+        (counter, self.positions_made)
     }
 
     /// A process is gone: all its cumulative stats join the retained totals.
@@ -578,6 +565,26 @@ fn fell<'a>(
         let (old_name, before) = old.get(at)?;
         (same_name(old_name, name) && less(now, *before)).then_some((old_name, *before))
     })
+}
+
+/// Takes a process's counter values from `values` at the positions
+/// `counter` marks, into `held` (taken from a snapshot with the same names
+/// under the same positions: the same names, in order); returns the old
+/// values of those that fell (a reset).
+fn follow(
+    held: &mut [(Arc<str>, Value)],
+    values: &[Value],
+    counter: &[bool],
+) -> Vec<(Arc<str>, Value)> {
+    let mut fell = Vec::new();
+    let now = values.iter().zip(counter).filter(|(_, counter)| **counter);
+    for ((name, before), (&now, _)) in held.iter_mut().zip(now) {
+        if less(now, *before) {
+            fell.push((Arc::clone(name), *before));
+        }
+        *before = now;
+    }
+    fell
 }
 
 /// Makes `held` hold `now`: values overwritten in place when the names are
