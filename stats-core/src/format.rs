@@ -107,21 +107,17 @@ const EXACT_POWERS_OF_TEN: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
-/// A float written as plain decimal digits with one `.`, its digits
-/// together at most 2^53 (`-12.375`, what writers send for most floats),
-/// read without the general float parser (a third of the bench's lines
-/// are such floats): its digits make an integer below 2^53 and its
-/// fraction at most 22 places, so both it and the power of ten are exact
-/// doubles, and one correctly rounded division gives what
-/// `str::parse::<f64>` gives (Clinger's fast path). `None` for anything
-/// else, which goes to the general parser.
+/// A float written as plain decimal digits with one `.` (`-12.375`, what
+/// writers send for most floats), read without the general float parser
+/// (a third of the bench's lines are such floats): where its digits make
+/// an integer of at most 2^53 and its fraction has at most 22 places,
+/// both that integer and the power of ten are exact doubles, and one
+/// correctly rounded division gives what `str::parse::<f64>` gives
+/// (Clinger's fast path). `None` for anything else, which goes to the
+/// general parser.
 #[inline]
 fn plain_decimal(bytes: &[u8]) -> Option<f64> {
-    let (negative, rest) = match bytes.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        Some((b'+', rest)) => (false, rest),
-        _ => (false, bytes),
-    };
+    let (negative, rest) = split_sign(bytes);
     // One pass: the digits, and where the one `.` is.
     let mut dot = None;
     let mut digits: u64 = 0;
@@ -174,6 +170,16 @@ fn trim(text: &str) -> &str {
     }
 }
 
+/// An optional leading sign split off: whether it is `-`, and the rest.
+#[inline(always)]
+fn split_sign(bytes: &[u8]) -> (bool, &[u8]) {
+    match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, bytes),
+    }
+}
+
 /// What [`parse_int`] made of a value.
 enum Int {
     /// An integer within `i64`'s range.
@@ -188,11 +194,7 @@ enum Int {
 /// `str::parse::<i64>` accepts, with overflow told apart).
 #[inline(always)]
 fn parse_int(bytes: &[u8]) -> Int {
-    let (negative, digits) = match bytes.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        Some((b'+', rest)) => (false, rest),
-        _ => (false, bytes),
-    };
+    let (negative, digits) = split_sign(bytes);
     if digits.is_empty() {
         return Int::Other;
     }

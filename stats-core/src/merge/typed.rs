@@ -62,6 +62,18 @@ struct Merged {
 }
 
 impl Merged {
+    /// Combines a source's `value`, read with `kinds` (the set numbered
+    /// `set`), looking the name's kind up again only for a new set, and
+    /// noting it in `declared`.
+    fn combine(&mut self, value: Value, kinds: &Kinds, set: u64, declared: &mut Kinds) {
+        if self.resolved_in != set {
+            self.kind = kinds.get(&self.name);
+            self.resolved_in = set;
+            declare(declared, &self.name, self.kind);
+        }
+        self.value = self.rule().combine(self.value, value);
+    }
+
     fn rule(&self) -> Rule {
         self.overridden.unwrap_or(match self.kind {
             Some(WireKind::Max) => Rule::Max,
@@ -94,12 +106,7 @@ impl TypedMerger {
             && Arc::ptr_eq(names, stats.names_list())
         {
             for (merged, &value) in self.merged.iter_mut().zip(stats.values()) {
-                if merged.resolved_in != set {
-                    merged.kind = kinds.get(&merged.name);
-                    merged.resolved_in = set;
-                    declare(&mut self.kinds, &merged.name, merged.kind);
-                }
-                merged.value = merged.rule().combine(merged.value, value);
+                merged.combine(value, kinds, set, &mut self.kinds);
             }
             return;
         }
@@ -122,12 +129,7 @@ impl TypedMerger {
             }
             match self.merged.get_mut(at) {
                 Some(merged) if Arc::ptr_eq(&merged.name, name) || merged.name == *name => {
-                    if merged.resolved_in != set {
-                        merged.kind = kinds.get(name);
-                        merged.resolved_in = set;
-                        declare(&mut self.kinds, name, merged.kind);
-                    }
-                    merged.value = merged.rule().combine(merged.value, value);
+                    merged.combine(value, kinds, set, &mut self.kinds);
                     at += 1;
                 }
                 _ => {
