@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::format::{parse_value, write_line};
+use crate::format::{parse_line, parse_value, write_line};
 use crate::kinds::{Kinds, KindsCache, parse_kind_line};
 use crate::name::is_metadata;
 use crate::parse::{ErrorLog, LineSink, Parser};
@@ -153,10 +153,13 @@ impl Snapshot {
             });
         let kinds = cache.get(&kind_lines);
         // Remembered only when parsing it gave exactly what skipping it will:
-        // every line of the block a good kind line, and no other anywhere.
+        // every line of the block a good kind line, and no other anywhere
+        // (as many declared in all as the block has lines). The count alone
+        // took a kind line after the stats for the block's bad one.
         if let Some(block) = block
             && errors.is_empty()
             && declared == block.lines
+            && all_good_kind_lines(&bytes[block.bytes.clone()])
         {
             cache.remember_block(&bytes[block.bytes], &kinds);
         }
@@ -356,6 +359,10 @@ impl<M> Keep<'_, M> {
 }
 
 impl<M: FnMut(&str)> LineSink for Keep<'_, M> {
+    fn reads_quickly(&self) -> bool {
+        self.last.is_some()
+    }
+
     /// A line that reads `<name>:<value>` where `<name>` is the very name
     /// the last snapshot parsed had at this position: the name is taken as
     /// is, only the value is parsed, and while every line does so no name
@@ -365,10 +372,6 @@ impl<M: FnMut(&str)> LineSink for Keep<'_, M> {
     /// a value that parses has no other `:`, so this `:` is the last one,
     /// where it splits. Anything else (another name, a bad value) is parsed
     /// in full, errors and all.
-    fn reads_quickly(&self) -> bool {
-        self.last.is_some()
-    }
-
     fn quick(&mut self, rest: &str, max_line: usize) -> Option<usize> {
         let position = self.values.len();
         let name = self.last.as_deref()?.get(position)?;
@@ -386,9 +389,10 @@ impl<M: FnMut(&str)> LineSink for Keep<'_, M> {
         // No number holds a `:` or ends in anything `trim` keeps: where this
         // parses, `parse_line` splits here and drops the same `\r`.
         let value = parse_value(&after[..len])?;
-        // The value first: kept past a call (the name's push), it went
+        // The value before the name: kept past the name's push, it went
         // through the stack as two stores read back as one 16-byte load,
-        // which the CPU cannot forward (a stall a line, benches/parse.rs).
+        // which the CPU cannot forward (seen in a profile; benches/parse.rs
+        // did not move, BENCHMARKS.md).
         self.values.push(value);
         if !self.following {
             self.names.push(Arc::clone(name));
@@ -441,6 +445,16 @@ fn kind_block(bytes: &[u8]) -> Option<KindBlock> {
     start.map(|start| KindBlock {
         bytes: start..at,
         lines,
+    })
+}
+
+/// Whether every line of `block` (whole lines) declares a kind.
+fn all_good_kind_lines(block: &[u8]) -> bool {
+    block.split_inclusive(|&b| b == b'\n').all(|line| {
+        std::str::from_utf8(line)
+            .ok()
+            .and_then(|line| parse_line(line.trim_end_matches('\n')).ok())
+            .is_some_and(|(name, _)| parse_kind_line(name).is_some())
     })
 }
 
