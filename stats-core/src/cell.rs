@@ -8,6 +8,12 @@
 //! the stripes. A float increment is a compare-and-swap loop on the
 //! thread's stripe's float half; once any float has been recorded the stat
 //! reads as a float for good.
+//!
+//! Whether a float was recorded is kept in each stripe's own block, not in
+//! the stat's header: reading a value where one thread records (the usual
+//! case) then touches one cache line, not two. A writer's render of its
+//! registry, after a second asleep, finds every stat out of the caches,
+//! and that miss was most of a serve's user time (BENCHMARKS.md).
 
 use std::cell::Cell;
 use std::sync::atomic::{
@@ -27,6 +33,9 @@ pub(crate) const STRIPES: usize = 4;
 struct Stripe {
     int: AtomicI64,
     float: AtomicU64,
+    /// A float was recorded through this stripe (or, on the first stripe,
+    /// set): the stat reads as a float for good. Never cleared.
+    is_float: AtomicBool,
 }
 
 /// What the registry knows about how a stat is used; drives merge rules.
@@ -69,7 +78,6 @@ const GAUGE: u8 = 1;
 pub(crate) struct Scalar {
     name: Box<str>,
     kind: AtomicU8,
-    is_float: AtomicBool,
     stripes: [Stripe; STRIPES],
 }
 
@@ -155,7 +163,6 @@ impl Scalar {
                 Kind::Counter => COUNTER,
                 Kind::Gauge => GAUGE,
             }),
-            is_float: AtomicBool::new(false),
             stripes: Default::default(),
         }
     }
@@ -221,14 +228,17 @@ impl Scalar {
     #[cold]
     fn int_overflowed(&self, stripe: &Stripe, by: i64) {
         stripe.int.fetch_sub(by, Relaxed);
-        self.add_float(by as f64);
+        self.add_float_to(stripe, by as f64);
     }
 
     pub(crate) fn add_float(&self, by: f64) {
-        if !self.is_float.load(Relaxed) {
-            self.is_float.store(true, Relaxed);
+        self.add_float_to(&self.stripes[stripe_index()], by);
+    }
+
+    fn add_float_to(&self, stripe: &Stripe, by: f64) {
+        if !stripe.is_float.load(Relaxed) {
+            stripe.is_float.store(true, Relaxed);
         }
-        let stripe = &self.stripes[stripe_index()];
         let mut current = stripe.float.load(Relaxed);
         loop {
             let next = (f64::from_bits(current) + by).to_bits();
@@ -249,7 +259,7 @@ impl Scalar {
         let (int, float) = match value {
             Value::Int(i) => (i, 0.0f64),
             Value::Float(f) => {
-                self.is_float.store(true, Relaxed);
+                self.stripes[0].is_float.store(true, Relaxed);
                 (0, f)
             }
         };
@@ -270,7 +280,7 @@ impl Scalar {
             let first = &self.stripes[0];
             let (int, bits) = (first.int.load(Relaxed), first.float.load(Relaxed));
             if bits == 0 {
-                return if self.is_float.load(Relaxed) {
+                return if first.is_float.load(Relaxed) {
                     Value::Float(int as f64)
                 } else {
                     Value::Int(int)
@@ -281,6 +291,7 @@ impl Scalar {
         // Float halves holding +0.0 are skipped, not added: -0.0 + 0.0 is
         // +0.0, and a gauge set to -0.0 must read back as -0.0.
         let mut float: Option<f64> = None;
+        let mut is_float = false;
         for stripe in &self.stripes[..stripes] {
             int += i128::from(stripe.int.load(Relaxed));
             let bits = stripe.float.load(Relaxed);
@@ -288,11 +299,12 @@ impl Scalar {
                 let part = f64::from_bits(bits);
                 float = Some(float.map_or(part, |sum| sum + part));
             }
+            is_float |= stripe.is_float.load(Relaxed);
         }
         match float {
             Some(float) if int == 0 => Value::Float(float),
             Some(float) => Value::Float(int as f64 + float),
-            None if self.is_float.load(Relaxed) => Value::Float(int as f64),
+            None if is_float => Value::Float(int as f64),
             None => i64::try_from(int).map_or(Value::Float(int as f64), Value::Int),
         }
     }
@@ -347,6 +359,50 @@ mod tests {
         assert_eq!(s.value(), Value::Float(-0.0));
         s.add_int(1);
         assert_eq!(s.value(), Value::Float(1.0));
+    }
+
+    /// The float mark lives in the stripe it was recorded through: a float
+    /// of another thread (here `0.0`, which leaves no bits to see) must still
+    /// make the stat read as a float, and keep it one after an integer set.
+    #[test]
+    fn a_float_from_another_stripe_makes_the_stat_a_float() {
+        let s = scalar();
+        s.add_int(2);
+        let mine = stripe_index();
+        std::thread::scope(|scope| {
+            // Live threads hold their stripes, and a stripe goes to the
+            // fewest holders: of STRIPES + 1 live threads, one at least
+            // is on a stripe other than this thread's.
+            let (report, reports) = std::sync::mpsc::channel();
+            let mut orders = Vec::new();
+            for turn in 0..=STRIPES {
+                let (order, told) = std::sync::mpsc::channel::<bool>();
+                orders.push(order);
+                let report = report.clone();
+                let s = &s;
+                scope.spawn(move || {
+                    let _ = report.send((turn, stripe_index()));
+                    if told.recv() == Ok(true) {
+                        s.add_float(0.0);
+                    }
+                });
+            }
+            let stripes: Vec<(usize, usize)> = reports.iter().take(STRIPES + 1).collect();
+            let other = stripes
+                .iter()
+                .find(|&&(_, index)| index != mine)
+                .map(|&(turn, _)| turn);
+            assert!(
+                other.is_some(),
+                "every thread got stripe {mine}: {stripes:?}"
+            );
+            for (turn, order) in orders.iter().enumerate() {
+                let _ = order.send(Some(turn) == other);
+            }
+        });
+        assert_eq!(s.value(), Value::Float(2.0));
+        s.set(Value::Int(1));
+        assert_eq!(s.value(), Value::Float(1.0), "once a float, always a float");
     }
 
     #[test]
