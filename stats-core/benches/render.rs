@@ -1,6 +1,8 @@
 //! Rendering 10,000 stats as `name: value` lines: a `Snapshot` and a live
 //! `Registry`, side by side in one run with a naive `writeln!`-per-line render
-//! of the same snapshot.
+//! of the same snapshot. And a writer's render as a read pass meets it: one
+//! of 1,000 registries of 180 stats each, in turn, so that each render finds
+//! its registry out of the caches, as a writer woken once a second does.
 
 use std::hint::black_box;
 use std::io::Write;
@@ -35,6 +37,24 @@ fn integer_registry() -> Registry {
     let registry = Registry::new();
     for i in 0..STATS {
         registry.set(&format!("app.module{}.stat_{i:05}", i % 10), i as i64 * 7);
+    }
+    registry
+}
+
+/// Registries in the cold case: a pass over 1,000 writers.
+const COLD_REGISTRIES: usize = 1_000;
+
+/// One writer's registry in `scripts/bench-aggregate.sh`: a third counters
+/// with a tag, a third counters, a third float gauges.
+fn writer_registry() -> Registry {
+    let registry = Registry::new();
+    for i in 0..60 {
+        registry.incr(&format!("app.module{i}.requests[code=200]"), i * 3);
+        registry.incr(&format!("app.module{i}.bytes_sent"), i * 3000 + 1000);
+        registry.set(
+            &format!("app.module{i}.latency_seconds"),
+            i as f64 / 8.0 + 0.25,
+        );
     }
     registry
 }
@@ -97,6 +117,13 @@ fn render(c: &mut Criterion) {
     });
     into_buffer(&mut group, "naive_write_10000", &mut buf, |buf| {
         naive_render(black_box(&snapshot), buf)
+    });
+    let writers: Vec<Registry> = (0..COLD_REGISTRIES).map(|_| writer_registry()).collect();
+    let next = std::cell::Cell::new(0);
+    into_buffer(&mut group, "cold_registry_180_of_1000", &mut buf, |buf| {
+        let turn = next.get();
+        next.set((turn + 1) % writers.len());
+        writers[turn].render_into(buf)
     });
     group.finish();
 }
