@@ -4,9 +4,9 @@
 //! by `RENAME_EXCHANGE`, nothing else) in two fresh directories, an
 //! aggregator `serve --max-age 0s --no-history` over ours, and
 //! prometheus_client's multiprocess collector over N processes' files, then
-//! times read passes round by round, each reader once a round, in this
-//! order turned by one place every round (so no reader always comes first
-//! or after the same one):
+//! times read passes round by round, each reader once a round, in an
+//! order shuffled every round (a fixed seed: so no reader always comes
+//! first or after the same one):
 //!
 //! - `stats`: `GET /stats` from the running aggregator (a fresh pass each);
 //!   CPU is the aggregator process's (all its threads), RSS its `VmHWM`;
@@ -462,18 +462,21 @@ fn main() {
     let mut last = None;
     let mut bare_bytes = (0, 0);
     let mut ok = usize::MAX;
-    // The readers of a round, each timed into its row. Every round starts
-    // one reader further on, so no reader always comes first or always
-    // follows the same one: the writer sets showed a position effect of
-    // 10-18 % (BENCHMARKS.md, 2026-12-02 third session).
+    // The readers of a round, each timed into its row, in an order shuffled
+    // anew every round, so no reader always comes first or always follows
+    // the same one: the writer sets showed a position effect of 10-18 %
+    // (BENCHMARKS.md, 2026-12-02 third session), and turning the order by
+    // one place a round still had `stats` follow the 60 MB Python scrape in
+    // every round.
     let mut readers = vec![0, 1];
     if other.is_some() {
         readers.extend([6, 7]);
     }
     readers.extend([2, 3, 4, 5]);
-    for round in 0..passes {
-        for k in 0..readers.len() {
-            let row = readers[(round + k) % readers.len()];
+    let mut order = Shuffle(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..passes {
+        order.shuffle(&mut readers);
+        for &row in &readers {
             std::thread::sleep(pause);
             match row {
                 // stats: the aggregator's CPU, all its threads.
@@ -589,4 +592,20 @@ fn main() {
     drop(ours);
     drop(minimal);
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// A fixed-seed xorshift: the same orders in every run, no dependency.
+struct Shuffle(u64);
+
+impl Shuffle {
+    /// Fisher-Yates with this generator.
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for last in (1..items.len()).rev() {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            let pick = (self.0 % (last as u64 + 1)) as usize;
+            items.swap(last, pick);
+        }
+    }
 }
