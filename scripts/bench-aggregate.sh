@@ -18,7 +18,7 @@
 # writer process) while the bare reader reads both sets once a second, while
 # `GET /stats` reads ours once a second, and while nobody reads.
 #
-# Output: `pass <reader> <procs> <median ms> <best ms> <reader CPU ms/pass>
+# Output: `pass <reader> <procs> <median ms> <best ms> <median reader CPU ms/pass>
 # <peak RSS KiB>` and `writers <phase> <set> <procs> <CPU ms/s> <wake-ups/s>`.
 # `collect` and the bare readers run in the driver: its peak RSS is the
 # collect row's. The load average is printed before and after each count.
