@@ -22,8 +22,9 @@ use crate::gc::{GcAction, GcOutcome, gc};
 use crate::procfs::Staleness;
 
 /// `--gc-interval` when not given: a dead writer's pipe is gone within 5 s,
-/// for a listing of the directory and a `stat` per pipe every 5 s (a whole
-/// `gc --dry-run` process over 1,000 live FIFOs: 13 ms of CPU, debug build).
+/// for a listing of the directory and a `stat` per name every 5 s (a whole
+/// `gc --dry-run` process over 1,000 live writers and their spares: 31 ms
+/// of CPU, release build; BENCHMARKS.md).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Paths listed by name in one log line; the rest are counted.
