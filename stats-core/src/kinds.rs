@@ -175,6 +175,9 @@ pub struct KindsCache {
     /// sends it again, and comparing its bytes where it starts costs less
     /// than finding the block's end line by line and hashing it.
     recent_block: Option<(Arc<[u8]>, u64, Kinds)>,
+    /// Whether a source used `recent_block` since the last sweep (matched
+    /// in place, so never looked up in `by_block`, which would mark it).
+    recent_block_used: bool,
     /// Stat names interned across sources: a thousand processes of one
     /// program send the same names, held once ([`KindsCache::intern`]).
     names: HashSet<Arc<str>, foldhash::fast::RandomState>,
@@ -245,6 +248,13 @@ impl KindsCache {
             .map(|(block, lines, kinds)| (&**block, *lines, kinds))
     }
 
+    /// Tells the cache that a source had [`KindsCache::recent_block`]
+    /// (found where it starts, without a look-up): it was asked for, and
+    /// outlives the next sweep as a block found by look-up does.
+    pub fn used_recent_block(&mut self) {
+        self.recent_block_used = true;
+    }
+
     fn set_recent_block(&mut self, block: Arc<[u8]>, kinds: &Kinds) {
         let same = self
             .recent_block
@@ -303,6 +313,12 @@ impl KindsCache {
             self.recent = None;
         }
         self.by_text.retain(|_, (_, used)| std::mem::take(used));
+        if std::mem::take(&mut self.recent_block_used)
+            && let Some((block, _, _)) = &self.recent_block
+            && let Some((_, used)) = self.by_block.get_mut(&**block)
+        {
+            *used = true;
+        }
         self.by_block.retain(|_, (_, used)| std::mem::take(used));
         if let Some((block, _, _)) = &self.recent_block
             && !self.by_block.contains_key(&**block)

@@ -117,7 +117,10 @@ impl Snapshot {
         cache: &mut KindsCache,
     ) -> (Snapshot, Kinds, ErrorLog) {
         let (block, known) = match recent_kind_block(bytes, cache) {
-            Some((block, kinds)) => (Some(block), Some(kinds)),
+            Some((block, kinds)) => {
+                cache.used_recent_block();
+                (Some(block), Some(kinds))
+            }
             None => {
                 let block = kind_block(bytes);
                 let known = block

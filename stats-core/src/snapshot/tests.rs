@@ -166,6 +166,28 @@ fn the_last_names_outlive_a_sweep_only_while_a_snapshot_holds_them() {
     );
 }
 
+/// A kind block that every source of a pass matched as the recent block
+/// (compared in place, never looked up) was still asked for in that pass:
+/// it outlives the sweep, so the next pass's first source does not parse
+/// it again.
+#[test]
+fn a_block_matched_in_place_is_kept_across_sweeps() {
+    let mut cache = KindsCache::new();
+    let text = b"#stats-pipe: 1\n#counter a: 1\na: 1\n";
+    for pass in 0..4 {
+        for _ in 0..3 {
+            let (_, kinds, errors) = Snapshot::parse_with_kinds_cached(text, 4096, &mut cache);
+            assert!(errors.is_empty());
+            assert_eq!(kinds.get("a"), Some(crate::kinds::WireKind::Counter));
+        }
+        cache.sweep();
+        assert!(
+            cache.recent_block().is_some(),
+            "the block was dropped at the sweep after pass {pass}"
+        );
+    }
+}
+
 /// A parse through one cache, as a reader makes pass after pass.
 fn through_one_cache() -> impl FnMut(&[u8]) -> Snapshot {
     let mut cache = KindsCache::new();
