@@ -4,9 +4,12 @@
 //! by `RENAME_EXCHANGE`, nothing else) in two fresh directories, an
 //! aggregator `serve --max-age 0s --no-history` over ours, and
 //! prometheus_client's multiprocess collector over N processes' files, then
-//! times read passes round by round, each reader once a round, in an
-//! order shuffled every round (a fixed seed: so no reader always comes
-//! first or after the same one):
+//! times read passes round by round, each reader once a round. The
+//! rounds' orders are balanced for carry-over (a Williams design): over
+//! each block of as many rounds as there are readers, every reader comes
+//! right after every other reader exactly once, so no reader gains from
+//! following a reader of the same writers (warm writers answer faster)
+//! more often than another. `PASSES` is rounded up to whole blocks:
 //!
 //! - `stats`: `GET /stats` from the running aggregator (a fresh pass each);
 //!   CPU is the aggregator process's (all its threads), RSS its `VmHWM`;
@@ -469,21 +472,23 @@ fn main() {
     let mut last = None;
     let mut bare_bytes = (0, 0);
     let mut ok = usize::MAX;
-    // The readers of a round, each timed into its row, in an order shuffled
-    // anew every round, so no reader always comes first or always follows
-    // the same one: the writer sets showed a position effect of 10-18 %
-    // (BENCHMARKS.md, 2026-12-02 third session), and turning the order by
-    // one place a round still had `stats` follow the 60 MB Python scrape in
-    // every round.
+    // The readers of a round, each timed into its row, in an order that
+    // changes from round to round so that each reader follows each other
+    // one equally often: a reader right after a pass over the same writers
+    // found them warm and was about 12 % faster (BENCHMARKS.md, 2026-12-02
+    // seventh session: a shuffled order had `collect` follow a pass over
+    // our writers in all of its 10 rounds, and `stats` follow the Python
+    // scrape in 6).
     let mut readers = vec![0, 1];
     if other.is_some() {
         readers.extend([6, 7]);
     }
     readers.extend([2, 3, 4, 5]);
-    let mut order = Shuffle(0x9E37_79B9_7F4A_7C15);
-    for _ in 0..passes {
-        order.shuffle(&mut readers);
-        for &row in &readers {
+    let orders = balanced_orders(readers.len());
+    let rounds = passes.div_ceil(orders.len()) * orders.len();
+    for round in 0..rounds {
+        let order = orders[round % orders.len()].iter().map(|&k| readers[k]);
+        for row in order {
             std::thread::sleep(pause);
             match row {
                 // stats: the aggregator's CPU, all its threads.
@@ -610,18 +615,41 @@ fn main() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
-/// A fixed-seed xorshift: the same orders in every run, no dependency.
-struct Shuffle(u64);
-
-impl Shuffle {
-    /// Fisher-Yates with this generator.
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for last in (1..items.len()).rev() {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            let pick = (self.0 % (last as u64 + 1)) as usize;
-            items.swap(last, pick);
+/// Orders of `len` readers (indices `0..len`), one a round, such that
+/// over the whole list every reader comes right after every other reader
+/// exactly once (a Williams design: rows of a cyclic Latin square whose
+/// first row is 0, 1, len-1, 2, len-2, ...; for an odd `len` the reversed
+/// rows too). Checked when made: the bench's figures rest on it.
+fn balanced_orders(len: usize) -> Vec<Vec<usize>> {
+    let first: Vec<usize> = (0..len)
+        .map(|k| {
+            if k % 2 == 1 {
+                k.div_ceil(2)
+            } else {
+                (len - k / 2) % len
+            }
+        })
+        .collect();
+    let mut orders: Vec<Vec<usize>> = (0..len)
+        .map(|shift| first.iter().map(|&r| (r + shift) % len).collect())
+        .collect();
+    if len % 2 == 1 {
+        let reversed: Vec<Vec<usize>> = orders
+            .iter()
+            .map(|order| order.iter().rev().copied().collect())
+            .collect();
+        orders.extend(reversed);
+    }
+    let mut follows = vec![0usize; len * len];
+    for order in &orders {
+        for pair in order.windows(2) {
+            follows[pair[0] * len + pair[1]] += 1;
         }
     }
+    let times = orders.len() / len;
+    for (k, &n) in follows.iter().enumerate() {
+        let expected = if k / len == k % len { 0 } else { times };
+        assert_eq!(n, expected, "reader order not balanced for {len} readers");
+    }
+    orders
 }
