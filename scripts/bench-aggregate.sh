@@ -25,6 +25,8 @@
 #
 # Both sides work in $TMPDIR (default /tmp: ext4 here).
 # PAUSE_MS=N rests N ms before every timed read (default 0: back to back).
+# PASSES is rounded up to whole blocks of the reader orders (6 rounds, 8
+# with SECOND_AGGREGATOR): see bench_pass.rs for why the orders are balanced.
 # SECOND_WRITER=path/to/pipe-writer-before runs another build of our writer
 # as the second set instead of the minimal one (its name must start with
 # `pipe-writer`; rows `other`): our writers before and after a change.
