@@ -265,7 +265,7 @@ proptest::proptest! {
     /// The same for the kinds, the last kind block remembered
     /// ([`KindsCache::recent_block`]) included: each snapshot is a
     /// header, a block of kind lines and lines, any of them made of
-    /// lines that look alike.
+    /// lines that look alike, and a pass may end (a sweep) after any.
     #[test]
     fn reading_by_the_last_names_equals_a_plain_parse(
         snapshots in proptest::collection::vec(
@@ -273,12 +273,13 @@ proptest::proptest! {
                 proptest::collection::vec(proptest::sample::select(HEADER_LINES), 0..3),
                 proptest::collection::vec(proptest::sample::select(KIND_LINES), 0..4),
                 proptest::collection::vec(proptest::sample::select(LINES), 0..10),
+                proptest::bool::ANY,
             ),
-            1..4,
+            1..6,
         ),
     ) {
         let mut cache = KindsCache::new();
-        for (header, block, lines) in snapshots {
+        for (header, block, lines, pass_ends) in snapshots {
             let bytes = [header.concat(), block.concat(), lines.concat()].concat();
             let (got, got_kinds, got_errors) =
                 Snapshot::parse_with_kinds_cached(bytes.as_bytes(), 64, &mut cache);
@@ -292,6 +293,9 @@ proptest::proptest! {
                     .collect::<Vec<_>>()
             };
             proptest::prop_assert_eq!(bits(&got), bits(&want));
+            if pass_ends {
+                cache.sweep();
+            }
         }
     }
 }
