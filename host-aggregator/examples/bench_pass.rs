@@ -9,7 +9,7 @@
 //! each block of as many rounds as there are readers, every reader comes
 //! right after every other reader exactly once, so no reader gains from
 //! following a reader of the same writers (warm writers answer faster)
-//! more often than another. `PASSES` is rounded up to whole blocks:
+//! more often than another. `PASSES` is rounded up to whole blocks. The readers:
 //!
 //! - `stats`: `GET /stats` from the running aggregator (a fresh pass each);
 //!   CPU is the aggregator process's (all its threads), RSS its `VmHWM`;
