@@ -45,6 +45,11 @@ pub struct TypedMerger {
     /// [`crate::kinds::KindsCache`]) merges value by value, with no walk
     /// of the names.
     same_names: Option<Arc<[Arc<str>]>>,
+    /// What each stat of `same_names` merges by, position by position,
+    /// worked out under the set of declarations numbered `same_rules.0`: a
+    /// source with those names and that set combines each value by its
+    /// rule, with nothing looked up or checked per value.
+    same_rules: (u64, Vec<Rule>),
 }
 
 /// One merged stat, with what its value merges by.
@@ -105,9 +110,21 @@ impl TypedMerger {
             && let Some(names) = &self.same_names
             && Arc::ptr_eq(names, stats.names_list())
         {
+            if self.same_rules.0 == set && self.same_rules.1.len() == self.merged.len() {
+                for ((merged, &value), &rule) in self
+                    .merged
+                    .iter_mut()
+                    .zip(stats.values())
+                    .zip(&self.same_rules.1)
+                {
+                    merged.value = rule.combine(merged.value, value);
+                }
+                return;
+            }
             for (merged, &value) in self.merged.iter_mut().zip(stats.values()) {
                 merged.combine(value, kinds, set, &mut self.kinds);
             }
+            self.note_rules(set);
             return;
         }
         let mut rebuilder = Rebuilder::new();
@@ -157,6 +174,9 @@ impl TypedMerger {
                 .zip(names)
                 .all(|(merged, name)| Arc::ptr_eq(&merged.name, name));
         self.same_names = same.then(|| Arc::clone(stats.names_list()));
+        if same {
+            self.note_rules(set);
+        }
         for (name, distribution) in rebuilder.finish() {
             self.kinds.declare(&name, WireKind::Histogram);
             match self.histograms.get_mut(&name) {
@@ -166,6 +186,17 @@ impl TypedMerger {
                 }
             }
         }
+    }
+
+    /// Notes what each merged stat merges by. The source just added (under
+    /// the set numbered `set`) had every merged name, so each was resolved
+    /// in that set.
+    fn note_rules(&mut self, set: u64) {
+        self.same_rules.0 = set;
+        self.same_rules.1.clear();
+        self.same_rules
+            .1
+            .extend(self.merged.iter().map(Merged::rule));
     }
 
     /// The number of `kinds`' set of declarations: the last one's if it is
