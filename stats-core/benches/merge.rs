@@ -8,52 +8,26 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use stats_core::envelope::{Header, write_header, write_trailer};
 use stats_core::kinds::{Kinds, KindsCache};
 use stats_core::merge::TypedMerger;
-use stats_core::{Registry, Snapshot, Value};
+use stats_core::{Snapshot, Value};
+
+mod common;
 
 const SOURCES: usize = 1000;
+/// As many stats as [`common::writer_snapshot`] has.
 const STATS: usize = 180;
 const MAX_LINE: usize = 4096;
-
-/// The bytes writer `pid` serves: the bench's stats, values varying by
-/// writer.
-fn snapshot_bytes(pid: u32) -> Vec<u8> {
-    let registry = Registry::new();
-    let bump = pid as usize;
-    for i in 0..STATS {
-        let module = i / 3;
-        match i % 3 {
-            0 => registry.incr(&format!("app.module{module}.requests[code=200]"), i + bump),
-            1 => registry.incr(&format!("app.module{module}.bytes_sent"), i * 1000 + bump),
-            _ => registry.set(
-                &format!("app.module{module}.latency_seconds"),
-                (i + bump) as f64 / 8.0,
-            ),
-        }
-    }
-    let mut buf = Vec::new();
-    write_header(
-        &mut buf,
-        &Header {
-            pid,
-            seq: 7,
-            time: 1_700_000_000.25,
-        },
-    );
-    registry.render_kinds_into(&mut buf);
-    registry.render_into(&mut buf);
-    write_trailer(&mut buf);
-    buf
-}
 
 fn merge(c: &mut Criterion) {
     let mut cache = KindsCache::new();
     let sources: Vec<(Snapshot, Kinds)> = (0..SOURCES as u32)
         .map(|pid| {
-            let (snapshot, kinds, errors) =
-                Snapshot::parse_with_kinds_cached(&snapshot_bytes(pid), MAX_LINE, &mut cache);
+            let (snapshot, kinds, errors) = Snapshot::parse_with_kinds_cached(
+                &common::writer_snapshot(pid, pid as usize),
+                MAX_LINE,
+                &mut cache,
+            );
             assert!(errors.is_empty(), "the bench's own lines parse");
             (snapshot, kinds)
         })

@@ -8,44 +8,17 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use stats_core::envelope::{Header, write_header, write_trailer};
+use stats_core::Snapshot;
 use stats_core::kinds::KindsCache;
-use stats_core::{Registry, Snapshot};
 
+mod common;
+
+/// As many stats as [`common::writer_snapshot`] has.
 const STATS: usize = 180;
 const MAX_LINE: usize = 4096;
 
-/// The bytes one of the bench's writers serves.
-fn snapshot_bytes() -> Vec<u8> {
-    let registry = Registry::new();
-    for i in 0..STATS {
-        let module = i / 3;
-        match i % 3 {
-            0 => registry.incr(&format!("app.module{module}.requests[code=200]"), i),
-            1 => registry.incr(&format!("app.module{module}.bytes_sent"), i * 1000),
-            _ => registry.set(
-                &format!("app.module{module}.latency_seconds"),
-                i as f64 / 8.0,
-            ),
-        }
-    }
-    let mut buf = Vec::new();
-    write_header(
-        &mut buf,
-        &Header {
-            pid: 4242,
-            seq: 7,
-            time: 1_700_000_000.25,
-        },
-    );
-    registry.render_kinds_into(&mut buf);
-    registry.render_into(&mut buf);
-    write_trailer(&mut buf);
-    buf
-}
-
 fn parse(c: &mut Criterion) {
-    let bytes = snapshot_bytes();
+    let bytes = common::writer_snapshot(4242, 0);
     let mut group = c.benchmark_group(format!("parse_{STATS}_stats"));
     let mut cache = KindsCache::new();
     let (first, _, errors) = Snapshot::parse_with_kinds_cached(&bytes, MAX_LINE, &mut cache);

@@ -30,3 +30,36 @@ pub fn on_two_threads_indexed(iters: u64, op: impl Fn(usize) + Sync) -> Duration
         mine.max(other.join().expect("bench thread panicked"))
     })
 }
+
+/// The bytes one of `scripts/bench-aggregate.sh`'s writers serves: 180
+/// stats (counters, tagged counters, float gauges) with kind lines and the
+/// envelope; `bump` added to every value, so writers can differ.
+pub fn writer_snapshot(pid: u32, bump: usize) -> Vec<u8> {
+    use stats_core::Registry;
+    use stats_core::envelope::{Header, write_header, write_trailer};
+    let registry = Registry::new();
+    for i in 0..180 {
+        let module = i / 3;
+        match i % 3 {
+            0 => registry.incr(&format!("app.module{module}.requests[code=200]"), i + bump),
+            1 => registry.incr(&format!("app.module{module}.bytes_sent"), i * 1000 + bump),
+            _ => registry.set(
+                &format!("app.module{module}.latency_seconds"),
+                (i + bump) as f64 / 8.0,
+            ),
+        }
+    }
+    let mut buf = Vec::new();
+    write_header(
+        &mut buf,
+        &Header {
+            pid,
+            seq: 7,
+            time: 1_700_000_000.25,
+        },
+    );
+    registry.render_kinds_into(&mut buf);
+    registry.render_into(&mut buf);
+    write_trailer(&mut buf);
+    buf
+}
