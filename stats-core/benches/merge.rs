@@ -14,9 +14,9 @@ use stats_core::{Snapshot, Value};
 
 mod common;
 
+use common::WRITER_STATS as STATS;
+
 const SOURCES: usize = 1000;
-/// As many stats as [`common::writer_snapshot`] has.
-const STATS: usize = 180;
 const MAX_LINE: usize = 4096;
 
 fn merge(c: &mut Criterion) {

@@ -13,8 +13,8 @@ use stats_core::kinds::KindsCache;
 
 mod common;
 
-/// As many stats as [`common::writer_snapshot`] has.
-const STATS: usize = 180;
+use common::WRITER_STATS as STATS;
+
 const MAX_LINE: usize = 4096;
 
 fn parse(c: &mut Criterion) {

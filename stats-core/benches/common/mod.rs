@@ -31,14 +31,18 @@ pub fn on_two_threads_indexed(iters: u64, op: impl Fn(usize) + Sync) -> Duration
     })
 }
 
-/// The bytes one of `scripts/bench-aggregate.sh`'s writers serves: 180
-/// stats (counters, tagged counters, float gauges) with kind lines and the
+/// How many stats [`writer_snapshot`] holds: what
+/// `scripts/bench-aggregate.sh` feeds each writer.
+pub const WRITER_STATS: usize = 180;
+
+/// The bytes one of `scripts/bench-aggregate.sh`'s writers serves:
+/// [`WRITER_STATS`] stats (counters, tagged counters, float gauges) with kind lines and the
 /// envelope; `bump` added to every value, so writers can differ.
 pub fn writer_snapshot(pid: u32, bump: usize) -> Vec<u8> {
     use stats_core::Registry;
     use stats_core::envelope::{Header, write_header, write_trailer};
     let registry = Registry::new();
-    for i in 0..180 {
+    for i in 0..WRITER_STATS {
         let module = i / 3;
         match i % 3 {
             0 => registry.incr(&format!("app.module{module}.requests[code=200]"), i + bump),

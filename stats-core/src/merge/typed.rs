@@ -40,16 +40,23 @@ pub struct TypedMerger {
     /// its name must be looked up again.
     last_kinds: Option<(Kinds, u64)>,
     /// The names of the last source added, when they were the whole merged
-    /// run position by position: a source that shares that very list (the
-    /// next process of the same program, parsed through one
-    /// [`crate::kinds::KindsCache`]) merges value by value, with no walk
-    /// of the names.
-    same_names: Option<Arc<[Arc<str>]>>,
-    /// What each stat of `same_names` merges by, position by position,
-    /// worked out under the set of declarations numbered `same_rules.0`: a
-    /// source with those names and that set combines each value by its
-    /// rule, with nothing looked up or checked per value.
-    same_rules: (u64, Vec<Rule>),
+    /// run position by position, and what each merges by: a source that
+    /// shares that very list (the next process of the same program, parsed
+    /// through one [`crate::kinds::KindsCache`]) merges value by value,
+    /// with no walk of the names.
+    same: Option<SameNames>,
+}
+
+/// The merged run's names as one source's shared list, with the rule of
+/// each position worked out under one set of declarations.
+#[derive(Debug)]
+struct SameNames {
+    names: Arc<[Arc<str>]>,
+    /// The number of the set of declarations `rules` were worked out in
+    /// (see [`TypedMerger::kinds_number`]): a source read with that set
+    /// combines each value by its rule, nothing looked up per value.
+    set: u64,
+    rules: Vec<Rule>,
 }
 
 /// One merged stat, with what its value merges by.
@@ -71,12 +78,18 @@ impl Merged {
     /// `set`), looking the name's kind up again only for a new set, and
     /// noting it in `declared`.
     fn combine(&mut self, value: Value, kinds: &Kinds, set: u64, declared: &mut Kinds) {
+        self.resolve(kinds, set, declared);
+        self.value = self.rule().combine(self.value, value);
+    }
+
+    /// Looks the name's kind up in `kinds` (the set numbered `set`) unless
+    /// it was in that set already, noting it in `declared`.
+    fn resolve(&mut self, kinds: &Kinds, set: u64, declared: &mut Kinds) {
         if self.resolved_in != set {
             self.kind = kinds.get(&self.name);
             self.resolved_in = set;
             declare(declared, &self.name, self.kind);
         }
-        self.value = self.rule().combine(self.value, value);
     }
 
     fn rule(&self) -> Rule {
@@ -107,24 +120,22 @@ impl TypedMerger {
         let set = self.kinds_number(kinds);
         let has_histograms = kinds.has_histograms();
         if !has_histograms
-            && let Some(names) = &self.same_names
-            && Arc::ptr_eq(names, stats.names_list())
+            && let Some(same) = &mut self.same
+            && Arc::ptr_eq(&same.names, stats.names_list())
         {
-            if self.same_rules.0 == set && self.same_rules.1.len() == self.merged.len() {
-                for ((merged, &value), &rule) in self
-                    .merged
-                    .iter_mut()
-                    .zip(stats.values())
-                    .zip(&self.same_rules.1)
-                {
-                    merged.value = rule.combine(merged.value, value);
+            if same.set != set {
+                for merged in &mut self.merged {
+                    merged.resolve(kinds, set, &mut self.kinds);
                 }
-                return;
+                same.set = set;
+                same.rules.clear();
+                same.rules.extend(self.merged.iter().map(Merged::rule));
             }
-            for (merged, &value) in self.merged.iter_mut().zip(stats.values()) {
-                merged.combine(value, kinds, set, &mut self.kinds);
+            for ((merged, &value), &rule) in
+                self.merged.iter_mut().zip(stats.values()).zip(&same.rules)
+            {
+                merged.value = rule.combine(merged.value, value);
             }
-            self.note_rules(set);
             return;
         }
         let mut rebuilder = Rebuilder::new();
@@ -173,10 +184,12 @@ impl TypedMerger {
                 .iter()
                 .zip(names)
                 .all(|(merged, name)| Arc::ptr_eq(&merged.name, name));
-        self.same_names = same.then(|| Arc::clone(stats.names_list()));
-        if same {
-            self.note_rules(set);
-        }
+        self.same = same.then(|| SameNames {
+            names: Arc::clone(stats.names_list()),
+            set,
+            // Every merged name was in this source: resolved in `set`.
+            rules: self.merged.iter().map(Merged::rule).collect(),
+        });
         for (name, distribution) in rebuilder.finish() {
             self.kinds.declare(&name, WireKind::Histogram);
             match self.histograms.get_mut(&name) {
@@ -186,17 +199,6 @@ impl TypedMerger {
                 }
             }
         }
-    }
-
-    /// Notes what each merged stat merges by. The source just added (under
-    /// the set numbered `set`) had every merged name, so each was resolved
-    /// in that set.
-    fn note_rules(&mut self, set: u64) {
-        self.same_rules.0 = set;
-        self.same_rules.1.clear();
-        self.same_rules
-            .1
-            .extend(self.merged.iter().map(Merged::rule));
     }
 
     /// The number of `kinds`' set of declarations: the last one's if it is
