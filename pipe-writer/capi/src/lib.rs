@@ -21,8 +21,9 @@
 //! # std::fs::remove_dir_all(&dir)?; // and our private spare directory
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-// Unsafe code is allowed in two modules only: `ffi` (the C functions take
-// raw pointers) and `atfork` (the one `pthread_atfork` call).
+// Unsafe code is allowed in two modules only: `ffi::lent` (the memory a C
+// caller lends: strings and buffers) and `atfork` (the one `pthread_atfork`
+// call); besides, `ffi`'s table exports each C function by its name.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
