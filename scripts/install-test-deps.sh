@@ -45,6 +45,7 @@ fi
 python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q prometheus_client
 
 # The Python package's tests and benchmark: a venv with maturin, gunicorn and
-# prometheus_client (target/py-test); a C compiler for the C ABI test.
-have cc || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"; $sudo apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; }
+# prometheus_client (target/py-test); a C and a C++ compiler for the C ABI
+# tests (the header is checked from both).
+have cc && have c++ || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"; $sudo apt-get install -y -qq --no-install-recommends gcc g++ libc6-dev >/dev/null; }
 scripts/python-venv.sh >/dev/null

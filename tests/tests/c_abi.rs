@@ -43,6 +43,36 @@ fn compile(dir: &Path) -> PathBuf {
     exe
 }
 
+/// Checks that `source` compiles against the header with every warning an
+/// error, as `language` (`c` or `c++`).
+fn check_compiles(compiler: &str, language: &str, standard: &str, source: &Path) {
+    let (include, _) = c_library();
+    let output = Command::new(compiler)
+        .args(["-x", language, standard, "-Wall", "-Wextra", "-Werror"])
+        .args(["-D_POSIX_C_SOURCE=200809L", "-fsyntax-only", "-I"])
+        .arg(&include)
+        .arg(source)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("run {compiler} (scripts/install-test-deps.sh installs it): {e}")
+        });
+    assert!(
+        output.status.success(),
+        "{compiler} -x {language} {standard} failed on {}:\n{}",
+        source.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_header_serves_c99_and_cpp_and_the_bench_builds() {
+    let bench =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipe-writer/capi/benches/hot_path.c");
+    check_compiles("cc", "c", "-std=c99", &bench);
+    check_compiles("c++", "c++", "-std=c++11", &bench);
+    check_compiles("cc", "c", "-std=c11", &fixture("c/fork_publish.c"));
+}
+
 #[test]
 fn a_c_program_and_its_forked_child_publish_their_own_stats() {
     let build = TempDir::new("c-abi-build");
