@@ -3,16 +3,10 @@
 //! and `lent.rs`; with `atfork.rs` (one libc call), that is all the
 //! crate's.
 //!
-//! Rules every function here keeps:
-//! - no panic crosses the boundary: each body runs in `catch_unwind`, and
-//!   a panic becomes an error return (or nothing, for `void` calls);
-//! - strings are NUL-terminated UTF-8, borrowed for the call only; a NULL
-//!   or non-UTF-8 name records nothing;
-//! - handles (`StatsPipeCounter *` ...) are owned by the library, live
-//!   until the process exits (in its children too), are never freed by
-//!   the caller, and may be used from any thread at once;
-//! - every call is thread-safe, and safe to use in a child of `fork`: the
-//!   child records into its own, empty registry and serves its own pipe.
+//! The rules every function keeps (thread-safe and fork-safe, no panic
+//! across the boundary, who owns each pointer) are written once, at the
+//! top of the header (`RULES` in `header.rs`). Each body runs in
+//! `guard.rs`'s `catch_unwind`, so a panic becomes an error return.
 //!
 //! The pointer contracts live in the argument types, not in each
 //! function: a string is a [`StatsPipeText`] (made in Rust only from a
@@ -32,6 +26,7 @@ use std::time::Duration;
 
 use stats_core::{Counter, Gauge, Histogram, Task};
 
+use crate::error::Error;
 use crate::runtime;
 
 mod abi;
@@ -75,20 +70,19 @@ fn start(function: &'static str, dir: StatsPipeText<'_>) -> c_int {
         };
         Some(Path::new(dir))
     };
-    match runtime::start(dir) {
-        Ok(_) => 0,
-        Err(e) => {
-            set_error(e);
-            -1
-        }
-    }
+    status(runtime::start(dir))
 }
 
 /// Stops serving after up to `linger_seconds`: 0, or -1 and an error.
 fn stop(linger_seconds: f64) -> c_int {
     let linger = Duration::try_from_secs_f64(linger_seconds).unwrap_or(Duration::ZERO);
-    match runtime::stop(linger) {
-        Ok(()) => 0,
+    status(runtime::stop(linger))
+}
+
+/// A C status: 0, or -1 with the error recorded for `stats_pipe_last_error`.
+fn status<T>(result: Result<T, Error>) -> c_int {
+    match result {
+        Ok(_) => 0,
         Err(e) => {
             set_error(e);
             -1
